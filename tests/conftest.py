@@ -22,7 +22,9 @@ def data_dir() -> Path:
     """Folder with mbpp.jsonl, sanitized-mbpp.json and HumanEval.jsonl.gz; skips when absent."""
     path = _dir_from_env("HRM_CODEGEN_DATA_DIR", SHARED / "data")
     if path is None:
-        pytest.skip("benchmark data not found: set HRM_CODEGEN_DATA_DIR to a folder with mbpp.jsonl")
+        pytest.skip(
+            "benchmark data not found: set HRM_CODEGEN_DATA_DIR to a folder with mbpp.jsonl"
+        )
     return path
 
 

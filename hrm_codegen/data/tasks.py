@@ -1,0 +1,128 @@
+"""One task type for both benchmarks, and the one place a runnable program is assembled.
+
+The trainer, generation and the evaluator all see a benchmark as a list of `CodeTask`; only
+`build_program` knows how each benchmark glues a completion to its tests, so evaluation of
+reference solutions, model samples and augmented training variants can never drift apart.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+BENCHMARKS = ("mbpp", "mbpp_sanitized", "humaneval")
+# Canonical task-id prefix per benchmark; both MBPP variants share the original numbering.
+TASK_ID_PREFIX = {"mbpp": "Mbpp", "mbpp_sanitized": "Mbpp", "humaneval": "HumanEval"}
+_BENCHMARK_ALIASES = {
+    "mbpp": "mbpp",
+    "mbpp_full": "mbpp",
+    "mbpp-full": "mbpp",
+    "mbpp_sanitized": "mbpp_sanitized",
+    "mbpp-sanitized": "mbpp_sanitized",
+    "sanitized-mbpp": "mbpp_sanitized",
+    "sanitized_mbpp": "mbpp_sanitized",
+    "humaneval": "humaneval",
+    "human_eval": "humaneval",
+    "human-eval": "humaneval",
+    "openai_humaneval": "humaneval",
+}
+
+
+@dataclass(frozen=True)
+class CodeTask:
+    """A benchmark problem: what the model is shown, a known-good answer, and how to check one.
+
+    For MBPP `prompt` is the natural-language description and `reference_solution` the full
+    program; for HumanEval `prompt` is the signature + docstring and `reference_solution` the
+    function body. Texts are kept byte for byte as the dataset ships them (MBPP uses `\\r\\n`);
+    `hrm_codegen.data.prompts` normalises them for the model.
+    """
+
+    task_id: str
+    benchmark: str
+    prompt: str
+    reference_solution: str
+    tests: tuple[str, ...]
+    entry_point: str | None
+    setup_code: str = ""
+    test_imports: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.benchmark not in BENCHMARKS:
+            raise ValueError(
+                f"CodeTask.benchmark={self.benchmark!r} is not one of {BENCHMARKS}; "
+                "pass the canonical name"
+            )
+        if not isinstance(self.tests, tuple) or not isinstance(self.test_imports, tuple):
+            raise TypeError(
+                f"CodeTask {self.task_id}: tests and test_imports must be tuples "
+                f"(got {type(self.tests).__name__}, {type(self.test_imports).__name__}); "
+                "wrap lists in tuple(...) so the dataclass stays hashable"
+            )
+
+    @property
+    def number(self) -> int:
+        """The integer part of the task id (MBPP splits are defined on it)."""
+        return int(self.task_id.rsplit("/", 1)[1])
+
+
+def canonical_benchmark(name: str) -> str:
+    """Map a benchmark name or accepted alias (`mbpp-sanitized`, `HumanEval`, ...) to its canonical form."""
+    key = name.strip().lower()
+    if key not in _BENCHMARK_ALIASES:
+        raise ValueError(
+            f"unknown benchmark {name!r}; use one of {BENCHMARKS} "
+            "(MBPP's full variant is 'mbpp', the sanitized one 'mbpp_sanitized')"
+        )
+    return _BENCHMARK_ALIASES[key]
+
+
+_TASK_ID = re.compile(r"^\s*(?:([A-Za-z_\-]+)/)?(\d+)\s*$")
+
+
+def normalize_task_id(benchmark: str, raw: int | str) -> str:
+    """Turn `601`, `"601"`, `"Mbpp/601"` or `"MBPP/601"` into the canonical `"Mbpp/601"`.
+
+    Results files, configs and the datasets themselves spell ids differently; every lookup goes
+    through here so that `"MBPP/601"` in a samples file matches the loaded task.
+    """
+    bench = canonical_benchmark(benchmark)
+    prefix = TASK_ID_PREFIX[bench]
+    if isinstance(raw, bool) or not isinstance(raw, (int, str)):
+        raise TypeError(f"task id must be an int or str, got {raw!r} ({type(raw).__name__})")
+    if isinstance(raw, int):
+        if raw < 0:
+            raise ValueError(f"task id {raw} is negative; ids are non-negative integers")
+        return f"{prefix}/{raw}"
+    match = _TASK_ID.match(raw)
+    if match is None:
+        raise ValueError(
+            f"cannot read task id {raw!r} for {bench}; expected e.g. 12, '12' or '{prefix}/12'"
+        )
+    given_prefix, number = match.groups()
+    if given_prefix is not None and given_prefix.lower() != prefix.lower():
+        raise ValueError(
+            f"task id {raw!r} has prefix {given_prefix!r}, but benchmark {bench!r} uses "
+            f"'{prefix}/N'; did you pass the wrong benchmark?"
+        )
+    return f"{prefix}/{int(number)}"
+
+
+def build_program(task: CodeTask, completion: str) -> str:
+    """Assemble the program that checks `completion` against the task's tests.
+
+    MBPP: the completion is the whole solution; the setup code goes *after* it because tasks
+    367 and 927 build test trees from the solution's own `Node` class; the sanitized variant's
+    `test_imports` go after the solution too, so a solution cannot lean on them by accident.
+    HumanEval: the completion is the function body, appended to the prompt, then the test
+    module and `check(entry_point)`.
+    """
+    if not isinstance(completion, str):
+        raise TypeError(f"completion must be a str, got {type(completion).__name__}")
+    if task.benchmark == "humaneval":
+        if not task.entry_point:
+            raise ValueError(f"{task.task_id}: HumanEval task has no entry_point to check")
+        test_code = "\n".join(task.tests)
+        return f"{task.prompt}{completion}\n\n{test_code}\n\ncheck({task.entry_point})\n"
+    parts = [completion, task.setup_code, *task.test_imports, *task.tests]
+    return "\n".join(parts) + "\n"

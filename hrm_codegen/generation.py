@@ -1,0 +1,607 @@
+"""Text generation for the HRM and the transformer baseline, on the KV cache.
+
+`generate` turns prompts into continuations for Pass@k evaluation; `generate_ids` does the same on token
+ids; `generate_hf` wraps a Hugging Face causal LM's own `generate` with the same return shape, so the
+evaluator treats every model alike.
+
+How a batch is decoded:
+
+- Prompts are sorted by length (less padding), left-padded, and prefilled once; the prefilled cache is
+  expanded to the `num_samples` rows of each prompt with `cache.index_select`, so a prompt is never
+  prefilled twice, even when its samples are split over several decode batches.
+- The attention mask follows the HF convention (`[B, past + S]`, one column added per step) and position
+  ids are `cumsum(mask) - 1`, so a left-padded row sees the same positions as the prompt alone.
+- A row stops at EOS (not included in the output), when a stop string appears in its text (checked on
+  the newly decoded tail only), or after `max_new_tokens`; finished rows are dropped from the batch.
+- Sampling is reproducible per row: sample `j` of a prompt draws from its own `torch.Generator`, seeded
+  from (`seed`, the prompt's token ids, `j`). The same prompt therefore gives the same samples whatever
+  batch, position or `batch_size` it is generated with.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from tqdm.auto import tqdm
+
+# --------------------------------------------------------------------------------------------------
+# Next-token choice
+
+
+def filter_logits(logits: torch.Tensor, *, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
+    """Return float32 logits with every token outside the top-k / nucleus (top-p) set at -inf.
+
+    Top-p keeps the smallest set of most likely tokens whose probability reaches `top_p` (the most likely
+    token is always kept). Ties at the top-k boundary are all kept.
+    """
+    logits = logits.float()
+    vocab = logits.shape[-1]
+    if top_k > 0 and top_k < vocab:
+        kth_largest = torch.topk(logits, top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth_largest, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, sorted_index = torch.sort(logits, dim=-1, descending=True)
+        sorted_probs = torch.softmax(sorted_logits, dim=-1)
+        mass_before = torch.cumsum(sorted_probs, dim=-1) - sorted_probs
+        drop_sorted = mass_before >= top_p
+        drop_sorted[..., 0] = False
+        drop = torch.zeros_like(drop_sorted).scatter(-1, sorted_index, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    return logits
+
+
+def next_token_probs(
+    logits: torch.Tensor, *, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0
+) -> torch.Tensor:
+    """Sampling distribution [B, V] (float32): temperature, then top-k / top-p; removed tokens are 0."""
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0 to sample, got {temperature}; use 0 for greedy")
+    return torch.softmax(
+        filter_logits(logits.float() / temperature, top_k=top_k, top_p=top_p), dim=-1
+    )
+
+
+def sample_from_probs(probs: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
+    """Inverse-CDF sampling: row b takes the token whose CDF interval contains `uniforms[b]` in [0, 1).
+
+    One uniform per row lets every row draw from its own generator. A token with probability 0 has an
+    empty interval, so it is never chosen; rounding at the top end falls back on the last token with
+    positive probability rather than running past the vocabulary.
+    """
+    probs = probs.double()
+    cdf = torch.cumsum(probs, dim=-1)
+    targets = uniforms.to(device=probs.device, dtype=torch.float64).unsqueeze(-1) * cdf[..., -1:]
+    chosen = torch.searchsorted(cdf, targets, right=True).squeeze(-1)
+    positions = torch.arange(probs.shape[-1], device=probs.device)
+    last_positive = torch.where(probs > 0, positions, -1).amax(dim=-1)
+    return torch.minimum(chosen, last_positive)
+
+
+# --------------------------------------------------------------------------------------------------
+# Stop strings
+
+
+def truncate_at_stop(text: str, stop: Sequence[str] | None) -> str:
+    """Cut `text` at the earliest occurrence of any stop string (the stop string is removed too)."""
+    cut = len(text)
+    for s in stop or ():
+        found = text.find(s)
+        if found != -1:
+            cut = min(cut, found)
+    return text[:cut]
+
+
+_DECODE_KWARGS = {"skip_special_tokens": True, "clean_up_tokenization_spaces": False}
+
+
+class StopStringWatcher:
+    """Says when a stop string appears in a growing token sequence, decoding only its new tail.
+
+    Decoding a token alone can split a multi-byte character, so new text is read the way streaming
+    servers do: decode from a prefix offset a few tokens back, and only accept text once it does not end
+    in an incomplete character. The last `len(longest stop) - 1` characters are kept so that a stop string
+    split across two steps is still found.
+    """
+
+    def __init__(self, tokenizer, stop: Sequence[str]):
+        stop = list(stop)
+        if not stop or any(not isinstance(s, str) or s == "" for s in stop):
+            raise ValueError(f"stop strings must be non-empty strings, got {stop!r}")
+        self.tokenizer = tokenizer
+        self.stop = stop
+        self.keep = max(len(s) for s in stop) - 1
+        self.prefix_offset = 0
+        self.read_offset = 0
+        self.tail = ""
+
+    def update(self, tokens: Sequence[int]) -> bool:
+        """Read the text added by the last tokens; True when a stop string is now in the text."""
+        decode = self.tokenizer.decode
+        prefix_text = decode(tokens[self.prefix_offset : self.read_offset], **_DECODE_KWARGS)
+        text = decode(tokens[self.prefix_offset :], **_DECODE_KWARGS)
+        if len(text) <= len(prefix_text) or text.endswith("\ufffd"):
+            return False  # nothing new, or a character still incomplete: wait for the next token
+        window = self.tail + text[len(prefix_text) :]
+        self.prefix_offset, self.read_offset = self.read_offset, len(tokens)
+        self.tail = window[len(window) - self.keep :] if self.keep else ""
+        return any(s in window for s in self.stop)
+
+
+# --------------------------------------------------------------------------------------------------
+# Decoding loop
+
+
+def _row_generator(seed: int, prompt_ids: Sequence[int], sample_index: int) -> torch.Generator:
+    """A generator that depends only on (seed, prompt, sample index), never on the batch around it."""
+    key = hashlib.blake2b(digest_size=8)
+    key.update(f"{seed}:{sample_index}:".encode())
+    key.update(",".join(map(str, prompt_ids)).encode())
+    generator = torch.Generator()
+    generator.manual_seed(int.from_bytes(key.digest(), "little") & (2**63 - 1))
+    return generator
+
+
+@dataclass
+class _Row:
+    """One sequence being generated: sample `sample_index` of prompt `prompt_index`."""
+
+    prompt_index: int
+    sample_index: int
+    budget: int
+    generator: torch.Generator | None
+    watcher: StopStringWatcher | None
+    tokens: list[int] = field(default_factory=list)
+    done: bool = False
+
+
+@dataclass
+class _Prefill:
+    """A group of left-padded prompts run through the model once, ready to be expanded to rows."""
+
+    input_ids: torch.Tensor  # [P, T]
+    attention_mask: torch.Tensor  # [P, T]
+    last_logits: torch.Tensor  # [P, V] float32, predicts the first new token
+    cache: object | None  # KVCache with T positions filled, or None without the cache
+
+
+def _position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
+    return (attention_mask.cumsum(-1) - 1).clamp(min=0)
+
+
+def _forward_last(model, input_ids, attention_mask, cache) -> torch.Tensor:
+    """Logits [B, V] (float32) for the last position; mask and positions only when there is padding.
+
+    `logits_to_keep=1` spares the [B, S, vocab] logits of a long prompt, which can outweigh the model.
+    """
+    if bool(attention_mask.all()):
+        mask = positions = None
+    else:
+        mask = attention_mask
+        positions = _position_ids(attention_mask)[:, -input_ids.shape[1] :]
+    out = model(
+        input_ids, attention_mask=mask, position_ids=positions, cache=cache, logits_to_keep=1
+    )
+    logits = out.logits[:, -1].float()
+    if torch.isnan(logits).any():
+        raise RuntimeError(
+            "the model returned NaN logits during generation; check the model's dtype and its handling "
+            "of left padding (a fully masked attention row must not produce NaN)"
+        )
+    return logits
+
+
+def _prefill(model, prompts: list[list[int]], new_tokens: int, pad_id: int, use_cache: bool):
+    device = next(model.parameters()).device
+    width = max(len(p) for p in prompts)
+    input_ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for b, prompt in enumerate(prompts):
+        input_ids[b, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
+        attention_mask[b, width - len(prompt) :] = 1
+    input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
+    cache = (
+        model.allocate_cache(len(prompts), width + new_tokens, device=device) if use_cache else None
+    )
+    last_logits = _forward_last(model, input_ids, attention_mask, cache)
+    return _Prefill(input_ids, attention_mask, last_logits, cache)
+
+
+@dataclass(frozen=True)
+class _Sampling:
+    greedy: bool
+    temperature: float
+    top_k: int
+    top_p: float
+
+
+def _choose_tokens(logits: torch.Tensor, rows: list[_Row], sampling: _Sampling) -> list[int]:
+    if sampling.greedy:
+        return logits.argmax(dim=-1).tolist()
+    probs = next_token_probs(
+        logits, temperature=sampling.temperature, top_k=sampling.top_k, top_p=sampling.top_p
+    )
+    uniforms = torch.stack(
+        [torch.rand((), generator=row.generator, dtype=torch.float64) for row in rows]
+    )
+    return sample_from_probs(probs, uniforms).tolist()
+
+
+def _decode_rows(
+    model,
+    prefill: _Prefill,
+    rows: list[_Row],
+    prompt_of_row: list[int],
+    sampling: _Sampling,
+    eos_token_id: int | None,
+    use_cache: bool,
+) -> None:
+    """Generate every row to its end, appending to `row.tokens`; rows share their prompt's prefill."""
+    device = prefill.input_ids.device
+    index = torch.tensor(prompt_of_row, device=device)
+    input_ids = prefill.input_ids[index]
+    attention_mask = prefill.attention_mask[index]
+    logits = prefill.last_logits[index]
+    cache = prefill.cache.index_select(index) if use_cache else None
+    active = list(rows)
+    while True:
+        tokens = _choose_tokens(logits, active, sampling)
+        for row, token in zip(active, tokens):
+            if token == eos_token_id:
+                row.done = True
+                continue
+            row.tokens.append(token)
+            stopped = row.watcher is not None and row.watcher.update(row.tokens)
+            row.done = stopped or len(row.tokens) >= row.budget
+        keep = [b for b, row in enumerate(active) if not row.done]
+        if not keep:
+            return
+        next_ids = torch.tensor(tokens, device=device).unsqueeze(1)
+        if len(keep) < len(active):
+            keep_index = torch.tensor(keep, device=device)
+            active = [active[b] for b in keep]
+            next_ids, input_ids = next_ids[keep_index], input_ids[keep_index]
+            attention_mask = attention_mask[keep_index]
+            cache = cache.index_select(keep_index) if use_cache else None
+        attention_mask = torch.cat([attention_mask, attention_mask.new_ones(len(active), 1)], dim=1)
+        if use_cache:
+            logits = _forward_last(model, next_ids, attention_mask, cache)
+        else:
+            input_ids = torch.cat([input_ids, next_ids], dim=1)
+            logits = _forward_last(model, input_ids, attention_mask, None)
+
+
+def _group_prompts(
+    lengths: list[int], budgets: list[int], group_size: int, max_seq_len: int | None
+) -> list[list[int]]:
+    """Prompt indices in prefill groups of similar length (longest first, so padding stays small).
+
+    A left-padded group spans `width + new tokens` cache positions, which must fit in `max_seq_len`:
+    a prompt whose token budget would overflow next to the group's longest prompt starts a new
+    group instead, so no row ever gets fewer new tokens because of the batch it is in.
+    """
+    groups: list[list[int]] = []
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        if groups and len(groups[-1]) < group_size:
+            width = lengths[groups[-1][0]]
+            if max_seq_len is None or width + budgets[i] <= max_seq_len:
+                groups[-1].append(i)
+                continue
+        groups.append([i])
+    return groups
+
+
+def _check_options(max_new_tokens, num_samples, temperature, top_p, top_k, batch_size) -> None:
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
+    if not 0.0 < top_p <= 1.0:
+        raise ValueError(
+            f"top_p must be in (0, 1], got {top_p}; use 1.0 to turn nucleus sampling off"
+        )
+    if top_k < 0:
+        raise ValueError(f"top_k must be >= 0, got {top_k}; use 0 to turn top-k off")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+
+
+@torch.inference_mode()
+def generate_ids(
+    model,
+    input_ids: list[list[int]],
+    *,
+    max_new_tokens: int,
+    num_samples: int = 1,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    top_k: int = 0,
+    eos_token_id: int | None = None,
+    pad_token_id: int = 0,
+    stop: Sequence[str] | None = None,
+    tokenizer=None,
+    seed: int | None = None,
+    batch_size: int = 8,
+    use_cache: bool = True,
+    progress: bool = False,
+) -> list[list[list[int]]]:
+    """Generate `num_samples` continuations of each prompt; returns new token ids [prompt][sample].
+
+    Greedy unless `do_sample` and `temperature > 0`. EOS ends a row and is not returned. With `stop`
+    (needs `tokenizer`), a row ends once its decoded text contains a stop string; the tokens up to that
+    point are returned (cut the text with `truncate_at_stop`). `batch_size` is the number of sequences
+    decoded together (the cache holds `batch_size` rows). `use_cache=False` recomputes the whole
+    sequence every step: slow, the reference the cache is tested against.
+
+    Rows are also capped at `model.config.max_seq_len` tokens in total (prompt + new), with a warning.
+    """
+    _check_options(max_new_tokens, num_samples, temperature, top_p, top_k, batch_size)
+    if stop and tokenizer is None:
+        raise ValueError("stop strings need the tokenizer to decode text: pass tokenizer=...")
+    prompts = [list(p) for p in input_ids]
+    max_seq_len = getattr(model.config, "max_seq_len", None)
+    budgets = []
+    for i, prompt in enumerate(prompts):
+        if not prompt:
+            raise ValueError(
+                f"prompt {i} is empty; every prompt needs at least one token (e.g. BOS)"
+            )
+        budget = max_new_tokens
+        if max_seq_len is not None:
+            if len(prompt) >= max_seq_len:
+                raise ValueError(
+                    f"prompt {i} has {len(prompt)} tokens but the model's max_seq_len is "
+                    f"{max_seq_len}; shorten the prompt to leave room for new tokens"
+                )
+            budget = min(max_new_tokens, max_seq_len - len(prompt))
+            if budget < max_new_tokens:
+                warnings.warn(
+                    f"prompt {i} ({len(prompt)} tokens): generation capped at {budget} new tokens "
+                    f"by the model's max_seq_len={max_seq_len}",
+                    stacklevel=2,
+                )
+        budgets.append(budget)
+
+    greedy = not do_sample or temperature == 0
+    sampling = _Sampling(greedy, temperature, top_k, top_p)
+    if not greedy and seed is None:
+        seed = int(torch.randint(2**62, ()).item())  # follows torch.manual_seed
+    rows_per_prompt = 1 if greedy else num_samples  # greedy samples are all the same: decode one
+    groups = _group_prompts(
+        [len(p) for p in prompts], budgets, max(1, batch_size // rows_per_prompt), max_seq_len
+    )
+    results: list[list[list[int]]] = [[] for _ in prompts]
+
+    was_training = model.training
+    model.eval()
+    bar = tqdm(total=len(prompts) * num_samples, desc="generate", unit="seq", disable=not progress)
+    try:
+        for group in groups:
+            prefill = _prefill(
+                model,
+                [prompts[i] for i in group],
+                max(budgets[i] for i in group),
+                pad_token_id,
+                use_cache,
+            )
+            slots = [(g, j) for g in range(len(group)) for j in range(rows_per_prompt)]
+            for chunk_start in range(0, len(slots), batch_size):
+                chunk = slots[chunk_start : chunk_start + batch_size]
+                rows = [
+                    _Row(
+                        prompt_index=group[g],
+                        sample_index=j,
+                        budget=budgets[group[g]],
+                        generator=None if greedy else _row_generator(seed, prompts[group[g]], j),
+                        watcher=StopStringWatcher(tokenizer, stop) if stop else None,
+                    )
+                    for g, j in chunk
+                ]
+                _decode_rows(
+                    model,
+                    prefill,
+                    rows,
+                    [g for g, _ in chunk],
+                    sampling,
+                    eos_token_id,
+                    use_cache,
+                )
+                for row in rows:
+                    copies = num_samples if greedy else 1
+                    results[row.prompt_index].extend(list(row.tokens) for _ in range(copies))
+                bar.update(len(rows) * (num_samples if greedy else 1))
+    finally:
+        bar.close()
+        model.train(was_training)
+    return results
+
+
+def encode_prompt(tokenizer, prompt: str) -> list[int]:
+    """BOS + prompt tokens: the start of the training sequence BOS + prompt + target + EOS."""
+    if tokenizer.bos_token_id is None:
+        raise ValueError("the tokenizer has no bos_token_id; load it with hrm_codegen.tokenization")
+    return [tokenizer.bos_token_id, *tokenizer.encode(prompt, add_special_tokens=False)]
+
+
+def generate(
+    model,
+    tokenizer,
+    prompts: list[str],
+    *,
+    max_new_tokens: int,
+    num_samples: int = 1,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    top_k: int = 0,
+    stop: Sequence[str] | None = None,
+    seed: int | None = None,
+    batch_size: int = 8,
+    use_cache: bool = True,
+    progress: bool = False,
+) -> list[list[str]]:
+    """Continue each prompt `num_samples` times; returns texts [prompt][sample].
+
+    Each text is what follows the prompt, with EOS removed and cut before the first stop string.
+    Prompts are encoded as BOS + prompt, as in training. Options as in `generate_ids`;
+    `temperature=0` means greedy.
+    """
+    if isinstance(prompts, str):
+        raise TypeError("prompts must be a list of strings; wrap a single prompt as [prompt]")
+    pad_id = (
+        tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    )
+    ids = generate_ids(
+        model,
+        [encode_prompt(tokenizer, p) for p in prompts],
+        max_new_tokens=max_new_tokens,
+        num_samples=num_samples,
+        do_sample=do_sample,
+        temperature=temperature,
+        top_p=top_p,
+        top_k=top_k,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=pad_id if pad_id is not None else 0,
+        stop=stop,
+        tokenizer=tokenizer,
+        seed=seed,
+        batch_size=batch_size,
+        use_cache=use_cache,
+        progress=progress,
+    )
+    return [
+        [truncate_at_stop(tokenizer.decode(sample, **_DECODE_KWARGS), stop) for sample in samples]
+        for samples in ids
+    ]
+
+
+# --------------------------------------------------------------------------------------------------
+# Hugging Face models
+
+
+@torch.inference_mode()
+def generate_hf(
+    hf_model,
+    hf_tokenizer,
+    prompts: list[str],
+    *,
+    max_new_tokens: int,
+    num_samples: int = 1,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    top_k: int = 0,
+    stop: Sequence[str] | None = None,
+    seed: int | None = None,
+    batch_size: int = 8,
+    progress: bool = False,
+) -> list[list[str]]:
+    """`generate` for a Hugging Face causal LM, through its own `generate`; same return shape.
+
+    Prompts are tokenized the way the HF tokenizer does by default (it adds BOS only if its model
+    expects one). Sampling is seeded through the global torch RNG (forked, so the caller's RNG state is
+    untouched), once per generate call: the same seed and `batch_size` give the same samples, but unlike
+    `generate` a sample depends on the batch it was drawn in.
+    """
+    if isinstance(prompts, str):
+        raise TypeError("prompts must be a list of strings; wrap a single prompt as [prompt]")
+    _check_options(max_new_tokens, num_samples, temperature, top_p, top_k, batch_size)
+    eos_id = hf_tokenizer.eos_token_id
+    pad_id = hf_tokenizer.pad_token_id if hf_tokenizer.pad_token_id is not None else eos_id
+    if pad_id is None:
+        raise ValueError(
+            "the HF tokenizer has neither a pad nor an EOS token; set one to pad batches"
+        )
+    greedy = not do_sample or temperature == 0
+    if not greedy and seed is None:
+        seed = int(torch.randint(2**62, ()).item())
+    rows_per_prompt = 1 if greedy else num_samples
+    prompts_per_group = max(1, batch_size // rows_per_prompt)
+    device = next(hf_model.parameters()).device
+    options = {"max_new_tokens": max_new_tokens, "pad_token_id": pad_id, "eos_token_id": eos_id}
+    if greedy:
+        options["do_sample"] = False
+    else:
+        options.update(do_sample=True, temperature=temperature, top_p=top_p, top_k=top_k)
+    if stop:
+        options.update(stop_strings=list(stop), tokenizer=hf_tokenizer)
+
+    results: list[list[str]] = [[] for _ in prompts]
+    padding_side, hf_tokenizer.padding_side = hf_tokenizer.padding_side, "left"
+    was_training = hf_model.training
+    hf_model.eval()
+    bar = tqdm(total=len(prompts) * num_samples, desc="generate", unit="seq", disable=not progress)
+    try:
+        for start in range(0, len(prompts), prompts_per_group):
+            group = list(range(start, min(start + prompts_per_group, len(prompts))))
+            encoded = hf_tokenizer(
+                [prompts[i] for i in group], return_tensors="pt", padding=True
+            ).to(device)
+            for first_sample in range(0, rows_per_prompt, batch_size):
+                count = min(batch_size, rows_per_prompt - first_sample)
+                with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                    if not greedy:
+                        torch.manual_seed(_row_generator(seed, group, first_sample).initial_seed())
+                    output = hf_model.generate(**encoded, num_return_sequences=count, **options)
+                new_tokens = output[:, encoded["input_ids"].shape[1] :].tolist()
+                for r, tokens in enumerate(new_tokens):
+                    if eos_id is not None and eos_id in tokens:
+                        tokens = tokens[: tokens.index(eos_id)]
+                    text = truncate_at_stop(hf_tokenizer.decode(tokens, **_DECODE_KWARGS), stop)
+                    copies = num_samples if greedy else 1
+                    results[group[r // count]].extend([text] * copies)
+                bar.update(len(new_tokens) * (num_samples if greedy else 1))
+    finally:
+        bar.close()
+        hf_tokenizer.padding_side = padding_side
+        hf_model.train(was_training)
+    return results
+
+
+# --------------------------------------------------------------------------------------------------
+# Throughput (scripts/bench_generate.py)
+
+
+def measure_throughput(
+    model,
+    *,
+    batch_size: int,
+    prompt_len: int,
+    new_tokens: int,
+    use_cache: bool = True,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Prompt tokens/s (prefill) and new tokens/s (decode) for greedy generation on random prompts.
+
+    Prefill time is a run with one new token; decode time is the rest of a run with `new_tokens`, so
+    each rate excludes the other phase. No EOS: every row runs to `new_tokens`.
+    """
+    if new_tokens < 2:
+        raise ValueError(
+            f"new_tokens must be >= 2 to time decoding apart from prefill, got {new_tokens}"
+        )
+    generator = torch.Generator().manual_seed(seed)
+    prompts = torch.randint(model.config.vocab_size, (batch_size, prompt_len), generator=generator)
+    prompts = prompts.tolist()
+    options = dict(batch_size=batch_size, use_cache=use_cache)
+    generate_ids(model, prompts, max_new_tokens=2, **options)  # warm-up (kernels, allocator)
+    start = time.perf_counter()
+    generate_ids(model, prompts, max_new_tokens=1, **options)
+    prefill_s = time.perf_counter() - start
+    start = time.perf_counter()
+    generate_ids(model, prompts, max_new_tokens=new_tokens, **options)
+    total_s = time.perf_counter() - start
+    decode_s = max(total_s - prefill_s, 1e-9)
+    return {
+        "prefill_s": prefill_s,
+        "decode_s": decode_s,
+        "prompt_tokens_per_s": batch_size * prompt_len / prefill_s,
+        "new_tokens_per_s": batch_size * (new_tokens - 1) / decode_s,
+    }

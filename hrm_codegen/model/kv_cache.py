@@ -1,0 +1,113 @@
+"""Preallocated key/value cache for incremental decoding.
+
+One slot per block *application*: the transformer has one per layer; the HRM one per layer per module
+application per segment, because each application sees different hidden states and so produces
+different keys and values at the same position.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class KVCache:
+    """Keys and values of all slots in two tensors [slots, B, kv_heads, max_len, head_dim].
+
+    The model writes the new positions of every slot during a forward, then calls `advance(S)`;
+    `seq_len` counts the positions already cached (shared by all rows; padding is the attention
+    mask's business).
+    """
+
+    def __init__(
+        self,
+        num_slots: int,
+        batch_size: int,
+        num_kv_heads: int,
+        max_len: int,
+        head_dim: int,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ):
+        for name, value in [
+            ("num_slots", num_slots),
+            ("batch_size", batch_size),
+            ("max_len", max_len),
+        ]:
+            if value < 1:
+                raise ValueError(f"KVCache {name} must be >= 1, got {value}")
+        shape = (num_slots, batch_size, num_kv_heads, max_len, head_dim)
+        self.keys = torch.zeros(shape, device=device, dtype=dtype or torch.float32)
+        self.values = torch.zeros_like(self.keys)
+        self.seq_len = 0
+
+    @property
+    def num_slots(self) -> int:
+        return self.keys.shape[0]
+
+    @property
+    def batch_size(self) -> int:
+        return self.keys.shape[1]
+
+    @property
+    def max_len(self) -> int:
+        return self.keys.shape[3]
+
+    def check_fits(self, batch_size: int, new_tokens: int) -> None:
+        """Raise a clear error before a forward that would not fit this cache."""
+        if batch_size != self.batch_size:
+            raise ValueError(
+                f"input batch size {batch_size} does not match the cache's {self.batch_size}; "
+                "use cache.index_select(...) to reorder or expand the cache"
+            )
+        if self.seq_len + new_tokens > self.max_len:
+            raise ValueError(
+                f"KV cache overflow: {self.seq_len} cached + {new_tokens} new positions exceed "
+                f"max_len={self.max_len}; allocate a larger cache (model.allocate_cache(..., max_len=...))"
+            )
+
+    def update(
+        self, slot: int, keys: torch.Tensor, values: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write [B, kv_heads, S, D] at positions seq_len..seq_len+S-1 of `slot`.
+
+        Returns the slot's keys and values for positions 0..seq_len+S-1.
+        """
+        end = self.seq_len + keys.shape[2]
+        if end > self.max_len:
+            raise ValueError(
+                f"KV cache overflow: writing up to position {end} in a cache of max_len={self.max_len}"
+            )
+        self.keys[slot, :, :, self.seq_len : end] = keys
+        self.values[slot, :, :, self.seq_len : end] = values
+        return self.keys[slot, :, :, :end], self.values[slot, :, :, :end]
+
+    def advance(self, new_tokens: int) -> None:
+        """Mark `new_tokens` more positions as cached (called once per forward, after all slots)."""
+        self.seq_len += new_tokens
+
+    def index_select(self, batch_index: torch.Tensor) -> KVCache:
+        """A new cache whose row i is this cache's row batch_index[i].
+
+        Share a prefill between n samples with `index_select(torch.arange(B).repeat_interleave(n))`,
+        or drop finished rows by selecting the ones still running.
+        """
+        batch_index = torch.as_tensor(batch_index, device=self.keys.device).long()
+        if batch_index.dim() != 1:
+            raise ValueError(f"batch_index must be 1-D, got shape {tuple(batch_index.shape)}")
+        if batch_index.numel() and (batch_index.min() < 0 or batch_index.max() >= self.batch_size):
+            raise IndexError(
+                f"batch_index values must lie in [0, {self.batch_size}), got "
+                f"[{int(batch_index.min())}, {int(batch_index.max())}]"
+            )
+        selected = KVCache.__new__(KVCache)
+        selected.keys = self.keys.index_select(1, batch_index)
+        selected.values = self.values.index_select(1, batch_index)
+        selected.seq_len = self.seq_len
+        return selected
+
+    def __repr__(self) -> str:
+        slots, batch, heads, max_len, head_dim = self.keys.shape
+        return (
+            f"KVCache(slots={slots}, batch={batch}, kv_heads={heads}, max_len={max_len}, "
+            f"head_dim={head_dim}, seq_len={self.seq_len}, dtype={self.keys.dtype})"
+        )

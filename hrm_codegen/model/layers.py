@@ -1,0 +1,356 @@
+"""Building blocks shared by the HRM and the transformer baseline.
+
+Everything here follows the reference HRM design: post-norm blocks, RMSNorm without a learned weight
+(float32, eps 1e-5), rotary position embeddings (theta 10000, rotate-half), a fused `qkv_proj`, a SwiGLU
+MLP with a fused `gate_up_proj`, no biases, and JAX-style truncated-normal initialisation.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hrm_codegen.model.kv_cache import KVCache
+
+ATTN_IMPLS = ("sdpa", "flash_attn")
+
+try:  # optional: FlashAttention 2 kernels (pip install hrm-codegen[flash])
+    from flash_attn import flash_attn_func
+except ImportError:  # pragma: no cover - depends on the environment
+    flash_attn_func = None
+
+
+# ----------------------------------------------------------------------------- initialisation
+
+
+def trunc_normal_(tensor: torch.Tensor, std: float = 1.0, lower: float = -2.0, upper: float = 2.0):
+    """Fill `tensor` with a normal truncated at [lower, upper] standard deviations.
+
+    Like JAX's `truncated_normal` initialiser, the samples are rescaled so that the *truncated*
+    distribution has standard deviation `std` (a plain truncation would shrink it by ~12% at ±2σ).
+    """
+    if std == 0:
+        return tensor.zero_()
+    phi = lambda t: math.exp(-0.5 * t * t) / math.sqrt(2 * math.pi)  # noqa: E731
+    cdf = lambda t: 0.5 * (1 + math.erf(t / math.sqrt(2)))  # noqa: E731
+    mass = cdf(upper) - cdf(lower)
+    variance = (
+        1
+        + (lower * phi(lower) - upper * phi(upper)) / mass
+        - ((phi(lower) - phi(upper)) / mass) ** 2
+    )
+    with torch.no_grad():
+        nn.init.trunc_normal_(tensor, mean=0.0, std=1.0, a=lower, b=upper)
+        tensor.mul_(std / math.sqrt(variance))
+    return tensor
+
+
+def make_linear(in_features: int, out_features: int, bias: bool = False) -> nn.Linear:
+    """A linear layer with truncated-normal weights at std 1/sqrt(fan_in) and zero bias."""
+    layer = nn.Linear(in_features, out_features, bias=bias)
+    trunc_normal_(layer.weight, std=1.0 / math.sqrt(in_features))
+    if bias:
+        nn.init.zeros_(layer.bias)
+    return layer
+
+
+def swiglu_intermediate_size(hidden_size: int, expansion: float) -> int:
+    """round(expansion * hidden * 2/3), rounded up to a multiple of 256 (as in the reference)."""
+    size = round(expansion * hidden_size * 2 / 3)
+    return -(-size // 256) * 256
+
+
+# ----------------------------------------------------------------------------- norm and rotary
+
+
+def rms_norm(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """RMSNorm without a learned weight, computed in float32 and returned in the input dtype."""
+    x32 = x.float()
+    x32 = x32 * torch.rsqrt(x32.square().mean(-1, keepdim=True) + eps)
+    return x32.to(x.dtype)
+
+
+class RotaryEmbedding(nn.Module):
+    """cos/sin tables for rotary embeddings, computed on the fly from arbitrary position ids.
+
+    Computing from `position_ids` (rather than slicing a precomputed table) serves left-padded
+    batches and cached decoding with one code path.
+    """
+
+    def __init__(self, head_dim: int, theta: float = 10000.0):
+        super().__init__()
+        if head_dim % 2:
+            raise ValueError(f"rotary embeddings need an even head_dim, got {head_dim}")
+        inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+
+    def forward(self, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """position_ids [B, S] -> (cos, sin), each float32 [B, S, head_dim]."""
+        angles = position_ids.float().unsqueeze(-1) * self.inv_freq.float()
+        angles = torch.cat((angles, angles), dim=-1)
+        return angles.cos(), angles.sin()
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    first, second = x.chunk(2, dim=-1)
+    return torch.cat((-second, first), dim=-1)
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x [B, S, heads, head_dim]; cos/sin [B, S, head_dim]. Computed in float32."""
+    x32 = x.float()
+    cos, sin = cos.unsqueeze(-2), sin.unsqueeze(-2)
+    return (x32 * cos + rotate_half(x32) * sin).to(x.dtype)
+
+
+# ----------------------------------------------------------------------------- attention inputs
+
+
+@dataclass
+class AttentionInputs:
+    """What every block application of one forward shares: rotary tables and the attention mask.
+
+    `mask` is a boolean [B, 1, S, past + S] (True = may attend) or None; with None, `is_causal` says
+    whether SDPA's built-in causal mask applies (only valid when queries and keys line up).
+    """
+
+    cos: torch.Tensor
+    sin: torch.Tensor
+    mask: torch.Tensor | None
+    is_causal: bool
+
+
+def default_position_ids(
+    batch_size: int,
+    seq_len: int,
+    past_len: int,
+    attention_mask: torch.Tensor | None,
+    device: torch.device,
+) -> torch.Tensor:
+    """cumsum(attention_mask) - 1 clamped at 0 when a mask is given, else past..past+S-1.
+
+    With a mask, left-padded rows get positions 0..n-1 on their real tokens, exactly as unpadded.
+    """
+    if attention_mask is None:
+        positions = torch.arange(past_len, past_len + seq_len, device=device)
+        return positions.unsqueeze(0).expand(batch_size, seq_len)
+    positions = attention_mask.long().cumsum(-1) - 1
+    return positions.clamp_min(0)[:, -seq_len:]
+
+
+def build_attention_mask(
+    attention_mask: torch.Tensor | None,
+    seq_len: int,
+    past_len: int,
+    causal: bool,
+    device: torch.device,
+) -> tuple[torch.Tensor | None, bool]:
+    """Return (bool mask [B, 1, S, past+S] or None, is_causal) for scaled_dot_product_attention.
+
+    The fast path (no mask tensor) is taken whenever it is exact. Query i sits at key position
+    past + i; a query whose every key is masked (a left-pad query) is allowed to see itself, so no
+    row of the softmax is empty and nothing turns into NaN.
+    """
+    total = past_len + seq_len
+    if attention_mask is None:
+        if not causal or seq_len == 1:
+            return None, False  # every query sees every cached/current key
+        if past_len == 0:
+            return None, True
+    query_pos = torch.arange(past_len, total, device=device).unsqueeze(-1)  # [S, 1]
+    key_pos = torch.arange(total, device=device).unsqueeze(0)  # [1, total]
+    allowed = (
+        key_pos <= query_pos
+        if causal
+        else torch.ones(seq_len, total, dtype=torch.bool, device=device)
+    )
+    allowed = allowed.unsqueeze(0)  # [1, S, total]
+    if attention_mask is not None:
+        allowed = allowed & attention_mask.bool().unsqueeze(1)  # key padding
+        allowed = allowed | (key_pos == query_pos).unsqueeze(0)  # a query always sees itself
+    return allowed.unsqueeze(1), False
+
+
+# ----------------------------------------------------------------------------- layers
+
+
+class Attention(nn.Module):
+    """Multi-head attention with a fused qkv projection (rows: q heads, k heads, v heads)."""
+
+    def __init__(
+        self,
+        hidden_size: int,
+        num_heads: int,
+        num_key_value_heads: int | None = None,
+        attn_impl: str = "sdpa",
+    ):
+        super().__init__()
+        if hidden_size % num_heads:
+            raise ValueError(f"hidden_size={hidden_size} is not divisible by num_heads={num_heads}")
+        self.num_heads = num_heads
+        self.num_kv_heads = num_key_value_heads or num_heads
+        if num_heads % self.num_kv_heads:
+            raise ValueError(
+                f"num_heads={num_heads} must be a multiple of num_key_value_heads={self.num_kv_heads}"
+            )
+        if attn_impl not in ATTN_IMPLS:
+            raise ValueError(f"attn_impl={attn_impl!r} is not one of {ATTN_IMPLS}")
+        if attn_impl == "flash_attn" and flash_attn_func is None:
+            raise ImportError(
+                "attn_impl='flash_attn' needs the flash_attn package: pip install 'hrm-codegen[flash]' "
+                "or use attn_impl='sdpa' (which already uses FlashAttention kernels on CUDA)"
+            )
+        self.attn_impl = attn_impl
+        self.head_dim = hidden_size // num_heads
+        qkv_rows = (num_heads + 2 * self.num_kv_heads) * self.head_dim
+        self.qkv_proj = make_linear(hidden_size, qkv_rows)
+        self.o_proj = make_linear(num_heads * self.head_dim, hidden_size)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        attn: AttentionInputs,
+        cache: KVCache | None = None,
+        slot: int = 0,
+    ) -> torch.Tensor:
+        batch, seq_len, _ = x.shape
+        qkv = self.qkv_proj(x).view(
+            batch, seq_len, self.num_heads + 2 * self.num_kv_heads, self.head_dim
+        )
+        q, k, v = qkv.split([self.num_heads, self.num_kv_heads, self.num_kv_heads], dim=2)
+        q, k = apply_rotary(q, attn.cos, attn.sin), apply_rotary(k, attn.cos, attn.sin)
+
+        use_flash = self.attn_impl == "flash_attn" and attn.mask is None and q.is_cuda
+        if cache is not None:
+            k, v = cache.update(slot, k.transpose(1, 2), v.transpose(1, 2))  # [B, kv, past+S, D]
+            k, v = k.to(q.dtype), v.to(q.dtype)
+            if use_flash:
+                k, v = k.transpose(1, 2), v.transpose(1, 2)
+        elif not use_flash:
+            k, v = k.transpose(1, 2), v.transpose(1, 2)
+
+        if use_flash:  # [B, S, heads, D]; causal aligns to the bottom right, as decoding needs
+            out = flash_attn_func(
+                q, k, v, causal=attn.is_causal or cache is not None and seq_len > 1
+            )
+        else:
+            q = q.transpose(1, 2)
+            if self.num_kv_heads != self.num_heads:
+                repeats = self.num_heads // self.num_kv_heads
+                k, v = k.repeat_interleave(repeats, dim=1), v.repeat_interleave(repeats, dim=1)
+            out = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=attn.mask, is_causal=attn.is_causal
+            )
+            out = out.transpose(1, 2)
+        return self.o_proj(out.reshape(batch, seq_len, self.num_heads * self.head_dim))
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, hidden_size: int, expansion: float):
+        super().__init__()
+        intermediate = swiglu_intermediate_size(hidden_size, expansion)
+        self.gate_up_proj = make_linear(hidden_size, 2 * intermediate)
+        self.down_proj = make_linear(intermediate, hidden_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
+        return self.down_proj(F.silu(gate) * up)
+
+
+class Block(nn.Module):
+    """Post-norm block: h = rmsnorm(h + attn(h)); h = rmsnorm(h + mlp(h))."""
+
+    def __init__(
+        self,
+        hidden_size: int,
+        num_heads: int,
+        expansion: float,
+        num_key_value_heads: int | None = None,
+        rms_norm_eps: float = 1e-5,
+        attn_impl: str = "sdpa",
+    ):
+        super().__init__()
+        self.self_attn = Attention(hidden_size, num_heads, num_key_value_heads, attn_impl)
+        self.mlp = SwiGLU(hidden_size, expansion)
+        self.eps = rms_norm_eps
+
+    def forward(
+        self, h: torch.Tensor, attn: AttentionInputs, cache: KVCache | None = None, slot: int = 0
+    ) -> torch.Tensor:
+        h = rms_norm(h + self.self_attn(h, attn, cache, slot), self.eps)
+        return rms_norm(h + self.mlp(h), self.eps)
+
+
+class ScaledEmbedding(nn.Module):
+    """Token embedding with init std 1/sqrt(hidden), multiplied by sqrt(hidden) on the way out."""
+
+    def __init__(self, vocab_size: int, hidden_size: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(vocab_size, hidden_size))
+        trunc_normal_(self.weight, std=1.0 / math.sqrt(hidden_size))
+        self.scale = math.sqrt(hidden_size)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.scale * F.embedding(input_ids, self.weight)
+
+
+# ----------------------------------------------------------------------------- outputs
+
+
+@dataclass
+class CausalLMOutput:
+    """What both models return. `loss` is the total; `lm_loss` the language-model part alone."""
+
+    logits: torch.Tensor
+    loss: torch.Tensor | None = None
+    lm_loss: torch.Tensor | None = None
+    metrics: dict[str, torch.Tensor] = field(default_factory=dict)
+    q_halt_logits: torch.Tensor | None = None
+    q_continue_logits: torch.Tensor | None = None
+
+
+def prepare_attention_inputs(
+    rotary: RotaryEmbedding,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    position_ids: torch.Tensor | None,
+    cache: KVCache | None,
+    causal: bool,
+    max_seq_len: int,
+) -> AttentionInputs:
+    """Validate the forward's inputs and build what every block application needs."""
+    if input_ids.dim() != 2:
+        raise ValueError(f"input_ids must be [batch, seq], got shape {tuple(input_ids.shape)}")
+    batch, seq_len = input_ids.shape
+    past = 0
+    if cache is not None:
+        if not causal:
+            raise ValueError(
+                "a KV cache needs causal attention: this model has causal=False, so every position "
+                "depends on later tokens; run a full forward instead"
+            )
+        past = cache.seq_len
+        cache.check_fits(batch, seq_len)
+    if past + seq_len > max_seq_len:
+        raise ValueError(
+            f"sequence of {past + seq_len} positions (cached {past} + new {seq_len}) exceeds "
+            f"config.max_seq_len={max_seq_len}; raise max_seq_len or shorten the input"
+        )
+    if attention_mask is not None and tuple(attention_mask.shape) != (batch, past + seq_len):
+        raise ValueError(
+            f"attention_mask must have shape [batch, past + seq] = {(batch, past + seq_len)}, "
+            f"got {tuple(attention_mask.shape)}"
+        )
+    if position_ids is None:
+        position_ids = default_position_ids(batch, seq_len, past, attention_mask, input_ids.device)
+    elif tuple(position_ids.shape) != (batch, seq_len):
+        raise ValueError(
+            f"position_ids must have shape {(batch, seq_len)}, got {tuple(position_ids.shape)}"
+        )
+    cos, sin = rotary(position_ids)
+    mask, is_causal = build_attention_mask(attention_mask, seq_len, past, causal, input_ids.device)
+    return AttentionInputs(cos=cos, sin=sin, mask=mask, is_causal=is_causal)

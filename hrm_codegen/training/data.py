@@ -1,0 +1,204 @@
+"""The stage's data from the config: tokenizer, datasets, and a resumable batch order.
+
+Two stages share the loop. `data.stage=sft` fine-tunes on MBPP (prompt tokens masked, loss on the
+solution); `data.stage=pretrain` reads packed windows from a token-shard corpus. Either way the loop
+sees a dataset of `{"input_ids", "labels"}` items, a collate function, and a `BatchOrder`, which is a
+pure function of (seed, position) so a resumed run sees exactly the batches it would have seen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sysconfig
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+STAGES = ("sft", "pretrain")
+
+
+class DataConfigError(ValueError):
+    """Missing or inconsistent data settings, with the setting to change in the message."""
+
+
+@dataclass
+class StageData:
+    train: Any  # a map-style dataset of {"input_ids", "labels"} items
+    val: Any | None
+    collate: Callable[[list[dict[str, torch.Tensor]]], dict[str, torch.Tensor]]
+    eval_tasks: list[Any] = field(default_factory=list)  # CodeTasks for pass@1 (SFT only)
+    max_seq_len: int = 0
+    description: str = ""
+
+
+class BatchOrder:
+    """Sample indices for each global batch: a fresh seeded permutation per epoch, read in order.
+
+    The state is (epoch, offset); a batch that runs past the end of an epoch continues into the next
+    epoch's permutation, so every batch is full and no sample is skipped.
+    """
+
+    def __init__(self, num_samples: int, seed: int, epoch: int = 0, offset: int = 0) -> None:
+        if num_samples < 1:
+            raise DataConfigError("the training set is empty: nothing to train on")
+        self.num_samples, self.seed = num_samples, seed
+        self.epoch, self.offset = epoch, offset
+        self._perm = self._permutation(epoch)
+
+    def _permutation(self, epoch: int) -> list[int]:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        return torch.randperm(self.num_samples, generator=generator).tolist()
+
+    def take(self, count: int) -> list[int]:
+        out: list[int] = []
+        while len(out) < count:
+            room = min(count - len(out), self.num_samples - self.offset)
+            out += self._perm[self.offset : self.offset + room]
+            self.offset += room
+            if self.offset == self.num_samples:
+                self.epoch, self.offset = self.epoch + 1, 0
+                self._perm = self._permutation(self.epoch)
+        return out
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "offset": self.offset, "num_samples": self.num_samples}
+
+
+def build_stage_data(data_cfg: dict[str, Any], tokenizer: Any) -> StageData:
+    """Datasets for `data.stage` (sft on MBPP, or pretrain on corpus shards)."""
+    stage = data_cfg.get("stage")
+    if stage == "sft":
+        return _sft_data(data_cfg, tokenizer)
+    if stage == "pretrain":
+        return _pretrain_data(data_cfg)
+    raise DataConfigError(f"data.stage={stage!r} is not one of {STAGES} (pick data=mbpp or data=corpus)")
+
+
+def load_tasks(data_cfg: dict[str, Any], split: str, limit: int | None) -> list[Any]:
+    from hrm_codegen.data import load_benchmark
+
+    tasks = load_benchmark(data_cfg["benchmark"], split=split, path=data_cfg.get("path"))
+    if not tasks:
+        raise DataConfigError(
+            f"{data_cfg['benchmark']} split {split!r} has no tasks (data.path={data_cfg.get('path')})"
+        )
+    return tasks[:limit] if limit else tasks
+
+
+def _sft_data(data_cfg: dict[str, Any], tokenizer: Any) -> StageData:
+    from hrm_codegen.data.sft import SFTCollator, SFTDataset
+
+    max_len = int(data_cfg["max_seq_len"])
+    train_tasks = load_tasks(data_cfg, data_cfg["train_split"], data_cfg.get("train_limit"))
+    val_tasks = load_tasks(data_cfg, data_cfg["val_split"], data_cfg.get("val_limit"))
+    train = SFTDataset(train_tasks, tokenizer, max_len, augment=int(data_cfg.get("augment") or 0))
+    val = SFTDataset(val_tasks, tokenizer, max_len)
+    if len(train) == 0:
+        raise DataConfigError(
+            f"every one of the {len(train_tasks)} training tasks is longer than "
+            f"data.max_seq_len={max_len} tokens; raise data.max_seq_len"
+        )
+    collate = SFTCollator(tokenizer.pad_token_id, pad_to_multiple_of=data_cfg.get("pad_to_multiple_of"))
+    return StageData(
+        train=train,
+        val=val,
+        collate=collate,
+        eval_tasks=val_tasks,
+        max_seq_len=max_len,
+        description=(
+            f"{data_cfg['benchmark']} SFT: {len(train)} train examples from {len(train_tasks)} tasks, "
+            f"{len(val)} validation examples"
+        ),
+    )
+
+
+def _pretrain_data(data_cfg: dict[str, Any]) -> StageData:
+    from hrm_codegen.data.corpus import PackedDataset
+
+    shard_dir = Path(str(data_cfg["shard_dir"])).expanduser()
+    if not shard_dir.is_dir():
+        raise DataConfigError(
+            f"corpus not found at data.shard_dir={shard_dir}: build it with "
+            f"`python scripts/build_corpus.py --output {shard_dir}` or set data.shard_dir"
+        )
+    seq_len = int(data_cfg["max_seq_len"])
+    train = PackedDataset(shard_dir, data_cfg["train_split"], seq_len)
+    val = PackedDataset(shard_dir, data_cfg["val_split"], seq_len)
+    return StageData(
+        train=train,
+        val=val,
+        collate=stack_windows,
+        max_seq_len=seq_len,
+        description=f"corpus {shard_dir}: {len(train)} train windows, {len(val)} val windows of {seq_len}",
+    )
+
+
+def stack_windows(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Packed windows all have the same length: a batch is a stack, no padding or mask."""
+    return {key: torch.stack([item[key] for item in items]) for key in ("input_ids", "labels")}
+
+
+def count_label_tokens(batch: dict[str, torch.Tensor]) -> int:
+    return int((batch["labels"] != -100).sum())
+
+
+# ----------------------------------------------------------------------------- tokenizer
+
+
+def build_tokenizer(tok_cfg: dict[str, Any], data_cfg: dict[str, Any], cache_root: Path) -> Any:
+    """The configured tokenizer, or a small code BPE trained (once, cached) for this data.
+
+    The trained BPE sees the MBPP *training* text (prompts and solutions, never validation or test)
+    plus `stdlib_mb` MB of the interpreter's standard library, in a fixed order, so the same config
+    always yields the same tokenizer and the cache key is a hash of exactly what it was trained on.
+    """
+    from hrm_codegen.tokenization import load_tokenizer
+
+    if tok_cfg.get("path"):
+        return load_tokenizer(str(tok_cfg["path"]))
+    if data_cfg.get("stage") != "sft":
+        raise DataConfigError(
+            "pretraining needs the tokenizer its corpus was built with: set tokenizer.path "
+            "(e.g. tokenizer.path=code-bpe)"
+        )
+    from hrm_codegen.data.prompts import format_prompt, format_target
+
+    texts = [
+        format_prompt(task) + format_target(task)
+        for task in load_tasks(data_cfg, data_cfg["train_split"], None)
+    ]
+    texts += list(stdlib_texts(float(tok_cfg.get("stdlib_mb") or 0)))
+    vocab_size = int(tok_cfg["vocab_size"])
+    digest = hashlib.sha256(str(vocab_size).encode())
+    for text in texts:
+        digest.update(text.encode("utf-8", "surrogatepass"))
+    folder = cache_root / "tokenizers" / f"auto-{digest.hexdigest()[:16]}"
+    if not (folder / "tokenizer.json").is_file():
+        from hrm_codegen.tokenization import train_code_bpe
+
+        tmp = folder.with_name(folder.name + f".tmp{id(texts)}")
+        train_code_bpe(iter(texts), vocab_size, tmp)
+        tmp.rename(folder) if not folder.exists() else None
+    return load_tokenizer(folder)
+
+
+def stdlib_texts(megabytes: float) -> Iterator[str]:
+    """Up to `megabytes` MB of standard-library source, files in sorted order (deterministic)."""
+    budget = int(megabytes * 1_000_000)
+    if budget <= 0:
+        return
+    root = Path(sysconfig.get_paths()["stdlib"])
+    for path in sorted(root.rglob("*.py")):
+        if "site-packages" in path.parts or "test" in path.parts or "tests" in path.parts:
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, OSError):
+            continue
+        yield text
+        budget -= len(text)
+        if budget <= 0:
+            return

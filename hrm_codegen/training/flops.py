@@ -1,0 +1,143 @@
+"""Model FLOPs per trained token and peak device FLOPs, for model FLOPs utilisation (MFU).
+
+MFU = achieved model FLOPs per second / peak FLOPs per second, where the model FLOPs are what the
+architecture needs (matrix multiplies only), not what the kernels happen to do (no recomputation, no
+padding waste). Conventions, following PaLM (Chowdhery et al. 2022, appendix B) and nanoGPT:
+
+- A dense layer with P weights costs 2·P FLOPs per token forward (one multiply-add per weight) and
+  4·P backward (gradients for the input and for the weights).
+- Attention scores and the weighted sum cost 2·S·d each per token forward, so 4·S·d per block
+  application forward and 8·S·d backward, with S the sequence length and d the hidden size (the
+  PaLM count; it does not halve for the causal mask).
+- The token embedding is a lookup: no FLOPs. The LM head is a dense layer.
+
+For a transformer of L blocks with P_b weights each this gives the familiar
+6·N + 12·L·d·S per token, N = L·P_b + P_head.
+
+The HRM applies its blocks many times per forward. Per segment it runs, H_cycles times, L_cycles
+applications of the L-module (L_layers blocks each) followed by one application of the H-module
+(H_layers blocks): A_fwd = H_cycles·(L_cycles·L_layers + H_layers) block applications forward. With the
+paper's one-step gradient only the last `bp_steps` module applications carry gradients, so the backward
+runs through A_bwd blocks (the blocks of those last applications; with bp_steps = 2 that is
+L_layers + H_layers). Every block has the same shape, so with P_b weights per block:
+
+    FLOPs/token = 2·P_b·A_fwd + 4·S·d·A_fwd + 2·P_head        (forward)
+                + 4·P_b·A_bwd + 8·S·d·A_bwd + 4·P_head        (backward)
+
+times the number of ACT segments per forward (1 without the Q head). The transformer is the special
+case A_fwd = A_bwd = L.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+# Dense bf16 tensor-core peaks (no sparsity), from the vendors' data sheets (SXM parts).
+GPU_PEAK_FLOPS = {"a100": 312e12, "h100": 989e12, "h200": 989e12}
+
+
+@dataclass(frozen=True)
+class FlopsCount:
+    """The numbers the per-token FLOPs come from, kept so tables and logs can show them."""
+
+    block_params: int
+    head_params: int
+    hidden_size: int
+    forward_blocks: int
+    backward_blocks: int
+
+    def training_flops_per_token(self, seq_len: int, segments: float = 1.0) -> float:
+        """Forward + backward model FLOPs for one token in a sequence of `seq_len` tokens."""
+        attn = 4.0 * seq_len * self.hidden_size  # forward attention FLOPs per block application
+        forward = (2.0 * self.block_params + attn) * self.forward_blocks + 2.0 * self.head_params
+        backward = (4.0 * self.block_params + 2.0 * attn) * self.backward_blocks
+        backward += 4.0 * self.head_params
+        return (forward + backward) * segments
+
+
+def hrm_module_schedule(h_cycles: int, l_cycles: int) -> list[str]:
+    """Order of module applications in one HRM segment: 'L' x l_cycles then 'H', h_cycles times."""
+    return (["L"] * l_cycles + ["H"]) * h_cycles
+
+
+def flops_count(model: torch.nn.Module) -> FlopsCount:
+    """Read the block structure off one of our models (HRM or transformer) and its config."""
+    cfg = model.config
+    hidden = int(cfg.hidden_size)
+    head_params = sum(p.numel() for p in model.lm_head.parameters())
+    model_type = getattr(cfg, "model_type", None) or type(model).__name__
+    if "hrm" in str(model_type).lower():
+        h_layers, l_layers = int(cfg.H_layers), int(cfg.L_layers)
+        block_params = _params_per_block(model, h_layers + l_layers)
+        schedule = hrm_module_schedule(int(cfg.H_cycles), int(cfg.L_cycles))
+        layers = {"L": l_layers, "H": h_layers}
+        bp_steps = min(int(getattr(cfg, "bp_steps", 2)), len(schedule))
+        forward_blocks = sum(layers[m] for m in schedule)
+        backward_blocks = sum(layers[m] for m in schedule[len(schedule) - bp_steps :])
+    else:
+        n_layers = int(cfg.n_layers)
+        block_params = _params_per_block(model, n_layers)
+        forward_blocks = backward_blocks = n_layers
+    return FlopsCount(block_params, head_params, hidden, forward_blocks, backward_blocks)
+
+
+def _params_per_block(model: torch.nn.Module, n_blocks: int) -> int:
+    """Weights in one block: everything but the embedding, the LM head and the Q head, shared out."""
+    skip = {id(p) for name in ("embed_tokens", "lm_head", "q_head") for p in _module_params(model, name)}
+    body = sum(p.numel() for p in model.parameters() if id(p) not in skip)
+    return body // n_blocks
+
+
+def _module_params(model: torch.nn.Module, name: str) -> list[torch.nn.Parameter]:
+    module = getattr(model, name, None)
+    return list(module.parameters()) if isinstance(module, torch.nn.Module) else []
+
+
+def peak_flops(device: torch.device | str, override: float | None = None) -> float | None:
+    """Peak FLOP/s of `device`: the override, the GPU table, or a CPU estimate; None if unknown."""
+    if override:
+        return float(override)
+    device = torch.device(device)
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device).lower()
+        for key, value in GPU_PEAK_FLOPS.items():
+            if key in name:
+                return value
+        return None
+    if device.type == "cpu":
+        return cpu_peak_flops()
+    return None
+
+
+def cpu_peak_flops(cpuinfo: str | None = None, threads: int | None = None) -> float | None:
+    """Float32 FMA peak of the CPU threads torch uses: threads x GHz x FLOPs per cycle.
+
+    A rough ceiling from /proc/cpuinfo: AVX-512 cores do 64 float32 FLOPs per cycle (two 16-wide FMA
+    units), AVX2+FMA cores 32. Pass `--peak-flops` for a measured number.
+    """
+    if cpuinfo is None:
+        path = Path("/proc/cpuinfo")
+        if not path.exists():
+            return None
+        cpuinfo = path.read_text(errors="replace")
+    flags_line = re.search(r"^flags\s*:(.*)$", cpuinfo, re.MULTILINE)
+    flags = set(flags_line.group(1).split()) if flags_line else set()
+    if "avx512f" in flags:
+        per_cycle = 64
+    elif "avx2" in flags and "fma" in flags:
+        per_cycle = 32
+    else:
+        per_cycle = 8
+    ghz_in_name = re.search(r"^model name\s*:.*@\s*([\d.]+)\s*GHz", cpuinfo, re.MULTILINE)
+    mhz = re.search(r"^cpu MHz\s*:\s*([\d.]+)", cpuinfo, re.MULTILINE)
+    if ghz_in_name:
+        hz = float(ghz_in_name.group(1)) * 1e9
+    elif mhz:
+        hz = float(mhz.group(1)) * 1e6
+    else:
+        return None
+    return (threads or torch.get_num_threads()) * hz * per_cycle

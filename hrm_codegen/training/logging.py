@@ -1,0 +1,138 @@
+"""Where training metrics go: a progress bar, plain console lines, metrics.jsonl, and W&B.
+
+Every metric logged is appended to `<run dir>/metrics.jsonl` (one JSON object per line with `step`),
+whatever the logger choice, so runs can be plotted (`scripts/plot_runs.py`) without W&B.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+METRICS_FILE = "metrics.jsonl"
+LOGGER_NAMES = ("console", "jsonl", "wandb")
+
+
+class RunLogger:
+    """One object the loop talks to; only the main process writes anything."""
+
+    def __init__(
+        self,
+        run_dir: Path | None,
+        logger_cfg: dict[str, Any],
+        *,
+        config: dict[str, Any],
+        is_main: bool,
+        total_steps: int,
+        initial_step: int,
+        run_name: str,
+    ) -> None:
+        name = logger_cfg.get("name")
+        if name not in LOGGER_NAMES:
+            raise ValueError(f"logger.name={name!r} is not one of {LOGGER_NAMES} (pick logger=...)")
+        self.is_main = is_main
+        self.metrics_path = run_dir / METRICS_FILE if (run_dir is not None and is_main) else None
+        show_bar = bool(logger_cfg.get("progress_bar", True)) and is_main
+        self.bar = tqdm(
+            total=total_steps,
+            initial=initial_step,
+            desc="train",
+            unit="step",
+            disable=not show_bar,
+            dynamic_ncols=True,
+            file=sys.stdout,
+        )
+        self.plain_lines = is_main and not show_bar
+        self.wandb_run = None
+        if name == "wandb" and is_main and run_dir is not None:
+            self.wandb_run = _start_wandb(run_dir, logger_cfg, config, run_name)
+
+    def log(self, metrics: dict[str, Any], step: int) -> None:
+        """Record `metrics` at `step` in every sink; train metrics also go to the bar."""
+        if not self.is_main:
+            return
+        row = {"step": step, **{k: _scalar(v) for k, v in metrics.items()}}
+        if self.metrics_path is not None:
+            with self.metrics_path.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+        if self.wandb_run is not None:
+            self.wandb_run.log({k: v for k, v in row.items() if k != "step"}, step=step)
+        shown = {k.split("/", 1)[1]: v for k, v in row.items() if k.startswith("train/")}
+        if shown:
+            self.bar.set_postfix(
+                {k: _short(shown[k]) for k in ("loss", "lr", "tok_s", "mfu") if k in shown},
+                refresh=False,
+            )
+            if self.plain_lines:
+                self.print(f"step {step}: " + " ".join(f"{k}={_short(v)}" for k, v in shown.items()))
+
+    def advance(self, steps: int = 1) -> None:
+        self.bar.update(steps)
+
+    def print(self, message: str) -> None:
+        """A line on the console that does not break the progress bar."""
+        if self.is_main:
+            tqdm.write(message, file=sys.stdout)
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.wandb_run is not None:
+            self.wandb_run.finish()
+            self.wandb_run = None
+
+
+def _start_wandb(run_dir: Path, cfg: dict[str, Any], config: dict[str, Any], run_name: str) -> Any:
+    try:
+        import wandb
+    except ImportError as error:
+        raise ImportError(
+            "logger=wandb needs the wandb package: pip install 'hrm-codegen[wandb]' (or pick "
+            "logger=console)"
+        ) from error
+    return wandb.init(
+        project=cfg.get("project") or "hrm-codegen",
+        entity=cfg.get("entity"),
+        group=cfg.get("group"),
+        tags=list(cfg.get("tags") or []),
+        mode=cfg.get("mode"),
+        name=run_name,
+        dir=str(run_dir),
+        config=config,
+    )
+
+
+def _scalar(value: Any) -> Any:
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # JSON has no NaN/inf; keep the fact visible
+    return value
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 1e4 else f"{value:.3e}"
+    return str(value)
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    """The rows of `<run_dir>/metrics.jsonl`, with a clear error when the file is missing."""
+    path = Path(run_dir) / METRICS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} not found: {run_dir} is not a training run dir written by "
+            "scripts/train_codegen.py"
+        )
+    rows = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{path}:{number} is not valid JSON: {error}") from error
+    return rows

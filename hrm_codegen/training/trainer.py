@@ -1,0 +1,645 @@
+"""The training loop: one loop for pretraining (packed corpus windows) and MBPP fine-tuning.
+
+`train(cfg)` builds the tokenizer, data, model, AdamW and (optionally) an EMA from a Hydra config, then
+runs `train.max_steps` optimiser steps under `accelerate` (one process on CPU/GPU, or DDP over many
+with `accelerate launch`), with mixed precision, gradient accumulation and clipping. It evaluates every
+`eval.interval` steps, checkpoints every `checkpoint_interval` steps and at the end, and returns the
+run dir. See configs/codegen_base.yaml for every setting.
+
+Batches are weighted by label tokens: each micro-batch's mean loss is scaled by its share of the
+global batch's label tokens (summed over micro-batches and processes), so the update is the mean over
+every label token of the global batch however it is split into micro-batches and processes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from hrm_codegen.training.checkpointing import (
+    CHECKPOINT_DIR,
+    CheckpointError,
+    find_latest_run,
+    load_ema_weights,
+    load_model_weights,
+    load_training_state,
+    resolve_checkpoint_dir,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from hrm_codegen.training.data import (
+    BatchOrder,
+    DataConfigError,
+    StageData,
+    build_stage_data,
+    build_tokenizer,
+    count_label_tokens,
+)
+from hrm_codegen.training.ema import EMA
+from hrm_codegen.training.flops import flops_count, peak_flops
+from hrm_codegen.training.logging import RunLogger
+from hrm_codegen.training.optim import build_optimizer, lr_at_step, set_lr
+
+MODEL_TYPES = ("hrm", "transformer")
+MIXED_PRECISION = ("no", "bf16", "fp16")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work, named together with what to set instead."""
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN/inf loss or gradient; the run stops instead of corrupting weights."""
+
+
+# Errors a user can fix from the command line; the launcher prints them without a traceback.
+USER_ERRORS = (ConfigError, DataConfigError, CheckpointError, NonFiniteLossError, FileNotFoundError)
+
+
+# ----------------------------------------------------------------------------- building blocks
+
+
+def model_classes() -> dict[str, tuple[type, type]]:
+    from hrm_codegen.model import (
+        HRMConfig,
+        HRMForCausalLM,
+        TransformerConfig,
+        TransformerForCausalLM,
+    )
+
+    return {
+        "hrm": (HRMConfig, HRMForCausalLM),
+        "transformer": (TransformerConfig, TransformerForCausalLM),
+    }
+
+
+def build_model(model_cfg: dict[str, Any], vocab_size: int) -> torch.nn.Module:
+    """Our HRM or transformer from the `model` config group; vocab_size comes from the tokenizer."""
+    from hrm_codegen.model.checkpoint import config_from_dict
+
+    fields = dict(model_cfg)
+    model_type = fields.pop("type", None)
+    classes = model_classes()
+    if model_type not in classes:
+        raise ConfigError(
+            f"model.type={model_type!r} is not one of {sorted(classes)} "
+            "(pick model=hrm, model=transformer or model=transformer_deep)"
+        )
+    config_class, model_class = classes[model_type]
+    try:
+        config = config_from_dict(
+            config_class, {**fields, "vocab_size": vocab_size}, source=f"model={model_type} config"
+        )
+    except ValueError as error:
+        raise ConfigError(str(error)) from error
+    return model_class(config)
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Catch settings that cannot work before anything expensive happens."""
+    if cfg.mixed_precision not in MIXED_PRECISION:
+        raise ConfigError(f"mixed_precision={cfg.mixed_precision!r} is not one of {MIXED_PRECISION}")
+    if cfg.device not in DEVICES:
+        raise ConfigError(f"device={cfg.device!r} is not one of {DEVICES}")
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device=cuda but no CUDA device is visible; use device=cpu or device=auto")
+    train = cfg.train
+    for key in ("max_steps", "micro_batch_size", "grad_accum_steps"):
+        if int(train[key]) < 1:
+            raise ConfigError(f"train.{key} must be >= 1, got {train[key]}")
+    if float(train.lr) <= 0 or not 0.0 <= float(train.lr_min_ratio) <= 1.0:
+        raise ConfigError(
+            f"need train.lr > 0 and 0 <= train.lr_min_ratio <= 1, got {train.lr}, {train.lr_min_ratio}"
+        )
+    if train.stop_at_step is not None and not 0 < int(train.stop_at_step) <= int(train.max_steps):
+        raise ConfigError(f"train.stop_at_step={train.stop_at_step} must lie in 1..train.max_steps")
+    for key in ("log_interval", "checkpoint_interval"):
+        if int(cfg[key]) < 1:
+            raise ConfigError(f"{key} must be >= 1, got {cfg[key]}")
+    if int(cfg.eval.interval) < 1:
+        raise ConfigError(f"eval.interval must be >= 1, got {cfg.eval.interval}")
+    if int(cfg.data.max_seq_len) > int(cfg.model.max_seq_len):
+        raise ConfigError(
+            f"data.max_seq_len={cfg.data.max_seq_len} exceeds model.max_seq_len="
+            f"{cfg.model.max_seq_len}; raise model.max_seq_len or lower data.max_seq_len"
+        )
+    if cfg.init_from and cfg.init_from_upstream:
+        raise ConfigError("set init_from or init_from_upstream, not both")
+    if cfg.init_from_upstream and cfg.model.type != "hrm":
+        raise ConfigError("init_from_upstream loads a Sapient HRM checkpoint: it needs model=hrm")
+
+
+def run_dir_from_config(cfg: DictConfig) -> Path:
+    """`run_dir` when set, else the Hydra run dir of this job."""
+    if cfg.run_dir:
+        return Path(str(cfg.run_dir)).expanduser()
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        return Path(HydraConfig.get().runtime.output_dir)
+    raise ConfigError(
+        "no run dir: set run_dir=... (train() was called outside scripts/train_codegen.py)"
+    )
+
+
+def find_resume_checkpoint(cfg: DictConfig, run_dir: Path) -> Path:
+    """The checkpoint `resume` points at (see configs/codegen_base.yaml)."""
+    if cfg.resume is not True:
+        return resolve_checkpoint_dir(str(cfg.resume))
+    if (run_dir / CHECKPOINT_DIR / "trainer_state.json").is_file():
+        return run_dir / CHECKPOINT_DIR
+    latest = find_latest_run(run_dir.parent)
+    if latest is None:
+        raise CheckpointError(
+            f"resume=true but no run under {run_dir.parent} has a checkpoint; pass resume=<run dir>"
+        )
+    return latest / CHECKPOINT_DIR
+
+
+def parameter_digest(model: torch.nn.Module) -> str:
+    """SHA-256 of every parameter's bytes: equal digests mean bitwise-equal weights."""
+    digest = hashlib.sha256()
+    for name, param in sorted(model.named_parameters()):
+        digest.update(name.encode())
+        digest.update(param.detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+# ----------------------------------------------------------------------------- the trainer
+
+
+class Trainer:
+    """State of one training run; `run()` is the loop. Build it with `Trainer(cfg)`."""
+
+    def __init__(self, cfg: DictConfig) -> None:
+        from accelerate import Accelerator
+        from accelerate.utils import broadcast_object_list, set_seed
+
+        validate_config(cfg)
+        self.cfg = cfg
+        self.accelerator = Accelerator(
+            cpu=cfg.device == "cpu", mixed_precision=cfg.mixed_precision
+        )
+        acc = self.accelerator
+        self.is_main = acc.is_main_process
+        self.dry_run = bool(cfg.dry_run)
+
+        # Every process agrees on one run dir (ranks can resolve ${now:} a second apart).
+        run_dir = resume_ckpt = None
+        if self.is_main and not self.dry_run:
+            run_dir = run_dir_from_config(cfg)
+            if cfg.resume:
+                resume_ckpt = find_resume_checkpoint(cfg, run_dir)
+                run_dir = resume_ckpt.parent
+        shared = [run_dir, resume_ckpt]
+        if acc.num_processes > 1:
+            broadcast_object_list(shared)
+        self.run_dir, self.resume_ckpt = shared
+        if cfg.resume and self.dry_run:
+            raise ConfigError("dry_run=true cannot resume (it writes nothing); drop one of them")
+        init_ckpt = resolve_checkpoint_dir(str(cfg.init_from)) if cfg.init_from else None
+        source_ckpt = self.resume_ckpt or init_ckpt
+
+        set_seed(int(cfg.seed))  # the same initial weights on every process
+        cache_root = _cache_root()
+        with acc.main_process_first():
+            if source_ckpt is not None:
+                from hrm_codegen.tokenization import load_tokenizer
+
+                self.tokenizer = load_tokenizer(source_ckpt)
+            else:
+                self.tokenizer = build_tokenizer(
+                    OmegaConf.to_container(cfg.tokenizer, resolve=True),
+                    OmegaConf.to_container(cfg.data, resolve=True),
+                    cache_root,
+                )
+            self.data: StageData = build_stage_data(
+                OmegaConf.to_container(cfg.data, resolve=True), self.tokenizer
+            )
+        self.model = build_model(OmegaConf.to_container(cfg.model, resolve=True), len(self.tokenizer))
+        if init_ckpt is not None and self.resume_ckpt is None:
+            load_model_weights(init_ckpt, self.model, raw=False)
+        if cfg.init_from_upstream:
+            from hrm_codegen.model import load_upstream_checkpoint
+
+            report = load_upstream_checkpoint(self.model, str(cfg.init_from_upstream))
+            self._print(f"warm start from {cfg.init_from_upstream}:\n{report}")
+        self.model.to(acc.device)
+        # The mask is only needed by the Q head: right-padded batches under causal attention never
+        # let a real token see a pad, so dropping the mask keeps SDPA on its fast causal path.
+        self.needs_mask = getattr(self.model, "q_head", None) is not None
+
+        t = cfg.train
+        self.optimizer = build_optimizer(
+            self.model,
+            lr=float(t.lr),
+            weight_decay=float(t.weight_decay),
+            betas=(float(t.beta1), float(t.beta2)),
+            eps=float(t.eps),
+        )
+        self.ema = EMA(self.model, float(t.ema_decay)) if t.ema_decay else None
+        self.global_batch = int(t.micro_batch_size) * int(t.grad_accum_steps) * acc.num_processes
+        self.order = BatchOrder(len(self.data.train), seed=int(cfg.seed))
+        self.step = 0
+        self.tokens_seen = 0
+        self.last_good_checkpoint: Path | None = None
+        if self.resume_ckpt is not None:
+            self._restore(self.resume_ckpt)
+        else:
+            set_seed(int(cfg.seed) + acc.process_index)  # per-process randomness (ACT exploration)
+
+        self.ddp_model, self.optimizer = acc.prepare(self.model, self.optimizer)
+        self.train_model = torch.compile(self.ddp_model) if cfg.compile else self.ddp_model
+        self.flops = flops_count(self.model)
+        self.segments = float(self.model.config.halt_max_steps) if self.needs_mask else 1.0
+        self.peak = peak_flops(acc.device)
+
+    # ------------------------------------------------------------------ checkpoint state
+
+    def _restore(self, ckpt: Path) -> None:
+        load_model_weights(ckpt, self.model, raw=True)
+        state, optim = load_training_state(ckpt)
+        self.optimizer.load_state_dict(optim["optimizer"])
+        scaler = self.accelerator.scaler
+        if scaler is not None and optim.get("scaler") is not None:
+            scaler.load_state_dict(optim["scaler"])
+        if self.ema is not None:
+            shadow = load_ema_weights(ckpt)
+            if shadow is None:
+                raise CheckpointError(
+                    f"{ckpt} was saved without EMA but train.ema_decay is set; resume with "
+                    "train.ema_decay=null or start a new stage with init_from="
+                )
+            self.ema.load_state_dict(shadow, int(state.get("ema_updates", 0)))
+        self.step = int(state["step"])
+        self.tokens_seen = int(state["tokens_seen"])
+        position = state["data"]
+        if position["num_samples"] != len(self.data.train):
+            raise CheckpointError(
+                f"{ckpt} was trained on {position['num_samples']} examples, this config builds "
+                f"{len(self.data.train)}; resume with the same data settings"
+            )
+        self.order = BatchOrder(
+            len(self.data.train), int(self.cfg.seed), position["epoch"], position["offset"]
+        )
+        rngs = state["rng"]
+        index = self.accelerator.process_index
+        if len(rngs) == self.accelerator.num_processes:
+            set_rng_state(rngs[index])
+        else:
+            self._print(
+                f"warning: {ckpt} was saved by {len(rngs)} processes, this run has "
+                f"{self.accelerator.num_processes}; random streams restart from the seed"
+            )
+            from accelerate.utils import set_seed
+
+            set_seed(int(self.cfg.seed) + self.step + index)
+        self.last_good_checkpoint = ckpt
+        self._print(f"resumed {ckpt} at step {self.step}")
+
+    def save(self) -> Path:
+        """Write the checkpoint (main process) after gathering every process's RNG state."""
+        from accelerate.utils import gather_object
+
+        rngs = gather_object([rng_state()])
+        ckpt = self.run_dir / CHECKPOINT_DIR
+        if self.is_main:
+            state = {
+                "step": self.step,
+                "tokens_seen": self.tokens_seen,
+                "data": self.order.state_dict(),
+                "global_batch_size": self.global_batch,
+                "num_processes": self.accelerator.num_processes,
+                "ema_updates": self.ema.num_updates if self.ema is not None else 0,
+                "rng": rngs,
+            }
+            save_checkpoint(
+                ckpt,
+                model=self.model,
+                tokenizer=self.tokenizer,
+                optimizer=self.optimizer,
+                trainer_state=state,
+                config_yaml=OmegaConf.to_yaml(self.cfg, resolve=True),
+                ema=self.ema,
+                scaler=self.accelerator.scaler,
+            )
+        self.accelerator.wait_for_everyone()
+        self.last_good_checkpoint = ckpt
+        return ckpt
+
+    # ------------------------------------------------------------------ one step
+
+    def _micro_batches(self) -> list[tuple[dict[str, torch.Tensor], int]]:
+        """This process's micro-batches of the next global batch, each with its count of real
+        (non-padding) tokens."""
+        t = self.cfg.train
+        micro, accum = int(t.micro_batch_size), int(t.grad_accum_steps)
+        rank, world = self.accelerator.process_index, self.accelerator.num_processes
+        indices = self.order.take(self.global_batch)
+        batches = []
+        for j in range(accum):
+            start = (j * world + rank) * micro
+            batch = self.data.collate([self.data.train[i] for i in indices[start : start + micro]])
+            batches.append((self._to_device(batch), _real_tokens(batch)))
+        return batches
+
+    def _to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if not self.needs_mask:
+            batch = {k: v for k, v in batch.items() if k != "attention_mask"}
+        return {k: v.to(self.accelerator.device, non_blocking=True) for k, v in batch.items()}
+
+    def train_step(self, micro_batches: list[tuple[dict[str, torch.Tensor], int]]) -> dict[str, float]:
+        """Forward/backward over the micro-batches, clip, one AdamW step; returns step metrics."""
+        acc = self.accelerator
+        lr = lr_at_step(
+            self.step,
+            base_lr=float(self.cfg.train.lr),
+            warmup_steps=int(self.cfg.train.warmup_steps),
+            max_steps=int(self.cfg.train.max_steps),
+            min_ratio=float(self.cfg.train.lr_min_ratio),
+        )
+        set_lr(self.optimizer, lr)
+        batches = [batch for batch, _ in micro_batches]
+        tokens = [n for _, n in micro_batches]
+        labels = [count_label_tokens(b) for b in batches]
+        counts = torch.tensor([sum(labels), sum(tokens)], dtype=torch.float64, device=acc.device)
+        global_labels, global_tokens = acc.reduce(counts, reduction="sum").tolist()
+        if global_labels == 0:
+            raise DataConfigError(f"step {self.step}: the global batch has no label tokens")
+        sums = torch.zeros(2, dtype=torch.float64, device=acc.device)  # loss x labels, lm loss x labels
+        extra: dict[str, float] = {}
+        flops = 0.0
+        for j, batch in enumerate(batches):
+            last = j == len(batches) - 1
+            with nullcontext() if last else acc.no_sync(self.ddp_model):
+                out = self.train_model(**batch)
+                weight = labels[j] * acc.num_processes / global_labels
+                acc.backward(out.loss * weight)
+            sums[0] += out.loss.detach().double() * labels[j]
+            sums[1] += _lm_loss(out).detach().double() * labels[j]
+            for key, value in out.metrics.items():
+                extra[key] = extra.get(key, 0.0) + float(value) / len(batches)
+            seq_len = batch["input_ids"].shape[1]
+            flops += tokens[j] * self.flops.training_flops_per_token(seq_len, self.segments)
+        loss, lm_loss = (acc.reduce(sums, reduction="sum") / global_labels).tolist()
+        clip = self.cfg.train.grad_clip
+        grad_norm = float(acc.clip_grad_norm_(self.model.parameters(), clip or math.inf))
+        if not (math.isfinite(loss) and (math.isfinite(grad_norm) or acc.scaler is not None)):
+            self._raise_non_finite(loss, grad_norm)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.ema is not None and not self.optimizer.step_was_skipped:
+            self.ema.update(self.model)
+        self.step += 1
+        self.tokens_seen += int(global_tokens)
+        return {
+            "loss": loss,
+            "lm_loss": lm_loss,
+            "lr": lr,
+            "grad_norm": grad_norm,
+            "tokens": global_tokens,
+            "flops": flops * acc.num_processes,
+            **extra,
+        }
+
+    def _raise_non_finite(self, loss: float, grad_norm: float) -> None:
+        where = (
+            f"last good checkpoint: {_display(self.last_good_checkpoint)} (resume=true continues "
+            "from it; lower train.lr or use mixed_precision=no)"
+            if self.last_good_checkpoint is not None
+            else "no checkpoint was saved yet"
+        )
+        raise NonFiniteLossError(
+            f"non-finite training loss at step {self.step + 1} (loss={loss}, "
+            f"grad_norm={grad_norm}); stopping before the weights are corrupted; {where}"
+        )
+
+    # ------------------------------------------------------------------ evaluation
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Validation loss/perplexity and (MBPP) greedy pass@1 on the main process.
+
+        Runs on the unwrapped model with the EMA weights when EMA is on, and restores every RNG
+        afterwards so evaluating never changes the training that follows.
+        """
+        metrics: dict[str, float] = {}
+        if self.is_main:
+            saved_rng = rng_state()
+            model = self.model
+            model.eval()
+            with self.ema.applied_to(model) if self.ema is not None else nullcontext():
+                metrics.update(self._validation_loss(model))
+                if self._wants_pass_at_1():
+                    metrics.update(self._pass_at_1(model))
+            model.train()
+            set_rng_state(saved_rng)
+        self.accelerator.wait_for_everyone()
+        return metrics
+
+    def _validation_loss(self, model: torch.nn.Module) -> dict[str, float]:
+        val = self.data.val
+        if val is None or len(val) == 0:
+            return {}
+        size = int(self.cfg.eval.batch_size)
+        max_batches = self.cfg.eval.max_batches
+        starts = list(range(0, len(val), size))
+        if max_batches is not None:
+            starts = starts[: int(max_batches)]
+        total, count = 0.0, 0
+        for start in starts:
+            items = [val[i] for i in range(start, min(start + size, len(val)))]
+            batch = self._to_device(self.data.collate(items))
+            with self.accelerator.autocast():
+                out = model(**batch)
+            n = count_label_tokens(batch)
+            total += float(_lm_loss(out)) * n
+            count += n
+        loss = total / max(count, 1)
+        return {"val/loss": loss, "val/ppl": math.exp(min(loss, 50.0))}
+
+    def _wants_pass_at_1(self) -> bool:
+        return bool(self.cfg.eval.pass_at_1) and self.cfg.data.stage == "sft" and bool(
+            self.data.eval_tasks
+        )
+
+    def _pass_at_1(self, model: torch.nn.Module) -> dict[str, float]:
+        from hrm_codegen.evaluation.harness import evaluate_model
+
+        e = self.cfg.eval
+        tasks = self.data.eval_tasks[: int(e.limit)] if e.limit else self.data.eval_tasks
+        with self.accelerator.autocast():
+            summary = evaluate_model(
+                model,
+                self.tokenizer,
+                tasks,
+                num_samples=1,
+                ks=(1,),
+                temperature=0.0,
+                max_new_tokens=int(e.max_new_tokens),
+                batch_size=int(e.batch_size),
+                timeout=float(e.timeout),
+                workers=e.workers,
+            )
+        return {"val/pass@1": float(summary.pass_at_k["pass@1"]), "val/pass@1_tasks": len(tasks)}
+
+    # ------------------------------------------------------------------ the loop
+
+    def run(self) -> Path | None:
+        """Train to `train.max_steps` (or `train.stop_at_step`); returns the run dir."""
+        cfg, acc = self.cfg, self.accelerator
+        if self.dry_run:
+            return self._dry_run()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.is_main:
+            (self.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        max_steps = int(cfg.train.max_steps)
+        stop_at = int(cfg.train.stop_at_step or max_steps)
+        self._print_summary(self._print)
+        logger = RunLogger(
+            self.run_dir,
+            OmegaConf.to_container(cfg.logger, resolve=True),
+            config=OmegaConf.to_container(cfg, resolve=True),
+            is_main=self.is_main,
+            total_steps=max_steps,
+            initial_step=self.step,
+            run_name=f"{cfg.experiment_name}/{self.run_dir.name}",
+        )
+        window: dict[str, float] = {}
+        window_steps, window_start = 0, time.perf_counter()
+        self.model.train()
+        try:
+            while self.step < stop_at:
+                metrics = self.train_step(self._micro_batches())
+                logger.advance()
+                for key, value in metrics.items():
+                    window[key] = window.get(key, 0.0) + value
+                window_steps += 1
+                at_end = self.step == stop_at
+                if self.step % int(cfg.log_interval) == 0 or at_end:
+                    elapsed = time.perf_counter() - window_start
+                    logger.log(self._window_metrics(window, window_steps, elapsed), self.step)
+                    window, window_steps, window_start = {}, 0, time.perf_counter()
+                if self.step % int(cfg.eval.interval) == 0 or at_end:
+                    eval_metrics = self.evaluate()
+                    if eval_metrics:
+                        logger.log({**eval_metrics, "tokens_seen": self.tokens_seen}, self.step)
+                        logger.print(
+                            f"step {self.step} eval: "
+                            + " ".join(f"{k}={v:.4g}" for k, v in eval_metrics.items())
+                        )
+                    window_start = time.perf_counter()  # evaluation time is not training time
+                if self.step % int(cfg.checkpoint_interval) == 0 or at_end:
+                    self.save()
+                    window_start = time.perf_counter()
+        finally:
+            logger.close()
+        if acc.num_processes > 1:
+            print(
+                f"parameters sha256 rank {acc.process_index}/{acc.num_processes}: "
+                f"{parameter_digest(self.model)}",
+                flush=True,
+            )
+        acc.wait_for_everyone()
+        self._print(f"run dir: {_display(self.run_dir)}")
+        self._print(f"checkpoint: {_display(self.run_dir / CHECKPOINT_DIR)}")
+        acc.end_training()
+        return self.run_dir
+
+    def _window_metrics(self, window: dict[str, float], steps: int, elapsed: float) -> dict[str, Any]:
+        tokens, flops = window.pop("tokens"), window.pop("flops")
+        out: dict[str, Any] = {f"train/{k}": v / steps for k, v in window.items()}
+        out["train/tok_s"] = tokens / max(elapsed, 1e-9)
+        if self.peak:
+            out["train/mfu"] = flops / max(elapsed, 1e-9) / (self.peak * self.accelerator.num_processes)
+        out["tokens_seen"] = self.tokens_seen
+        out["epoch"] = self.order.epoch + self.order.offset / self.order.num_samples
+        return out
+
+    def _print_summary(self, emit: Any) -> None:
+        n_total = self.model.num_parameters()
+        n_body = self.model.num_parameters(exclude_embeddings=True)
+        emit(f"data: {self.data.description}")
+        emit(
+            f"model: {self.model.model_type}, {n_total / 1e6:.2f}M parameters "
+            f"({n_body / 1e6:.2f}M without embedding and LM head), vocab {len(self.tokenizer)}"
+        )
+        emit(
+            f"batch: {self.global_batch} sequences per step ({self.accelerator.num_processes} "
+            f"process(es) x {self.cfg.train.micro_batch_size} x {self.cfg.train.grad_accum_steps} "
+            f"accumulation), ~{self.tokens_per_step_estimate():,.0f} tokens per step; "
+            f"device {self.accelerator.device}, mixed precision {self.cfg.mixed_precision}"
+        )
+        if self.run_dir is not None:
+            emit(f"run dir: {_display(self.run_dir)}")
+
+    def tokens_per_step_estimate(self) -> float:
+        """Global batch x mean example length (a sample of up to 256 training examples)."""
+        train = self.data.train
+        sample = range(0, len(train), max(1, len(train) // 256))
+        mean_len = sum(int(train[i]["input_ids"].numel()) for i in sample) / len(sample)
+        return self.global_batch * mean_len
+
+    def _dry_run(self) -> None:
+        """Print the resolved config and a summary, take one optimiser step, write nothing."""
+        self._print(OmegaConf.to_yaml(self.cfg, resolve=True))
+        self._print_summary(self._print)
+        self.model.train()
+        metrics = self.train_step(self._micro_batches())
+        self._print(
+            f"dry run: one optimiser step OK (loss {metrics['loss']:.4f}, grad norm "
+            f"{metrics['grad_norm']:.3g}); nothing was written"
+        )
+        return None
+
+    def _print(self, message: str) -> None:
+        if self.is_main:
+            print(message, flush=True)
+
+
+def _lm_loss(out: Any) -> torch.Tensor:
+    return out.lm_loss if getattr(out, "lm_loss", None) is not None else out.loss
+
+
+def _real_tokens(batch: dict[str, torch.Tensor]) -> int:
+    mask = batch.get("attention_mask")
+    if mask is not None:
+        return int(mask.sum())
+    return int(batch["input_ids"].numel())
+
+
+def _cache_root() -> Path:
+    from hrm_codegen.tokenization import hrm_codegen_home
+
+    return hrm_codegen_home()
+
+
+def train(cfg: DictConfig) -> Path | None:
+    """Run one training stage as configured; returns the run dir (None for dry_run)."""
+    return Trainer(cfg).run()
+
+
+__all__ = [
+    "ConfigError",
+    "NonFiniteLossError",
+    "Trainer",
+    "USER_ERRORS",
+    "build_model",
+    "train",
+]
