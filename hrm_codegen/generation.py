@@ -136,14 +136,15 @@ class StopStringWatcher:
 # Decoding loop
 
 
+def _derived_seed(seed: int, key: Sequence[int], index: int) -> int:
+    """A 63-bit seed from (seed, key, index): a stable hash, unlike Python's salted `hash`."""
+    digest = hashlib.blake2b(f"{seed}:{index}:{','.join(map(str, key))}".encode(), digest_size=8)
+    return int.from_bytes(digest.digest(), "little") & (2**63 - 1)
+
+
 def _row_generator(seed: int, prompt_ids: Sequence[int], sample_index: int) -> torch.Generator:
     """A generator that depends only on (seed, prompt, sample index), never on the batch around it."""
-    key = hashlib.blake2b(digest_size=8)
-    key.update(f"{seed}:{sample_index}:".encode())
-    key.update(",".join(map(str, prompt_ids)).encode())
-    generator = torch.Generator()
-    generator.manual_seed(int.from_bytes(key.digest(), "little") & (2**63 - 1))
-    return generator
+    return torch.Generator().manual_seed(_derived_seed(seed, prompt_ids, sample_index))
 
 
 @dataclass
@@ -195,18 +196,23 @@ def _forward_last(model, input_ids, attention_mask, cache) -> torch.Tensor:
     return logits
 
 
-def _prefill(model, prompts: list[list[int]], new_tokens: int, pad_id: int, use_cache: bool):
-    device = next(model.parameters()).device
+def _left_pad(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask) [B, longest]: prompts right-aligned so all end at the last column."""
     width = max(len(p) for p in prompts)
     input_ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
     attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)
     for b, prompt in enumerate(prompts):
         input_ids[b, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
         attention_mask[b, width - len(prompt) :] = 1
+    return input_ids, attention_mask
+
+
+def _prefill(model, prompts: list[list[int]], new_tokens: int, pad_id: int, use_cache: bool):
+    device = next(model.parameters()).device
+    input_ids, attention_mask = _left_pad(prompts, pad_id)
     input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
-    cache = (
-        model.allocate_cache(len(prompts), width + new_tokens, device=device) if use_cache else None
-    )
+    max_len = input_ids.shape[1] + new_tokens
+    cache = model.allocate_cache(len(prompts), max_len, device=device) if use_cache else None
     last_logits = _forward_last(model, input_ids, attention_mask, cache)
     return _Prefill(input_ids, attention_mask, last_logits, cache)
 
@@ -238,15 +244,25 @@ def _decode_rows(
     prompt_of_row: list[int],
     sampling: _Sampling,
     eos_token_id: int | None,
-    use_cache: bool,
+    last_use: bool,
 ) -> None:
-    """Generate every row to its end, appending to `row.tokens`; rows share their prompt's prefill."""
+    """Generate every row to its end, appending to `row.tokens`; rows share their prompt's prefill.
+
+    On the prefill's `last_use` its cache is handed over (used as is when the rows are exactly the
+    prefilled prompts, else expanded and released) so that two copies never outlive this call.
+    """
     device = prefill.input_ids.device
+    use_cache = prefill.cache is not None
     index = torch.tensor(prompt_of_row, device=device)
     input_ids = prefill.input_ids[index]
     attention_mask = prefill.attention_mask[index]
     logits = prefill.last_logits[index]
-    cache = prefill.cache.index_select(index) if use_cache else None
+    cache = None
+    if use_cache:
+        identity = prompt_of_row == list(range(prefill.input_ids.shape[0]))
+        cache = prefill.cache if last_use and identity else prefill.cache.index_select(index)
+        if last_use:
+            prefill.cache = None
     active = list(rows)
     while True:
         tokens = _choose_tokens(logits, active, sampling)
@@ -347,7 +363,7 @@ def generate_ids(
         raise ValueError("stop strings need the tokenizer to decode text: pass tokenizer=...")
     prompts = [list(p) for p in input_ids]
     max_seq_len = getattr(model.config, "max_seq_len", None)
-    budgets = []
+    budgets, capped = [], []
     for i, prompt in enumerate(prompts):
         if not prompt:
             raise ValueError(
@@ -362,12 +378,15 @@ def generate_ids(
                 )
             budget = min(max_new_tokens, max_seq_len - len(prompt))
             if budget < max_new_tokens:
-                warnings.warn(
-                    f"prompt {i} ({len(prompt)} tokens): generation capped at {budget} new tokens "
-                    f"by the model's max_seq_len={max_seq_len}",
-                    stacklevel=2,
-                )
+                capped.append(f"prompt {i} ({len(prompt)} tokens) at {budget}")
         budgets.append(budget)
+    if capped:
+        warnings.warn(
+            f"{len(capped)} prompt(s) get fewer than max_new_tokens={max_new_tokens} new tokens, "
+            f"capped by the model's max_seq_len={max_seq_len}: {', '.join(capped[:5])}"
+            + (", ..." if len(capped) > 5 else ""),
+            stacklevel=2,
+        )
 
     greedy = not do_sample or temperature == 0
     sampling = _Sampling(greedy, temperature, top_k, top_p)
@@ -411,7 +430,7 @@ def generate_ids(
                     [g for g, _ in chunk],
                     sampling,
                     eos_token_id,
-                    use_cache,
+                    last_use=chunk_start + batch_size >= len(slots),
                 )
                 for row in rows:
                     copies = num_samples if greedy else 1
@@ -506,7 +525,7 @@ def generate_hf(
     """`generate` for a Hugging Face causal LM, through its own `generate`; same return shape.
 
     Prompts are tokenized the way the HF tokenizer does by default (it adds BOS only if its model
-    expects one). Sampling is seeded through the global torch RNG (forked, so the caller's RNG state is
+    expects one) and left-padded with its pad token, or EOS when it has none (as for GPT-2). Sampling is seeded through the global torch RNG (forked, so the caller's RNG state is
     untouched), once per generate call: the same seed and `batch_size` give the same samples, but unlike
     `generate` a sample depends on the batch it was drawn in.
     """
@@ -534,21 +553,24 @@ def generate_hf(
         options.update(stop_strings=list(stop), tokenizer=hf_tokenizer)
 
     results: list[list[str]] = [[] for _ in prompts]
-    padding_side, hf_tokenizer.padding_side = hf_tokenizer.padding_side, "left"
+    encoded_prompts = [hf_tokenizer(p)["input_ids"] for p in prompts]
+    cuda_devices = [device.index or 0] if device.type == "cuda" else []
     was_training = hf_model.training
     hf_model.eval()
     bar = tqdm(total=len(prompts) * num_samples, desc="generate", unit="seq", disable=not progress)
     try:
         for start in range(0, len(prompts), prompts_per_group):
             group = list(range(start, min(start + prompts_per_group, len(prompts))))
-            encoded = hf_tokenizer(
-                [prompts[i] for i in group], return_tensors="pt", padding=True
-            ).to(device)
+            input_ids, attention_mask = _left_pad([encoded_prompts[i] for i in group], pad_id)
+            encoded = {
+                "input_ids": input_ids.to(device),
+                "attention_mask": attention_mask.to(device),
+            }
             for first_sample in range(0, rows_per_prompt, batch_size):
                 count = min(batch_size, rows_per_prompt - first_sample)
-                with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                with torch.random.fork_rng(devices=cuda_devices):
                     if not greedy:
-                        torch.manual_seed(_row_generator(seed, group, first_sample).initial_seed())
+                        torch.manual_seed(_derived_seed(seed, group, first_sample))
                     output = hf_model.generate(**encoded, num_return_sequences=count, **options)
                 new_tokens = output[:, encoded["input_ids"].shape[1] :].tolist()
                 for r, tokens in enumerate(new_tokens):
@@ -560,7 +582,6 @@ def generate_hf(
                 bar.update(len(new_tokens) * (num_samples if greedy else 1))
     finally:
         bar.close()
-        hf_tokenizer.padding_side = padding_side
         hf_model.train(was_training)
     return results
 

@@ -29,7 +29,8 @@ def main() -> None:
         "--uncached-new-tokens",
         type=int,
         default=None,
-        help="new tokens for the no-cache decode (default: --new-tokens); fewer keeps CPU runs short",
+        help="new tokens for the no-cache decode (default: --new-tokens on CUDA, 4 on CPU, where "
+        "every step re-runs the whole sequence)",
     )
     parser.add_argument(
         "--dtype",
@@ -40,8 +41,10 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", help="benchmark only models whose name contains these")
     args = parser.parse_args()
 
-    dtype_name = args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32")
+    on_cuda = args.device.startswith("cuda")
+    dtype_name = args.dtype or ("bfloat16" if on_cuda else "float32")
     autocast = torch.bfloat16 if dtype_name == "bfloat16" else None
+    uncached = args.uncached_new_tokens or (args.new_tokens if on_cuda else 4)
     results = run_benchmark(
         vocab_size=args.vocab_size,
         device=args.device,
@@ -51,16 +54,14 @@ def main() -> None:
         decode_batch_size=args.decode_batch_size,
         prompt_len=args.prompt_len,
         new_tokens=args.new_tokens,
-        uncached_new_tokens=args.uncached_new_tokens,
+        uncached_new_tokens=uncached,
         autocast_dtype=autocast,
         only=args.only,
     )
-    device_name = (
-        torch.cuda.get_device_name(args.device)
-        if args.device.startswith("cuda")
-        else (f"CPU, {torch.get_num_threads()} threads")
-    )
-    uncached = args.uncached_new_tokens or args.new_tokens
+    if on_cuda:
+        device_name = torch.cuda.get_device_name(args.device)
+    else:
+        device_name = f"CPU, {torch.get_num_threads()} threads"
     header = (
         f"{device_name}, {dtype_name}, vocab {args.vocab_size}. Train: batch {args.batch_size} x "
         f"{args.seq_len} tokens, {args.steps} timed step(s). Decode (greedy, prefill included): batch "

@@ -283,7 +283,7 @@ def test_stop_strings_end_generation_and_are_cut_from_the_text(gpt2_tokenizer):
 def test_rows_are_capped_at_max_seq_len_with_a_warning():
     model = tiny_model("transformer", max_seq_len=16)
     long_prompt, short_prompt = list(range(1, 11)), [1, 2, 3]
-    with pytest.warns(UserWarning, match="capped at 6 new tokens"):
+    with pytest.warns(UserWarning, match=r"prompt 0 \(10 tokens\) at 6"):
         out = generate_ids(model, [long_prompt, short_prompt], max_new_tokens=12)
     assert [len(samples[0]) for samples in out] == [6, 12]
     assert out[1] == generate_ids(model, [short_prompt], max_new_tokens=12)[0]
@@ -353,7 +353,13 @@ def test_generate_hf_greedy_matches_a_plain_argmax_loop(hf_model_and_tokenizer):
                 new.append(token)
                 ids = torch.cat([ids, torch.tensor([[token]])], dim=1)
         assert samples == [tokenizer.decode(new)] * 2
-    assert tokenizer.padding_side == "right"  # restored after generation
+    # a tokenizer without a pad token (GPT-2 from the hub) pads with EOS
+    pad_token, tokenizer.pad_token = tokenizer.pad_token, None
+    try:
+        assert tokenizer.pad_token_id is None
+        assert generate_hf(model, tokenizer, prompts, max_new_tokens=8, num_samples=2) == out
+    finally:
+        tokenizer.pad_token = pad_token
 
 
 def test_generate_hf_sampling_is_seeded_and_stop_strings_cut(hf_model_and_tokenizer):

@@ -353,3 +353,26 @@ def test_act_evaluation_always_runs_every_segment():
             z_H, z_L = model.segment(x, z_H, z_L, attn)
     assert torch.allclose(out.logits, model.lm_head(z_H), atol=1e-6)
     assert out.loss is out.lm_loss and "q_halt_loss" in out.metrics
+
+
+# ----------------------------------------------------------------------------- reference size (slow)
+
+
+@pytest.mark.slow
+def test_reference_size_decodes_like_the_full_forward(reference_model):
+    model = reference_model.eval()
+    ids = torch.randint(0, 1000, (2, 40))
+    with torch.no_grad():
+        full = model(ids).logits
+        incremental = decode_incrementally(model, ids, prompt_len=24)
+    assert (full - incremental).abs().max().item() <= 1e-4
+
+
+@pytest.mark.slow
+def test_training_forward_compiles_without_graph_breaks():
+    model = tiny_model().train()
+    ids = torch.randint(0, VOCAB, (2, 16))
+    eager = model(ids, labels=ids)
+    compiled = torch.compile(model, fullgraph=True)(ids, labels=ids)
+    compiled.loss.backward()
+    assert (compiled.logits - eager.logits).abs().max().item() <= 1e-5

@@ -29,6 +29,7 @@ process-group kill only: files and network are NOT isolated), `auto` (bwrap when
 from __future__ import annotations
 
 import atexit
+import contextlib
 import math
 import os
 import secrets
@@ -87,7 +88,7 @@ def _hrm_sandbox_main():
         chunks.append(chunk)
     header, limits, paths, source = b"".join(chunks).split(b"\n", 3)
     del chunks
-    key, sealed = (bytes.fromhex(part) for part in header.split())
+    key, sealed = (bytes.fromhex(part.decode()) for part in header.split())
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
@@ -351,19 +352,24 @@ class _Cgroups:
         self.kinds: set[str] = set()
         self._count = 0
         self._lock = threading.Lock()
+        self._made: list[Path] = []
         for folder, limit_files in _cgroup_dirs():
             parent = folder / f"hrm-codegen-sandbox-{os.getpid()}-{secrets.token_hex(4)}"
             try:
                 parent.mkdir()
+                self._made.append(parent)
                 if not all((parent / name).exists() for name in limit_files):
                     # cgroup v2: controllers reach our children only if enabled in the parent.
                     (parent / "cgroup.subtree_control").write_text("+pids +memory")
+                probe = parent / "probe"
+                probe.mkdir()
+                usable = all((probe / name).exists() for name in limit_files)
+                probe.rmdir()
             except OSError:
-                if parent.exists():
-                    self.parents.append(parent)  # made but unusable: still remove it on close
                 continue
-            self.parents.append(parent)
-            self.kinds.add("pids" if "pids.max" in limit_files else "memory")
+            if usable:
+                self.parents.append(parent)
+                self.kinds.add("pids" if "pids.max" in limit_files else "memory")
         atexit.register(self.close)
 
     @property
@@ -404,10 +410,8 @@ class _Cgroups:
                 if not pids:
                     break
                 for pid in pids:
-                    try:
+                    with contextlib.suppress(OSError):
                         os.kill(pid, signal.SIGKILL)
-                    except OSError:
-                        pass
                 time.sleep(0.002)
 
     @staticmethod
@@ -437,10 +441,11 @@ class _Cgroups:
                     time.sleep(0.005)
 
     def close(self) -> None:
-        for parent in self.parents:
-            self.remove([p for p in parent.iterdir() if p.is_dir()] if parent.exists() else [])
-            self.remove([parent])
-        self.parents = []
+        for parent in self._made:
+            if parent.exists():
+                self.remove([p for p in parent.iterdir() if p.is_dir()])
+                self.remove([parent])
+        self.parents, self._made = [], []
 
 
 # --------------------------------------------------------------------------------------------------
@@ -536,24 +541,94 @@ class _Tail:
             del self.buffer[:-TAIL_BYTES]
 
 
+class _Pipes:
+    """A started sandbox's stdin, stdout and stderr (and exit), multiplexed with a cap on output."""
+
+    def __init__(self, proc: subprocess.Popen):
+        self.proc = proc
+        self.stdout, self.stderr = _Tail(), _Tail()
+        self.payload = memoryview(b"")
+        self.readers = 2
+        self.exited = self.overflow = False
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(proc.stdout, selectors.EVENT_READ, self.stdout)
+        self.selector.register(proc.stderr, selectors.EVENT_READ, self.stderr)
+        try:
+            self.pidfd: int | None = os.pidfd_open(proc.pid)
+            self.selector.register(self.pidfd, selectors.EVENT_READ, "exit")
+        except (AttributeError, OSError):  # old kernel or Python: poll the process instead
+            self.pidfd = None
+
+    def send(self, payload: bytes) -> None:
+        """Queue the payload on stdin; it is written as the program reads, then stdin is closed."""
+        self.payload = memoryview(payload)
+        os.set_blocking(self.proc.stdin.fileno(), False)
+        self.selector.register(self.proc.stdin, selectors.EVENT_WRITE)
+
+    def pump(self, deadline: float, done: Callable[[], bool]) -> bool:
+        """Move data until `done()` or the deadline; True when done in time."""
+        while not done():
+            now = time.monotonic()
+            if now >= deadline:
+                return False
+            wait = deadline - now if self.pidfd is not None else min(0.01, deadline - now)
+            for selected, _ in self.selector.select(wait):
+                if selected.fileobj is self.proc.stdin:
+                    try:
+                        sent = os.write(self.proc.stdin.fileno(), self.payload[:65536])
+                        self.payload = self.payload[sent:]
+                    except BrokenPipeError:  # the program is gone before reading it all
+                        self.payload = self.payload[:0]
+                    if not self.payload:
+                        self.selector.unregister(self.proc.stdin)
+                        self.proc.stdin.close()
+                elif selected.data == "exit":
+                    self.selector.unregister(self.pidfd)
+                    self.exited = True
+                elif data := os.read(selected.fileobj.fileno(), 65536):
+                    selected.data.add(data)
+                    self.overflow |= selected.data.total > MAX_OUTPUT_BYTES
+                else:
+                    self.selector.unregister(selected.fileobj)
+                    self.readers -= 1
+            if self.pidfd is None and not self.exited:
+                self.exited = self.proc.poll() is not None
+        return True
+
+    def close(self) -> None:
+        self.selector.close()
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if not stream.closed:
+                stream.close()
+
+
 def _kill_group(proc: subprocess.Popen) -> None:
-    try:
+    with contextlib.suppress(OSError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except OSError:
-        pass
 
 
-def _run_one(program: str, launcher: _Launcher, timeout: float) -> ExecResult:
-    """Start one program, feed it, read its output with caps, enforce the deadline, judge it."""
+STARTUP_TIMEOUT_S = 60.0  # sandbox + interpreter start-up, before the program's clock starts
+EXIT_GRACE_S = 1.0  # after the program ends, for the pipes to drain and the sandbox to exit
+
+
+def _run_one(
+    program: str,
+    launcher: _Launcher,
+    timeout: float,
+    running: threading.Semaphore | None = None,
+) -> ExecResult:
+    """Start a sandbox, then (holding one of `running`) feed it the program and judge it.
+
+    The sandbox and interpreter start before a `running` slot is taken and the program's clock
+    starts, so start-up and tear-down of one program overlap with other programs' execution.
+    """
     key, token = secrets.token_bytes(16), secrets.token_bytes(16)
     sealed = bytes(a ^ b for a, b in zip(key, token))
-    payload = memoryview(_payload(program, key, sealed, launcher, timeout))
     cgroups = launcher.cgroups.create() if launcher.cgroups else []
     workdir = None if launcher.backend == "bwrap" else tempfile.mkdtemp(prefix="hrm-sandbox-")
     env = dict(_SANDBOX_ENV, HOME=workdir or "/tmp", TMPDIR=workdir or "/tmp")
-    stdout, stderr = _Tail(), _Tail()
-    killed_for = ""  # "timeout" or "output" when we had to stop the program
-    start = time.monotonic()
     try:
         proc = subprocess.Popen(
             launcher.argv([c / "cgroup.procs" for c in cgroups]),
@@ -570,73 +645,43 @@ def _run_one(program: str, launcher: _Launcher, timeout: float) -> ExecResult:
         if workdir:
             shutil.rmtree(workdir, ignore_errors=True)
         return ExecResult("error", None, "", 0.0, f"could not start the sandbox: {error}")
+    pipes = _Pipes(proc)
+    killed_for = ""  # "timeout" or "output" when we had to stop the program
     try:
-        end = None  # when the program's process exited
-        with selectors.DefaultSelector() as selector:
-            os.set_blocking(proc.stdin.fileno(), False)
-            selector.register(proc.stdin, selectors.EVENT_WRITE)
-            selector.register(proc.stdout, selectors.EVENT_READ, stdout)
-            selector.register(proc.stderr, selectors.EVENT_READ, stderr)
-            try:
-                pidfd = os.pidfd_open(proc.pid)
-                selector.register(pidfd, selectors.EVENT_READ, "exit")
-            except (AttributeError, OSError):  # old kernel or Python: poll the process instead
-                pidfd = None
-            readers = 2
-            while (readers or end is None) and not killed_for:
-                # After the exit, what is still buffered in the pipes gets a short grace period.
-                limit = start + timeout if end is None else end + 1.0
-                now = time.monotonic()
-                if now >= limit:
-                    killed_for = "timeout" if end is None else ""
-                    break
-                wait = limit - now if pidfd is not None else min(0.01, limit - now)
-                for selected, _ in selector.select(wait):
-                    if selected.fileobj is proc.stdin:
-                        try:
-                            payload = payload[os.write(proc.stdin.fileno(), payload[:65536]) :]
-                        except BrokenPipeError:  # the sandbox died before reading it all
-                            payload = payload[:0]
-                        if not payload:
-                            selector.unregister(proc.stdin)
-                            proc.stdin.close()
-                    elif selected.data == "exit":
-                        selector.unregister(pidfd)
-                        end = time.monotonic()
-                    elif data := os.read(selected.fileobj.fileno(), 65536):
-                        selected.data.add(data)
-                        if selected.data.total > MAX_OUTPUT_BYTES:
-                            killed_for = "output"
-                    else:
-                        selector.unregister(selected.fileobj)
-                        readers -= 1
-                if end is None and pidfd is None and proc.poll() is not None:
-                    end = time.monotonic()
-                if end is not None and readers:
-                    # Whatever the program left behind still holds the pipes: kill it.
-                    _kill_group(proc)
-                    _Cgroups.kill(cgroups)
-            if pidfd is not None:
-                os.close(pidfd)
-        if end is None:
+        ended = lambda: pipes.readers == 0 or pipes.exited  # noqa: E731
+        started = pipes.pump(
+            time.monotonic() + STARTUP_TIMEOUT_S, lambda: bool(pipes.stdout.first) or ended()
+        )
+        with running if running is not None else contextlib.nullcontext():
+            start = time.monotonic()
+            if started and pipes.stdout.first == _STARTED:
+                pipes.send(_payload(program, key, sealed, launcher, timeout))
+                if not pipes.pump(start + timeout, lambda: ended() or pipes.overflow):
+                    killed_for = "timeout"
+                killed_for = killed_for or ("output" if pipes.overflow else "")
             end = time.monotonic()
-        _kill_group(proc)
-        _Cgroups.kill(cgroups)
+            if killed_for or not started:
+                _kill_group(proc)
+                _Cgroups.kill(cgroups)
+        # The program is done. What it left behind is killed, and what is still buffered in the
+        # pipes is read, while another program already runs in the freed slot.
+        if not pipes.pump(end + EXIT_GRACE_S, lambda: pipes.readers == 0 and pipes.exited):
+            _kill_group(proc)
+            _Cgroups.kill(cgroups)
+            pipes.pump(time.monotonic() + EXIT_GRACE_S, lambda: pipes.readers == 0)
         returncode = proc.wait()
         oom = _Cgroups.out_of_memory(cgroups)
     finally:
         _kill_group(proc)
-        for stream in (proc.stdin, proc.stdout, proc.stderr):
-            if not stream.closed:
-                stream.close()
+        pipes.close()
         _Cgroups.kill(cgroups)
         _Cgroups.remove(cgroups)
         if workdir:
             shutil.rmtree(workdir, ignore_errors=True)
     return _judge(
         returncode=128 + -returncode if returncode < 0 else returncode,
-        stdout=stdout,
-        stderr=stderr,
+        stdout=pipes.stdout,
+        stderr=pipes.stderr,
         token=token.hex().encode(),
         duration=end - start,
         timeout=timeout,
@@ -754,10 +799,13 @@ def run_programs(
             stacklevel=2,
         )
     results: list[ExecResult | None] = [None] * len(programs)
+    # Twice as many threads as running slots: while `workers` programs run, the others start
+    # their sandbox or tear it down (both mostly waiting on the kernel, not on a CPU).
+    running = threading.BoundedSemaphore(workers)
     try:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sandbox") as pool:
+        with ThreadPoolExecutor(max_workers=2 * workers, thread_name_prefix="sandbox") as pool:
             futures = {
-                pool.submit(_run_one, program, launcher, timeout): index
+                pool.submit(_run_one, program, launcher, timeout, running): index
                 for index, program in enumerate(programs)
             }
             bar = tqdm(total=len(programs), desc=desc, unit="prog", disable=not progress)

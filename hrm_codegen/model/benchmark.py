@@ -59,8 +59,10 @@ def train_tokens_per_second(
     steps: int,
     device: torch.device,
     autocast_dtype: torch.dtype | None = None,
+    warmup_steps: int = 1,
 ) -> float:
-    """Forward + backward (no optimiser step) tokens/s, after one untimed warm-up step."""
+    """Forward + backward (no optimiser step) tokens/s, after untimed warm-up steps (CUDA needs
+    them for kernel selection and the allocator; on CPU they only cost time)."""
     model.train()
     ids = torch.randint(0, model.config.vocab_size, (batch_size, seq_len), device=device)
 
@@ -70,7 +72,8 @@ def train_tokens_per_second(
         loss.backward()
         model.zero_grad(set_to_none=True)
 
-    step()
+    for _ in range(warmup_steps):
+        step()
     _synchronize(device)
     start = time.perf_counter()
     for _ in range(steps):
@@ -137,8 +140,9 @@ def run_benchmark(
     for name, build in tqdm(builders.items(), desc="models"):
         torch.manual_seed(0)
         model = build().to(torch_device)
+        warmup = 1 if torch_device.type == "cuda" else 0
         train = train_tokens_per_second(
-            model, batch_size, seq_len, steps, torch_device, autocast_dtype
+            model, batch_size, seq_len, steps, torch_device, autocast_dtype, warmup
         )
         cached = decode_tokens_per_second(
             model, decode_batch_size, prompt_len, new_tokens, True, torch_device, autocast_dtype

@@ -224,7 +224,13 @@ class Attention(nn.Module):
         q, k, v = qkv.split([self.num_heads, self.num_kv_heads, self.num_kv_heads], dim=2)
         q, k = apply_rotary(q, attn.cos, attn.sin), apply_rotary(k, attn.cos, attn.sin)
 
-        use_flash = self.attn_impl == "flash_attn" and attn.mask is None and q.is_cuda
+        # flash_attn takes half precision on CUDA without a mask; anything else goes to SDPA
+        use_flash = (
+            self.attn_impl == "flash_attn"
+            and attn.mask is None
+            and q.is_cuda
+            and q.dtype in (torch.float16, torch.bfloat16)
+        )
         if cache is not None:
             k, v = cache.update(slot, k.transpose(1, 2), v.transpose(1, 2))  # [B, kv, past+S, D]
             k, v = k.to(q.dtype), v.to(q.dtype)

@@ -117,8 +117,9 @@ def _sft_data(data_cfg: dict[str, Any], tokenizer: Any) -> StageData:
 
 def _pretrain_data(data_cfg: dict[str, Any]) -> StageData:
     from hrm_codegen.data.corpus import PackedDataset
+    from hrm_codegen.tokenization import hrm_codegen_home
 
-    shard_dir = Path(str(data_cfg["shard_dir"])).expanduser()
+    shard_dir = Path(str(data_cfg.get("shard_dir") or hrm_codegen_home() / "corpus")).expanduser()
     if not shard_dir.is_dir():
         raise DataConfigError(
             f"corpus not found at data.shard_dir={shard_dir}: build it with "

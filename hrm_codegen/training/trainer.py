@@ -13,6 +13,7 @@ every label token of the global batch however it is split into micro-batches and
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import time
@@ -82,11 +83,35 @@ def model_classes() -> dict[str, tuple[type, type]]:
     }
 
 
+def other_architecture_fields(model_cfg: dict[str, Any]) -> list[str]:
+    """Settings in `model_cfg` that only the *other* model type has.
+
+    Experiments size the HRM (H_layers, ...); `experiment=quickstart model=transformer` should still
+    build the baseline at the experiment's width, so those fields are set aside (and reported), while
+    a field neither model knows stays an error.
+    """
+    classes = model_classes()
+    model_type = model_cfg.get("type")
+    if model_type not in classes:
+        return []
+    own = {f.name for f in dataclasses.fields(classes[model_type][0])}
+    others = {
+        f.name
+        for name, (config_class, _) in classes.items()
+        if name != model_type
+        for f in dataclasses.fields(config_class)
+    }
+    return sorted(key for key in model_cfg if key in others - own)
+
+
 def build_model(model_cfg: dict[str, Any], vocab_size: int) -> torch.nn.Module:
-    """Our HRM or transformer from the `model` config group; vocab_size comes from the tokenizer."""
+    """Our HRM or transformer from the `model` config group; vocab_size comes from the tokenizer.
+
+    Fields only the other architecture has are left out (see `other_architecture_fields`)."""
     from hrm_codegen.model.checkpoint import config_from_dict
 
-    fields = dict(model_cfg)
+    ignored = other_architecture_fields(model_cfg)
+    fields = {k: v for k, v in model_cfg.items() if k not in ignored}
     model_type = fields.pop("type", None)
     classes = model_classes()
     if model_type not in classes:
@@ -232,7 +257,11 @@ class Trainer:
             self.data: StageData = build_stage_data(
                 OmegaConf.to_container(cfg.data, resolve=True), self.tokenizer
             )
-        self.model = build_model(OmegaConf.to_container(cfg.model, resolve=True), len(self.tokenizer))
+        model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+        ignored = other_architecture_fields(model_cfg)
+        if ignored:
+            self._print(f"note: model={cfg.model.type} has no {', '.join(ignored)}; those settings are unused")
+        self.model = build_model(model_cfg, len(self.tokenizer))
         if init_ckpt is not None and self.resume_ckpt is None:
             load_model_weights(init_ckpt, self.model, raw=False)
         if cfg.init_from_upstream:
@@ -394,7 +423,7 @@ class Trainer:
             sums[0] += out.loss.detach().double() * labels[j]
             sums[1] += _lm_loss(out).detach().double() * labels[j]
             for key, value in out.metrics.items():
-                extra[key] = extra.get(key, 0.0) + float(value) / len(batches)
+                extra[key] = extra.get(key, 0.0) + float(value.detach()) / len(batches)
             seq_len = batch["input_ids"].shape[1]
             flops += tokens[j] * self.flops.training_flops_per_token(seq_len, self.segments)
         loss, lm_loss = (acc.reduce(sums, reduction="sum") / global_labels).tolist()

@@ -1,0 +1,249 @@
+"""End-to-end training runs on a tiny MBPP-format fixture: loss, resume, DDP, W&B, dry run, errors.
+
+The fixture is written here (48 small tasks in the original MBPP JSONL schema, task ids in the
+validation and train ranges), so these tests need neither ../shared nor the hub. The tokenizer is
+the small code BPE the smoke experiment trains on the fly, cached in a per-module HRM_CODEGEN_HOME.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from safetensors.torch import load_file
+
+from hrm_codegen.model import load_pretrained
+from hrm_codegen.tokenization import load_tokenizer
+from hrm_codegen.training import NonFiniteLossError, train
+from hrm_codegen.training.checkpointing import CheckpointError
+from hrm_codegen.training.logging import read_metrics
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG_DIR = REPO / "configs"
+
+# (description, code, tests) templates; every code passes its tests.
+TEMPLATES = [
+    ("Write a function to add {k} to a number.", "def add_{k}(x):\r\n\treturn x + {k}",
+     lambda k: [f"assert add_{k}(1) == {1 + k}", f"assert add_{k}(10) == {10 + k}"]),
+    ("Write a function to multiply a number by {k}.", "def times_{k}(x):\r\n\treturn x * {k}",
+     lambda k: [f"assert times_{k}(3) == {3 * k}", f"assert times_{k}(0) == 0"]),
+    ("Write a function to check whether a number is divisible by {k}.",
+     "def divisible_by_{k}(n):\r\n\treturn n % {k} == 0",
+     lambda k: [f"assert divisible_by_{k}({3 * k}) == True",
+                f"assert divisible_by_{k}({3 * k + 1}) == False"]),
+    ("Write a function to repeat a string {k} times.", "def repeat_{k}(s):\r\n\treturn s * {k}",
+     lambda k: [f"assert repeat_{k}('ab') == {'ab' * k!r}"]),
+]
+
+
+def write_tiny_mbpp(path: Path) -> Path:
+    """48 tasks: ids 511-518 (validation split), 601-640 (train split)."""
+    rows = []
+    for k in range(2, 14):
+        for text, code, tests in TEMPLATES:
+            n = len(rows)
+            rows.append({
+                "text": text.format(k=k),
+                "code": code.format(k=k),
+                "task_id": 511 + n if n < 8 else 593 + n,
+                "test_setup_code": "",
+                "test_list": tests(k),
+                "challenge_test_list": [],
+            })
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+@pytest.fixture(scope="module")
+def fixture_env(tmp_path_factory):
+    """The fixture file and a private HRM_CODEGEN_HOME (tokenizer cache) for this module."""
+    root = tmp_path_factory.mktemp("training")
+    saved = {k: os.environ.get(k) for k in ("HRM_CODEGEN_HOME", "WANDB_MODE", "WANDB_SILENT")}
+    os.environ.update(HRM_CODEGEN_HOME=str(root / "home"), WANDB_MODE="offline", WANDB_SILENT="true")
+    yield {"mbpp": write_tiny_mbpp(root / "mbpp.jsonl"), "home": root / "home"}
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def smoke_config(fixture_env, run_dir: Path | None, *overrides: str):
+    base = ["experiment=smoke", f"data.path={fixture_env['mbpp']}", "logger=jsonl"]
+    if run_dir is not None:
+        base.append(f"run_dir={run_dir}")
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose("codegen_base", overrides=base + list(overrides))
+
+
+def run_quietly(cfg) -> tuple[Path | None, str]:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        run_dir = train(cfg)
+    return run_dir, out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def smoke_run(fixture_env, tmp_path_factory):
+    run_dir, stdout = run_quietly(smoke_config(fixture_env, tmp_path_factory.mktemp("smoke") / "run"))
+    return run_dir, stdout
+
+
+def test_smoke_experiment_loss_falls_and_the_checkpoint_loads(smoke_run):
+    run_dir, stdout = smoke_run
+    losses = [row["train/loss"] for row in read_metrics(run_dir) if "train/loss" in row]
+    assert len(losses) >= 5
+    assert losses[-1] < 0.9 * losses[0], losses
+    ckpt = run_dir / "checkpoint"
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "optimizer.pt",
+                 "trainer_state.json", "config.yaml"):
+        assert (ckpt / name).is_file(), name
+    assert stdout.strip().splitlines()[-1] == f"checkpoint: {ckpt}"
+    state = json.loads((ckpt / "trainer_state.json").read_text())
+    assert state["step"] == 30 and state["tokens_seen"] > 0
+    model, tokenizer = load_pretrained(ckpt), load_tokenizer(ckpt)
+    assert model.config.vocab_size == len(tokenizer) <= 512
+    assert re.search(r"\d+\.\d+M parameters", stdout) and "tokens per step" in stdout
+
+
+def test_resuming_gives_bitwise_the_same_weights_as_training_straight_through(fixture_env, tmp_path):
+    # ACT (random exploration) and EMA make every piece of saved state matter; eval at step 4
+    # checks that evaluation leaves the random streams alone.
+    common = ["train.max_steps=8", "train.micro_batch_size=4", "eval.interval=4",
+              "train.ema_decay=0.9", "model.enable_q_head=true", "model.halt_max_steps=2"]
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    run_quietly(smoke_config(fixture_env, straight, *common))
+    run_quietly(smoke_config(fixture_env, split, *common, "train.stop_at_step=4"))
+    assert json.loads((split / "checkpoint" / "trainer_state.json").read_text())["step"] == 4
+    _, stdout = run_quietly(smoke_config(fixture_env, split, *common, "resume=true"))
+    assert "resumed" in stdout and "at step 4" in stdout
+    for name in ("model.safetensors", "train_weights.safetensors"):
+        a, b = load_file(straight / "checkpoint" / name), load_file(split / "checkpoint" / name)
+        assert a.keys() == b.keys()
+        for key in a:
+            assert torch.equal(a[key], b[key]), f"{name}:{key}"
+    opt_a = torch.load(straight / "checkpoint" / "optimizer.pt", weights_only=False)["optimizer"]
+    opt_b = torch.load(split / "checkpoint" / "optimizer.pt", weights_only=False)["optimizer"]
+    for index, state in opt_a["state"].items():
+        assert torch.equal(state["exp_avg_sq"], opt_b["state"][index]["exp_avg_sq"])
+
+
+def test_dry_run_takes_one_step_prints_a_summary_and_writes_nothing(fixture_env, tmp_path):
+    run_dir = tmp_path / "dry"
+    result, stdout = run_quietly(smoke_config(fixture_env, run_dir, "dry_run=true"))
+    assert result is None and not run_dir.exists()
+    assert "experiment_name: smoke" in stdout  # the resolved config
+    assert re.search(r"hrm, 0\.\d+M parameters", stdout)
+    assert re.search(r"~[\d,]+ tokens per step", stdout)
+    assert "one optimiser step OK" in stdout
+
+
+def test_a_checkpoint_of_another_architecture_is_refused(fixture_env, smoke_run, tmp_path):
+    cfg = smoke_config(fixture_env, tmp_path / "ft", "model=transformer", "model.n_layers=2",
+                       f"init_from={smoke_run[0]}")
+    with pytest.raises(CheckpointError, match="holds a 'hrm' model but this run builds a 'transformer'"):
+        run_quietly(cfg)
+    wider = smoke_config(fixture_env, tmp_path / "ft2", "model.hidden_size=128",
+                         f"init_from={smoke_run[0]}")
+    with pytest.raises(CheckpointError, match="hidden_size: checkpoint 64, config 128"):
+        run_quietly(wider)
+
+
+def test_missing_data_is_named(fixture_env, tmp_path):
+    missing = tmp_path / "nowhere" / "mbpp.jsonl"
+    cfg = smoke_config(fixture_env, tmp_path / "r", f"data.path={missing}")
+    with pytest.raises(FileNotFoundError, match=re.escape(str(missing))):
+        run_quietly(cfg)
+
+
+def test_a_non_finite_loss_stops_the_run_naming_the_step_and_the_last_checkpoint(fixture_env, tmp_path):
+    run_dir = tmp_path / "nan"
+    cfg = smoke_config(fixture_env, run_dir, "train.lr=1e30", "train.warmup_steps=0",
+                       "train.grad_clip=null", "checkpoint_interval=1", "log_interval=1")
+    with pytest.raises(NonFiniteLossError) as info:
+        run_quietly(cfg)
+    message = str(info.value)
+    step = int(re.search(r"at step (\d+)", message).group(1))
+    saved = json.loads((run_dir / "checkpoint" / "trainer_state.json").read_text())["step"]
+    assert saved == step - 1
+    assert f"last good checkpoint: {run_dir / 'checkpoint'}" in message
+
+
+def read_wandb_records(path: Path) -> list[bytes]:
+    """Records of a W&B transaction log (.wandb): a LevelDB-style log of 32 KiB blocks after a
+    7-byte header; each chunk has a 7-byte header (crc32, little-endian length, type)."""
+    data = path.read_bytes()
+    assert data[:4] == b":W&B", "not a W&B run file"
+    pos, block, pending, records = 7, 32768, b"", []
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:  # block trailer too short for a header: skip to the next block
+            pos += block - pos % block
+            continue
+        length, kind = int.from_bytes(data[pos + 4 : pos + 6], "little"), data[pos + 6]
+        pending += data[pos + 7 : pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):  # FULL or LAST chunk ends a record
+            records.append(pending)
+            pending = b""
+    return records
+
+
+def test_wandb_logger_writes_an_offline_run_with_the_metrics(fixture_env, tmp_path):
+    from wandb.proto import wandb_internal_pb2
+
+    run_dir = tmp_path / "wb"
+    run_quietly(smoke_config(fixture_env, run_dir, "logger=wandb", "train.max_steps=6"))
+    files = list(run_dir.glob("wandb/offline-run-*/run-*.wandb"))
+    assert len(files) == 1
+    logged: dict[int, dict[str, float]] = {}
+    for raw in read_wandb_records(files[0]):
+        record = wandb_internal_pb2.Record()
+        record.ParseFromString(raw)
+        if record.WhichOneof("record_type") == "history":
+            items = {i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in record.history.item}
+            logged[int(items["_step"])] = items
+    expected = [row for row in read_metrics(run_dir) if "train/loss" in row]
+    assert expected
+    for row in expected:
+        assert logged[row["step"]]["train/loss"] == pytest.approx(row["train/loss"])
+
+
+def test_accelerate_launch_runs_ddp_and_both_ranks_agree_on_the_parameters(fixture_env, smoke_run, tmp_path):
+    del smoke_run  # only to have the tokenizer cached already
+    run_dir = tmp_path / "ddp"
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        str(REPO / "scripts" / "train_codegen.py"), "experiment=smoke",
+        f"data.path={fixture_env['mbpp']}", f"run_dir={run_dir}", f"hydra.run.dir={tmp_path / 'hydra'}",
+        "train.max_steps=6", "train.micro_batch_size=4", "logger=jsonl",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    digests = dict(re.findall(r"parameters sha256 rank (\d)/2: ([0-9a-f]{64})", result.stdout))
+    assert set(digests) == {"0", "1"}, result.stdout[-3000:]
+    assert digests["0"] == digests["1"]
+    state = json.loads((run_dir / "checkpoint" / "trainer_state.json").read_text())
+    assert state["num_processes"] == 2 and state["global_batch_size"] == 8 and len(state["rng"]) == 2
+    assert f"checkpoint: {run_dir / 'checkpoint'}" in result.stdout
+
+
+def test_the_launcher_prints_user_errors_without_a_traceback(fixture_env, tmp_path):
+    command = [
+        sys.executable, str(REPO / "scripts" / "train_codegen.py"), "experiment=smoke",
+        f"data.path={tmp_path / 'missing.jsonl'}", f"hydra.run.dir={tmp_path / 'h'}",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ") and "missing.jsonl" in result.stderr
+    assert "Traceback" not in result.stderr
