@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from hrm_codegen.losses import stablemax_cross_entropy
+from hrm_codegen.losses import sequence_is_correct, stablemax_cross_entropy
 from hrm_codegen.model import HRMConfig, HRMForCausalLM
 from hrm_codegen.model.layers import (
     AttentionInputs,
@@ -331,6 +331,40 @@ def test_act_runs_all_segments_while_q_prefers_continue():
     assert out.loss.item() == pytest.approx(total.item())
     out.loss.backward()
     assert model.q_head.weight.grad.abs().sum() > 0
+
+
+def test_act_losses_follow_the_paper_segment_by_segment():
+    """Two segments that never halt: the Q-continue target of segment 1 bootstraps from segment 2's
+    max Q, that of the last segment from an extra segment's Q-halt; every loss averages over both."""
+    model = act_model([-5.0, 5.0], max_steps=2)
+    torch.nn.init.normal_(model.q_head.weight, std=0.05)
+    ids = torch.randint(0, VOCAB, (3, 8))
+    labels = ids.clone()
+    labels[0, :3] = -100
+    out = model(ids, labels=labels)
+    assert out.metrics["act_steps"].item() == 2
+
+    with torch.no_grad():
+        x = model.embed_tokens(ids)
+        attn = prepare_attention_inputs(model.rotary_emb, ids, None, None, None, True, 128)
+        z_H, z_L = model.initial_state(x)
+        logits, q = [], []
+        for _ in range(3):
+            z_H, z_L = model.segment(x, z_H, z_L, attn)
+            logits.append(model.lm_head(z_H))
+            q.append(model.q_logits(z_H, None))
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    targets = [torch.sigmoid(torch.maximum(*q[1])), torch.sigmoid(q[2][0])]
+    q_continue = sum(bce(q[m][1], targets[m]) for m in range(2)) / 2
+    correct = [sequence_is_correct(logits[m], labels).float() for m in range(2)]
+    q_halt = sum(bce(q[m][0], correct[m]) for m in range(2)) / 2
+    lm = torch.nn.functional.cross_entropy(
+        torch.cat(logits[:2]).flatten(0, 1), torch.cat([labels, labels]).flatten()
+    )
+    assert out.metrics["q_continue_loss"].item() == pytest.approx(q_continue.item(), rel=1e-5)
+    assert out.metrics["q_halt_loss"].item() == pytest.approx(q_halt.item(), rel=1e-5)
+    assert out.lm_loss.item() == pytest.approx(lm.item(), rel=1e-5)
+    assert torch.allclose(out.logits, logits[1], atol=1e-5)  # the halting segment's logits
 
 
 def test_act_halts_after_one_segment_when_q_prefers_halt_and_explores_at_least_two():

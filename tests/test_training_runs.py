@@ -220,8 +220,10 @@ def test_wandb_logger_writes_an_offline_run_with_the_metrics(fixture_env, tmp_pa
 def test_accelerate_launch_runs_ddp_and_both_ranks_agree_on_the_parameters(fixture_env, smoke_run, tmp_path):
     del smoke_run  # only to have the tokenizer cached already
     run_dir = tmp_path / "ddp"
+    # `--cpu --num_processes 2` starts one process in accelerate 1.x (CPU multi-process needs
+    # mpirun); `--multi_gpu` goes through torchrun, and device=cpu (smoke) makes it gloo DDP on CPU.
     command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
         str(REPO / "scripts" / "train_codegen.py"), "experiment=smoke",
         f"data.path={fixture_env['mbpp']}", f"run_dir={run_dir}", f"hydra.run.dir={tmp_path / 'hydra'}",

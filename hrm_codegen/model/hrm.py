@@ -286,7 +286,7 @@ class HRMForCausalLM(PretrainedModel):
         if self.q_head is not None:  # a single-segment Q head: no next step to bootstrap from
             correct = sequence_is_correct(logits.detach(), labels)
             q = act_q_losses(out.q_halt_logits, None, correct)
-            out.metrics.update(q)
+            out.metrics.update({name: loss.detach() for name, loss in q.items()})
             out.metrics["q_halt_accuracy"] = ((out.q_halt_logits > 0) == correct).float().mean()
             if self.training:  # in evaluation the Q losses are diagnostics; loss stays the LM loss
                 out.loss = out.lm_loss + 0.5 * q["q_halt_loss"]
@@ -367,7 +367,7 @@ class HRMForCausalLM(PretrainedModel):
         )
         out.lm_loss = token_loss_sum / token_count.clamp_min(1)
         out.loss = out.lm_loss + 0.5 * (q["q_halt_loss"] + q["q_continue_loss"])
-        out.metrics.update(q)
+        out.metrics.update({name: loss.detach() for name, loss in q.items()})
         halt_right = (torch.stack(q_halts) > 0) == torch.stack(corrects)
         out.metrics["q_halt_accuracy"] = (halt_right.float() * weight).sum() / weight.sum()
         return out

