@@ -17,7 +17,7 @@ def _check_shapes(logits: torch.Tensor, labels: torch.Tensor) -> None:
     if logits.shape[:-1] != labels.shape:
         raise ValueError(
             f"logits {tuple(logits.shape)} and labels {tuple(labels.shape)} disagree: labels must be "
-            "aligned with logits[..., :-1] (logits[:, t] predicts labels[:, t])"
+            "aligned with the logits, shape logits.shape[:-1] (logits[:, t] predicts labels[:, t])"
         )
 
 

@@ -29,8 +29,8 @@ def main() -> None:
         "--uncached-new-tokens",
         type=int,
         default=None,
-        help="new tokens for the no-cache decode (default: --new-tokens on CUDA, 4 on CPU, where "
-        "every step re-runs the whole sequence)",
+        help="new tokens for the no-cache decode (default: --new-tokens on CUDA, at most 4 on CPU, "
+        "where every step re-runs the whole sequence)",
     )
     parser.add_argument(
         "--dtype",
@@ -44,7 +44,7 @@ def main() -> None:
     on_cuda = args.device.startswith("cuda")
     dtype_name = args.dtype or ("bfloat16" if on_cuda else "float32")
     autocast = torch.bfloat16 if dtype_name == "bfloat16" else None
-    uncached = args.uncached_new_tokens or (args.new_tokens if on_cuda else 4)
+    uncached = args.uncached_new_tokens or (args.new_tokens if on_cuda else min(4, args.new_tokens))
     results = run_benchmark(
         vocab_size=args.vocab_size,
         device=args.device,

@@ -13,7 +13,9 @@ from hrm_codegen.training.bench import REFERENCE_MODELS, run_bench
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--models", default=",".join(REFERENCE_MODELS), help="configs/model names")
     parser.add_argument("--vocab-size", type=int, default=16384, help="code BPE default size")
     parser.add_argument("--batch-size", type=int, default=4)

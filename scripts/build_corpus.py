@@ -11,6 +11,7 @@ import argparse
 
 from hrm_codegen.data.corpus import build_corpus
 from hrm_codegen.data.corpus_filters import FilterConfig
+from hrm_codegen.tokenization import hrm_codegen_home
 
 
 def main() -> None:
@@ -18,7 +19,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--output", required=True, help="folder for the shards and meta.json")
+    parser.add_argument(
+        "--output",
+        default=str(hrm_codegen_home() / "corpus"),
+        help="folder for the shards and meta.json (default: $HRM_CODEGEN_HOME/corpus, where training looks)",
+    )
     parser.add_argument(
         "--tokenizer", default="code-bpe", help="'code-bpe', 'gpt2' or a tokenizer path"
     )

@@ -1,6 +1,6 @@
 """Plot loss (and pass@1 where logged) against tokens seen for several training runs in one PNG.
 
-    python scripts/plot_runs.py runs/quickstart/2025-01-01_12-00-00 runs/quickstart/... --out cmp.png
+python scripts/plot_runs.py runs/quickstart/2025-01-01_12-00-00 runs/quickstart/... --out cmp.png
 """
 
 import argparse
@@ -10,9 +10,13 @@ from hrm_codegen.training.plot import plot_runs
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("run_dirs", nargs="+", type=Path, help="run dirs holding metrics.jsonl")
-    parser.add_argument("--out", type=Path, default=Path("runs/comparison.png"), help="PNG to write")
+    parser.add_argument(
+        "--out", type=Path, default=Path("runs/comparison.png"), help="PNG to write"
+    )
     parser.add_argument("--log-x", action="store_true", help="logarithmic tokens axis")
     args = parser.parse_args()
     try:

@@ -52,7 +52,9 @@ def test_model_groups_build_the_reference_sizes(model, body_millions, layers):
     cfg = compose_config(f"model={model}")
     built = build_model(OmegaConf.to_container(cfg.model), vocab_size=128)
     assert built.model_type == cfg.model.type
-    assert built.num_parameters(exclude_embeddings=True) / 1e6 == pytest.approx(body_millions, abs=0.05)
+    assert built.num_parameters(exclude_embeddings=True) / 1e6 == pytest.approx(
+        body_millions, abs=0.05
+    )
     depth = cfg.model.get("n_layers") or cfg.model.H_layers + cfg.model.L_layers
     assert depth == layers
 

@@ -53,7 +53,8 @@ def test_index_select_expands_and_drops_rows():
     assert torch.equal(expanded.keys[0, 4, :, :3], keys[1])
     assert torch.equal(expanded.values[0, 2, :, :3], keys[0] + 1)
 
-    expanded.update(0, torch.zeros(6, 2, 1, 4), torch.zeros(6, 2, 1, 4))
+    expanded.update(0, torch.ones(6, 2, 1, 4), torch.ones(6, 2, 1, 4))
+    assert torch.equal(expanded.keys[0, :, :, 3], torch.ones(6, 2, 4))
     assert cache.keys[0, :, :, 3].abs().sum() == 0  # a copy: the original is not written through
 
     kept = expanded.index_select(torch.tensor([5]))
@@ -61,6 +62,8 @@ def test_index_select_expands_and_drops_rows():
 
     with pytest.raises(IndexError, match=r"\[0, 2\)"):
         cache.index_select(torch.tensor([0, 2]))
+    with pytest.raises(TypeError, match="nonzero"):
+        cache.index_select(torch.tensor([False, True]))
 
 
 def test_rejects_empty_sizes():

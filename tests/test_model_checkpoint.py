@@ -87,6 +87,12 @@ def test_wrong_class_and_unknown_fields_are_rejected(tmp_path):
     (tmp_path / "t" / "config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match="n_layer"):
         load_pretrained(tmp_path / "t")
+    del config["n_layer"]
+    config["n_layers"] = 0
+    (tmp_path / "t" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="n_layers must be >= 1") as error:
+        load_pretrained(tmp_path / "t")
+    assert str(tmp_path / "t" / "config.json") in str(error.value)
 
 
 def test_tensors_that_do_not_fit_are_rejected(tmp_path):

@@ -96,6 +96,17 @@ def test_block_is_post_norm():
     assert torch.allclose(rms, torch.ones_like(rms), atol=1e-4)  # ends in a weightless RMSNorm
 
 
+def test_rotary_angles_stay_float32_when_the_model_is_cast_to_bf16():
+    model = tiny_model().to(torch.bfloat16)
+    positions = torch.tensor([[0, 1, 1000, 2047]])
+    cos, sin = model.rotary_emb(positions)
+    inv_freq = 1.0 / 10000 ** (torch.arange(0, 8, 2, dtype=torch.float64) / 8)
+    angles = positions[..., None].double() * torch.cat([inv_freq, inv_freq])
+    assert cos.dtype == torch.float32
+    assert torch.allclose(cos.double(), angles.cos(), atol=1e-3)
+    assert torch.allclose(sin.double(), angles.sin(), atol=1e-3)
+
+
 def test_bad_configs_are_rejected_with_the_fix():
     with pytest.raises(ValueError, match="bp_steps"):
         tiny_config(bp_steps=7)  # 2 * (2 + 1) = 6 applications
@@ -370,6 +381,7 @@ def test_act_losses_follow_the_paper_segment_by_segment():
 def test_act_halts_after_one_segment_when_q_prefers_halt_and_explores_at_least_two():
     ids = torch.randint(0, VOCAB, (4, 8))
     assert act_model([5.0, -5.0])(ids, labels=ids).metrics["act_steps"].item() == 1
+    assert act_model([5.0, -5.0])(ids, logits_to_keep=1).logits.shape == (4, 1, VOCAB)
     torch.manual_seed(1)
     steps = act_model([5.0, -5.0], exploration=1.0)(ids).metrics["act_steps"].item()
     assert 2 <= steps <= 3

@@ -28,7 +28,9 @@ def training_rows(start_loss: float, steps: int, pass_at_1: float | None = None)
         for s in range(1, steps + 1)
     ]
     if pass_at_1 is not None:
-        rows.append({"step": steps, "val/loss": 1.0, "val/pass@1": pass_at_1, "tokens_seen": 100 * steps})
+        rows.append(
+            {"step": steps, "val/loss": 1.0, "val/pass@1": pass_at_1, "tokens_seen": 100 * steps}
+        )
     return rows
 
 

@@ -32,16 +32,29 @@ CONFIG_DIR = REPO / "configs"
 
 # (description, code, tests) templates; every code passes its tests.
 TEMPLATES = [
-    ("Write a function to add {k} to a number.", "def add_{k}(x):\r\n\treturn x + {k}",
-     lambda k: [f"assert add_{k}(1) == {1 + k}", f"assert add_{k}(10) == {10 + k}"]),
-    ("Write a function to multiply a number by {k}.", "def times_{k}(x):\r\n\treturn x * {k}",
-     lambda k: [f"assert times_{k}(3) == {3 * k}", f"assert times_{k}(0) == 0"]),
-    ("Write a function to check whether a number is divisible by {k}.",
-     "def divisible_by_{k}(n):\r\n\treturn n % {k} == 0",
-     lambda k: [f"assert divisible_by_{k}({3 * k}) == True",
-                f"assert divisible_by_{k}({3 * k + 1}) == False"]),
-    ("Write a function to repeat a string {k} times.", "def repeat_{k}(s):\r\n\treturn s * {k}",
-     lambda k: [f"assert repeat_{k}('ab') == {'ab' * k!r}"]),
+    (
+        "Write a function to add {k} to a number.",
+        "def add_{k}(x):\r\n\treturn x + {k}",
+        lambda k: [f"assert add_{k}(1) == {1 + k}", f"assert add_{k}(10) == {10 + k}"],
+    ),
+    (
+        "Write a function to multiply a number by {k}.",
+        "def times_{k}(x):\r\n\treturn x * {k}",
+        lambda k: [f"assert times_{k}(3) == {3 * k}", f"assert times_{k}(0) == 0"],
+    ),
+    (
+        "Write a function to check whether a number is divisible by {k}.",
+        "def divisible_by_{k}(n):\r\n\treturn n % {k} == 0",
+        lambda k: [
+            f"assert divisible_by_{k}({3 * k}) == True",
+            f"assert divisible_by_{k}({3 * k + 1}) == False",
+        ],
+    ),
+    (
+        "Write a function to repeat a string {k} times.",
+        "def repeat_{k}(s):\r\n\treturn s * {k}",
+        lambda k: [f"assert repeat_{k}('ab') == {'ab' * k!r}"],
+    ),
 ]
 
 
@@ -51,14 +64,16 @@ def write_tiny_mbpp(path: Path) -> Path:
     for k in range(2, 14):
         for text, code, tests in TEMPLATES:
             n = len(rows)
-            rows.append({
-                "text": text.format(k=k),
-                "code": code.format(k=k),
-                "task_id": 511 + n if n < 8 else 593 + n,
-                "test_setup_code": "",
-                "test_list": tests(k),
-                "challenge_test_list": [],
-            })
+            rows.append(
+                {
+                    "text": text.format(k=k),
+                    "code": code.format(k=k),
+                    "task_id": 511 + n if n < 8 else 593 + n,
+                    "test_setup_code": "",
+                    "test_list": tests(k),
+                    "challenge_test_list": [],
+                }
+            )
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     return path
 
@@ -68,7 +83,9 @@ def fixture_env(tmp_path_factory):
     """The fixture file and a private HRM_CODEGEN_HOME (tokenizer cache) for this module."""
     root = tmp_path_factory.mktemp("training")
     saved = {k: os.environ.get(k) for k in ("HRM_CODEGEN_HOME", "WANDB_MODE", "WANDB_SILENT")}
-    os.environ.update(HRM_CODEGEN_HOME=str(root / "home"), WANDB_MODE="offline", WANDB_SILENT="true")
+    os.environ.update(
+        HRM_CODEGEN_HOME=str(root / "home"), WANDB_MODE="offline", WANDB_SILENT="true"
+    )
     yield {"mbpp": write_tiny_mbpp(root / "mbpp.jsonl"), "home": root / "home"}
     for key, value in saved.items():
         if value is None:
@@ -94,7 +111,9 @@ def run_quietly(cfg) -> tuple[Path | None, str]:
 
 @pytest.fixture(scope="module")
 def smoke_run(fixture_env, tmp_path_factory):
-    run_dir, stdout = run_quietly(smoke_config(fixture_env, tmp_path_factory.mktemp("smoke") / "run"))
+    run_dir, stdout = run_quietly(
+        smoke_config(fixture_env, tmp_path_factory.mktemp("smoke") / "run")
+    )
     return run_dir, stdout
 
 
@@ -104,8 +123,14 @@ def test_smoke_experiment_loss_falls_and_the_checkpoint_loads(smoke_run):
     assert len(losses) >= 5
     assert losses[-1] < 0.9 * losses[0], losses
     ckpt = run_dir / "checkpoint"
-    for name in ("config.json", "model.safetensors", "tokenizer.json", "optimizer.pt",
-                 "trainer_state.json", "config.yaml"):
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "optimizer.pt",
+        "trainer_state.json",
+        "config.yaml",
+    ):
         assert (ckpt / name).is_file(), name
     assert stdout.strip().splitlines()[-1] == f"checkpoint: {ckpt}"
     state = json.loads((ckpt / "trainer_state.json").read_text())
@@ -115,11 +140,19 @@ def test_smoke_experiment_loss_falls_and_the_checkpoint_loads(smoke_run):
     assert re.search(r"\d+\.\d+M parameters", stdout) and "tokens per step" in stdout
 
 
-def test_resuming_gives_bitwise_the_same_weights_as_training_straight_through(fixture_env, tmp_path):
+def test_resuming_gives_bitwise_the_same_weights_as_training_straight_through(
+    fixture_env, tmp_path
+):
     # ACT (random exploration) and EMA make every piece of saved state matter; eval at step 4
     # checks that evaluation leaves the random streams alone.
-    common = ["train.max_steps=8", "train.micro_batch_size=4", "eval.interval=4",
-              "train.ema_decay=0.9", "model.enable_q_head=true", "model.halt_max_steps=2"]
+    common = [
+        "train.max_steps=8",
+        "train.micro_batch_size=4",
+        "eval.interval=4",
+        "train.ema_decay=0.9",
+        "model.enable_q_head=true",
+        "model.halt_max_steps=2",
+    ]
     straight, split = tmp_path / "straight", tmp_path / "split"
     run_quietly(smoke_config(fixture_env, straight, *common))
     run_quietly(smoke_config(fixture_env, split, *common, "train.stop_at_step=4"))
@@ -148,12 +181,20 @@ def test_dry_run_takes_one_step_prints_a_summary_and_writes_nothing(fixture_env,
 
 
 def test_a_checkpoint_of_another_architecture_is_refused(fixture_env, smoke_run, tmp_path):
-    cfg = smoke_config(fixture_env, tmp_path / "ft", "model=transformer", "model.n_layers=2",
-                       f"init_from={smoke_run[0]}")
-    with pytest.raises(CheckpointError, match="holds a 'hrm' model but this run builds a 'transformer'"):
+    cfg = smoke_config(
+        fixture_env,
+        tmp_path / "ft",
+        "model=transformer",
+        "model.n_layers=2",
+        f"init_from={smoke_run[0]}",
+    )
+    with pytest.raises(
+        CheckpointError, match="holds a 'hrm' model but this run builds a 'transformer'"
+    ):
         run_quietly(cfg)
-    wider = smoke_config(fixture_env, tmp_path / "ft2", "model.hidden_size=128",
-                         f"init_from={smoke_run[0]}")
+    wider = smoke_config(
+        fixture_env, tmp_path / "ft2", "model.hidden_size=128", f"init_from={smoke_run[0]}"
+    )
     with pytest.raises(CheckpointError, match="hidden_size: checkpoint 64, config 128"):
         run_quietly(wider)
 
@@ -165,10 +206,19 @@ def test_missing_data_is_named(fixture_env, tmp_path):
         run_quietly(cfg)
 
 
-def test_a_non_finite_loss_stops_the_run_naming_the_step_and_the_last_checkpoint(fixture_env, tmp_path):
+def test_a_non_finite_loss_stops_the_run_naming_the_step_and_the_last_checkpoint(
+    fixture_env, tmp_path
+):
     run_dir = tmp_path / "nan"
-    cfg = smoke_config(fixture_env, run_dir, "train.lr=1e30", "train.warmup_steps=0",
-                       "train.grad_clip=null", "checkpoint_interval=1", "log_interval=1")
+    cfg = smoke_config(
+        fixture_env,
+        run_dir,
+        "train.lr=1e30",
+        "train.warmup_steps=0",
+        "train.grad_clip=null",
+        "checkpoint_interval=1",
+        "log_interval=1",
+    )
     with pytest.raises(NonFiniteLossError) as info:
         run_quietly(cfg)
     message = str(info.value)
@@ -209,7 +259,10 @@ def test_wandb_logger_writes_an_offline_run_with_the_metrics(fixture_env, tmp_pa
         record = wandb_internal_pb2.Record()
         record.ParseFromString(raw)
         if record.WhichOneof("record_type") == "history":
-            items = {i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in record.history.item}
+            items = {
+                i.key or "/".join(i.nested_key): json.loads(i.value_json)
+                for i in record.history.item
+            }
             logged[int(items["_step"])] = items
     expected = [row for row in read_metrics(run_dir) if "train/loss" in row]
     assert expected
@@ -217,17 +270,34 @@ def test_wandb_logger_writes_an_offline_run_with_the_metrics(fixture_env, tmp_pa
         assert logged[row["step"]]["train/loss"] == pytest.approx(row["train/loss"])
 
 
-def test_accelerate_launch_runs_ddp_and_both_ranks_agree_on_the_parameters(fixture_env, smoke_run, tmp_path):
+def test_accelerate_launch_runs_ddp_and_both_ranks_agree_on_the_parameters(
+    fixture_env, smoke_run, tmp_path
+):
     del smoke_run  # only to have the tokenizer cached already
     run_dir = tmp_path / "ddp"
     # `--cpu --num_processes 2` starts one process in accelerate 1.x (CPU multi-process needs
     # mpirun); `--multi_gpu` goes through torchrun, and device=cpu (smoke) makes it gloo DDP on CPU.
     command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-        str(REPO / "scripts" / "train_codegen.py"), "experiment=smoke",
-        f"data.path={fixture_env['mbpp']}", f"run_dir={run_dir}", f"hydra.run.dir={tmp_path / 'hydra'}",
-        "train.max_steps=6", "train.micro_batch_size=4", "logger=jsonl",
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        str(REPO / "scripts" / "train_codegen.py"),
+        "experiment=smoke",
+        f"data.path={fixture_env['mbpp']}",
+        f"run_dir={run_dir}",
+        f"hydra.run.dir={tmp_path / 'hydra'}",
+        "train.max_steps=6",
+        "train.micro_batch_size=4",
+        "logger=jsonl",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
@@ -236,16 +306,76 @@ def test_accelerate_launch_runs_ddp_and_both_ranks_agree_on_the_parameters(fixtu
     assert set(digests) == {"0", "1"}, result.stdout[-3000:]
     assert digests["0"] == digests["1"]
     state = json.loads((run_dir / "checkpoint" / "trainer_state.json").read_text())
-    assert state["num_processes"] == 2 and state["global_batch_size"] == 8 and len(state["rng"]) == 2
+    assert (
+        state["num_processes"] == 2 and state["global_batch_size"] == 8 and len(state["rng"]) == 2
+    )
     assert f"checkpoint: {run_dir / 'checkpoint'}" in result.stdout
 
 
 def test_the_launcher_prints_user_errors_without_a_traceback(fixture_env, tmp_path):
     command = [
-        sys.executable, str(REPO / "scripts" / "train_codegen.py"), "experiment=smoke",
-        f"data.path={tmp_path / 'missing.jsonl'}", f"hydra.run.dir={tmp_path / 'h'}",
+        sys.executable,
+        str(REPO / "scripts" / "train_codegen.py"),
+        "experiment=smoke",
+        f"data.path={tmp_path / 'missing.jsonl'}",
+        f"hydra.run.dir={tmp_path / 'h'}",
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 2
     assert result.stderr.startswith("error: ") and "missing.jsonl" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_fine_tuning_evaluates_greedy_pass_at_1_on_validation_tasks(fixture_env, tmp_path):
+    run_dir = tmp_path / "p1"
+    run_quietly(
+        smoke_config(
+            fixture_env,
+            run_dir,
+            "train.max_steps=2",
+            "eval.pass_at_1=true",
+            "eval.limit=3",
+            "eval.max_new_tokens=24",
+            "eval.timeout=10",
+        )
+    )
+    rows = [row for row in read_metrics(run_dir) if "val/pass@1" in row]
+    assert len(rows) == 1 and rows[0]["val/pass@1_tasks"] == 3
+    assert 0.0 <= rows[0]["val/pass@1"] <= 1.0
+    results = (run_dir / "eval" / "step0000002" / "results.jsonl").read_text().splitlines()
+    assert sorted(json.loads(line)["task_id"] for line in results) == [
+        "Mbpp/511",
+        "Mbpp/512",
+        "Mbpp/513",
+    ]
+
+
+def test_init_from_upstream_warm_starts_the_reasoning_layers(fixture_env, tmp_path):
+    from hrm_codegen.model import HRMConfig, HRMForCausalLM
+
+    # An upstream-style checkpoint: puzzle vocabulary, puzzle embeddings, compiled-wrapper prefix.
+    upstream = HRMForCausalLM(
+        HRMConfig(vocab_size=12, hidden_size=64, num_heads=2, H_layers=1, L_layers=1)
+    )
+    state = {
+        f"_orig_mod.model.inner.{name.replace('embed_tokens.weight', 'embed_tokens.embedding_weight')}": t
+        for name, t in upstream.state_dict().items()
+    }
+    state["_orig_mod.model.inner.puzzle_emb.weights"] = torch.zeros(3, 64)
+    torch.save(state, tmp_path / "upstream.pt")
+    run_dir = tmp_path / "warm"
+    _, stdout = run_quietly(
+        smoke_config(
+            fixture_env,
+            run_dir,
+            f"init_from_upstream={tmp_path / 'upstream.pt'}",
+            "train.max_steps=1",
+            "train.lr=1e-12",
+        )
+    )
+    assert "loaded" in stdout and "skipped puzzle_emb.weights" in stdout
+    assert "re-initialised embed_tokens.weight: vocabulary size differs" in stdout
+    trained = load_file(run_dir / "checkpoint" / "model.safetensors")
+    for name, tensor in upstream.state_dict().items():
+        if name.startswith(("H_level.", "L_level.")) or name in ("H_init", "L_init"):
+            torch.testing.assert_close(trained[name], tensor, atol=1e-6, rtol=0)

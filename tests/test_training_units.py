@@ -145,7 +145,9 @@ def test_rng_states_round_trip_through_json():
 def test_weights_from_another_architecture_are_refused_with_the_differences(tmp_path):
     hrm = tiny_hrm()
     hrm.save_pretrained(tmp_path / "hrm")
-    with pytest.raises(CheckpointError, match="holds a 'hrm' model but this run builds a 'transformer'"):
+    with pytest.raises(
+        CheckpointError, match="holds a 'hrm' model but this run builds a 'transformer'"
+    ):
         load_model_weights(tmp_path / "hrm", tiny_transformer(), raw=False)
     with pytest.raises(CheckpointError, match="hidden_size: checkpoint 32, config 64"):
         check_architecture(tmp_path / "hrm", tiny_hrm(hidden_size=64))
@@ -158,7 +160,9 @@ def test_weights_from_another_architecture_are_refused_with_the_differences(tmp_
 def test_checkpoint_paths_accept_run_dirs_and_name_what_is_missing(tmp_path):
     tiny_hrm().save_pretrained(tmp_path / "run" / "checkpoint")
     assert resolve_checkpoint_dir(tmp_path / "run") == tmp_path / "run" / "checkpoint"
-    assert resolve_checkpoint_dir(tmp_path / "run" / "checkpoint") == tmp_path / "run" / "checkpoint"
+    assert (
+        resolve_checkpoint_dir(tmp_path / "run" / "checkpoint") == tmp_path / "run" / "checkpoint"
+    )
     with pytest.raises(CheckpointError, match="holds no checkpoint"):
         resolve_checkpoint_dir(tmp_path)
 
@@ -216,6 +220,11 @@ def test_metrics_are_appended_as_json_lines_with_non_finite_values_spelled_out(t
         read_metrics(tmp_path / "missing")
     with pytest.raises(ValueError, match="logger.name='tensorboard'"):
         RunLogger(
-            tmp_path, {"name": "tensorboard"}, config={}, is_main=True, total_steps=1,
-            initial_step=0, run_name="t",
+            tmp_path,
+            {"name": "tensorboard"},
+            config={},
+            is_main=True,
+            total_steps=1,
+            initial_step=0,
+            run_name="t",
         )

@@ -40,7 +40,9 @@ def parse_ks(ks: str | Iterable[int]) -> tuple[int, ...]:
         try:
             values = [int(part) for part in ks.split(",") if part.strip()]
         except ValueError:
-            raise ValueError(f"cannot read k values from {ks!r}; write them like '1,10,100'") from None
+            raise ValueError(
+                f"cannot read k values from {ks!r}; write them like '1,10,100'"
+            ) from None
     else:
         values = list(ks)
     if not values:
@@ -74,6 +76,4 @@ def mean_pass_at_k(
                 f"k={ks[-1]} is larger than the {n} sample(s) of {task_id}; generate at least "
                 f"{ks[-1]} samples per task (--num-samples) or drop k={ks[-1]}"
             )
-    return {
-        f"pass@{k}": sum(pass_at_k(n, c, k) for _, (n, c) in items) / len(items) for k in ks
-    }
+    return {f"pass@{k}": sum(pass_at_k(n, c, k) for _, (n, c) in items) / len(items) for k in ks}

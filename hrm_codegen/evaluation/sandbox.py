@@ -32,6 +32,7 @@ import atexit
 import contextlib
 import math
 import os
+import re
 import secrets
 import selectors
 import shutil
@@ -57,6 +58,7 @@ DEFAULT_MEMORY_MB = 4096  # address space per process (RLIMIT_AS) and per progra
 MAX_PROCESSES = 64  # processes + threads per program (pids cgroup / RLIMIT_NPROC in the userns)
 MAX_FILE_MB = 64  # largest file a program may write (RLIMIT_FSIZE)
 TMPFS_MB = 256  # size of the private writable /tmp (bwrap backend)
+SHM_MB = 64  # size of the private /dev/shm (bwrap backend; multiprocessing needs it)
 MAX_OUTPUT_BYTES = 8 << 20  # per stream; a program that writes more is killed
 TAIL_BYTES = 4096  # how much of the end of stdout / stderr is kept
 STDERR_TAIL_LINES = 20
@@ -192,20 +194,30 @@ def _under(path: str, root: str) -> bool:
 
 
 def _bwrap_command(bwrap: str, help_text: str) -> list[str]:
-    """The bubblewrap command line that wraps every program (everything but the payload)."""
+    """The bubblewrap command line that wraps every program (everything but the payload).
+
+    Writable: only /tmp (the cwd) and /dev/shm, both private tmpfs mounts, size-limited where
+    bwrap supports `--size` (0.8+). $HOME is replaced by an empty read-only tmpfs, so dotfiles
+    and credentials are out of sight; the interpreter's own folders are bound back read-only.
+    """
     flags = set(help_text.split())
+    sized = "--size" in flags
+
+    def tmpfs(path: str, megabytes: int) -> list[str]:
+        return (["--size", str(megabytes << 20)] if sized else []) + ["--tmpfs", path]
+
     home = os.path.realpath(os.path.expanduser("~"))
-    hide_home = os.path.isabs(home) and home not in ("/", "/tmp") and not _under(home, "/tmp")
-    command = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
-    if hide_home and os.path.isdir(home):
-        command += ["--tmpfs", home]
-    if "--size" in flags:
-        command += ["--size", str(TMPFS_MB << 20)]
-    command += ["--tmpfs", "/tmp"]
+    hide_home = os.path.isdir(home) and home != "/" and not _under(home, "/tmp")
+    command = [bwrap, "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev"]
+    command += tmpfs("/dev/shm", SHM_MB) + ["--remount-ro", "/dev"] + tmpfs("/tmp", TMPFS_MB)
+    if hide_home:
+        command += tmpfs(home, 1)
     # The interpreter may live under the hidden $HOME (pyenv) or /tmp (a throwaway venv).
     for path in _python_dirs():
         if (hide_home and _under(path, home)) or _under(path, "/tmp"):
             command += ["--ro-bind", path, path]
+    if hide_home:
+        command += ["--remount-ro", home]
     command += ["--chdir", "/tmp", "--unshare-user", "--unshare-pid", "--unshare-net"]
     command += ["--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--hostname", "sandbox"]
     if "--disable-userns" in flags:
@@ -613,6 +625,11 @@ STARTUP_TIMEOUT_S = 60.0  # sandbox + interpreter start-up, before the program's
 EXIT_GRACE_S = 1.0  # after the program ends, for the pipes to drain and the sandbox to exit
 
 
+def _new_key_and_token() -> tuple[bytes, bytes]:
+    """Fresh random bytes per program: the bootstrap gets key and key XOR token, never token."""
+    return secrets.token_bytes(16), secrets.token_bytes(16)
+
+
 def _run_one(
     program: str,
     launcher: _Launcher,
@@ -624,7 +641,7 @@ def _run_one(
     The sandbox and interpreter start before a `running` slot is taken and the program's clock
     starts, so start-up and tear-down of one program overlap with other programs' execution.
     """
-    key, token = secrets.token_bytes(16), secrets.token_bytes(16)
+    key, token = _new_key_and_token()
     sealed = bytes(a ^ b for a, b in zip(key, token))
     cgroups = launcher.cgroups.create() if launcher.cgroups else []
     workdir = None if launcher.backend == "bwrap" else tempfile.mkdtemp(prefix="hrm-sandbox-")
@@ -635,7 +652,7 @@ def _run_one(
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            cwd=workdir,
+            cwd=workdir or "/",  # the shell exports PWD: do not leak our cwd
             env=env,
             start_new_session=True,
             close_fds=True,
@@ -679,6 +696,7 @@ def _run_one(
         if workdir:
             shutil.rmtree(workdir, ignore_errors=True)
     return _judge(
+        program=program,
         returncode=128 + -returncode if returncode < 0 else returncode,
         stdout=pipes.stdout,
         stderr=pipes.stderr,
@@ -697,8 +715,24 @@ def _signal_name(number: int) -> str:
         return f"signal {number}"
 
 
+_PROGRAM_LINE = re.compile(r'File "[^"]*program\.py", line (\d+)')
+
+
+def _failure_detail(program: str, last_error: str, stderr: str, returncode: int) -> str:
+    """`AssertionError at line 12: assert f(3) == 4`: the error and the program line raising it."""
+    detail = last_error or f"exit status {returncode}"
+    lines = _PROGRAM_LINE.findall(stderr)
+    if lines:
+        number = int(lines[-1])
+        source = program.splitlines()
+        if 1 <= number <= len(source):
+            detail += f" at line {number}: {source[number - 1].strip()[:200]}"
+    return detail
+
+
 def _judge(
     *,
+    program: str,
     returncode: int,
     stdout: _Tail,
     stderr: _Tail,
@@ -743,11 +777,26 @@ def _judge(
         if oom:
             return result("failed", "killed: out of memory (memory cgroup limit)")
         return result("failed", f"killed by {_signal_name(number)}")
-    return result("failed", last_error or f"exit status {returncode}")
+    return result("failed", _failure_detail(program, last_error, err_text, returncode))
 
 
 # --------------------------------------------------------------------------------------------------
 # Public entry points
+
+
+def process_limit_in_force() -> bool:
+    """Whether a fork bomb is stopped by a process limit (not only by the timeout).
+
+    RLIMIT_NPROC works for any uid but root; as root only a pids cgroup limits processes.
+    """
+    if os.geteuid() != 0:
+        return True
+    cgroups = _Cgroups(DEFAULT_MEMORY_MB)
+    try:
+        return cgroups.limits_processes
+    finally:
+        cgroups.close()
+        atexit.unregister(cgroups.close)
 
 
 def default_workers() -> int:

@@ -30,7 +30,7 @@ def config_from_dict(config_class: type, data: dict[str, Any], source: str = "co
         )
     try:
         return config_class(**data)
-    except TypeError as error:
+    except (TypeError, ValueError) as error:  # a missing field, or a value __post_init__ rejects
         raise ValueError(f"{source}: cannot build {config_class.__name__}: {error}") from error
 
 

@@ -267,7 +267,10 @@ class HRMForCausalLM(PretrainedModel):
                 raise ValueError(
                     "adaptive halting (training mode) cannot decode with a KV cache; call model.eval()"
                 )
-            return self._forward_adaptive(x, labels, attn, attention_mask)
+            out = self._forward_adaptive(x, labels, attn, attention_mask)
+            if logits_to_keep:  # labels is None here: the losses used every position
+                out.logits = out.logits[:, -logits_to_keep:]
+            return out
 
         z_H, z_L = self.initial_state(x)
         for seg in range(self.num_segments_eval):

@@ -91,7 +91,13 @@ class KVCache:
         Share a prefill between n samples with `index_select(torch.arange(B).repeat_interleave(n))`,
         or drop finished rows by selecting the ones still running.
         """
-        batch_index = torch.as_tensor(batch_index, device=self.keys.device).long()
+        batch_index = torch.as_tensor(batch_index, device=self.keys.device)
+        if batch_index.dtype == torch.bool:  # .long() would turn a keep-mask into rows 0 and 1
+            raise TypeError(
+                "batch_index must hold row numbers, got a boolean mask; "
+                "pass mask.nonzero().squeeze(1) instead"
+            )
+        batch_index = batch_index.long()
         if batch_index.dim() != 1:
             raise ValueError(f"batch_index must be 1-D, got shape {tuple(batch_index.shape)}")
         if batch_index.numel() and (batch_index.min() < 0 or batch_index.max() >= self.batch_size):

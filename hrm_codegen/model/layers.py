@@ -78,19 +78,23 @@ class RotaryEmbedding(nn.Module):
     """cos/sin tables for rotary embeddings, computed on the fly from arbitrary position ids.
 
     Computing from `position_ids` (rather than slicing a precomputed table) serves left-padded
-    batches and cached decoding with one code path.
+    batches and cached decoding with one code path. The frequencies are recomputed in float32 on
+    every call rather than kept in a buffer, because `model.to(torch.bfloat16)` would round a
+    buffer and shift the angle at position 1000 by ~0.4 rad.
     """
 
     def __init__(self, head_dim: int, theta: float = 10000.0):
         super().__init__()
         if head_dim % 2:
             raise ValueError(f"rotary embeddings need an even head_dim, got {head_dim}")
-        inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
-        self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self.head_dim = head_dim
+        self.theta = theta
 
     def forward(self, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """position_ids [B, S] -> (cos, sin), each float32 [B, S, head_dim]."""
-        angles = position_ids.float().unsqueeze(-1) * self.inv_freq.float()
+        dims = torch.arange(0, self.head_dim, 2, dtype=torch.float32, device=position_ids.device)
+        inv_freq = 1.0 / (self.theta ** (dims / self.head_dim))
+        angles = position_ids.float().unsqueeze(-1) * inv_freq
         angles = torch.cat((angles, angles), dim=-1)
         return angles.cos(), angles.sin()
 

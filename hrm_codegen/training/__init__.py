@@ -4,6 +4,12 @@
 configs/codegen_base.yaml for every setting.
 """
 
-from hrm_codegen.training.trainer import USER_ERRORS, ConfigError, NonFiniteLossError, Trainer, train
+from hrm_codegen.training.trainer import (
+    USER_ERRORS,
+    ConfigError,
+    NonFiniteLossError,
+    Trainer,
+    train,
+)
 
 __all__ = ["USER_ERRORS", "ConfigError", "NonFiniteLossError", "Trainer", "train"]

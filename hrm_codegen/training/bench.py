@@ -134,8 +134,11 @@ def run_bench(
     compile_model: bool = False,
 ) -> str:
     """Time every model and return the printed table."""
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                       ("cpu" if device == "auto" else device))
+    dev = torch.device(
+        "cuda"
+        if device == "auto" and torch.cuda.is_available()
+        else ("cpu" if device == "auto" else device)
+    )
     peak = peak_flops(dev, peak_override)
     results = []
     for name in models:
@@ -154,7 +157,11 @@ def run_bench(
             )
         )
         print(f"  {name}: {results[-1].tokens_per_second:,.0f} tokens/s", flush=True)
-    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    name = (
+        torch.cuda.get_device_name(dev)
+        if dev.type == "cuda"
+        else f"CPU, {torch.get_num_threads()} threads"
+    )
     peak_text = f"{peak / 1e12:.2f} TFLOP/s peak" if peak else "peak unknown (pass --peak-flops)"
     header = (
         f"training step (forward + backward + AdamW), batch {batch_size} x {seq_len} tokens, "

@@ -189,9 +189,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
     np.random.set_state((name, _unb64(keys, np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(torch.from_numpy(_unb64(state["torch"], np.uint8)))
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(
-            [torch.from_numpy(_unb64(s, np.uint8)) for s in state["cuda"]]
-        )
+        torch.cuda.set_rng_state_all([torch.from_numpy(_unb64(s, np.uint8)) for s in state["cuda"]])
 
 
 def _b64(array: np.ndarray) -> str:

@@ -9,6 +9,7 @@ pure function of (seed, position) so a resumed run sees exactly the batches it w
 from __future__ import annotations
 
 import hashlib
+import os
 import sysconfig
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -74,7 +75,9 @@ def build_stage_data(data_cfg: dict[str, Any], tokenizer: Any) -> StageData:
         return _sft_data(data_cfg, tokenizer)
     if stage == "pretrain":
         return _pretrain_data(data_cfg)
-    raise DataConfigError(f"data.stage={stage!r} is not one of {STAGES} (pick data=mbpp or data=corpus)")
+    raise DataConfigError(
+        f"data.stage={stage!r} is not one of {STAGES} (pick data=mbpp or data=corpus)"
+    )
 
 
 def load_tasks(data_cfg: dict[str, Any], split: str, limit: int | None) -> list[Any]:
@@ -101,7 +104,9 @@ def _sft_data(data_cfg: dict[str, Any], tokenizer: Any) -> StageData:
             f"every one of the {len(train_tasks)} training tasks is longer than "
             f"data.max_seq_len={max_len} tokens; raise data.max_seq_len"
         )
-    collate = SFTCollator(tokenizer.pad_token_id, pad_to_multiple_of=data_cfg.get("pad_to_multiple_of"))
+    collate = SFTCollator(
+        tokenizer.pad_token_id, pad_to_multiple_of=data_cfg.get("pad_to_multiple_of")
+    )
     return StageData(
         train=train,
         val=val,
@@ -180,9 +185,12 @@ def build_tokenizer(tok_cfg: dict[str, Any], data_cfg: dict[str, Any], cache_roo
     if not (folder / "tokenizer.json").is_file():
         from hrm_codegen.tokenization import train_code_bpe
 
-        tmp = folder.with_name(folder.name + f".tmp{id(texts)}")
+        # Train into a private folder and rename it into place: a concurrent run never reads a
+        # half-written tokenizer.
+        tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
         train_code_bpe(iter(texts), vocab_size, tmp)
-        tmp.rename(folder) if not folder.exists() else None
+        if not folder.exists():
+            tmp.rename(folder)
     return load_tokenizer(folder)
 
 

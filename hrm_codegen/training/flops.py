@@ -87,7 +87,9 @@ def flops_count(model: torch.nn.Module) -> FlopsCount:
 
 def _params_per_block(model: torch.nn.Module, n_blocks: int) -> int:
     """Weights in one block: everything but the embedding, the LM head and the Q head, shared out."""
-    skip = {id(p) for name in ("embed_tokens", "lm_head", "q_head") for p in _module_params(model, name)}
+    skip = {
+        id(p) for name in ("embed_tokens", "lm_head", "q_head") for p in _module_params(model, name)
+    }
     body = sum(p.numel() for p in model.parameters() if id(p) not in skip)
     return body // n_blocks
 

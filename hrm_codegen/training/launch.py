@@ -10,9 +10,7 @@ NO_OUTPUT = ("hydra.output_subdir=null", "hydra.run.dir=.", "hydra/job_logging=n
 TRUE = {"true", "True", "1", "yes"}
 
 
-def extra_hydra_overrides(
-    args: Sequence[str], env: Mapping[str, str] | None = None
-) -> list[str]:
+def extra_hydra_overrides(args: Sequence[str], env: Mapping[str, str] | None = None) -> list[str]:
     """Overrides to append to the command line.
 
     - `dry_run=true` writes nothing, so Hydra must not create a timestamped run dir either.
@@ -20,8 +18,10 @@ def extra_hydra_overrides(
       run dir (`${now:}` can differ by a second); rank 0 owns the run dir and tells the others.
     """
     env = os.environ if env is None else env
-    dry_run = any(arg.split("=", 1)[0].lstrip("+") == "dry_run" and arg.split("=", 1)[-1] in TRUE
-                  for arg in args)
+    dry_run = any(
+        arg.split("=", 1)[0].lstrip("+") == "dry_run" and arg.split("=", 1)[-1] in TRUE
+        for arg in args
+    )
     worker = int(env.get("RANK", "0") or 0) > 0
     if not (dry_run or worker):
         return []

@@ -69,7 +69,9 @@ class RunLogger:
                 refresh=False,
             )
             if self.plain_lines:
-                self.print(f"step {step}: " + " ".join(f"{k}={_short(v)}" for k, v in shown.items()))
+                self.print(
+                    f"step {step}: " + " ".join(f"{k}={_short(v)}" for k, v in shown.items())
+                )
 
     def advance(self, steps: int = 1) -> None:
         self.bar.update(steps)

@@ -49,7 +49,9 @@ def plot_runs(run_dirs: list[Path], out: Path, log_x: bool = False) -> Path:
     import matplotlib.pyplot as plt
 
     if not run_dirs:
-        raise ValueError("no run dirs given: pass one or more runs/<experiment>/<timestamp> folders")
+        raise ValueError(
+            "no run dirs given: pass one or more runs/<experiment>/<timestamp> folders"
+        )
     runs = [(Path(d), read_metrics(Path(d))) for d in run_dirs]
     panels = [(k, t) for k, t in PANELS if any(metric_series(rows, k)[0] for _, rows in runs)]
     if not panels:
@@ -61,8 +63,13 @@ def plot_runs(run_dirs: list[Path], out: Path, log_x: bool = False) -> Path:
         for run_dir, rows in runs:
             tokens, values = metric_series(rows, key)
             if tokens:
-                ax.plot(tokens, values, marker="o" if len(tokens) < 20 else None, ms=3,
-                        label=run_label(run_dir))
+                ax.plot(
+                    tokens,
+                    values,
+                    marker="o" if len(tokens) < 20 else None,
+                    ms=3,
+                    label=run_label(run_dir),
+                )
         ax.set_title(title)
         ax.set_xlabel("tokens seen")
         if log_x:

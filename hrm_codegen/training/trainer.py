@@ -132,11 +132,15 @@ def build_model(model_cfg: dict[str, Any], vocab_size: int) -> torch.nn.Module:
 def validate_config(cfg: DictConfig) -> None:
     """Catch settings that cannot work before anything expensive happens."""
     if cfg.mixed_precision not in MIXED_PRECISION:
-        raise ConfigError(f"mixed_precision={cfg.mixed_precision!r} is not one of {MIXED_PRECISION}")
+        raise ConfigError(
+            f"mixed_precision={cfg.mixed_precision!r} is not one of {MIXED_PRECISION}"
+        )
     if cfg.device not in DEVICES:
         raise ConfigError(f"device={cfg.device!r} is not one of {DEVICES}")
     if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device=cuda but no CUDA device is visible; use device=cpu or device=auto")
+        raise ConfigError(
+            "device=cuda but no CUDA device is visible; use device=cpu or device=auto"
+        )
     train = cfg.train
     for key in ("max_steps", "micro_batch_size", "grad_accum_steps"):
         if int(train[key]) < 1:
@@ -218,9 +222,7 @@ class Trainer:
 
         validate_config(cfg)
         self.cfg = cfg
-        self.accelerator = Accelerator(
-            cpu=cfg.device == "cpu", mixed_precision=cfg.mixed_precision
-        )
+        self.accelerator = Accelerator(cpu=cfg.device == "cpu", mixed_precision=cfg.mixed_precision)
         acc = self.accelerator
         self.is_main = acc.is_main_process
         self.dry_run = bool(cfg.dry_run)
@@ -260,7 +262,8 @@ class Trainer:
         model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
         ignored = other_architecture_fields(model_cfg)
         if ignored:
-            self._print(f"note: model={cfg.model.type} has no {', '.join(ignored)}; those settings are unused")
+            unused = ", ".join(ignored)
+            self._print(f"note: model={cfg.model.type} has no {unused}; those settings are unused")
         self.model = build_model(model_cfg, len(self.tokenizer))
         if init_ckpt is not None and self.resume_ckpt is None:
             load_model_weights(init_ckpt, self.model, raw=False)
@@ -393,7 +396,9 @@ class Trainer:
             batch = {k: v for k, v in batch.items() if k != "attention_mask"}
         return {k: v.to(self.accelerator.device, non_blocking=True) for k, v in batch.items()}
 
-    def train_step(self, micro_batches: list[tuple[dict[str, torch.Tensor], int]]) -> dict[str, float]:
+    def train_step(
+        self, micro_batches: list[tuple[dict[str, torch.Tensor], int]]
+    ) -> dict[str, float]:
         """Forward/backward over the micro-batches, clip, one AdamW step; returns step metrics."""
         acc = self.accelerator
         lr = lr_at_step(
@@ -407,13 +412,19 @@ class Trainer:
         batches = [batch for batch, _ in micro_batches]
         tokens = [n for _, n in micro_batches]
         labels = [count_label_tokens(b) for b in batches]
-        counts = torch.tensor([sum(labels), sum(tokens)], dtype=torch.float64, device=acc.device)
-        global_labels, global_tokens = acc.reduce(counts, reduction="sum").tolist()
+        flops = sum(
+            n * self.flops.training_flops_per_token(b["input_ids"].shape[1], self.segments)
+            for b, n in zip(batches, tokens)
+        )
+        counts = torch.tensor(
+            [sum(labels), sum(tokens), flops], dtype=torch.float64, device=acc.device
+        )
+        global_labels, global_tokens, global_flops = acc.reduce(counts, reduction="sum").tolist()
         if global_labels == 0:
             raise DataConfigError(f"step {self.step}: the global batch has no label tokens")
-        sums = torch.zeros(2, dtype=torch.float64, device=acc.device)  # loss x labels, lm loss x labels
+        # (loss x labels, lm loss x labels) summed over micro-batches, then over processes
+        sums = torch.zeros(2, dtype=torch.float64, device=acc.device)
         extra: dict[str, float] = {}
-        flops = 0.0
         for j, batch in enumerate(batches):
             last = j == len(batches) - 1
             with nullcontext() if last else acc.no_sync(self.ddp_model):
@@ -424,8 +435,6 @@ class Trainer:
             sums[1] += _lm_loss(out).detach().double() * labels[j]
             for key, value in out.metrics.items():
                 extra[key] = extra.get(key, 0.0) + float(value.detach()) / len(batches)
-            seq_len = batch["input_ids"].shape[1]
-            flops += tokens[j] * self.flops.training_flops_per_token(seq_len, self.segments)
         loss, lm_loss = (acc.reduce(sums, reduction="sum") / global_labels).tolist()
         clip = self.cfg.train.grad_clip
         grad_norm = float(acc.clip_grad_norm_(self.model.parameters(), clip or math.inf))
@@ -443,7 +452,7 @@ class Trainer:
             "lr": lr,
             "grad_norm": grad_norm,
             "tokens": global_tokens,
-            "flops": flops * acc.num_processes,
+            "flops": global_flops,
             **extra,
         }
 
@@ -504,8 +513,10 @@ class Trainer:
         return {"val/loss": loss, "val/ppl": math.exp(min(loss, 50.0))}
 
     def _wants_pass_at_1(self) -> bool:
-        return bool(self.cfg.eval.pass_at_1) and self.cfg.data.stage == "sft" and bool(
-            self.data.eval_tasks
+        return (
+            bool(self.cfg.eval.pass_at_1)
+            and self.cfg.data.stage == "sft"
+            and bool(self.data.eval_tasks)
         )
 
     def _pass_at_1(self, model: torch.nn.Module) -> dict[str, float]:
@@ -525,6 +536,8 @@ class Trainer:
                 batch_size=int(e.batch_size),
                 timeout=float(e.timeout),
                 workers=e.workers,
+                output_dir=self.run_dir / "eval" / f"step{self.step:07d}",
+                progress=False,
             )
         return {"val/pass@1": float(summary.pass_at_k["pass@1"]), "val/pass@1_tasks": len(tasks)}
 
@@ -591,12 +604,16 @@ class Trainer:
         acc.end_training()
         return self.run_dir
 
-    def _window_metrics(self, window: dict[str, float], steps: int, elapsed: float) -> dict[str, Any]:
+    def _window_metrics(
+        self, window: dict[str, float], steps: int, elapsed: float
+    ) -> dict[str, Any]:
         tokens, flops = window.pop("tokens"), window.pop("flops")
         out: dict[str, Any] = {f"train/{k}": v / steps for k, v in window.items()}
         out["train/tok_s"] = tokens / max(elapsed, 1e-9)
         if self.peak:
-            out["train/mfu"] = flops / max(elapsed, 1e-9) / (self.peak * self.accelerator.num_processes)
+            out["train/mfu"] = (
+                flops / max(elapsed, 1e-9) / (self.peak * self.accelerator.num_processes)
+            )
         out["tokens_seen"] = self.tokens_seen
         out["epoch"] = self.order.epoch + self.order.offset / self.order.num_samples
         return out

@@ -1,0 +1,639 @@
+"""Benchmark evaluation: samples -> sandboxed results -> pass@k, and a model -> samples first.
+
+`evaluate_samples` judges given completions; `evaluate_model` generates them with our models or
+any Hugging Face causal LM, then judges them; `run_evaluation` is what `scripts/evaluate.py`
+runs. With an `output_dir`, everything is written as it is produced (`samples.jsonl`,
+`results.jsonl`, `summary.json`), and a rerun with the same folder picks up where a crash left
+off: finished generations and judged samples are not redone.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import warnings
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from hrm_codegen.data import CodeTask, build_program, load_benchmark, normalize_task_id
+from hrm_codegen.evaluation.passk import mean_pass_at_k, parse_ks
+from hrm_codegen.evaluation.results import (
+    RESULTS_FILE,
+    RUN_CONFIG_FILE,
+    SAMPLES_FILE,
+    SUMMARY_FILE,
+    EvalSummary,
+    JsonlAppender,
+    format_table,
+    read_jsonl,
+    read_samples,
+    write_jsonl,
+    write_summary,
+)
+from hrm_codegen.evaluation.sandbox import (
+    DEFAULT_MEMORY_MB,
+    DEFAULT_TIMEOUT_S,
+    STATUSES,
+    default_workers,
+    resolve_backend,
+    run_programs,
+)
+
+MBPP_DEFAULT_SPLIT = "test"  # tasks 11-510, the split MBPP results are reported on
+
+
+class OutputDirMismatchError(ValueError):
+    """The output folder holds files of a different evaluation than the one asked for."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Samples -> results -> summary
+
+
+def _index_tasks(tasks: Sequence[CodeTask]) -> tuple[str, dict[str, CodeTask]]:
+    if not tasks:
+        raise ValueError("no tasks to evaluate (empty benchmark selection; check --split/--limit)")
+    benchmarks = {task.benchmark for task in tasks}
+    if len(benchmarks) != 1:
+        raise ValueError(f"tasks mix benchmarks {sorted(benchmarks)}; evaluate one at a time")
+    by_id = {task.task_id: task for task in tasks}
+    if len(by_id) != len(tasks):
+        raise ValueError("tasks hold duplicate task ids; pass each task once")
+    return benchmarks.pop(), by_id
+
+
+def _number_samples(
+    benchmark: str, by_id: Mapping[str, CodeTask], samples: Sequence[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """Canonical task ids and a per-task `sample_index` (order of appearance) for every sample."""
+    numbered, seen, unknown = [], Counter(), []
+    for position, sample in enumerate(samples):
+        if not isinstance(sample, Mapping) or "task_id" not in sample:
+            raise ValueError(f"sample {position} must be a dict with task_id and completion")
+        completion = sample.get("completion")
+        if not isinstance(completion, str):
+            raise ValueError(
+                f"sample {position} ({sample['task_id']}) has completion of type "
+                f"{type(completion).__name__}; it must be a string"
+            )
+        task_id = normalize_task_id(benchmark, sample["task_id"])
+        if task_id not in by_id:
+            unknown.append(str(sample["task_id"]))
+            continue
+        numbered.append(
+            {"task_id": task_id, "sample_index": seen[task_id], "completion": completion}
+        )
+        seen[task_id] += 1
+    if unknown:
+        raise ValueError(
+            f"{len(unknown)} sample(s) name tasks that are not among the {len(by_id)} {benchmark} "
+            f"tasks evaluated, e.g. {sorted(set(unknown))[:5]}; check --benchmark/--split/--limit "
+            "or the samples file"
+        )
+    missing = [task_id for task_id in by_id if seen[task_id] == 0]
+    if missing:
+        raise ValueError(
+            f"{len(missing)} of the {len(by_id)} tasks evaluated have no samples, e.g. "
+            f"{missing[:5]}; select only the tasks you have samples for (--split/--limit) or "
+            "complete the samples file"
+        )
+    return numbered
+
+
+def _check_ks(ks: tuple[int, ...], counts: Mapping[str, int]) -> None:
+    task_id, fewest = min(counts.items(), key=lambda item: item[1])
+    if ks[-1] > fewest:
+        raise ValueError(
+            f"k={ks[-1]} is larger than the {fewest} sample(s) of {task_id}; generate at least "
+            f"{ks[-1]} samples per task (--num-samples) or drop k={ks[-1]}"
+        )
+
+
+def _previous_results(output_dir: Path, samples: list[dict[str, Any]]) -> dict[tuple, dict]:
+    """Results already in output_dir for these samples; refuses results of other samples."""
+    path = output_dir / RESULTS_FILE
+    if not path.exists():
+        return {}
+    wanted = {(s["task_id"], s["sample_index"]): s["completion"] for s in samples}
+    judged = {}
+    for record in read_jsonl(path, repair_tail=True):
+        key = (record.get("task_id"), record.get("sample_index"))
+        if wanted.get(key) != record.get("completion"):
+            raise OutputDirMismatchError(
+                f"{path} holds a result for {key[0]} sample {key[1]} that is not one of the "
+                "samples evaluated now; use a new --output folder (or delete this one)"
+            )
+        judged[key] = record
+    return judged
+
+
+def _judge(
+    benchmark: str,
+    by_id: Mapping[str, CodeTask],
+    samples: list[dict[str, Any]],
+    *,
+    ks: tuple[int, ...],
+    timeout: float,
+    memory_mb: int,
+    workers: int | None,
+    sandbox: str,
+    output_dir: Path | None,
+    progress: bool,
+    timings: dict[str, float],
+) -> EvalSummary:
+    """Run every sample not judged yet, appending results as they come, then summarise."""
+    judged = _previous_results(output_dir, samples) if output_dir else {}
+    pending = [s for s in samples if (s["task_id"], s["sample_index"]) not in judged]
+    backend = resolve_backend(sandbox)
+    workers = default_workers() if workers is None else workers
+    if judged and progress:
+        print(f"{len(judged)} sample(s) already judged in {output_dir}; running {len(pending)}")
+    appender = JsonlAppender(output_dir / RESULTS_FILE) if output_dir else None
+
+    def record(index: int, result) -> None:
+        sample = pending[index]
+        line = {
+            **sample,
+            "passed": result.passed,
+            "status": result.status,
+            "detail": result.detail,
+            "exit_code": result.exit_code,
+            "duration": round(result.duration, 4),
+        }
+        judged[(sample["task_id"], sample["sample_index"])] = line
+        if appender is not None:
+            appender.append(line)
+
+    start = time.perf_counter()
+    try:
+        programs = [build_program(by_id[s["task_id"]], s["completion"]) for s in pending]
+        run_programs(
+            programs,
+            timeout=timeout,
+            memory_mb=memory_mb,
+            workers=workers,
+            backend=backend,
+            on_result=record,
+            progress=progress,
+            desc=f"judging {benchmark}",
+        )
+    finally:
+        if appender is not None:
+            appender.close()
+    seconds = time.perf_counter() - start
+    timings = dict(timings, execution_s=seconds)
+    if pending:
+        timings["samples_per_s"] = len(pending) / seconds
+
+    per_task = {task_id: [0, 0] for task_id in by_id}
+    counts = Counter({status: 0 for status in STATUSES})
+    for line in judged.values():
+        per_task[line["task_id"]][0] += 1
+        per_task[line["task_id"]][1] += bool(line["passed"])
+        counts[line["status"]] += 1
+    if counts["error"]:
+        warnings.warn(
+            f"{counts['error']} sample(s) could not be run by the sandbox (status 'error', counted "
+            "as not passed); see 'detail' in results.jsonl",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    summary = EvalSummary(
+        benchmark=benchmark,
+        num_tasks=len(by_id),
+        n=min(n for n, _ in per_task.values()),
+        pass_at_k=mean_pass_at_k({t: (n, c) for t, (n, c) in per_task.items()}, ks),
+        counts=dict(counts),
+        per_task={t: (n, c) for t, (n, c) in per_task.items()},
+        timings=timings,
+        settings={
+            "sandbox": backend,
+            "timeout_s": timeout,
+            "memory_mb": memory_mb,
+            "workers": workers,
+            "ks": list(ks),
+        },
+    )
+    if output_dir:
+        write_summary(output_dir / SUMMARY_FILE, summary)
+    return summary
+
+
+def evaluate_samples(
+    tasks: Sequence[CodeTask],
+    samples: Sequence[Mapping[str, Any]],
+    *,
+    ks: Sequence[int] | str = (1,),
+    timeout: float = DEFAULT_TIMEOUT_S,
+    workers: int | None = None,
+    output_dir: str | Path | None = None,
+    memory_mb: int = DEFAULT_MEMORY_MB,
+    sandbox: str = "auto",
+    progress: bool = True,
+) -> EvalSummary:
+    """Judge `samples` (`{"task_id", "completion"}` each) against `tasks`; pass@k per k.
+
+    Every sample must name one of `tasks` and every task needs at least max(ks) samples. With
+    `output_dir`, writes samples.jsonl, results.jsonl (appended as results come) and
+    summary.json, and skips samples already judged there.
+    """
+    benchmark, by_id = _index_tasks(tasks)
+    ks = parse_ks(ks)
+    numbered = _number_samples(benchmark, by_id, samples)
+    _check_ks(ks, Counter(s["task_id"] for s in numbered))
+    out = _prepare_output_dir(output_dir)
+    if out is not None:
+        _check_or_write_samples(out, numbered)
+    return _judge(
+        benchmark,
+        by_id,
+        numbered,
+        ks=ks,
+        timeout=timeout,
+        memory_mb=memory_mb,
+        workers=workers,
+        sandbox=sandbox,
+        output_dir=out,
+        progress=progress,
+        timings={},
+    )
+
+
+def _prepare_output_dir(output_dir: str | Path | None) -> Path | None:
+    if output_dir is None:
+        return None
+    out = Path(output_dir)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--output {out} exists and is not a folder; pick a folder path")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _check_or_write_samples(out: Path, samples: list[dict[str, Any]]) -> None:
+    """samples.jsonl holds exactly these samples; an existing different one is refused."""
+    path = out / SAMPLES_FILE
+    if path.exists():
+        previous = [
+            {k: r.get(k) for k in ("task_id", "sample_index", "completion")}
+            for r in read_jsonl(path)
+        ]
+        if previous != samples:
+            raise OutputDirMismatchError(
+                f"{path} holds different samples from the ones evaluated now; use a new "
+                "--output folder (or delete this one)"
+            )
+        return
+    write_jsonl(path, samples)
+
+
+# --------------------------------------------------------------------------------------------------
+# Model -> samples
+
+
+def _generator(model):
+    """Our `generate` for our models, `generate_hf` for a transformers model (same shape)."""
+    from hrm_codegen.generation import generate, generate_hf
+
+    transformers = sys.modules.get("transformers")
+    if transformers is not None and isinstance(model, transformers.PreTrainedModel):
+        return generate_hf
+    return generate
+
+
+def evaluate_model(
+    model,
+    tokenizer,
+    tasks: Sequence[CodeTask],
+    *,
+    num_samples: int = 1,
+    ks: Sequence[int] | str = (1,),
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    max_new_tokens: int = 512,
+    batch_size: int = 8,
+    timeout: float = DEFAULT_TIMEOUT_S,
+    workers: int | None = None,
+    seed: int = 0,
+    output_dir: str | Path | None = None,
+    memory_mb: int = DEFAULT_MEMORY_MB,
+    sandbox: str = "auto",
+    progress: bool = True,
+    run_info: Mapping[str, Any] | None = None,
+) -> EvalSummary:
+    """Generate `num_samples` completions per task, then judge them (see `evaluate_samples`).
+
+    `temperature=0` is greedy decoding. With `output_dir`, generations are appended to
+    samples.jsonl task by task, so a rerun regenerates only tasks that were not finished;
+    `run_info` (e.g. the checkpoint path) is stored with the generation settings, and a rerun
+    with different settings is refused rather than mixing samples of two runs.
+    """
+    benchmark, by_id = _index_tasks(tasks)
+    ks = parse_ks(ks)
+    if not isinstance(num_samples, int) or num_samples < 1:
+        raise ValueError(f"num_samples={num_samples}: generate at least one sample per task")
+    _check_ks(ks, {task_id: num_samples for task_id in by_id})
+    if temperature < 0:
+        raise ValueError(f"temperature={temperature} must be >= 0 (0 = greedy)")
+    if temperature == 0 and num_samples > 1:
+        warnings.warn(
+            f"greedy decoding (temperature 0) with num_samples={num_samples} repeats one sample "
+            "per task; set a temperature > 0 (e.g. 0.8) for pass@k with k > 1",
+            UserWarning,
+            stacklevel=2,
+        )
+    out = _prepare_output_dir(output_dir)
+    settings = {
+        "benchmark": benchmark,
+        "num_samples": num_samples,
+        "temperature": temperature,
+        "top_p": top_p,
+        "max_new_tokens": max_new_tokens,
+        "seed": seed,
+        **(dict(run_info) if run_info else {}),
+    }
+    done: dict[str, list[dict[str, Any]]] = {}
+    if out is not None:
+        done = _resume_generation(out, settings, by_id, num_samples)
+    todo = [task for task in tasks if task.task_id not in done]
+    start = time.perf_counter()
+    if todo:
+        from hrm_codegen.data.prompts import extract_completion, format_prompt, stop_sequences
+
+        generate = _generator(model)
+        # Chunks of tasks, so that samples.jsonl grows as generation goes.
+        chunk = max(4 * batch_size, 1) if out is not None else len(todo)
+        appender = JsonlAppender(out / SAMPLES_FILE) if out is not None else None
+        try:
+            for first in range(0, len(todo), chunk):
+                part = todo[first : first + chunk]
+                texts = generate(
+                    model,
+                    tokenizer,
+                    [format_prompt(task) for task in part],
+                    max_new_tokens=max_new_tokens,
+                    num_samples=num_samples,
+                    do_sample=temperature > 0,
+                    temperature=temperature if temperature > 0 else 1.0,
+                    top_p=top_p,
+                    stop=stop_sequences(part[0]),
+                    seed=seed,
+                    batch_size=batch_size,
+                    progress=progress,
+                )
+                for task, generations in zip(part, texts):
+                    done[task.task_id] = [
+                        {
+                            "task_id": task.task_id,
+                            "sample_index": index,
+                            "completion": extract_completion(task, text),
+                            "generation": text,
+                        }
+                        for index, text in enumerate(generations)
+                    ]
+                    if appender is not None:
+                        for line in done[task.task_id]:
+                            appender.append(line)
+        finally:
+            if appender is not None:
+                appender.close()
+    generation_s = time.perf_counter() - start
+    samples = [
+        {k: line[k] for k in ("task_id", "sample_index", "completion")}
+        for task in tasks
+        for line in done[task.task_id]
+    ]
+    return _judge(
+        benchmark,
+        by_id,
+        samples,
+        ks=ks,
+        timeout=timeout,
+        memory_mb=memory_mb,
+        workers=workers,
+        sandbox=sandbox,
+        output_dir=out,
+        progress=progress,
+        timings={"generation_s": generation_s},
+    )
+
+
+def _resume_generation(
+    out: Path, settings: dict[str, Any], by_id: Mapping[str, CodeTask], num_samples: int
+) -> dict[str, list[dict[str, Any]]]:
+    """Finished generations in `out` (all samples of a task), after checking the settings match."""
+    config_path = out / RUN_CONFIG_FILE
+    samples_path = out / SAMPLES_FILE
+    if config_path.exists():
+        previous = json.loads(config_path.read_text())
+        changed = sorted(
+            k for k in set(previous) | set(settings) if previous.get(k) != settings.get(k)
+        )
+        if changed:
+            raise OutputDirMismatchError(
+                f"{out} holds an evaluation made with different settings ({', '.join(changed)}: "
+                f"{[previous.get(k) for k in changed]} there, {[settings.get(k) for k in changed]} "
+                "now); use a new --output folder (or delete this one)"
+            )
+    elif samples_path.exists():
+        raise OutputDirMismatchError(
+            f"{samples_path} exists but {config_path} does not: the folder was not written by "
+            "evaluate_model; use a new --output folder, or judge those samples with --samples"
+        )
+    config_path.write_text(json.dumps(settings, indent=2) + "\n")
+    if not samples_path.exists():
+        return {}
+    grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for line in read_jsonl(samples_path, repair_tail=True):
+        grouped[line["task_id"]].append(line)
+    done = {
+        task_id: sorted(lines, key=lambda line: line["sample_index"])
+        for task_id, lines in grouped.items()
+        if task_id in by_id and len(lines) == num_samples
+    }
+    if len(done) != len(grouped):  # drop partial tasks (a crash mid-task): they are redone
+        write_jsonl(samples_path, [line for lines in done.values() for line in lines])
+    return done
+
+
+# --------------------------------------------------------------------------------------------------
+# Models from disk, and the command line
+
+
+def resolve_model_dir(path: str | Path) -> Path:
+    """A checkpoint folder (`config.json` inside) or a run folder holding `checkpoint/`."""
+    path = Path(path).expanduser()
+    if (path / "config.json").is_file():
+        return path
+    if (path / "checkpoint" / "config.json").is_file():
+        return path / "checkpoint"
+    if not path.exists():
+        raise FileNotFoundError(f"--ckpt {path} does not exist")
+    raise ValueError(
+        f"--ckpt {path} is not a model: expected {path}/config.json (a saved model) or "
+        f"{path}/checkpoint/config.json (a training run folder)"
+    )
+
+
+def load_model(
+    model_type: str,
+    ckpt: str | Path,
+    *,
+    tokenizer_path: str | Path | None = None,
+    device: str = "cpu",
+):
+    """(model, tokenizer) for `--model-type hrm|transformer|hf --ckpt PATH`.
+
+    Ours load with `load_pretrained` and the tokenizer saved next to the weights (or
+    `tokenizer_path`); `hf` is any local Hugging Face causal LM folder, with its own tokenizer.
+    """
+    folder = resolve_model_dir(ckpt)
+    if model_type in ("hrm", "transformer"):
+        from hrm_codegen.model import load_pretrained
+        from hrm_codegen.tokenization import load_tokenizer
+
+        saved_type = json.loads((folder / "config.json").read_text()).get("model_type")
+        if saved_type != model_type:
+            hint = "hf" if saved_type not in ("hrm", "transformer") else saved_type
+            raise ValueError(
+                f"--model-type {model_type}, but {folder}/config.json says model_type="
+                f"{saved_type!r}; pass --model-type {hint}"
+            )
+        model = load_pretrained(folder, device=device)
+        source = tokenizer_path or folder
+        if tokenizer_path is None and not (folder / "tokenizer.json").is_file():
+            raise FileNotFoundError(
+                f"{folder} has no tokenizer.json; pass --tokenizer (e.g. gpt2 or a folder)"
+            )
+        return model, load_tokenizer(source)
+    if model_type == "hf":
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        try:
+            model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True)
+            tokenizer = AutoTokenizer.from_pretrained(
+                tokenizer_path or folder, local_files_only=True
+            )
+        except (OSError, ValueError, KeyError) as error:
+            raise ValueError(
+                f"{folder} is not a Hugging Face causal LM folder transformers can load ({error}); "
+                "for checkpoints of this repository pass --model-type hrm or transformer"
+            ) from error
+        return model.to(device), tokenizer
+    raise ValueError(f"--model-type {model_type!r} unknown; use hrm, transformer or hf")
+
+
+def select_tasks(benchmark: str, split: str | None, limit: int | None) -> list[CodeTask]:
+    """The benchmark's tasks for --split (MBPP default: test; 'all' = every task) and --limit."""
+    if limit is not None and limit < 1:
+        raise ValueError(f"--limit {limit}: give a positive number of tasks")
+    if split == "all":
+        split = None
+    elif split is None and benchmark != "humaneval":
+        split = MBPP_DEFAULT_SPLIT
+    tasks = load_benchmark(benchmark, split=split)
+    return tasks[:limit] if limit else tasks
+
+
+def run_evaluation(
+    *,
+    benchmark: str,
+    output: str | Path,
+    samples: str | Path | None = None,
+    model_type: str | None = None,
+    ckpt: str | Path | None = None,
+    tokenizer: str | Path | None = None,
+    split: str | None = None,
+    limit: int | None = None,
+    num_samples: int = 1,
+    k: str | Sequence[int] = "1",
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    max_new_tokens: int = 512,
+    batch_size: int = 8,
+    timeout: float = DEFAULT_TIMEOUT_S,
+    workers: int | None = None,
+    seed: int = 0,
+    sandbox: str = "auto",
+    memory_mb: int = DEFAULT_MEMORY_MB,
+    device: str = "cpu",
+    progress: bool = True,
+) -> EvalSummary:
+    """The command line's work: pick tasks, get samples (file or model), judge, print a table."""
+    ks = parse_ks(k)
+    if (samples is None) == (ckpt is None):
+        raise ValueError("give either --samples FILE or --model-type/--ckpt, not both or neither")
+    tasks = select_tasks(benchmark, split, limit)
+    if samples is not None:
+        given = read_samples(samples)
+        # Samples of tasks outside --split/--limit are set aside (and said so); unknown ids fail.
+        everything = {t.task_id for t in load_benchmark(benchmark)}
+        selected = {t.task_id for t in tasks}
+        kept = []
+        for sample in given:
+            task_id = normalize_task_id(tasks[0].benchmark, sample["task_id"])
+            if task_id not in everything:
+                raise ValueError(
+                    f"{samples}: task id {sample['task_id']!r} is not a {benchmark} task; is "
+                    "--benchmark right?"
+                )
+            if task_id in selected:
+                kept.append(sample)
+        if len(kept) < len(given):
+            print(f"{len(given) - len(kept)} sample(s) are outside --split/--limit; not evaluated")
+        if not kept:
+            raise ValueError(
+                f"none of the {len(given)} samples in {samples} belong to the selected tasks; "
+                "check --split/--limit"
+            )
+        covered = {normalize_task_id(benchmark, s["task_id"]) for s in kept}
+        uncovered = [t.task_id for t in tasks if t.task_id not in covered]
+        if uncovered:
+            print(
+                f"NOTE: {len(uncovered)} of the {len(tasks)} selected tasks have no samples (e.g. "
+                f"{uncovered[:3]}); pass@k is over the {len(covered)} tasks that do"
+            )
+            tasks = [t for t in tasks if t.task_id in covered]
+        summary = evaluate_samples(
+            tasks,
+            kept,
+            ks=ks,
+            timeout=timeout,
+            workers=workers,
+            output_dir=output,
+            memory_mb=memory_mb,
+            sandbox=sandbox,
+            progress=progress,
+        )
+        if uncovered:
+            summary.settings["tasks_without_samples"] = len(uncovered)
+            write_summary(Path(output) / SUMMARY_FILE, summary)
+    else:
+        if model_type is None:
+            raise ValueError("--ckpt needs --model-type hrm, transformer or hf")
+        resolve_backend(sandbox)  # fail on --sandbox bwrap before loading and generating
+        model, tok = load_model(model_type, ckpt, tokenizer_path=tokenizer, device=device)
+        summary = evaluate_model(
+            model,
+            tok,
+            tasks,
+            num_samples=num_samples,
+            ks=ks,
+            temperature=temperature,
+            top_p=top_p,
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
+            timeout=timeout,
+            workers=workers,
+            seed=seed,
+            output_dir=output,
+            memory_mb=memory_mb,
+            sandbox=sandbox,
+            progress=progress,
+            run_info={"model_type": model_type, "ckpt": str(Path(ckpt).resolve())},
+        )
+    print(format_table(summary))
+    print(f"wrote {Path(output) / SAMPLES_FILE}, {RESULTS_FILE} and {SUMMARY_FILE}")
+    return summary

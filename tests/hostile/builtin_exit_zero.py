@@ -1,0 +1,3 @@
+# expect: failed
+exit(0)
+assert 1 == 2

@@ -1,0 +1,4 @@
+# expect: failed
+hoard = []
+while True:
+    hoard.append(bytearray(64 << 20))

@@ -1,0 +1,5 @@
+# expect: failed
+import os
+
+os._exit(0)
+assert 1 == 2

@@ -1,0 +1,5 @@
+# expect: failed
+import sys
+
+while True:
+    sys.stdout.write("x" * 65536)

@@ -1,0 +1,7 @@
+# expect: failed
+import sys
+
+try:
+    assert 1 == 2
+finally:
+    sys.exit(0)

@@ -1,0 +1,175 @@
+"""The sandbox's verdicts on ordinary programs, the completion token, limits and backends."""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import pytest
+
+from hrm_codegen.evaluation import sandbox
+from hrm_codegen.evaluation.sandbox import (
+    SandboxUnavailableError,
+    SandboxWarning,
+    bwrap_status,
+    resolve_backend,
+    run_program,
+    run_programs,
+)
+
+BACKENDS = [
+    pytest.param(
+        "bwrap",
+        marks=pytest.mark.skipif(bwrap_status()[0] is None, reason="bubblewrap cannot run here"),
+    ),
+    "none-unsafe",
+]
+
+# (program, expected status, substring of the detail)
+CASES = {
+    "passes": ("def add(a, b):\n    return a + b\n\nassert add(2, 3) == 5\n", "passed", ""),
+    "assertion": ("def add(a, b):\n    return a - b\n\nassert add(2, 3) == 5\n", "failed",
+                  "AssertionError at line 4: assert add(2, 3) == 5"),
+    "exception": ("x = {}\nx['missing']\n", "failed", "KeyError: 'missing' at line 2"),
+    "syntax": ("def broken(:\n    pass\n", "failed", "SyntaxError"),
+    "name_error": ("assert undefined_function(1) == 1\n", "failed", "NameError"),
+    "sys_exit_0": ("import sys\nsys.exit(0)\n", "failed", "exited with status 0 before the end"),
+    "exit_3": ("import sys\nsys.exit(3)\n", "failed", "exit status 3"),
+    "segfault": ("import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)\n", "failed",
+                 "killed by SIGSEGV"),
+    "memory": ("blob = bytearray(2 << 30)\n", "failed", "MemoryError"),
+    "main_guard": ("ran = []\nif __name__ == '__main__':\n    ran.append(1)\nassert ran == [1]\n",
+                   "passed", ""),
+    "unicode": ("print('héllo ✓ 世界')\nassert 'é'.upper() == 'É'\n", "passed", ""),
+    "subprocess": ("import subprocess\nout = subprocess.run(['echo', 'hi'], capture_output=True)\n"
+                   "assert out.stdout == b'hi\\n'\n", "passed", ""),
+    "own_tmp_a": ("import os\nassert not os.path.exists('/tmp/marker')\n"
+                  "open('marker', 'w').write('a')\n", "passed", ""),
+    "own_tmp_b": ("import os\nassert not os.path.exists('/tmp/marker')\n"
+                  "open('marker', 'w').write('b')\n", "passed", ""),
+    "stdin_empty": ("import sys\nassert sys.stdin.read() == ''\n", "passed", ""),
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def verdicts(request):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SandboxWarning)
+        results = run_programs(
+            [program for program, _, _ in CASES.values()],
+            timeout=10.0,
+            memory_mb=512,
+            backend=request.param,
+            progress=False,
+        )
+    return dict(zip(CASES, results))
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_verdicts_on_ordinary_programs(verdicts, name: str) -> None:
+    _, status, detail = CASES[name]
+    result = verdicts[name]
+    assert result.status == status, (result.detail, result.stderr_tail)
+    assert detail in result.detail
+    assert result.passed == (status == "passed")
+    assert result.duration > 0
+
+
+def test_output_and_exit_code_are_reported(verdicts) -> None:
+    assert verdicts["unicode"].stdout_tail == "héllo ✓ 世界\n"  # the token line is not shown
+    assert verdicts["passes"].exit_code == 0
+    assert verdicts["exit_3"].exit_code == 3
+    assert verdicts["segfault"].exit_code == 128 + 11
+    assert "Traceback" in verdicts["exception"].stderr_tail
+
+
+def test_timeout_kills_and_reports() -> None:
+    start = time.monotonic()
+    result = run_program("while True:\n    pass\n", timeout=1.0, memory_mb=256)
+    assert result.status == "timeout"
+    assert result.exit_code is None
+    assert result.detail == "timed out after 1 s (wall clock)"
+    assert 1.0 <= result.duration < 2.0
+    assert time.monotonic() - start < 10
+
+
+def test_timeout_counts_the_programs_own_time_not_the_queue() -> None:
+    # Four 0.6 s programs through one worker take 2.4 s in all, but each is within its 1 s.
+    programs = ["import time\ntime.sleep(0.6)\n"] * 4
+    results = run_programs(programs, timeout=1.0, memory_mb=256, workers=1, progress=False)
+    assert [r.status for r in results] == ["passed"] * 4
+
+
+def test_results_come_back_in_order_and_through_the_callback() -> None:
+    programs = [f"import time\ntime.sleep({0.3 - 0.1 * i})\nassert {i} != 1\n" for i in range(3)]
+    seen = []
+    results = run_programs(
+        programs,
+        memory_mb=256,
+        workers=3,
+        progress=False,
+        on_result=lambda index, result: seen.append((index, result.status)),
+    )
+    assert [r.status for r in results] == ["passed", "failed", "passed"]
+    assert sorted(seen) == [(0, "passed"), (1, "failed"), (2, "passed")]
+
+
+def test_large_programs_and_output_tails() -> None:
+    filler = "".join(f"value_{i} = {i}\n" for i in range(20000))  # ~300 kB, far over a pipe buffer
+    program = filler + "import sys\nfor i in range(50):\n    print(i, file=sys.stderr)\nassert 0\n"
+    result = run_program(program, memory_mb=256)
+    assert result.status == "failed"
+    assert result.detail == "AssertionError at line 20004: assert 0"
+    assert len(result.stderr_tail.splitlines()) == sandbox.STDERR_TAIL_LINES
+    assert result.stderr_tail.endswith("AssertionError")
+
+
+def test_the_token_is_nowhere_the_program_can_read(monkeypatch) -> None:
+    # Fix the random key and token so the test knows what must not leak.
+    fixed = (bytes(range(16)), bytes(range(100, 116)))
+    monkeypatch.setattr(sandbox, "_new_key_and_token", lambda: fixed)
+    token = bytes(range(100, 116)).hex()
+    hunter = (
+        "import os, sys\n"
+        "seen = ' '.join(sys.argv) + str(os.environ) + sys.stdin.read()\n"
+        "for path in ['/proc/self/cmdline', '/proc/self/environ', 'program.py']:\n"
+        "    seen += open(path, 'rb').read().decode(errors='replace')\n"
+        "print(seen)\n"
+        "os._exit(0)\n"
+    )
+    result = run_program(hunter, memory_mb=256)
+    assert result.status == "failed"
+    assert "program.py" in result.stdout_tail or "PATH" in result.stdout_tail
+    assert token not in result.stdout_tail
+    # The same fixed token does pass an honest program: the check above is not vacuous.
+    assert run_program("assert True\n", memory_mb=256).status == "passed"
+
+
+def test_invalid_arguments_are_named() -> None:
+    with pytest.raises(ValueError, match="timeout=0"):
+        run_programs(["pass"], timeout=0)
+    with pytest.raises(ValueError, match="memory_mb=1"):
+        run_programs(["pass"], memory_mb=1)
+    with pytest.raises(ValueError, match="workers=0"):
+        run_programs(["pass"], workers=0)
+    with pytest.raises(TypeError, match=r"programs\[1\] is bytes"):
+        run_programs(["pass", b"pass"])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="not a single string"):
+        run_programs("pass")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="sandbox backend 'docker' unknown"):
+        resolve_backend("docker")
+    assert run_programs([], progress=False) == []
+
+
+def test_missing_bubblewrap_fails_loudly_or_falls_back_once(monkeypatch) -> None:
+    monkeypatch.setattr(sandbox, "_bwrap_cache", {})
+    monkeypatch.setattr(sandbox, "_warned_unsafe", False)
+    monkeypatch.setattr(sandbox.shutil, "which", lambda name: None)
+    with pytest.raises(SandboxUnavailableError, match="bubblewrap is not installed"):
+        resolve_backend("bwrap")
+    with pytest.warns(SandboxWarning, match="UNSAFE SANDBOX: bubblewrap is unavailable"):
+        assert resolve_backend("auto") == "none-unsafe"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SandboxWarning)  # said once, not on every call
+        assert resolve_backend("auto") == "none-unsafe"
+        assert run_program("assert 1\n", memory_mb=256).passed

@@ -1,0 +1,193 @@
+"""Hostile programs (tests/hostile/) are contained and never faked into a pass.
+
+All programs of a backend run in one `run_programs` call, as a benchmark's samples would; the
+tests then check each verdict against the program's `# expect:` header and that nothing outside
+the sandbox changed: files in the repository and $HOME, the network, this process's
+environment, and no process left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from hrm_codegen.evaluation.sandbox import (
+    STATUSES,
+    ExecResult,
+    bwrap_status,
+    process_limit_in_force,
+    run_programs,
+)
+
+HOSTILE_DIR = Path(__file__).parent / "hostile"
+REPO = Path(__file__).resolve().parents[1]
+SECRET_NAME = "HRM_HOSTILE_SECRET_CANARY"
+SLEEPER_MARK = b"987.654321"  # argv of the sleeper escaped_sleeper.py leaves behind
+TIMEOUT_S = 2.0
+MEMORY_MB = 512
+
+
+@dataclass(frozen=True)
+class Hostile:
+    name: str
+    source: str
+    expect: frozenset[str]
+    needs: frozenset[str]
+
+
+def _header(source: str, key: str) -> frozenset[str]:
+    for line in source.splitlines():
+        if line.startswith(f"# {key}:"):
+            return frozenset(part.strip() for part in line.split(":", 1)[1].split(","))
+    return frozenset()
+
+
+def load_hostile() -> list[Hostile]:
+    programs = []
+    for path in sorted(HOSTILE_DIR.glob("*.py")):
+        source = path.read_text()
+        programs.append(
+            Hostile(path.stem, source, _header(source, "expect"), _header(source, "needs"))
+        )
+    return programs
+
+
+def test_hostile_fixtures_are_well_formed() -> None:
+    programs = load_hostile()
+    assert len(programs) >= 30
+    for program in programs:
+        assert program.expect and program.expect <= set(STATUSES), program.name
+        assert program.needs <= {"bwrap", "process-limit"}, program.name
+
+
+@dataclass
+class HostileRun:
+    backend: str
+    results: dict[str, ExecResult]
+    programs: dict[str, Hostile]
+    seconds: float
+    decoy_dir: Path
+    home_decoy: Path
+    listener: socket.socket
+
+
+@pytest.fixture(scope="module", params=["bwrap", "none-unsafe"])
+def hostile_run(request):
+    backend = request.param
+    if backend == "bwrap" and bwrap_status()[0] is None:
+        pytest.skip(f"bubblewrap cannot run here: {bwrap_status()[1]}")
+    decoy_dir = REPO / f".hostile-decoy-{os.getpid()}"
+    decoy_dir.mkdir()
+    (decoy_dir / "decoy.txt").write_text("original")
+    home_decoy = Path.home() / f".hrm-hostile-decoy-{os.getpid()}"
+    home_decoy.write_text("original")
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.setblocking(False)
+    os.environ[SECRET_NAME] = "do-not-leak"
+    limited = process_limit_in_force()
+    chosen = {
+        p.name: p
+        for p in load_hostile()
+        if (backend == "bwrap" or "bwrap" not in p.needs)
+        and (limited or "process-limit" not in p.needs)
+    }
+    fill = {
+        "__DECOY_DIR__": str(decoy_dir),
+        "__HOME_DECOY__": str(home_decoy),
+        "__PORT__": str(listener.getsockname()[1]),
+        "__SECRET_NAME__": SECRET_NAME,
+    }
+    sources = []
+    for program in chosen.values():
+        source = program.source
+        for placeholder, value in fill.items():
+            source = source.replace(placeholder, value)
+        sources.append(source)
+    try:
+        start = time.monotonic()
+        results = run_programs(
+            sources, timeout=TIMEOUT_S, memory_mb=MEMORY_MB, backend=backend, progress=False
+        )
+        seconds = time.monotonic() - start
+        yield HostileRun(
+            backend, dict(zip(chosen, results)), chosen, seconds, decoy_dir, home_decoy, listener
+        )
+    finally:
+        del os.environ[SECRET_NAME]
+        listener.close()
+        shutil.rmtree(decoy_dir, ignore_errors=True)
+        home_decoy.unlink(missing_ok=True)
+
+
+def test_hostile_programs_get_their_expected_verdicts(hostile_run: HostileRun) -> None:
+    wrong = {
+        name: (result.status, result.detail, result.stderr_tail[-300:])
+        for name, result in hostile_run.results.items()
+        if result.status not in hostile_run.programs[name].expect
+    }
+    assert not wrong, f"{hostile_run.backend}: unexpected verdicts {wrong}"
+
+
+def test_no_hostile_program_fakes_a_pass(hostile_run: HostileRun) -> None:
+    faked = [
+        name
+        for name, result in hostile_run.results.items()
+        if result.passed and "passed" not in hostile_run.programs[name].expect
+    ]
+    assert not faked
+
+
+def test_the_evaluator_finishes_promptly(hostile_run: HostileRun) -> None:
+    # Every timeout fires on time even with fork bombs and floods running next to it.
+    slowest = max(result.duration for result in hostile_run.results.values())
+    assert slowest < TIMEOUT_S + 1.0
+    assert hostile_run.seconds < 60
+
+
+def test_flood_and_timeout_details(hostile_run: HostileRun) -> None:
+    results = hostile_run.results
+    assert "more than" in results["stdout_flood"].detail
+    assert results["infinite_loop"].detail.startswith("timed out after 2 s")
+    assert "MemoryError" in results["memory_bomb"].detail
+    assert "File too large" in results["huge_file"].detail
+    assert results["exit_zero_before_failing_assert"].detail.startswith("exited with status 0")
+
+
+def test_files_outside_the_sandbox_are_untouched(hostile_run: HostileRun) -> None:
+    if hostile_run.backend != "bwrap":
+        pytest.skip("the unisolated fallback does not protect files (it says so loudly)")
+    assert "SUCCEEDED" not in hostile_run.results["write_outside"].stderr_tail
+    assert sorted(p.name for p in hostile_run.decoy_dir.iterdir()) == ["decoy.txt"]
+    assert (hostile_run.decoy_dir / "decoy.txt").read_text() == "original"
+    assert hostile_run.home_decoy.read_text() == "original"
+
+
+def test_no_connection_reached_the_host(hostile_run: HostileRun) -> None:
+    if hostile_run.backend != "bwrap":
+        pytest.skip("the unisolated fallback does not isolate the network (it says so loudly)")
+    with pytest.raises(BlockingIOError):
+        hostile_run.listener.accept()
+
+
+def test_no_process_outlives_its_program(hostile_run: HostileRun) -> None:
+    if "escaped_sleeper" not in hostile_run.results:
+        pytest.skip("escaped_sleeper needs bwrap")
+    assert hostile_run.results["escaped_sleeper"].passed
+    survivors = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cmdline = (Path("/proc") / entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if SLEEPER_MARK in cmdline:
+                survivors.append(entry)
+    assert not survivors
