@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
@@ -50,7 +51,8 @@ def test_every_experiment_composes_and_passes_validation(experiment):
 )
 def test_model_groups_build_the_reference_sizes(model, body_millions, layers):
     cfg = compose_config(f"model={model}")
-    built = build_model(OmegaConf.to_container(cfg.model), vocab_size=128)
+    with torch.device("meta"):  # shapes only: no memory, no initialisation time
+        built = build_model(OmegaConf.to_container(cfg.model), vocab_size=128)
     assert built.model_type == cfg.model.type
     assert built.num_parameters(exclude_embeddings=True) / 1e6 == pytest.approx(
         body_millions, abs=0.05

@@ -321,3 +321,58 @@ def test_packed_dataset_reads_a_real_build(tmp_path, benchmark_dir, tokenizer_di
     stream = np.fromfile(tmp_path / "out" / "train_00000.bin", dtype=np.uint16)
     assert dataset[2]["input_ids"].tolist() == stream[32:48].tolist()
     assert dataset[2]["labels"].tolist() == stream[33:49].tolist()
+
+
+def test_streamed_hub_dataset_goes_through_the_same_pipeline(
+    tmp_path, benchmark_dir, tokenizer_dir, monkeypatch
+):
+    """The hub is never contacted in tests: `datasets.load_dataset` is replaced by a stream."""
+    import datasets
+
+    rows = [{"content": GOOD}, {"content": "x = 1\n"}, {"content": CONTAMINATED}, {"content": GOOD}]
+    calls = []
+
+    def fake_stream(name, split, streaming):
+        calls.append((name, split, streaming))
+        return iter(rows)
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_stream)
+    meta = build_corpus(
+        tmp_path / "hub",
+        tokenizer=tokenizer_dir,
+        hf_dataset="someone/python-files",
+        benchmark_path=str(benchmark_dir),
+        workers=1,
+        progress=False,
+    )
+    assert calls == [("someone/python-files", "train", True)]
+    assert meta["sources"] == {
+        "hf_dataset": "someone/python-files",
+        "column": "content",
+        "split": "train",
+    }
+    assert meta["files"] == {
+        "seen": 4,
+        "kept": 1,
+        "dropped": {"contaminated": 1, "duplicate": 1, "too_small": 1},
+    }
+    with pytest.raises(KeyError, match="--text-column"):
+        build_corpus(
+            tmp_path / "bad",
+            tokenizer=tokenizer_dir,
+            hf_dataset="someone/python-files",
+            hf_text_column="text",
+            decontaminate=False,
+            workers=1,
+            progress=False,
+        )
+    assert not list(tmp_path.glob("bad*"))  # a failed build leaves nothing behind
+
+
+def test_build_refuses_to_replace_a_folder_that_is_not_a_corpus(tmp_path, tokenizer_dir):
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("do not delete")
+    with pytest.raises(FileExistsError, match="not a corpus folder"):
+        build_corpus(precious, tokenizer=tokenizer_dir, source_dirs=[tmp_path], decontaminate=False)
+    assert (precious / "thesis.tex").read_text() == "do not delete"

@@ -12,17 +12,22 @@ import torch
 
 from hrm_codegen.data import CodeTask, build_program, load_benchmark
 from hrm_codegen.data.augment import make_variants, renamable_names, rename_locals
+from hrm_codegen.data.corpus import stdlib_python_files
 from hrm_codegen.data.execution import check_programs
 from hrm_codegen.data.prompts import format_prompt, format_target
 from hrm_codegen.data.sft import SFTCollator, SFTDataset, build_sft_examples
-from hrm_codegen.tokenization import load_tokenizer
+from hrm_codegen.tokenization import load_tokenizer, train_code_bpe
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
 @pytest.fixture(scope="module")
-def tokenizer(gpt2_dir):
-    return load_tokenizer(gpt2_dir)
+def tokenizer(tmp_path_factory):
+    """A small code BPE trained here, so these tests need no downloaded files."""
+    texts = [p.read_text(encoding="utf-8") for p in stdlib_python_files()[:60]]
+    return load_tokenizer(
+        train_code_bpe(texts, 1000, tmp_path_factory.mktemp("bpe"), progress=False)
+    )
 
 
 @pytest.fixture(scope="module")

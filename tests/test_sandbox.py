@@ -134,12 +134,12 @@ def test_the_token_is_nowhere_the_program_can_read(monkeypatch) -> None:
         "seen = ' '.join(sys.argv) + str(os.environ) + sys.stdin.read()\n"
         "for path in ['/proc/self/cmdline', '/proc/self/environ', 'program.py']:\n"
         "    seen += open(path, 'rb').read().decode(errors='replace')\n"
-        "print(seen)\n"
+        "print(seen, flush=True)\n"
         "os._exit(0)\n"
     )
     result = run_program(hunter, memory_mb=256)
     assert result.status == "failed"
-    assert "program.py" in result.stdout_tail or "PATH" in result.stdout_tail
+    assert "PATH=" in result.stdout_tail and "os._exit(0)" in result.stdout_tail
     assert token not in result.stdout_tail
     # The same fixed token does pass an honest program: the check above is not vacuous.
     assert run_program("assert True\n", memory_mb=256).status == "passed"

@@ -39,7 +39,7 @@ def test_overfitting_eight_mbpp_tasks_then_greedy_decoding_reproduces_them(
         "tokenizer.vocab_size=1024",
         "model.hidden_size=128",
         "model.num_heads=4",
-        "train.max_steps=60",
+        "train.max_steps=50",
         "train.lr=3e-3",
         "train.warmup_steps=10",
         "eval.interval=1000",

@@ -25,6 +25,7 @@ from hrm_codegen.model import load_pretrained
 from hrm_codegen.tokenization import load_tokenizer
 from hrm_codegen.training import NonFiniteLossError, train
 from hrm_codegen.training.checkpointing import CheckpointError
+from hrm_codegen.training.data import DataConfigError
 from hrm_codegen.training.logging import read_metrics
 
 REPO = Path(__file__).resolve().parents[1]
@@ -95,7 +96,9 @@ def fixture_env(tmp_path_factory):
 
 
 def smoke_config(fixture_env, run_dir: Path | None, *overrides: str):
-    base = ["experiment=smoke", f"data.path={fixture_env['mbpp']}", "logger=jsonl"]
+    base = ["experiment=smoke", "logger=jsonl"]
+    if "data=corpus" not in overrides:
+        base.append(f"data.path={fixture_env['mbpp']}")
     if run_dir is not None:
         base.append(f"run_dir={run_dir}")
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
@@ -379,3 +382,85 @@ def test_init_from_upstream_warm_starts_the_reasoning_layers(fixture_env, tmp_pa
     for name, tensor in upstream.state_dict().items():
         if name.startswith(("H_level.", "L_level.")) or name in ("H_init", "L_init"):
             torch.testing.assert_close(trained[name], tensor, atol=1e-6, rtol=0)
+
+
+def test_init_from_starts_a_new_stage_from_a_run_and_its_tokenizer(
+    fixture_env, smoke_run, tmp_path
+):
+    source = smoke_run[0] / "checkpoint"
+    run_dir = tmp_path / "stage2"
+    _, stdout = run_quietly(
+        smoke_config(
+            fixture_env,
+            run_dir,
+            f"init_from={smoke_run[0]}",
+            "tokenizer.vocab_size=300",  # ignored: the checkpoint's tokenizer is kept
+            "train.max_steps=1",
+            "train.lr=1e-12",
+        )
+    )
+    assert (run_dir / "checkpoint" / "tokenizer.json").read_text() == (
+        source / "tokenizer.json"
+    ).read_text()
+    before, after = (
+        load_file(source / "model.safetensors"),
+        load_file(run_dir / "checkpoint" / "model.safetensors"),
+    )
+    for name, tensor in before.items():
+        torch.testing.assert_close(after[name], tensor, atol=1e-6, rtol=0)
+    state = json.loads((run_dir / "checkpoint" / "trainer_state.json").read_text())
+    assert state["step"] == 1  # a new stage counts its own steps
+
+
+def test_pretraining_on_corpus_shards_then_fine_tuning_from_that_run(
+    fixture_env, smoke_run, tmp_path
+):
+    import shutil
+    import sysconfig
+
+    from hrm_codegen.data.corpus import build_corpus
+
+    sources = tmp_path / "src"
+    sources.mkdir()
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    names = ["bisect", "colorsys", "keyword", "textwrap", "string", "heapq", "glob", "fnmatch"]
+    for name in [f"{n}.py" for n in names]:
+        shutil.copy(stdlib / name, sources / name)
+    tokenizer_dir = smoke_run[0] / "checkpoint"
+    corpus = tmp_path / "corpus"
+    build_corpus(
+        corpus,
+        tokenizer=tokenizer_dir,
+        source_dirs=[sources],
+        decontaminate=False,
+        val_fraction=0.5,
+        workers=1,
+        progress=False,
+    )
+    pretrain = [
+        "data=corpus",
+        f"data.shard_dir={corpus}",
+        "data.max_seq_len=64",
+        f"tokenizer.path={tokenizer_dir}",
+        "train.max_steps=6",
+        "eval.interval=6",
+    ]
+    run_dir, _ = run_quietly(smoke_config(fixture_env, tmp_path / "pt", *pretrain))
+    rows = read_metrics(run_dir)
+    assert any("val/loss" in row for row in rows)
+    assert not any("val/pass@1" in row for row in rows)  # pass@1 belongs to fine-tuning
+    state = json.loads((run_dir / "checkpoint" / "trainer_state.json").read_text())
+    assert state["tokens_seen"] == 6 * 8 * 64  # packed windows: every token is real
+
+    sft_dir, _ = run_quietly(
+        smoke_config(fixture_env, tmp_path / "sft", f"init_from={run_dir}", "train.max_steps=2")
+    )
+    assert (sft_dir / "checkpoint" / "model.safetensors").is_file()
+
+    from hrm_codegen.tokenization import train_code_bpe
+
+    other = train_code_bpe(["def f(x):\n    return x\n"] * 3, 300, tmp_path / "bpe", progress=False)
+    with pytest.raises(DataConfigError, match="tokenized with another tokenizer"):
+        run_quietly(
+            smoke_config(fixture_env, tmp_path / "x", *pretrain[:3], f"tokenizer.path={other}")
+        )

@@ -131,14 +131,14 @@ def _apply_mapping_to_tree(tree: ast.AST, mapping: dict[str, str]) -> ast.AST:
     return tree
 
 
-def rename_locals(code: str, mapping: dict[str, str], tree: ast.AST | None = None) -> str | None:
+def rename_locals(code: str, mapping: dict[str, str]) -> str | None:
     """Apply `mapping` to Name and parameter nodes by editing the source text in place.
 
     Returns None when an edit does not land where the tree says (so the variant is skipped
     rather than risked); the result is checked to parse to exactly the renamed tree.
     """
     code = normalize_newlines(code)
-    tree = tree or ast.parse(code)
+    tree = ast.parse(code)
     lines = [line.encode("utf-8") for line in code.split("\n")]
     edits: list[tuple[int, int, str, str]] = []  # line index, byte column, old, new
     for node in ast.walk(tree):

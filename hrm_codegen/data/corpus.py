@@ -256,6 +256,42 @@ def summary_table(meta: dict) -> str:
     return "\n".join([*lines, lines[0]])
 
 
+def _write_shards(
+    items: Iterable[str | Path],
+    writers: dict[str, ShardWriter],
+    total: int | None,
+    worker_args: tuple,
+    val_fraction: float,
+    workers: int,
+    progress: bool,
+) -> tuple[int, int, Counter]:
+    """Filter and tokenize `items` in a process pool; returns (seen, kept, dropped per reason).
+
+    Results come back in input order, and de-duplication keeps the first copy in that order,
+    so the shards do not depend on the number of workers.
+    """
+    dropped: Counter[str] = Counter()
+    seen_hashes: set[str] = set()
+    seen = 0
+    context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
+    with context.Pool(workers, initializer=_init_worker, initargs=worker_args) as pool:
+        results = pool.imap(_process, items, chunksize=8)
+        bar = tqdm(results, total=total, desc="corpus", unit="file", disable=not progress)
+        for reason, file_hash, ids in bar:
+            seen += 1
+            if reason is None and file_hash in seen_hashes:
+                reason = "duplicate"
+            if reason is not None:
+                dropped[reason] += 1
+                continue
+            seen_hashes.add(file_hash)
+            split = "validation" if is_validation(file_hash, val_fraction) else "train"
+            writers[split].add(ids)
+    for writer in writers.values():
+        writer.close()
+    return seen, len(seen_hashes), dropped
+
+
 def build_corpus(
     output_dir: str | os.PathLike,
     tokenizer: str | os.PathLike = "code-bpe",
@@ -327,41 +363,37 @@ def build_corpus(
                 print(f"{output_dir} is up to date (same inputs and settings); nothing to do")
             return meta
 
+    if output_dir.exists() and any(output_dir.iterdir()) and not (output_dir / META_FILE).is_file():
+        raise FileExistsError(
+            f"{output_dir} exists and is not a corpus folder (no {META_FILE}); refusing to "
+            "replace it. Pass an empty or new --output folder."
+        )
     decontaminator = Decontaminator(decon_texts, n=ngram) if decontaminate else None
     staging = output_dir.with_name(output_dir.name + f".building-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     eos_id = hf_tokenizer.eos_token_id
     writers = {split: ShardWriter(staging, split, dtype, eos_id, shard_tokens) for split in SPLITS}
-    dropped: Counter[str] = Counter()
-    seen_hashes: set[str] = set()
     items: Iterable[str | Path] = (
         files
         if hf_dataset is None
         else _hub_texts(hf_dataset, hf_text_column, hf_split, max_documents)
     )
-    workers = workers or os.cpu_count() or 1
-    seen = 0
-    context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
-    with context.Pool(
-        workers, initializer=_init_worker, initargs=(tokenizer_json, decontaminator, filters)
-    ) as pool:
-        results = pool.imap(_process, items, chunksize=8)  # ordered: the output is deterministic
-        bar = tqdm(
-            results, total=len(files) or None, desc="corpus", unit="file", disable=not progress
+    try:
+        seen, kept, dropped = _write_shards(
+            items,
+            writers,
+            len(files) or None,
+            (tokenizer_json, decontaminator, filters),
+            val_fraction,
+            workers or os.cpu_count() or 1,
+            progress,
         )
-        for reason, file_hash, ids in bar:
-            seen += 1
-            if reason is None and file_hash in seen_hashes:
-                reason = "duplicate"
-            if reason is not None:
-                dropped[reason] += 1
-                continue
-            seen_hashes.add(file_hash)
-            split = "validation" if is_validation(file_hash, val_fraction) else "train"
-            writers[split].add(ids)
-    for writer in writers.values():
-        writer.close()
+    except BaseException:
+        for writer in writers.values():
+            writer.close()
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
     meta = {
         **{key: config[key] for key in ("format", "tokenizer_hash", "sources", "val_fraction")},
@@ -369,7 +401,7 @@ def build_corpus(
         "config": config,
         "tokenizer": {"name": str(tokenizer), "vocab_size": vocab_size, "eos_id": eos_id},
         "dtype": dtype.name,
-        "files": {"seen": seen, "kept": len(seen_hashes), "dropped": dict(sorted(dropped.items()))},
+        "files": {"seen": seen, "kept": kept, "dropped": dict(sorted(dropped.items()))},
         "splits": {
             split: {"documents": w.documents, "tokens": w.tokens, "shards": w.shards}
             for split, w in writers.items()

@@ -149,7 +149,7 @@ def _judge(
     pending = [s for s in samples if (s["task_id"], s["sample_index"]) not in judged]
     backend = resolve_backend(sandbox)
     workers = default_workers() if workers is None else workers
-    if judged and progress:
+    if judged:
         print(f"{len(judged)} sample(s) already judged in {output_dir}; running {len(pending)}")
     appender = JsonlAppender(output_dir / RESULTS_FILE) if output_dir else None
 
@@ -521,6 +521,11 @@ def load_model(
                 f"{folder} is not a Hugging Face causal LM folder transformers can load ({error}); "
                 "for checkpoints of this repository pass --model-type hrm or transformer"
             ) from error
+        if not tokenizer("def f(x):\n    return x\n")["input_ids"]:
+            raise ValueError(
+                f"the tokenizer in {tokenizer_path or folder} turns code into no tokens; save a "
+                "working tokenizer with the model or pass --tokenizer"
+            )
         return model.to(device), tokenizer
     raise ValueError(f"--model-type {model_type!r} unknown; use hrm, transformer or hf")
 
@@ -565,6 +570,11 @@ def run_evaluation(
     ks = parse_ks(k)
     if (samples is None) == (ckpt is None):
         raise ValueError("give either --samples FILE or --model-type/--ckpt, not both or neither")
+    if ckpt is not None:
+        if model_type is None:
+            raise ValueError("--ckpt needs --model-type hrm, transformer or hf")
+        resolve_model_dir(ckpt)  # a wrong path fails before any loading
+        resolve_backend(sandbox)  # as does --sandbox bwrap without bubblewrap
     tasks = select_tasks(benchmark, split, limit)
     if samples is not None:
         given = read_samples(samples)
@@ -611,9 +621,6 @@ def run_evaluation(
             summary.settings["tasks_without_samples"] = len(uncovered)
             write_summary(Path(output) / SUMMARY_FILE, summary)
     else:
-        if model_type is None:
-            raise ValueError("--ckpt needs --model-type hrm, transformer or hf")
-        resolve_backend(sandbox)  # fail on --sandbox bwrap before loading and generating
         model, tok = load_model(model_type, ckpt, tokenizer_path=tokenizer, device=device)
         summary = evaluate_model(
             model,

@@ -74,7 +74,7 @@ def build_stage_data(data_cfg: dict[str, Any], tokenizer: Any) -> StageData:
     if stage == "sft":
         return _sft_data(data_cfg, tokenizer)
     if stage == "pretrain":
-        return _pretrain_data(data_cfg)
+        return _pretrain_data(data_cfg, tokenizer)
     raise DataConfigError(
         f"data.stage={stage!r} is not one of {STAGES} (pick data=mbpp or data=corpus)"
     )
@@ -120,18 +120,25 @@ def _sft_data(data_cfg: dict[str, Any], tokenizer: Any) -> StageData:
     )
 
 
-def _pretrain_data(data_cfg: dict[str, Any]) -> StageData:
-    from hrm_codegen.data.corpus import PackedDataset
+def _pretrain_data(data_cfg: dict[str, Any], tokenizer: Any) -> StageData:
+    from hrm_codegen.data.corpus import PackedDataset, tokenizer_fingerprint
     from hrm_codegen.tokenization import hrm_codegen_home
 
     shard_dir = Path(str(data_cfg.get("shard_dir") or hrm_codegen_home() / "corpus")).expanduser()
-    if not shard_dir.is_dir():
+    if not (shard_dir / "meta.json").is_file():
         raise DataConfigError(
-            f"corpus not found at data.shard_dir={shard_dir}: build it with "
+            f"no corpus at data.shard_dir={shard_dir} (meta.json missing): build it with "
             f"`python scripts/build_corpus.py --output {shard_dir}` or set data.shard_dir"
         )
     seq_len = int(data_cfg["max_seq_len"])
     train = PackedDataset(shard_dir, data_cfg["train_split"], seq_len)
+    ours = tokenizer_fingerprint(tokenizer.backend_tokenizer.to_str())
+    if train.meta.get("tokenizer_hash") != ours:
+        built_with = train.meta.get("tokenizer", {}).get("name")
+        raise DataConfigError(
+            f"{shard_dir} was tokenized with another tokenizer ({built_with!r}) than this run's; "
+            "set tokenizer.path to the one the corpus was built with, or rebuild the corpus"
+        )
     val = PackedDataset(shard_dir, data_cfg["val_split"], seq_len)
     return StageData(
         train=train,

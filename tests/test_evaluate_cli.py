@@ -1,0 +1,191 @@
+"""scripts/evaluate.py end to end, in a subprocess, on tiny benchmark files written here."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "scripts" / "evaluate.py"
+
+HUMANEVAL = [
+    {
+        "task_id": "HumanEval/0",
+        "prompt": 'def double(x):\n    """Twice x."""\n',
+        "entry_point": "double",
+        "canonical_solution": "    return 2 * x\n",
+        "test": "def check(candidate):\n    assert candidate(2) == 4\n    assert candidate(0) == 0\n",
+    },
+    {
+        "task_id": "HumanEval/1",
+        "prompt": 'def last(xs):\n    """The last item."""\n',
+        "entry_point": "last",
+        "canonical_solution": "    return xs[-1]\n",
+        "test": "def check(candidate):\n    assert candidate([1, 2]) == 2\n",
+    },
+]
+MBPP = [
+    {
+        "task_id": number,
+        "text": f"Write a function that returns {number}.",
+        "code": f"def const_{number}():\r\n    return {number}",
+        "test_setup_code": "",
+        "test_list": [f"assert const_{number}() == {number}"],
+        "challenge_test_list": [],
+    }
+    for number in (11, 12, 13)
+]
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    folder = tmp_path / "data"
+    folder.mkdir()
+    with gzip.open(folder / "HumanEval.jsonl.gz", "wt") as f:
+        f.writelines(json.dumps(record) + "\n" for record in HUMANEVAL)
+    (folder / "mbpp.jsonl").write_text("".join(json.dumps(r) + "\n" for r in MBPP))
+    return folder
+
+
+def evaluate(*args: str, data_dir: Path) -> subprocess.CompletedProcess:
+    env = dict(
+        os.environ,
+        HRM_CODEGEN_DATA_DIR=str(data_dir),
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        OMP_NUM_THREADS="1",
+    )
+    return subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--no-progress",
+            "--timeout",
+            "5",
+            "--memory-mb",
+            "256",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=300,
+    )
+
+
+def write_samples(path: Path, samples: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(s) + "\n" for s in samples))
+    return path
+
+
+def test_samples_file_end_to_end_and_rerun(data: Path, tmp_path: Path) -> None:
+    samples = write_samples(
+        tmp_path / "samples.jsonl",
+        [
+            {"task_id": "HumanEval/0", "completion": "    return 2 * x\n"},
+            {"task_id": "HumanEval/0", "completion": "    return x + 2\n"},  # right for 2 only
+            {"task_id": 1, "completion": "    return xs[-1]\n"},
+            {"task_id": "HumanEval/1", "completion": "    import os\n    os._exit(0)\n"},
+        ],
+    )
+    out = tmp_path / "out"
+    done = evaluate("--samples", str(samples), "--benchmark", "humaneval", "--k", "1,2",
+                    "--output", str(out), data_dir=data)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"\| pass@1 +\| +50\.00% \|", done.stdout)
+    assert re.search(r"\| pass@2 +\| +100\.00% \|", done.stdout)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["counts"] == {"passed": 2, "failed": 2, "timeout": 0, "error": 0}
+    assert summary["per_task"] == {"HumanEval/0": [2, 1], "HumanEval/1": [2, 1]}
+    results = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert sorted(r["passed"] for r in results) == [False, False, True, True]
+    assert len((out / "samples.jsonl").read_text().splitlines()) == 4
+
+    again = evaluate("--samples", str(samples), "--benchmark", "humaneval", "--k", "1,2",
+                     "--output", str(out), data_dir=data)  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert "4 sample(s) already judged" in again.stdout
+    assert len((out / "results.jsonl").read_text().splitlines()) == 4
+
+
+def test_limit_sets_aside_samples_of_other_tasks(data: Path, tmp_path: Path) -> None:
+    samples = write_samples(
+        tmp_path / "s.jsonl",
+        [{"task_id": r["task_id"], "completion": r["canonical_solution"]} for r in HUMANEVAL],
+    )
+    done = evaluate("--samples", str(samples), "--benchmark", "humaneval", "--limit", "1",
+                    "--output", str(tmp_path / "o"), data_dir=data)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "1 sample(s) are outside --split/--limit" in done.stdout
+    assert json.loads((tmp_path / "o" / "summary.json").read_text())["num_tasks"] == 1
+
+
+@pytest.mark.parametrize(
+    ("samples", "extra", "message"),
+    [
+        ([{"task_id": "HumanEval/7", "completion": "x"}], [], "'HumanEval/7' is not a humaneval task"),
+        ([{"task_id": "HumanEval/0", "completion": "x"}], ["--k", "1,5"], "k=5 is larger than the 1"),
+        ([{"task_id": "HumanEval/0"}], [], "needs a string 'completion'"),
+        ([{"task_id": "HumanEval/0", "completion": "x"}], ["--benchmark", "mbpp"], "prefix 'HumanEval'"),
+    ],
+)  # fmt: skip
+def test_bad_samples_exit_with_a_clear_error(data, tmp_path, samples, extra, message) -> None:
+    path = write_samples(tmp_path / "s.jsonl", samples)
+    args = ["--samples", str(path), "--benchmark", "humaneval", "--output", str(tmp_path / "o")]
+    done = evaluate(*args, *extra, data_dir=data)
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: ") and message in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_missing_benchmark_file_and_non_model_checkpoint(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    samples = write_samples(tmp_path / "s.jsonl", [{"task_id": "Mbpp/11", "completion": ""}])
+    done = evaluate("--samples", str(samples), "--benchmark", "mbpp", "--output",
+                    str(tmp_path / "o"), data_dir=empty)  # fmt: skip
+    assert done.returncode == 2
+    assert "could not load mbpp" in done.stderr and "HRM_CODEGEN_DATA_DIR" in done.stderr
+    done = evaluate("--model-type", "hrm", "--ckpt", str(empty), "--benchmark", "mbpp",
+                    "--output", str(tmp_path / "o2"), data_dir=empty)  # fmt: skip
+    assert done.returncode == 2
+    assert f"--ckpt {empty} is not a model" in done.stderr
+
+
+def test_model_checkpoint_end_to_end(data: Path, tmp_path: Path, gpt2_dir: Path) -> None:
+    """The path `--model-type hrm --ckpt RUN --benchmark mbpp --limit N --k 1` takes."""
+    import torch
+
+    from hrm_codegen.model import HRMConfig, HRMForCausalLM
+    from hrm_codegen.tokenization import load_tokenizer
+
+    tokenizer = load_tokenizer(gpt2_dir)
+    torch.manual_seed(0)
+    config = HRMConfig(
+        vocab_size=len(tokenizer), max_seq_len=512, hidden_size=32, num_heads=2,
+        H_layers=1, L_layers=1, H_cycles=1, L_cycles=1, bp_steps=1,
+    )  # fmt: skip
+    run_dir = tmp_path / "run"
+    HRMForCausalLM(config).save_pretrained(run_dir / "checkpoint")
+    tokenizer.save_pretrained(str(run_dir / "checkpoint"))
+    out = tmp_path / "out"
+    done = evaluate("--model-type", "hrm", "--ckpt", str(run_dir), "--benchmark", "mbpp",
+                    "--limit", "2", "--k", "1", "--max-new-tokens", "8", "--device", "cpu",
+                    "--output", str(out), data_dir=data)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"\| pass@1 +\| +0\.00% \|", done.stdout)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["num_tasks"] == 2 and sum(summary["counts"].values()) == 2
+    assert list(summary["per_task"]) == ["Mbpp/11", "Mbpp/12"]  # default split: test (11-510)
+    assert "generation_s" in summary["timings"]
+    samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert [s["task_id"] for s in samples] == ["Mbpp/11", "Mbpp/12"]

@@ -1,0 +1,223 @@
+"""Benchmark evaluation: samples -> results -> pass@k, resuming, bad input, and models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hrm_codegen.data import CodeTask, build_program
+from hrm_codegen.evaluation import harness
+from hrm_codegen.evaluation.harness import (
+    OutputDirMismatchError,
+    evaluate_model,
+    evaluate_samples,
+    load_model,
+)
+from hrm_codegen.evaluation.passk import pass_at_k
+
+TASKS = [
+    CodeTask(
+        task_id="Mbpp/1",
+        benchmark="mbpp",
+        prompt="Write a function to add one.",
+        reference_solution="def add_one(x):\r\n    return x + 1",
+        tests=("assert add_one(1) == 2", "assert add_one(-1) == 0"),
+        entry_point="add_one",
+    ),
+    CodeTask(
+        task_id="Mbpp/2",
+        benchmark="mbpp",
+        prompt="Write a function to reverse a string.",
+        reference_solution="def rev(s):\r\n\treturn s[::-1]",
+        tests=("assert rev('ab') == 'ba'",),
+        entry_point="rev",
+    ),
+]
+RIGHT = {
+    "Mbpp/1": "def add_one(x):\n    return x + 1\n",
+    "Mbpp/2": "def rev(s):\n    return s[::-1]\n",
+}
+WRONG = {"Mbpp/1": "def add_one(x):\n    return x\n", "Mbpp/2": "def rev(s):\n    return s\n"}
+SLOW = "import time\ntime.sleep(30)\n"
+
+
+def run(samples, **kwargs):
+    kwargs = {"timeout": 2.0, "memory_mb": 256, "progress": False, **kwargs}
+    return evaluate_samples(TASKS, samples, **kwargs)
+
+
+def test_right_and_wrong_samples_give_hand_computed_pass_at_k(tmp_path: Path) -> None:
+    samples = [
+        # Mbpp/1: 2 of 3 pass; Mbpp/2: 1 of 3 passes, one times out. Ids in three spellings.
+        {"task_id": "Mbpp/1", "completion": RIGHT["Mbpp/1"]},
+        {"task_id": 1, "completion": WRONG["Mbpp/1"]},
+        {"task_id": "MBPP/1", "completion": RIGHT["Mbpp/1"]},
+        {"task_id": "2", "completion": WRONG["Mbpp/2"]},
+        {"task_id": "Mbpp/2", "completion": SLOW},
+        {"task_id": "Mbpp/2", "completion": RIGHT["Mbpp/2"]},
+    ]
+    summary = run(samples, ks="1,2", output_dir=tmp_path)
+    assert summary.per_task == {"Mbpp/1": (3, 2), "Mbpp/2": (3, 1)}
+    assert summary.n == 3 and summary.num_tasks == 2
+    assert summary.pass_at_k["pass@1"] == pytest.approx((2 / 3 + 1 / 3) / 2)
+    assert summary.pass_at_k["pass@2"] == pytest.approx((1.0 + pass_at_k(3, 1, 2)) / 2)
+    assert summary.counts == {"passed": 3, "failed": 2, "timeout": 1, "error": 0}
+
+    results = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert len(results) == 6
+    by_key = {(r["task_id"], r["sample_index"]): r for r in results}
+    assert by_key[("Mbpp/2", 1)]["status"] == "timeout"
+    program = build_program(TASKS[0], WRONG["Mbpp/1"]).splitlines()
+    line = program.index("assert add_one(1) == 2") + 1
+    assert by_key[("Mbpp/1", 1)]["detail"] == f"AssertionError at line {line}: {program[line - 1]}"
+    assert set(by_key[("Mbpp/1", 0)]) >= {"task_id", "completion", "passed", "status", "detail"}
+    on_disk = json.loads((tmp_path / "summary.json").read_text())
+    assert on_disk["pass_at_k"] == summary.pass_at_k
+    assert on_disk["counts"]["timeout"] == 1
+    assert on_disk["benchmark"] == "mbpp" and on_disk["n"] == 3
+    assert on_disk["settings"]["timeout_s"] == 2.0
+    assert "execution_s" in on_disk["timings"]
+    written = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
+    assert [s["task_id"] for s in written] == ["Mbpp/1"] * 3 + ["Mbpp/2"] * 3
+
+
+def test_rerun_resumes_after_a_crash(tmp_path: Path, monkeypatch) -> None:
+    samples = [{"task_id": t, "completion": RIGHT[t]} for t in RIGHT] * 2
+    first = run(samples, output_dir=tmp_path)
+    # Simulate a crash: one result lost, the next one torn mid-write.
+    lines = (tmp_path / "results.jsonl").read_text().splitlines(keepends=True)
+    (tmp_path / "results.jsonl").write_text("".join(lines[:2]) + lines[2][:25])
+    ran = []
+    real = harness.run_programs
+    monkeypatch.setattr(
+        harness,
+        "run_programs",
+        lambda programs, **kw: ran.append(len(programs)) or real(programs, **kw),
+    )
+    second = run(samples, output_dir=tmp_path)
+    assert ran == [2]  # only the two samples without a complete result ran again
+    assert second.pass_at_k == first.pass_at_k == {"pass@1": 1.0}
+    results = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert sorted((r["task_id"], r["sample_index"]) for r in results) == [
+        ("Mbpp/1", 0),
+        ("Mbpp/1", 1),
+        ("Mbpp/2", 0),
+        ("Mbpp/2", 1),
+    ]
+    third = run(samples, output_dir=tmp_path)  # nothing left to run
+    assert ran == [2, 0] and third.counts["passed"] == 4
+
+
+def test_output_dir_of_another_evaluation_is_refused(tmp_path: Path) -> None:
+    run([{"task_id": t, "completion": RIGHT[t]} for t in RIGHT], output_dir=tmp_path)
+    with pytest.raises(OutputDirMismatchError, match="use a new --output"):
+        run([{"task_id": t, "completion": WRONG[t]} for t in WRONG], output_dir=tmp_path)
+
+
+def test_bad_samples_are_named() -> None:
+    with pytest.raises(
+        ValueError, match=r"not among the 2 mbpp tasks evaluated, e.g. \['Mbpp/9'\]"
+    ):
+        run([{"task_id": "Mbpp/9", "completion": "x"}] + [{"task_id": 1, "completion": ""}])
+    with pytest.raises(ValueError, match=r"have no samples, e.g. \['Mbpp/2'\]"):
+        run([{"task_id": "Mbpp/1", "completion": RIGHT["Mbpp/1"]}])
+    with pytest.raises(ValueError, match=r"k=2 is larger than the 1 sample\(s\) of Mbpp/1"):
+        run([{"task_id": t, "completion": RIGHT[t]} for t in RIGHT], ks=[1, 2])
+    with pytest.raises(ValueError, match="completion of type NoneType"):
+        run([{"task_id": "Mbpp/1", "completion": None}])
+    with pytest.raises(ValueError, match="prefix 'HumanEval'"):
+        run([{"task_id": "HumanEval/1", "completion": ""}])
+
+
+def test_load_model_rejects_folders_that_are_not_models(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_model("hrm", tmp_path / "missing")
+    with pytest.raises(ValueError, match="is not a model: expected"):
+        load_model("hrm", tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    with pytest.raises(ValueError, match="model_type='gpt2'; pass --model-type hf"):
+        load_model("transformer", tmp_path)
+    with pytest.raises(ValueError, match="unknown; use hrm, transformer or hf"):
+        load_model("llama", tmp_path)
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory, gpt2_dir: Path) -> Path:
+    """A random 1-layer transformer with the GPT-2 tokenizer, saved like a training run."""
+    import torch
+
+    from hrm_codegen.model import TransformerConfig, TransformerForCausalLM
+    from hrm_codegen.tokenization import load_tokenizer
+
+    tokenizer = load_tokenizer(gpt2_dir)
+    torch.manual_seed(0)
+    config = TransformerConfig(
+        vocab_size=len(tokenizer), max_seq_len=512, hidden_size=32, num_heads=2, n_layers=1
+    )
+    folder = tmp_path_factory.mktemp("run") / "checkpoint"
+    TransformerForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(str(folder))
+    return folder
+
+
+def test_evaluate_model_generates_judges_and_resumes(tiny_checkpoint: Path, tmp_path, monkeypatch):
+    model, tokenizer = load_model("transformer", tiny_checkpoint.parent)  # a run folder works too
+    options = {"max_new_tokens": 8, "timeout": 2.0, "memory_mb": 256, "progress": False}
+    summary = evaluate_model(
+        model, tokenizer, TASKS, num_samples=2, temperature=0.8, ks=(1, 2), output_dir=tmp_path,
+        **options,
+    )  # fmt: skip
+    assert summary.n == 2 and summary.num_tasks == 2
+    assert sum(summary.counts.values()) == 4
+    assert summary.pass_at_k == {"pass@1": 0.0, "pass@2": 0.0}  # random weights write no Python
+    samples = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
+    assert [(s["task_id"], s["sample_index"]) for s in samples] == [
+        ("Mbpp/1", 0),
+        ("Mbpp/1", 1),
+        ("Mbpp/2", 0),
+        ("Mbpp/2", 1),
+    ]
+    assert all(isinstance(s["generation"], str) for s in samples)
+    assert json.loads((tmp_path / "run_config.json").read_text())["temperature"] == 0.8
+
+    # A rerun generates nothing and judges nothing; other settings are refused.
+    monkeypatch.setattr(harness, "_generator", lambda model: pytest.fail("regenerated"))
+    again = evaluate_model(
+        model, tokenizer, TASKS, num_samples=2, temperature=0.8, ks=(1, 2), output_dir=tmp_path,
+        **options,
+    )  # fmt: skip
+    assert again.per_task == summary.per_task
+    with pytest.raises(OutputDirMismatchError, match="temperature"):
+        evaluate_model(
+            model, tokenizer, TASKS, num_samples=2, temperature=0.5, output_dir=tmp_path, **options
+        )
+
+
+def test_evaluate_model_checks_k_before_generating(tiny_checkpoint: Path) -> None:
+    model, tokenizer = load_model("transformer", tiny_checkpoint)
+    with pytest.raises(ValueError, match=r"k=10 is larger than the 1 sample\(s\)"):
+        evaluate_model(model, tokenizer, TASKS, num_samples=1, ks=(1, 10))
+    with pytest.raises(ValueError, match="--model-type hrm, but .* says model_type=.transformer."):
+        load_model("hrm", tiny_checkpoint)
+
+
+def test_evaluate_model_with_a_hugging_face_model(tmp_path: Path, gpt2_dir: Path) -> None:
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from hrm_codegen.tokenization import load_tokenizer
+
+    tokenizer = load_tokenizer(gpt2_dir)
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=len(tokenizer), n_positions=256, n_embd=16, n_layer=1, n_head=2)
+    GPT2LMHeadModel(config).save_pretrained(tmp_path / "hf")
+    tokenizer.save_pretrained(str(tmp_path / "hf"))
+    model, hf_tokenizer = load_model("hf", tmp_path / "hf")
+    assert harness._generator(model).__name__ == "generate_hf"
+    summary = evaluate_model(
+        model, hf_tokenizer, TASKS, max_new_tokens=4, timeout=2.0, memory_mb=256, progress=False
+    )
+    assert summary.num_tasks == 2 and sum(summary.counts.values()) == 2
+    assert summary.pass_at_k == {"pass@1": 0.0}
