@@ -464,3 +464,10 @@ def test_pretraining_on_corpus_shards_then_fine_tuning_from_that_run(
         run_quietly(
             smoke_config(fixture_env, tmp_path / "x", *pretrain[:3], f"tokenizer.path={other}")
         )
+
+
+def test_fp16_on_cpu_is_refused_rather_than_silently_run_in_float32(fixture_env, tmp_path):
+    from hrm_codegen.training import ConfigError
+
+    with pytest.raises(ConfigError, match="mixed_precision=fp16 needs a CUDA device"):
+        run_quietly(smoke_config(fixture_env, tmp_path / "r", "mixed_precision=fp16"))

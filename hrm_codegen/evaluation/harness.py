@@ -79,7 +79,10 @@ def _number_samples(
                 f"sample {position} ({sample['task_id']}) has completion of type "
                 f"{type(completion).__name__}; it must be a string"
             )
-        task_id = normalize_task_id(benchmark, sample["task_id"])
+        try:
+            task_id = normalize_task_id(benchmark, sample["task_id"])
+        except TypeError as error:  # e.g. a float or null id in a samples file
+            raise ValueError(f"sample {position}: {error}") from None
         if task_id not in by_id:
             unknown.append(str(sample["task_id"]))
             continue

@@ -622,7 +622,8 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 
 STARTUP_TIMEOUT_S = 60.0  # sandbox + interpreter start-up, before the program's clock starts
-EXIT_GRACE_S = 1.0  # after the program ends, for the pipes to drain and the sandbox to exit
+EXIT_GRACE_S = 1.0  # after the program ends, for its pipes to drain
+TEARDOWN_TIMEOUT_S = 60.0  # for bwrap to exit once the program is gone
 
 
 def _new_key_and_token() -> tuple[bytes, bytes]:
@@ -680,13 +681,19 @@ def _run_one(
             if killed_for or not started:
                 _kill_group(proc)
                 _Cgroups.kill(cgroups)
-        # The program is done. What it left behind is killed, and what is still buffered in the
-        # pipes is read, while another program already runs in the freed slot.
-        if not pipes.pump(end + EXIT_GRACE_S, lambda: pipes.readers == 0 and pipes.exited):
+        # The program is done and another one already runs in the freed slot. What is still
+        # buffered in the pipes is read; whatever still holds them (a daemon the program left
+        # behind, in the fallback backend) is killed. bwrap itself may take a while to tear
+        # its namespaces down on a loaded machine: that is waited for, not killed.
+        if not pipes.pump(end + EXIT_GRACE_S, lambda: pipes.readers == 0):
             _kill_group(proc)
             _Cgroups.kill(cgroups)
             pipes.pump(time.monotonic() + EXIT_GRACE_S, lambda: pipes.readers == 0)
-        returncode = proc.wait()
+        try:
+            returncode = proc.wait(timeout=TEARDOWN_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            returncode = proc.wait()
         oom = _Cgroups.out_of_memory(cgroups)
     finally:
         _kill_group(proc)
@@ -848,28 +855,31 @@ def run_programs(
             stacklevel=2,
         )
     results: list[ExecResult | None] = [None] * len(programs)
-    # Twice as many threads as running slots: while `workers` programs run, the others start
-    # their sandbox or tear it down (both mostly waiting on the kernel, not on a CPU).
+    # While `workers` programs run, up to 2 x workers others start their sandbox or tear it down
+    # (mostly waiting on the kernel): start-up latency hides behind other programs' execution.
     running = threading.BoundedSemaphore(workers)
+    pool = ThreadPoolExecutor(max_workers=3 * workers, thread_name_prefix="sandbox")
+    bar = tqdm(total=len(programs), desc=desc, unit="prog", disable=not progress)
     try:
-        with ThreadPoolExecutor(max_workers=2 * workers, thread_name_prefix="sandbox") as pool:
-            futures = {
-                pool.submit(_run_one, program, launcher, timeout, running): index
-                for index, program in enumerate(programs)
-            }
-            bar = tqdm(total=len(programs), desc=desc, unit="prog", disable=not progress)
-            with bar:
-                for future in as_completed(futures):
-                    index = futures[future]
-                    try:
-                        result = future.result()
-                    except Exception as error:  # an evaluator bug must not lose the other results
-                        result = ExecResult("error", None, "", 0.0, f"evaluator error: {error!r}")
-                    results[index] = result
-                    if on_result is not None:
-                        on_result(index, result)
-                    bar.update(1)
+        futures = {
+            pool.submit(_run_one, program, launcher, timeout, running): index
+            for index, program in enumerate(programs)
+        }
+        for future in as_completed(futures):
+            index = futures[future]
+            try:
+                result = future.result()
+            except Exception as error:  # an evaluator bug must not lose the other results
+                result = ExecResult("error", None, "", 0.0, f"evaluator error: {error!r}")
+            results[index] = result
+            if on_result is not None:
+                on_result(index, result)
+            bar.update(1)
     finally:
+        # On Ctrl-C or a failing callback, programs not started yet are dropped; running ones
+        # end within their timeout.
+        pool.shutdown(wait=True, cancel_futures=True)
+        bar.close()
         if launcher.cgroups is not None:
             launcher.cgroups.close()
             atexit.unregister(launcher.cgroups.close)

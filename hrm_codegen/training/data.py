@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import sysconfig
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -187,7 +188,7 @@ def build_tokenizer(tok_cfg: dict[str, Any], data_cfg: dict[str, Any], cache_roo
     vocab_size = int(tok_cfg["vocab_size"])
     digest = hashlib.sha256(str(vocab_size).encode())
     for text in texts:
-        digest.update(text.encode("utf-8", "surrogatepass"))
+        digest.update(text.encode("utf-8", "surrogatepass") + b"\0")
     folder = cache_root / "tokenizers" / f"auto-{digest.hexdigest()[:16]}"
     if not (folder / "tokenizer.json").is_file():
         from hrm_codegen.tokenization import train_code_bpe
@@ -196,7 +197,9 @@ def build_tokenizer(tok_cfg: dict[str, Any], data_cfg: dict[str, Any], cache_roo
         # half-written tokenizer.
         tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
         train_code_bpe(iter(texts), vocab_size, tmp)
-        if not folder.exists():
+        if folder.exists():  # another process finished first: keep its copy
+            shutil.rmtree(tmp)
+        else:
             tmp.rename(folder)
     return load_tokenizer(folder)
 

@@ -224,6 +224,11 @@ class Trainer:
         self.cfg = cfg
         self.accelerator = Accelerator(cpu=cfg.device == "cpu", mixed_precision=cfg.mixed_precision)
         acc = self.accelerator
+        if cfg.mixed_precision == "fp16" and acc.device.type == "cpu":
+            raise ConfigError(
+                "mixed_precision=fp16 needs a CUDA device (on CPU accelerate would quietly train in "
+                "float32); use mixed_precision=bf16 or no on CPU"
+            )
         self.is_main = acc.is_main_process
         self.dry_run = bool(cfg.dry_run)
 
