@@ -15,7 +15,9 @@ from hrm_codegen.evaluation.bench import benchmark_throughput, format_rows
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--repeat", type=int, default=10, help="copies of each solution")
     parser.add_argument("--workers", type=int, help="parallel programs (default: cores)")
     parser.add_argument("--timeout", type=float, default=3.0, help="seconds per program")

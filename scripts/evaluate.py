@@ -19,7 +19,9 @@ from hrm_codegen.evaluation import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S, USER_ER
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     source = parser.add_argument_group("what to evaluate (a model or a samples file)")
     source.add_argument("--model-type", choices=["hrm", "transformer", "hf"])
     source.add_argument("--ckpt", help="saved model folder, or a training run folder")

@@ -129,6 +129,19 @@ def test_limit_sets_aside_samples_of_other_tasks(data: Path, tmp_path: Path) -> 
     assert json.loads((tmp_path / "o" / "summary.json").read_text())["num_tasks"] == 1
 
 
+def test_tasks_without_samples_are_reported(data: Path, tmp_path: Path) -> None:
+    samples = write_samples(
+        tmp_path / "s.jsonl", [{"task_id": "HumanEval/1", "completion": "    return xs[-1]\n"}]
+    )
+    done = evaluate("--samples", str(samples), "--benchmark", "humaneval",
+                    "--output", str(tmp_path / "o"), data_dir=data)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "NOTE: 1 of the 2 selected tasks have no samples" in done.stdout
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summary["num_tasks"] == 1 and summary["settings"]["tasks_without_samples"] == 1
+    assert summary["pass_at_k"] == {"pass@1": 1.0}
+
+
 @pytest.mark.parametrize(
     ("samples", "extra", "message"),
     [

