@@ -554,6 +554,12 @@ def generate_hf(
 
     results: list[list[str]] = [[] for _ in prompts]
     encoded_prompts = [hf_tokenizer(p)["input_ids"] for p in prompts]
+    empty = [i for i, ids in enumerate(encoded_prompts) if not ids]
+    if empty:
+        raise ValueError(
+            f"prompts {empty[:5]} encode to no tokens with this HF tokenizer; "
+            "a model needs at least one prompt token to condition on"
+        )
     cuda_devices = [device.index or 0] if device.type == "cuda" else []
     was_training = hf_model.training
     hf_model.eval()

@@ -375,3 +375,9 @@ def test_generate_hf_sampling_is_seeded_and_stop_strings_cut(hf_model_and_tokeni
     stop = [free[0][0][4:7]]
     stopped = generate_hf(model, tokenizer, prompts, max_new_tokens=12, stop=stop)
     assert stopped == [[truncate_at_stop(free[0][0], stop)], [truncate_at_stop(free[1][0], stop)]]
+
+
+def test_generate_hf_rejects_a_prompt_that_encodes_to_nothing(hf_model_and_tokenizer):
+    model, tokenizer = hf_model_and_tokenizer
+    with pytest.raises(ValueError, match=r"prompts \[1\] encode to no tokens"):
+        generate_hf(model, tokenizer, ["def f(x):", ""], max_new_tokens=4)
