@@ -5,6 +5,8 @@
     python scripts/train_codegen.py experiment=a100              # reference 27M HRM, one A100
     python scripts/train_codegen.py model=transformer dry_run=true
     accelerate launch --multi_gpu --num_processes 8 scripts/train_codegen.py experiment=a100
+    accelerate launch --multi_gpu --num_processes 2 scripts/train_codegen.py experiment=smoke
+        # DDP on CPU (gloo): accelerate 1.x starts one process for `--cpu --num_processes N`
     python scripts/train_codegen.py experiment=quickstart resume=true
 
 Settings: configs/codegen_base.yaml. The last line printed names the checkpoint folder, which

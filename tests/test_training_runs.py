@@ -466,8 +466,15 @@ def test_pretraining_on_corpus_shards_then_fine_tuning_from_that_run(
         )
 
 
-def test_fp16_on_cpu_is_refused_rather_than_silently_run_in_float32(fixture_env, tmp_path):
+def test_bf16_trains_on_cpu_and_fp16_is_refused_rather_than_run_in_float32(fixture_env, tmp_path):
     from hrm_codegen.training import ConfigError
 
     with pytest.raises(ConfigError, match="mixed_precision=fp16 needs a CUDA device"):
-        run_quietly(smoke_config(fixture_env, tmp_path / "r", "mixed_precision=fp16"))
+        run_quietly(smoke_config(fixture_env, tmp_path / "fp16", "mixed_precision=fp16"))
+    # Earlier runs in this process used mixed_precision=no: accelerate's state must not stick.
+    run_dir, stdout = run_quietly(
+        smoke_config(fixture_env, tmp_path / "bf16", "mixed_precision=bf16", "train.max_steps=3")
+    )
+    assert "mixed precision bf16" in stdout
+    losses = [row["train/loss"] for row in read_metrics(run_dir) if "train/loss" in row]
+    assert losses and all(isinstance(x, float) for x in losses)

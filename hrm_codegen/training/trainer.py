@@ -137,6 +137,12 @@ def validate_config(cfg: DictConfig) -> None:
         )
     if cfg.device not in DEVICES:
         raise ConfigError(f"device={cfg.device!r} is not one of {DEVICES}")
+    on_cpu = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
+    if cfg.mixed_precision == "fp16" and on_cpu:
+        raise ConfigError(
+            "mixed_precision=fp16 needs a CUDA device (on CPU accelerate would quietly train in "
+            "float32); use mixed_precision=bf16 or no on CPU"
+        )
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError(
             "device=cuda but no CUDA device is visible; use device=cpu or device=auto"
@@ -218,17 +224,16 @@ class Trainer:
 
     def __init__(self, cfg: DictConfig) -> None:
         from accelerate import Accelerator
+        from accelerate.state import AcceleratorState
         from accelerate.utils import broadcast_object_list, set_seed
 
         validate_config(cfg)
         self.cfg = cfg
+        # accelerate keeps one process-wide state; reset its per-run part (precision, device
+        # placement) so train() can run again in the same process with other settings.
+        AcceleratorState._reset_state(reset_partial_state=False)
         self.accelerator = Accelerator(cpu=cfg.device == "cpu", mixed_precision=cfg.mixed_precision)
         acc = self.accelerator
-        if cfg.mixed_precision == "fp16" and acc.device.type == "cpu":
-            raise ConfigError(
-                "mixed_precision=fp16 needs a CUDA device (on CPU accelerate would quietly train in "
-                "float32); use mixed_precision=bf16 or no on CPU"
-            )
         self.is_main = acc.is_main_process
         self.dry_run = bool(cfg.dry_run)
 
