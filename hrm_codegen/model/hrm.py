@@ -174,15 +174,14 @@ class HRMForCausalLM(PretrainedModel):
         dtype: torch.dtype | None = None,
     ) -> KVCache:
         """One slot per layer per module application per segment."""
-        attn = self.H_level.layers[0].self_attn
-        return KVCache(
+        return KVCache.for_model(
             self.num_segments_eval * self.cache_slots_per_segment,
+            self.H_level.layers[0].self_attn,
+            self.lm_head.weight,
             batch_size,
-            attn.num_kv_heads,
             max_len,
-            attn.head_dim,
-            device=device or self.lm_head.weight.device,
-            dtype=dtype or self.lm_head.weight.dtype,
+            device,
+            dtype,
         )
 
     # ------------------------------------------------------------------------- forward
@@ -251,15 +250,17 @@ class HRMForCausalLM(PretrainedModel):
     ) -> CausalLMOutput:
         """See docs/DESIGN.md. `logits_to_keep=k > 0` computes logits for the last k positions only
         (prefill for generation); it cannot be combined with labels."""
-        if logits_to_keep and labels is not None:
-            raise ValueError("logits_to_keep needs labels=None: the loss reads every position")
-        if labels is not None and labels.shape != input_ids.shape:
-            raise ValueError(
-                f"labels {tuple(labels.shape)} must have the shape of input_ids {tuple(input_ids.shape)}"
-            )
         c = self.config
         attn = prepare_attention_inputs(
-            self.rotary_emb, input_ids, attention_mask, position_ids, cache, c.causal, c.max_seq_len
+            self.rotary_emb,
+            input_ids,
+            attention_mask,
+            position_ids,
+            cache,
+            c.causal,
+            c.max_seq_len,
+            labels,
+            logits_to_keep,
         )
         x = self.embed_tokens(input_ids)
         if self.q_head is not None and self.training and c.halt_max_steps > 1:

@@ -40,6 +40,28 @@ class KVCache:
         self.values = torch.zeros_like(self.keys)
         self.seq_len = 0
 
+    @classmethod
+    def for_model(
+        cls,
+        num_slots: int,
+        attention: torch.nn.Module,
+        like: torch.Tensor,
+        batch_size: int,
+        max_len: int,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> KVCache:
+        """A cache shaped for `attention`'s heads, on `like`'s device and dtype unless given."""
+        return cls(
+            num_slots,
+            batch_size,
+            attention.num_kv_heads,
+            max_len,
+            attention.head_dim,
+            device=device or like.device,
+            dtype=dtype or like.dtype,
+        )
+
     @property
     def num_slots(self) -> int:
         return self.keys.shape[0]

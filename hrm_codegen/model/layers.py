@@ -331,10 +331,18 @@ def prepare_attention_inputs(
     cache: KVCache | None,
     causal: bool,
     max_seq_len: int,
+    labels: torch.Tensor | None = None,
+    logits_to_keep: int = 0,
 ) -> AttentionInputs:
     """Validate the forward's inputs and build what every block application needs."""
     if input_ids.dim() != 2:
         raise ValueError(f"input_ids must be [batch, seq], got shape {tuple(input_ids.shape)}")
+    if logits_to_keep and labels is not None:
+        raise ValueError("logits_to_keep needs labels=None: the loss reads every position")
+    if labels is not None and labels.shape != input_ids.shape:
+        raise ValueError(
+            f"labels {tuple(labels.shape)} must have the shape of input_ids {tuple(input_ids.shape)}"
+        )
     batch, seq_len = input_ids.shape
     past = 0
     if cache is not None:

@@ -94,15 +94,14 @@ class TransformerForCausalLM(PretrainedModel):
         dtype: torch.dtype | None = None,
     ) -> KVCache:
         """One slot per layer."""
-        attn = self.layers[0].self_attn
-        return KVCache(
+        return KVCache.for_model(
             len(self.layers),
+            self.layers[0].self_attn,
+            self.lm_head.weight,
             batch_size,
-            attn.num_kv_heads,
             max_len,
-            attn.head_dim,
-            device=device or self.lm_head.weight.device,
-            dtype=dtype or self.lm_head.weight.dtype,
+            device,
+            dtype,
         )
 
     def forward(
@@ -115,15 +114,17 @@ class TransformerForCausalLM(PretrainedModel):
         logits_to_keep: int = 0,
     ) -> CausalLMOutput:
         """See docs/DESIGN.md; `logits_to_keep` as in HRMForCausalLM.forward."""
-        if logits_to_keep and labels is not None:
-            raise ValueError("logits_to_keep needs labels=None: the loss reads every position")
-        if labels is not None and labels.shape != input_ids.shape:
-            raise ValueError(
-                f"labels {tuple(labels.shape)} must have the shape of input_ids {tuple(input_ids.shape)}"
-            )
         c = self.config
         attn = prepare_attention_inputs(
-            self.rotary_emb, input_ids, attention_mask, position_ids, cache, c.causal, c.max_seq_len
+            self.rotary_emb,
+            input_ids,
+            attention_mask,
+            position_ids,
+            cache,
+            c.causal,
+            c.max_seq_len,
+            labels,
+            logits_to_keep,
         )
         h = self.embed_tokens(input_ids)
         for slot, layer in enumerate(self.layers):
