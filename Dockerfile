@@ -17,9 +17,11 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends bubblewrap git \
     && rm -rf /var/lib/apt/lists/*
 
-# flash-attn compiles against the image's torch/CUDA (a prebuilt wheel is used when one matches).
+# flash-attn is pinned: its setup downloads the prebuilt wheel for this image's torch 2.5 / CUDA 12 /
+# Python 3.11 (2.8.x ships those), so the build takes minutes, not a from-source CUDA compile that an
+# unpinned future release without torch 2.5 wheels would fall back to (MAX_JOBS bounds its memory).
 RUN pip install packaging ninja \
-    && MAX_JOBS=8 pip install flash-attn --no-build-isolation
+    && MAX_JOBS=8 pip install "flash-attn==2.8.3" --no-build-isolation
 
 WORKDIR /workspace/hrm-codegen
 # Dependencies first (cached until pyproject.toml changes); torch is already in the base image.

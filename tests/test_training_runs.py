@@ -202,6 +202,17 @@ def test_a_checkpoint_of_another_architecture_is_refused(fixture_env, smoke_run,
         run_quietly(wider)
 
 
+def test_resume_into_a_run_dir_without_a_checkpoint_never_picks_a_sibling_run(
+    fixture_env, smoke_run, tmp_path
+):
+    sibling = tmp_path / "sibling"  # a finished run next to the requested one
+    sibling.mkdir()
+    (sibling / "checkpoint").symlink_to(smoke_run[0] / "checkpoint")
+    cfg = smoke_config(fixture_env, tmp_path / "fresh", "resume=true")
+    with pytest.raises(CheckpointError, match="has no checkpoint"):
+        run_quietly(cfg)
+
+
 def test_missing_data_is_named(fixture_env, tmp_path):
     missing = tmp_path / "nowhere" / "mbpp.jsonl"
     cfg = smoke_config(fixture_env, tmp_path / "r", f"data.path={missing}")
@@ -273,13 +284,31 @@ def test_wandb_logger_writes_an_offline_run_with_the_metrics(fixture_env, tmp_pa
         assert logged[row["step"]]["train/loss"] == pytest.approx(row["train/loss"])
 
 
+def test_gradient_accumulation_matches_one_large_batch(fixture_env, tmp_path):
+    # Each micro-batch's mean loss is weighted by its share of the global batch's label tokens,
+    # so 8 = 2 x 4 = 4 x 2 (other padding, other label counts per micro-batch) is the same update.
+    # (Averaging the micro-batch means instead moves these weights by ~1e-2.)
+    weights = {}
+    for micro, accum in ((8, 1), (4, 2), (2, 4)):
+        run_dir = tmp_path / f"{micro}x{accum}"
+        overrides = [f"train.micro_batch_size={micro}", f"train.grad_accum_steps={accum}"]
+        run_quietly(smoke_config(fixture_env, run_dir, "train.max_steps=4", *overrides))
+        weights[micro] = load_file(run_dir / "checkpoint" / "model.safetensors")
+    for micro in (4, 2):
+        for key, tensor in weights[8].items():
+            torch.testing.assert_close(weights[micro][key], tensor, atol=1e-4, rtol=0)
+
+
 def test_accelerate_launch_runs_ddp_and_both_ranks_agree_on_the_parameters(
     fixture_env, smoke_run, tmp_path
 ):
     del smoke_run  # only to have the tokenizer cached already
     run_dir = tmp_path / "ddp"
-    # `--cpu --num_processes 2` starts one process in accelerate 1.x (CPU multi-process needs
-    # mpirun); `--multi_gpu` goes through torchrun, and device=cpu (smoke) makes it gloo DDP on CPU.
+    # The issue's `accelerate launch --cpu --num_processes 2` starts ONE process in accelerate 1.x:
+    # `--cpu` goes to its simple launcher, which only spawns several processes through mpirun
+    # (`--mpirun_hostfile`); `--cpu` and `--multi_gpu` are mutually exclusive and there is no
+    # `--multi_cpu`. `--multi_gpu` goes through torchrun, and device=cpu (smoke) makes it gloo DDP
+    # on the CPU: the closest command that really runs two ranks.
     command = [
         sys.executable,
         "-m",
@@ -308,11 +337,31 @@ def test_accelerate_launch_runs_ddp_and_both_ranks_agree_on_the_parameters(
     digests = dict(re.findall(r"parameters sha256 rank (\d)/2: ([0-9a-f]{64})", result.stdout))
     assert set(digests) == {"0", "1"}, result.stdout[-3000:]
     assert digests["0"] == digests["1"]
+    assert "8 sequences per step (2 process(es) x 4 x 1 accumulation)" in result.stdout
+    assert "device cpu" in result.stdout
     state = json.loads((run_dir / "checkpoint" / "trainer_state.json").read_text())
     assert (
         state["num_processes"] == 2 and state["global_batch_size"] == 8 and len(state["rng"]) == 2
     )
     assert f"checkpoint: {run_dir / 'checkpoint'}" in result.stdout
+    # Each rank trains on its own half of every global batch and the gradients are averaged, so
+    # two ranks x 4 sequences give the update of one process accumulating 2 x 4 sequences.
+    # (Ranks reading the same samples, or a wrong loss weighting, would break this.)
+    single = tmp_path / "accumulated"
+    run_quietly(
+        smoke_config(
+            fixture_env,
+            single,
+            "train.max_steps=6",
+            "train.micro_batch_size=4",
+            "train.grad_accum_steps=2",
+        )
+    )
+    reference = json.loads((single / "checkpoint" / "trainer_state.json").read_text())
+    assert state["tokens_seen"] == reference["tokens_seen"]
+    ddp_weights = load_file(run_dir / "checkpoint" / "model.safetensors")
+    for key, tensor in load_file(single / "checkpoint" / "model.safetensors").items():
+        torch.testing.assert_close(ddp_weights[key], tensor, atol=1e-4, rtol=0)
 
 
 def test_the_launcher_prints_user_errors_without_a_traceback(fixture_env, tmp_path):

@@ -124,6 +124,18 @@ def test_hrm_flops_count_every_block_application_forward_and_only_the_gradient_p
     assert count.training_flops_per_token(seq) == pytest.approx(expected)
 
 
+def test_hrm_flops_with_act_count_every_segment_and_the_gradient_free_bootstrap_segment():
+    plain = flops_count(tiny_hrm()).training_flops_per_token(8)
+    single = flops_count(tiny_hrm(enable_q_head=True, halt_max_steps=1))
+    assert (single.segments, single.bootstrap_segments) == (1, 0)
+    act = flops_count(tiny_hrm(enable_q_head=True, halt_max_steps=3))
+    assert (act.segments, act.bootstrap_segments) == (3, 1)
+    # the q head (2 x hidden weights) is left out of the count, as the embedding is
+    block = tiny_hrm().num_parameters(exclude_embeddings=True) // 3
+    blocks_forward = (2 * block + 4 * 8 * 32) * 10  # 10 block applications, no LM head
+    assert act.training_flops_per_token(8) == pytest.approx(3 * plain + blocks_forward)
+
+
 def test_cpu_peak_estimate_reads_vector_width_and_clock_from_cpuinfo():
     avx512 = "model name\t: Some CPU @ 2.00GHz\nflags\t\t: fpu avx2 fma avx512f\n"
     assert cpu_peak_flops(avx512, threads=4) == pytest.approx(4 * 2.0e9 * 64)

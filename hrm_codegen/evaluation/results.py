@@ -24,7 +24,9 @@ def read_jsonl(path: str | os.PathLike, *, repair_tail: bool = False) -> list[di
     """Objects of a JSON-lines file, with errors that name the file and line.
 
     With `repair_tail`, an unparsable *last* line without its newline (a write cut short by a
-    crash) is removed from the file instead of raising; anything else malformed still raises.
+    crash) is removed from the file instead of raising, and a complete last line that only
+    lacks its newline gets one, so the next append starts a line of its own; anything else
+    malformed still raises.
     """
     path = Path(path)
     if not path.is_file():
@@ -47,6 +49,10 @@ def read_jsonl(path: str | os.PathLike, *, repair_tail: bool = False) -> list[di
         if not isinstance(record, dict):
             raise ValueError(f"{path}:{number} holds a {type(record).__name__}, not a JSON object")
         records.append(record)
+    else:  # no torn line was cut off
+        if repair_tail and data.strip() and not data.endswith(b"\n"):
+            with open(path, "ab") as f:
+                f.write(b"\n")
     return records
 
 
@@ -91,7 +97,7 @@ def read_samples(path: str | os.PathLike) -> list[dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"samples file {path} does not exist")
-    text = path.read_text(encoding="utf-8")
+    text = path.read_text(encoding="utf-8-sig")  # a byte-order mark from Windows editors is fine
     if text.lstrip().startswith("["):
         try:
             records = json.loads(text)

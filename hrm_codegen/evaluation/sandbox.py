@@ -67,7 +67,10 @@ MAX_PROCESSES = 64  # processes + threads per program (pids cgroup / RLIMIT_NPRO
 MAX_FILE_MB = 64  # largest file a program may write (RLIMIT_FSIZE)
 TMPFS_MB = 256  # size of the private writable /tmp (bwrap backend)
 SHM_MB = 64  # size of the private /dev/shm (bwrap backend; multiprocessing needs it)
-MAX_OUTPUT_BYTES = 8 << 20  # per stream; a program that writes more is killed
+# Per stream; a program that writes more is killed. Only a tail is kept in memory whatever the
+# size, so the cap is about flooding (a reader thread busy for the whole timeout), and is set
+# far above what a print loop can produce in a timeout: an honest chatty program still passes.
+MAX_OUTPUT_BYTES = 128 << 20
 TAIL_BYTES = 4096  # how much of the end of stdout / stderr is kept
 STDERR_TAIL_LINES = 20
 BACKENDS = ("auto", "bwrap", "none-unsafe")
@@ -83,6 +86,11 @@ _SANDBOX_ENV = {
     # glibc reserves 64 MiB of address space per thread arena, so under RLIMIT_AS a program could
     # start only a dozen threads; two arenas cap that cost whatever the thread count.
     "MALLOC_ARENA_MAX": "2",
+    # numpy's BLAS would start a thread per core at import: past the process limit on a big
+    # machine, and pointless when every core already runs a program.
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
 }
 
 # Runs as `python -I -S -c _BOOTSTRAP` inside the sandbox. Holds no secret itself: the key, the
@@ -106,7 +114,12 @@ def _hrm_sandbox_main():
     os.dup2(null, 0)
     os.close(null)
     out = os.dup(1)
-    address_space, cpu_s, file_size, processes = (int(v) for v in limits.split())
+    address_space, cpu_s, file_size, processes, watcher = (int(v) for v in limits.split())
+    if watcher:  # fallback backend: no --die-with-parent, so ask the kernel for the same
+        import ctypes
+        ctypes.CDLL(None).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+        if os.getppid() != watcher:
+            os._exit(125)
     resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
     resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 1))
     resource.setrlimit(resource.RLIMIT_FSIZE, (file_size, file_size))
@@ -125,15 +138,22 @@ def _hrm_sandbox_main():
     main.__builtins__ = builtins
     sys.modules["__main__"] = main
     sys.argv = [name]
+    # Bound now: the program may replace os.getpid & co. (or fork and fall off the end in a
+    # child); only the process that started it may certify that it ran to the end.
+    pid, getpid, write, leave = os.getpid(), os.getpid, os.write, os._exit
+    set_blocking = os.set_blocking
     exec(code, main.__dict__)
+    if getpid() != pid:
+        return
     for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
         try:
             stream.flush()
         except BaseException:
             pass
     token = bytes(a ^ b for a, b in zip(key, sealed)).hex()
-    os.write(out, b"\n" + token.encode() + b"\n")
-    os._exit(0)
+    set_blocking(out, True)
+    write(out, b"\n" + token.encode() + b"\n")
+    leave(0)
 _hrm_sandbox_main()
 """
 
@@ -330,6 +350,8 @@ def resolve_backend(backend: str = "auto") -> str:
 # Per-program cgroups (pids + memory), when this process may create them
 
 
+_CGROUP_PREFIX = "hrm-codegen-sandbox-"  # then the evaluator's pid and a random suffix
+
 # Limit files that prove a controller is usable in a cgroup folder, per hierarchy kind.
 _LIMIT_FILES = {"pids": ("pids.max",), "memory": ("memory.limit_in_bytes",), "v2": ("pids.max",)}
 
@@ -381,7 +403,8 @@ class _Cgroups:
         self._lock = threading.Lock()
         self._made: list[Path] = []
         for folder, limit_files in _cgroup_dirs():
-            parent = folder / f"hrm-codegen-sandbox-{os.getpid()}-{secrets.token_hex(4)}"
+            self._remove_stale(folder)
+            parent = folder / f"{_CGROUP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
             try:
                 parent.mkdir()
                 self._made.append(parent)
@@ -398,6 +421,27 @@ class _Cgroups:
                 self.parents.append(parent)
                 self.kinds.add("pids" if "pids.max" in limit_files else "memory")
         atexit.register(self.close)
+
+    @classmethod
+    def _remove_stale(cls, folder: Path) -> None:
+        """Remove cgroups left by evaluators that were killed (atexit never ran for them)."""
+        try:
+            stale = list(folder.glob(f"{_CGROUP_PREFIX}*"))
+        except OSError:
+            return
+        for parent in stale:
+            try:
+                owner = int(parent.name[len(_CGROUP_PREFIX) :].split("-")[0])
+                os.kill(owner, 0)
+                continue  # its evaluator is still running
+            except ProcessLookupError:
+                pass
+            except (ValueError, OSError):
+                continue
+            with contextlib.suppress(OSError):
+                children = [child for child in parent.iterdir() if child.is_dir()]
+                cls.kill(children)
+                cls.remove([*children, parent])
 
     @property
     def limits_processes(self) -> bool:
@@ -545,6 +589,8 @@ def _payload(program: str, key: bytes, sealed: bytes, launcher: _Launcher, timeo
         math.ceil(timeout) + 1,
         MAX_FILE_MB << 20,
         launcher.max_processes,
+        # The fallback's programs die with this process (bwrap has --die-with-parent for that).
+        0 if launcher.backend == "bwrap" else os.getpid(),
     )
     paths = "\0".join(_site_packages())
     header = f"{key.hex()} {sealed.hex()}\n{' '.join(map(str, limits))}\n{paths}\n"

@@ -132,7 +132,15 @@ def _pretrain_data(data_cfg: dict[str, Any], tokenizer: Any) -> StageData:
             f"`python scripts/build_corpus.py --output {shard_dir}` or set data.shard_dir"
         )
     seq_len = int(data_cfg["max_seq_len"])
-    train = PackedDataset(shard_dir, data_cfg["train_split"], seq_len)
+    try:
+        train = PackedDataset(shard_dir, data_cfg["train_split"], seq_len)
+    except ValueError as error:  # a split too small for one window, or not in the corpus
+        raise DataConfigError(f"{error} (data.max_seq_len={seq_len})") from error
+    try:
+        val = PackedDataset(shard_dir, data_cfg["val_split"], seq_len)
+        val_text = f"{len(val)} val windows"
+    except ValueError as error:  # e.g. built with --val-fraction 0: train without val loss
+        val, val_text = None, f"no validation loss ({error})"
     ours = tokenizer_fingerprint(tokenizer.backend_tokenizer.to_str())
     if train.meta.get("tokenizer_hash") != ours:
         built_with = train.meta.get("tokenizer", {}).get("name")
@@ -140,13 +148,12 @@ def _pretrain_data(data_cfg: dict[str, Any], tokenizer: Any) -> StageData:
             f"{shard_dir} was tokenized with another tokenizer ({built_with!r}) than this run's; "
             "set tokenizer.path to the one the corpus was built with, or rebuild the corpus"
         )
-    val = PackedDataset(shard_dir, data_cfg["val_split"], seq_len)
     return StageData(
         train=train,
         val=val,
         collate=stack_windows,
         max_seq_len=seq_len,
-        description=f"corpus {shard_dir}: {len(train)} train windows, {len(val)} val windows of {seq_len}",
+        description=f"corpus {shard_dir}: {len(train)} train windows of {seq_len}, {val_text}",
     )
 
 

@@ -24,8 +24,10 @@ L_layers + H_layers). Every block has the same shape, so with P_b weights per bl
     FLOPs/token = 2·P_b·A_fwd + 4·S·d·A_fwd + 2·P_head        (forward)
                 + 4·P_b·A_bwd + 8·S·d·A_bwd + 4·P_head        (backward)
 
-times the number of ACT segments per forward (1 without the Q head). The transformer is the special
-case A_fwd = A_bwd = L.
+times the number of segments per training forward: 1 without adaptive computation; with the Q head
+and halt_max_steps = M > 1 the model runs all M segments on the whole batch (each with its LM head,
+forward and backward), plus one gradient-free segment of blocks for the bootstrapped Q-continue
+target, which adds (2·P_b + 4·S·d)·A_fwd. The transformer is the special case A_fwd = A_bwd = L.
 """
 
 from __future__ import annotations
@@ -49,14 +51,17 @@ class FlopsCount:
     hidden_size: int
     forward_blocks: int
     backward_blocks: int
+    segments: int = 1  # segments with LM head and backward per forward (ACT: halt_max_steps)
+    bootstrap_segments: int = 0  # gradient-free block-only segments (ACT's Q target: 1)
 
-    def training_flops_per_token(self, seq_len: int, segments: float = 1.0) -> float:
+    def training_flops_per_token(self, seq_len: int) -> float:
         """Forward + backward model FLOPs for one token in a sequence of `seq_len` tokens."""
         attn = 4.0 * seq_len * self.hidden_size  # forward attention FLOPs per block application
-        forward = (2.0 * self.block_params + attn) * self.forward_blocks + 2.0 * self.head_params
+        blocks_forward = (2.0 * self.block_params + attn) * self.forward_blocks
+        forward = blocks_forward + 2.0 * self.head_params
         backward = (4.0 * self.block_params + 2.0 * attn) * self.backward_blocks
         backward += 4.0 * self.head_params
-        return (forward + backward) * segments
+        return (forward + backward) * self.segments + blocks_forward * self.bootstrap_segments
 
 
 def hrm_module_schedule(h_cycles: int, l_cycles: int) -> list[str]:
@@ -78,6 +83,10 @@ def flops_count(model: torch.nn.Module) -> FlopsCount:
         bp_steps = min(int(getattr(cfg, "bp_steps", 2)), len(schedule))
         forward_blocks = sum(layers[m] for m in schedule)
         backward_blocks = sum(layers[m] for m in schedule[len(schedule) - bp_steps :])
+        halt_max_steps = int(getattr(cfg, "halt_max_steps", 1))
+        if getattr(model, "q_head", None) is not None and halt_max_steps > 1:  # training-mode ACT
+            counts = (block_params, head_params, hidden, forward_blocks, backward_blocks)
+            return FlopsCount(*counts, segments=halt_max_steps, bootstrap_segments=1)
     else:
         n_layers = int(cfg.n_layers)
         block_params = _params_per_block(model, n_layers)

@@ -192,6 +192,12 @@ def find_resume_checkpoint(cfg: DictConfig, run_dir: Path) -> Path:
         return resolve_checkpoint_dir(str(cfg.resume))
     if (run_dir / CHECKPOINT_DIR / "trainer_state.json").is_file():
         return run_dir / CHECKPOINT_DIR
+    if cfg.run_dir:
+        # An explicit run dir names the run to continue; its siblings may be unrelated runs.
+        raise CheckpointError(
+            f"resume=true but run_dir={run_dir} has no checkpoint ({CHECKPOINT_DIR}/"
+            "trainer_state.json); pass resume=<run dir> to continue another run"
+        )
     latest = find_latest_run(run_dir.parent)
     if latest is None:
         raise CheckpointError(
@@ -269,6 +275,18 @@ class Trainer:
             self.data: StageData = build_stage_data(
                 OmegaConf.to_container(cfg.data, resolve=True), self.tokenizer
             )
+        if acc.num_processes > 1:
+            # Every process indexes the same global batch order into its own copy of the data;
+            # copies of different sizes (e.g. an augmented variant timing out on one rank) would
+            # make ranks read mismatched samples.
+            from accelerate.utils import gather_object
+
+            sizes = gather_object([len(self.data.train)])
+            if len(set(sizes)) > 1:
+                raise DataConfigError(
+                    f"the processes built training sets of different sizes {sizes}; "
+                    "the data must be deterministic (check data.augment)"
+                )
         model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
         ignored = other_architecture_fields(model_cfg)
         if ignored:
@@ -309,7 +327,6 @@ class Trainer:
         self.ddp_model, self.optimizer = acc.prepare(self.model, self.optimizer)
         self.train_model = torch.compile(self.ddp_model) if cfg.compile else self.ddp_model
         self.flops = flops_count(self.model)
-        self.segments = float(self.model.config.halt_max_steps) if self.needs_mask else 1.0
         self.peak = peak_flops(acc.device)
 
     # ------------------------------------------------------------------ checkpoint state
@@ -423,7 +440,7 @@ class Trainer:
         tokens = [n for _, n in micro_batches]
         labels = [count_label_tokens(b) for b in batches]
         flops = sum(
-            n * self.flops.training_flops_per_token(b["input_ids"].shape[1], self.segments)
+            n * self.flops.training_flops_per_token(b["input_ids"].shape[1])
             for b, n in zip(batches, tokens)
         )
         counts = torch.tensor(
@@ -446,6 +463,10 @@ class Trainer:
             for key, value in out.metrics.items():
                 extra[key] = extra.get(key, 0.0) + float(value.detach()) / len(batches)
         loss, lm_loss = (acc.reduce(sums, reduction="sum") / global_labels).tolist()
+        if extra and acc.num_processes > 1:  # the model's extra metrics: mean over processes
+            keys = sorted(extra)
+            local = torch.tensor([extra[k] for k in keys], dtype=torch.float64, device=acc.device)
+            extra = dict(zip(keys, acc.reduce(local, reduction="mean").tolist()))
         clip = self.cfg.train.grad_clip
         grad_norm = float(acc.clip_grad_norm_(self.model.parameters(), clip or math.inf))
         if not (math.isfinite(loss) and (math.isfinite(grad_norm) or acc.scaler is not None)):
