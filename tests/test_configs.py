@@ -100,3 +100,27 @@ def test_values_that_cannot_work_are_named(override, message):
         return
     with pytest.raises(ConfigError, match=message):
         validate_config(cfg)
+
+
+@pytest.mark.parametrize(
+    "model, layers",
+    [("transformer", 4), ("transformer_deep", 12)],  # quickstart's HRM: 2+2 layers, 2x2 cycles
+)
+def test_a_baseline_run_of_an_hrm_experiment_is_matched_to_that_hrm(model, layers):
+    cfg = compose_config("experiment=quickstart", f"model={model}")
+    hrm = compose_config("experiment=quickstart")
+    with torch.device("meta"):
+        baseline = build_model(OmegaConf.to_container(cfg.model), vocab_size=128)
+        reference = build_model(OmegaConf.to_container(hrm.model), vocab_size=128)
+    assert baseline.config.n_layers == layers
+    assert baseline.config.hidden_size == reference.config.hidden_size
+    if model == "transformer":
+        assert baseline.num_parameters() == reference.num_parameters()
+
+
+def test_match_null_keeps_n_layers_and_a_bad_match_is_named():
+    cfg = compose_config("experiment=quickstart", "model=transformer", "model.match=null")
+    assert build_model(OmegaConf.to_container(cfg.model), 64).config.n_layers == 8
+    cfg = compose_config("model=transformer", "model.match=flops")
+    with pytest.raises(ConfigError, match="model.match='flops'"):
+        build_model(OmegaConf.to_container(cfg.model), vocab_size=64)

@@ -104,6 +104,25 @@ def other_architecture_fields(model_cfg: dict[str, Any]) -> list[str]:
     return sorted(key for key in model_cfg if key in others - own)
 
 
+def matched_depth(model_cfg: dict[str, Any], match: str, default: int | None) -> int | None:
+    """Depth of a transformer baseline matched to the HRM sized in the same config.
+
+    An experiment sizes the HRM (H_layers, L_layers, cycles); a baseline run of that experiment
+    (`model=transformer` / `model=transformer_deep`) takes its depth from those sizes, so the
+    comparison stays fair at any scale: `params` stacks the HRM's distinct blocks
+    (H_layers + L_layers), `compute` as many blocks as the HRM applies per forward,
+    H_cycles * (L_cycles * L_layers + H_layers). Without HRM sizes, `n_layers` stands.
+    """
+    if match not in ("params", "compute"):
+        raise ConfigError(f"model.match={match!r} must be 'params', 'compute' or null")
+    sizes = {k: model_cfg.get(k) for k in ("H_layers", "L_layers", "H_cycles", "L_cycles")}
+    if match == "params" and sizes["H_layers"] and sizes["L_layers"]:
+        return sizes["H_layers"] + sizes["L_layers"]
+    if match == "compute" and all(sizes.values()):
+        return sizes["H_cycles"] * (sizes["L_cycles"] * sizes["L_layers"] + sizes["H_layers"])
+    return default
+
+
 def build_model(model_cfg: dict[str, Any], vocab_size: int) -> torch.nn.Module:
     """Our HRM or transformer from the `model` config group; vocab_size comes from the tokenizer.
 
@@ -113,6 +132,9 @@ def build_model(model_cfg: dict[str, Any], vocab_size: int) -> torch.nn.Module:
     ignored = other_architecture_fields(model_cfg)
     fields = {k: v for k, v in model_cfg.items() if k not in ignored}
     model_type = fields.pop("type", None)
+    match = fields.pop("match", None)
+    if model_type == "transformer" and match is not None:
+        fields["n_layers"] = matched_depth(model_cfg, match, fields.get("n_layers"))
     classes = model_classes()
     if model_type not in classes:
         raise ConfigError(
@@ -289,10 +311,14 @@ class Trainer:
                 )
         model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
         ignored = other_architecture_fields(model_cfg)
+        self.model = build_model(model_cfg, len(self.tokenizer))
         if ignored:
             unused = ", ".join(ignored)
-            self._print(f"note: model={cfg.model.type} has no {unused}; those settings are unused")
-        self.model = build_model(model_cfg, len(self.tokenizer))
+            note = f"note: model={cfg.model.type} has no {unused}"
+            if model_cfg.get("match"):
+                depth = self.model.config.n_layers
+                note += f"; matched to that HRM by {model_cfg['match']}: n_layers={depth}"
+            self._print(note)
         if init_ckpt is not None and self.resume_ckpt is None:
             load_model_weights(init_ckpt, self.model, raw=False)
         if cfg.init_from_upstream:
