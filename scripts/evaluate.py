@@ -32,7 +32,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--benchmark", required=True, choices=["mbpp", "mbpp_sanitized", "humaneval"]
     )
     tasks.add_argument(
-        "--split", help="MBPP split: prompt, test, validation, train or all (default: test)"
+        "--split",
+        help="MBPP split: prompt, test, validation, train or all (default: test for a model; "
+        "with --samples, every task the file has samples for)",
     )
     tasks.add_argument("--limit", type=int, help="only the first N tasks")
     gen = parser.add_argument_group("generation")

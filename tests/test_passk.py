@@ -76,3 +76,12 @@ def test_parse_ks() -> None:
     for bad in ("", "1,x", "0", [-1]):
         with pytest.raises(ValueError):
             parse_ks(bad)
+
+
+def test_pass_at_k_equals_the_exact_ratio_for_every_small_case() -> None:
+    # Every (n, c, k) with n <= 12, edge cases included: c = 0, c = n, n - c < k, k = n.
+    for n in range(1, 13):
+        for c in range(n + 1):
+            for k in range(1, n + 1):
+                exact = 1 - Fraction(comb(n - c, k), comb(n, k))
+                assert pass_at_k(n, c, k) == pytest.approx(float(exact), abs=1e-12), (n, c, k)

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import tempfile
 import time
 import warnings
+from pathlib import Path
 
 import pytest
 
@@ -173,3 +178,95 @@ def test_missing_bubblewrap_fails_loudly_or_falls_back_once(monkeypatch) -> None
         warnings.simplefilter("error", SandboxWarning)  # said once, not on every call
         assert resolve_backend("auto") == "none-unsafe"
         assert run_program("assert 1\n", memory_mb=256).passed
+
+
+KILL_MARK = "55.4321"  # argv of the sleep the orphan test's program becomes
+
+
+def _marked_pids() -> list[str]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cmdline = (Path("/proc") / entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if cmdline.split(b"\0")[:2] == [b"sleep", KILL_MARK.encode()]:
+                pids.append(entry)
+    return pids
+
+
+def _wait_for(condition, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_programs_die_with_a_killed_evaluator(backend: str) -> None:
+    # An evaluator killed outright (SIGKILL, OOM killer) runs no cleanup: its programs must go
+    # with it rather than sleep on, and the cgroups it leaves are swept by the next run.
+    script = (
+        "import warnings; warnings.simplefilter('ignore')\n"
+        "from hrm_codegen.evaluation.sandbox import run_programs\n"
+        f'program = \'import os\\nos.execv("/bin/sleep", ["sleep", "{KILL_MARK}"])\\n\'\n'
+        f"run_programs([program], timeout=60, memory_mb=256, backend={backend!r}, "
+        "progress=False)\n"
+    )
+    evaluator = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        assert _wait_for(lambda: _marked_pids(), 30), "the program never started"
+    finally:
+        evaluator.kill()
+        evaluator.wait()
+    assert _wait_for(lambda: not _marked_pids(), 10), f"survivors: {_marked_pids()}"
+    # A later run sweeps what the killed one left: its cgroups, and the fallback's temp folder.
+    prefix = f"{sandbox._CGROUP_PREFIX}{evaluator.pid}-"
+    sandbox._Cgroups(256).close()
+    left = [p for folder, _ in sandbox._cgroup_dirs() for p in folder.glob(prefix + "*")]
+    assert not left
+    workdirs = Path(tempfile.gettempdir()).glob(f"{sandbox._WORKDIR_PREFIX}{evaluator.pid}-*")
+    assert len(list(workdirs)) == (backend == "none-unsafe")
+    sandbox._remove_stale_workdirs()
+    assert not list(Path(tempfile.gettempdir()).glob(f"{sandbox._WORKDIR_PREFIX}{evaluator.pid}-*"))
+
+
+def test_stale_cgroups_are_swept_and_live_ones_kept(tmp_path: Path) -> None:
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = tmp_path / f"{sandbox._CGROUP_PREFIX}{dead.pid}-0123abcd"
+    live = tmp_path / f"{sandbox._CGROUP_PREFIX}{os.getpid()}-0123abcd"
+    for parent in (stale, live):
+        (parent / "p1").mkdir(parents=True)
+    sandbox._Cgroups._remove_stale(tmp_path)
+    assert not stale.exists()
+    assert (live / "p1").is_dir()
+
+
+def _cpu_cgroups_in_force() -> bool:
+    cgroups = sandbox._Cgroups(256)
+    try:
+        return "cpu" in cgroups.kinds
+    finally:
+        cgroups.close()
+
+
+@pytest.mark.skipif(not _cpu_cgroups_in_force(), reason="needs a writable cpu cgroup (root)")
+def test_a_cpu_hog_cannot_starve_the_program_next_to_it() -> None:
+    # 40 spinning children, each in a session (so a scheduler autogroup) of its own, would leave
+    # a neighbour 1/20 of a core and time it out; one cpu cgroup per program keeps it fair.
+    hog = (
+        "import os\nfor _ in range(40):\n    if os.fork() == 0:\n        os.setsid()\n"
+        "        break\nwhile True:\n    pass\n"
+    )
+    honest = (
+        "import time\ntime.sleep(0.5)\nstart = time.process_time()\n"
+        "while time.process_time() - start < 0.5:\n    pass\n"
+    )
+    hogged, result = run_programs([hog, honest], timeout=3.0, workers=2, progress=False)
+    assert hogged.status == "timeout"
+    assert result.status == "passed", result.detail
+    assert result.duration < 2.0

@@ -546,31 +546,38 @@ def select_tasks(benchmark: str, split: str | None, limit: int | None) -> list[C
 
 
 def _match_samples_file(
-    path: str | Path, tasks: list[CodeTask]
+    path: str | Path, benchmark: str, split: str | None, limit: int | None
 ) -> tuple[list[CodeTask], list[dict[str, Any]], list[str]]:
-    """(tasks that have samples, their samples, selected tasks without any) for a samples file.
+    """(tasks to judge, their samples, tasks a full run would have but the file lacks).
 
-    Samples of benchmark tasks outside --split/--limit are set aside, and said so; ids that are
-    not in the benchmark at all are an error (usually a wrong --benchmark).
+    Without --split the tasks are those the file has samples for, whatever their split: a file
+    of completions is judged as given (an MBPP file of all 974 tasks is not cut to the test
+    split). With --split, samples of other tasks are set aside, and said so. --limit keeps the
+    first N tasks that have samples. Ids that are not in the benchmark at all are an error
+    (usually a wrong --benchmark).
     """
-    benchmark = tasks[0].benchmark
+    if limit is not None and limit < 1:
+        raise ValueError(f"--limit {limit}: give a positive number of tasks")
+    everything = load_benchmark(benchmark)
+    known = {task.task_id for task in everything}
     given = read_samples(path)
-    everything = {task.task_id for task in load_benchmark(benchmark)}
-    selected = {task.task_id for task in tasks}
-    kept, covered = [], set()
+    ids = []
     for number, sample in enumerate(given, start=1):
         try:
             task_id = normalize_task_id(benchmark, sample["task_id"])
         except TypeError as error:
             raise ValueError(f"{path}: sample {number}: {error}") from None
-        if task_id not in everything:
+        if task_id not in known:
             raise ValueError(
                 f"{path}: task id {sample['task_id']!r} is not a {benchmark} task; is --benchmark "
                 "right?"
             )
-        if task_id in selected:
-            kept.append(sample)
-            covered.add(task_id)
+        ids.append(task_id)
+    pool = select_tasks(benchmark, split, None) if split is not None else everything
+    have = set(ids)
+    tasks = [task for task in pool if task.task_id in have][:limit]
+    chosen = {task.task_id for task in tasks}
+    kept = [sample for sample, task_id in zip(given, ids) if task_id in chosen]
     if len(kept) < len(given):
         print(f"{len(given) - len(kept)} sample(s) are outside --split/--limit; not evaluated")
     if not kept:
@@ -578,13 +585,22 @@ def _match_samples_file(
             f"none of the {len(given)} samples in {path} belong to the selected tasks; check "
             "--split/--limit"
         )
-    uncovered = [task.task_id for task in tasks if task.task_id not in covered]
-    if uncovered:
-        print(
-            f"NOTE: {len(uncovered)} of the {len(tasks)} selected tasks have no samples (e.g. "
-            f"{uncovered[:3]}); pass@k is over the {len(covered)} tasks that do"
-        )
-    return [task for task in tasks if task.task_id in covered], kept, uncovered
+    uncovered: list[str] = []
+    if limit is None:  # what a complete file would cover: the split asked for, else the usual one
+        expected = select_tasks(benchmark, split, None)
+        uncovered = [task.task_id for task in expected if task.task_id not in chosen]
+        scope = f"--split {split}" if split is not None else _default_scope(benchmark)
+        if uncovered:
+            print(
+                f"NOTE: {len(uncovered)} of the {len(expected)} tasks of {scope} have no samples "
+                f"(e.g. {uncovered[:3]}); pass@k is over the {len(tasks)} tasks that do"
+            )
+    return tasks, kept, uncovered
+
+
+def _default_scope(benchmark: str) -> str:
+    """Words for the tasks `select_tasks` picks without --split, for messages."""
+    return benchmark if benchmark == "humaneval" else f"{benchmark} ({MBPP_DEFAULT_SPLIT} split)"
 
 
 def run_evaluation(
@@ -620,9 +636,8 @@ def run_evaluation(
             raise ValueError("--ckpt needs --model-type hrm, transformer or hf")
         resolve_model_dir(ckpt)  # a wrong path fails before any loading
         resolve_backend(sandbox)  # as does --sandbox bwrap without bubblewrap
-    tasks = select_tasks(benchmark, split, limit)
     if samples is not None:
-        tasks, kept, uncovered = _match_samples_file(samples, tasks)
+        tasks, kept, uncovered = _match_samples_file(samples, benchmark, split, limit)
         summary = evaluate_samples(
             tasks,
             kept,
@@ -638,6 +653,7 @@ def run_evaluation(
             summary.settings["tasks_without_samples"] = len(uncovered)
             write_summary(Path(output) / SUMMARY_FILE, summary)
     else:
+        tasks = select_tasks(benchmark, split, limit)
         model, tok = load_model(model_type, ckpt, tokenizer_path=tokenizer, device=device)
         summary = evaluate_model(
             model,

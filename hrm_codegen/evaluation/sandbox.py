@@ -4,30 +4,38 @@ Every generated program is treated as hostile. Each one runs in its own fresh in
 (`python -I -S`), with the `bwrap` backend inside bubblewrap: the root file system read-only,
 $HOME and /run hidden, a private size-limited tmpfs as cwd, new user, PID, network, IPC and UTS
 namespaces, no capabilities, `--die-with-parent`. For both backends: rlimits (address space,
-CPU seconds, file size, processes), a pids and memory cgroup per program when this process may
-create one (root), a wall-clock timeout that kills the whole process group, stdin closed, a
-fixed minimal environment, and stdout/stderr read with a cap.
+CPU seconds, file size, processes), a pids, memory and cpu cgroup per program when this process
+may create them (root; the cpu one shares the cores fairly between programs), a wall-clock
+timeout that kills the whole process group, stdin closed, a fixed minimal environment, and
+stdout/stderr read with a cap.
 
 How a pass is recognised. The program text never contains the verdict secret: a small bootstrap
 (`_BOOTSTRAP`, the only code on the command line) reads a per-program random key and sealed token,
 the limits and the program from a pipe on stdin, replaces stdin by /dev/null, and `exec`s the
 program as `__main__`. Only when `exec` returns (every statement, tests included, ran without an
-exception) does it unseal the token and write it as the last stdout line, then `os._exit(0)`. A
-pass needs exit status 0 *and* that token, so `exit(0)`, `os._exit(0)`, `raise SystemExit`,
-`atexit` hooks, a killed parent or a replaced `sys.stdout` can never fake one; the token is not in
-the program file, argv, /proc/self/cmdline, the environment or stdin.
+exception) in the process that started it does it unseal the token and write it as the last
+stdout line, then `os._exit(0)`. A pass needs exit status 0 *and* that token, so `exit(0)`,
+`os._exit(0)`, `raise SystemExit`, `atexit` hooks, a killed parent, a replaced `sys.stdout` or a
+forked child that reaches the end while its parent exits 0 can never fake one; the token is not
+in the program file, argv, /proc/self/cmdline, the environment or stdin.
 
 What this does not cover. A program written against this evaluator can still forge a pass from
 inside the interpreter (walking frames to the bootstrap's locals and unsealing the token, or
 `sys.settrace` jumps over failing asserts), as it can game tests with an object whose `__eq__`
-is always true: the verdict means "the tests ran to the end", not "the tests are honest". The
-rest of the file system stays readable, and Unix sockets on it outside /run, /tmp, $HOME and
-/dev stay connectable. Without a pids cgroup, root's processes are not limited by RLIMIT_NPROC,
-so a fork bomb then lives until its timeout (a warning says so).
+is always true, by reading the tests from its own source, or by trying answers in forked copies
+until one gets through them: the verdict means "the tests ran to the end", not "the tests are
+honest". The rest of the file system stays readable, and Unix sockets on it outside /run, /tmp,
+$HOME and /dev stay connectable. A program can stop the sandbox's own init (ptrace) and so turn
+its pass into a timeout, never the reverse. Without a pids cgroup, root's processes are not
+limited by RLIMIT_NPROC, so a fork bomb then lives until its timeout (a warning says so).
 
-Backends: `bwrap` (fails if bubblewrap cannot run), `none-unsafe` (rlimits, timeout and
-process-group kill only: files and network are NOT isolated), `auto` (bwrap when it runs, else
-`none-unsafe` with a loud warning, once).
+Backends: `bwrap` (fails if bubblewrap cannot run), `none-unsafe` (rlimits, timeout,
+process-group kill and a parent-death signal only: files and network are NOT isolated, and as root
+a program may raise its own rlimits), `auto` (bwrap when it runs, else `none-unsafe` with a loud
+warning, once).
+
+Evaluators killed outright (SIGKILL, OOM) take their programs with them (`--die-with-parent`, or
+PR_SET_PDEATHSIG in the fallback); the cgroups they leave behind are removed by the next run.
 
 Throughput: `workers` programs run at a time, and up to twice as many more start up or tear down
 their sandbox meanwhile, so the ~30 ms of sandbox and interpreter start-up overlaps with work.
@@ -58,10 +66,11 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-# HumanEval's harness uses 3 s per program and evalplus more. The slowest reference solution
-# (Mbpp/123) needs ~2.2 s of CPU; 5 s leaves room for a loaded machine while still ending an
-# infinite loop quickly. The clock starts once the interpreter is up, not at queueing.
-DEFAULT_TIMEOUT_S = 5.0
+# HumanEval's harness uses 3 s per program; evalplus allows 4x each reference's own run time. The
+# slowest reference solution (Mbpp/123) took 2.4-4.7 s on a busy 2-core VM, a hair under a 5 s
+# limit; 10 s keeps every reference passing on a loaded machine and still ends an infinite loop
+# quickly. The clock starts once the interpreter is up, not at queueing.
+DEFAULT_TIMEOUT_S = 10.0
 DEFAULT_MEMORY_MB = 4096  # address space per process (RLIMIT_AS) and per program (memory cgroup)
 MAX_PROCESSES = 64  # processes + threads per program (pids cgroup / RLIMIT_NPROC in the userns)
 MAX_FILE_MB = 64  # largest file a program may write (RLIMIT_FSIZE)
@@ -116,8 +125,11 @@ def _hrm_sandbox_main():
     out = os.dup(1)
     address_space, cpu_s, file_size, processes, watcher = (int(v) for v in limits.split())
     if watcher:  # fallback backend: no --die-with-parent, so ask the kernel for the same
-        import ctypes
-        ctypes.CDLL(None).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+        try:
+            import ctypes
+            ctypes.CDLL(None).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL (Linux only)
+        except (ImportError, AttributeError, OSError):
+            pass
         if os.getppid() != watcher:
             os._exit(125)
     resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
@@ -138,13 +150,14 @@ def _hrm_sandbox_main():
     main.__builtins__ = builtins
     sys.modules["__main__"] = main
     sys.argv = [name]
-    # Bound now: the program may replace os.getpid & co. (or fork and fall off the end in a
-    # child); only the process that started it may certify that it ran to the end.
+    # Bound now, as the program may replace os.getpid & co. Only the process that started the
+    # program may certify that it ran to the end: a forked copy that gets there (having taken
+    # another branch) leaves quietly, so it can neither fake a pass nor write after the token.
     pid, getpid, write, leave = os.getpid(), os.getpid, os.write, os._exit
     set_blocking = os.set_blocking
     exec(code, main.__dict__)
     if getpid() != pid:
-        return
+        leave(0)
     for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
         try:
             stream.flush()
@@ -351,9 +364,35 @@ def resolve_backend(backend: str = "auto") -> str:
 
 
 _CGROUP_PREFIX = "hrm-codegen-sandbox-"  # then the evaluator's pid and a random suffix
+_WORKDIR_PREFIX = "hrm-sandbox-"  # fallback backend's temp folders: the same
+
+
+def _owner_is_gone(name: str, prefix: str) -> bool:
+    """Whether the evaluator whose pid follows `prefix` in `name` has exited."""
+    try:
+        os.kill(int(name[len(prefix) :].split("-")[0]), 0)
+    except ProcessLookupError:
+        return True
+    except (ValueError, OSError):  # not our naming, or alive under another user
+        pass
+    return False
+
+
+def _remove_stale_workdirs() -> None:
+    """Temp folders of fallback programs whose evaluator was killed before it could clean up."""
+    for path in Path(tempfile.gettempdir()).glob(f"{_WORKDIR_PREFIX}*"):
+        if _owner_is_gone(path.name, _WORKDIR_PREFIX):
+            shutil.rmtree(path, ignore_errors=True)
+
 
 # Limit files that prove a controller is usable in a cgroup folder, per hierarchy kind.
-_LIMIT_FILES = {"pids": ("pids.max",), "memory": ("memory.limit_in_bytes",), "v2": ("pids.max",)}
+_LIMIT_FILES = {
+    "pids": ("pids.max",),
+    "memory": ("memory.limit_in_bytes",),
+    "cpu": ("cpu.shares",),
+    "v2": ("pids.max",),
+}
+_KIND_OF_LIMIT_FILE = {"pids.max": "pids", "memory.limit_in_bytes": "memory", "cpu.shares": "cpu"}
 
 
 def _cgroup_dirs() -> list[tuple[Path, tuple[str, ...]]]:
@@ -387,6 +426,10 @@ class _Cgroups:
 
     The pids limit is what stops a fork bomb when we run as root (RLIMIT_NPROC is not enforced
     for uid 0), and the memory limit bounds a program's whole process tree, not each process.
+    A cpu cgroup per program (equal weights, no limit) shares the cores between programs, not
+    between processes: without it a program whose children each start a session (and so a
+    scheduler autogroup) of their own takes the cores from the honest programs next to it and
+    makes them time out. Joining it is best effort; pids and memory are required.
     """
 
     def __init__(self, memory_mb: int, max_processes: int = MAX_PROCESSES):
@@ -399,6 +442,7 @@ class _Cgroups:
         }
         self.parents: list[Path] = []
         self.kinds: set[str] = set()
+        self.best_effort: set[Path] = set()  # parents whose children a program may fail to join
         self._count = 0
         self._lock = threading.Lock()
         self._made: list[Path] = []
@@ -409,8 +453,11 @@ class _Cgroups:
                 parent.mkdir()
                 self._made.append(parent)
                 if not all((parent / name).exists() for name in limit_files):
-                    # cgroup v2: controllers reach our children only if enabled in the parent.
-                    (parent / "cgroup.subtree_control").write_text("+pids +memory")
+                    # cgroup v2: controllers reach our children only if enabled in the parent;
+                    # one at a time, as a write naming an unavailable controller fails whole.
+                    for controller in ("pids", "memory", "cpu"):
+                        with contextlib.suppress(OSError):
+                            (parent / "cgroup.subtree_control").write_text(f"+{controller}")
                 probe = parent / "probe"
                 probe.mkdir()
                 usable = all((probe / name).exists() for name in limit_files)
@@ -419,7 +466,10 @@ class _Cgroups:
                 continue
             if usable:
                 self.parents.append(parent)
-                self.kinds.add("pids" if "pids.max" in limit_files else "memory")
+                kind = _KIND_OF_LIMIT_FILE[limit_files[0]]
+                self.kinds.add(kind)
+                if kind == "cpu":
+                    self.best_effort.add(parent)
         atexit.register(self.close)
 
     @classmethod
@@ -430,13 +480,7 @@ class _Cgroups:
         except OSError:
             return
         for parent in stale:
-            try:
-                owner = int(parent.name[len(_CGROUP_PREFIX) :].split("-")[0])
-                os.kill(owner, 0)
-                continue  # its evaluator is still running
-            except ProcessLookupError:
-                pass
-            except (ValueError, OSError):
+            if not _owner_is_gone(parent.name, _CGROUP_PREFIX):
                 continue
             with contextlib.suppress(OSError):
                 children = [child for child in parent.iterdir() if child.is_dir()]
@@ -533,21 +577,21 @@ class _Launcher:
     max_processes: int  # RLIMIT_NPROC for the bootstrap; 0 = leave unset
     cgroups: _Cgroups | None
 
-    def argv(self, cgroup_procs: list[Path]) -> list[str]:
-        if not cgroup_procs:
+    def argv(self, cgroups: list[Path]) -> list[str]:
+        if not cgroups:
             return self.command
         # A shell joins the cgroups, then execs the sandbox, so every descendant is counted.
+        # Failing to join a required one is an error; a best-effort one is skipped.
+        best_effort = self.cgroups.best_effort if self.cgroups else set()
+        required = [str(c / "cgroup.procs") for c in cgroups if c.parent not in best_effort]
+        optional = [str(c / "cgroup.procs") for c in cgroups if c.parent in best_effort]
         script = (
-            'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"'
+            'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; '
+            'while [ "$1" != -- ]; do { echo $$ > "$1"; } 2>/dev/null; shift; done; shift; '
+            'exec "$@"'
         )
-        return [
-            "/bin/sh",
-            "-c",
-            script,
-            "hrm-sandbox",
-            *map(str, cgroup_procs),
-            "--",
-            *self.command,
+        return ["/bin/sh", "-c", script, "hrm-sandbox", *required, "--", *optional, "--"] + [
+            *self.command
         ]
 
 
@@ -561,6 +605,7 @@ def _make_launcher(backend: str, memory_mb: int, workers: int) -> _Launcher:
         assert command is not None  # resolve_backend checked
         # Inside a fresh user namespace RLIMIT_NPROC counts only this program's processes.
         return _Launcher(backend, command, memory_mb, MAX_PROCESSES, cgroups)
+    _remove_stale_workdirs()
     command = [sys.executable, "-I", "-S", "-c", _BOOTSTRAP]
     # Without a user namespace RLIMIT_NPROC counts every process of our uid, and root ignores it.
     processes = 0 if os.geteuid() == 0 else _tasks_of_uid(os.getuid()) + MAX_PROCESSES * workers
@@ -706,11 +751,12 @@ def _run_one(
     key, token = _new_key_and_token()
     sealed = bytes(a ^ b for a, b in zip(key, token))
     cgroups = launcher.cgroups.create() if launcher.cgroups else []
-    workdir = None if launcher.backend == "bwrap" else tempfile.mkdtemp(prefix="hrm-sandbox-")
+    prefix = f"{_WORKDIR_PREFIX}{os.getpid()}-"
+    workdir = None if launcher.backend == "bwrap" else tempfile.mkdtemp(prefix=prefix)
     env = dict(_SANDBOX_ENV, HOME=workdir or "/tmp", TMPDIR=workdir or "/tmp")
     try:
         proc = subprocess.Popen(
-            launcher.argv([c / "cgroup.procs" for c in cgroups]),
+            launcher.argv(cgroups),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
