@@ -360,7 +360,7 @@ def resolve_backend(backend: str = "auto") -> str:
 
 
 # --------------------------------------------------------------------------------------------------
-# Per-program cgroups (pids + memory), when this process may create them
+# Per-program cgroups (pids, memory, cpu), when this process may create them
 
 
 _CGROUP_PREFIX = "hrm-codegen-sandbox-"  # then the evaluator's pid and a random suffix
@@ -396,7 +396,7 @@ _KIND_OF_LIMIT_FILE = {"pids.max": "pids", "memory.limit_in_bytes": "memory", "c
 
 
 def _cgroup_dirs() -> list[tuple[Path, tuple[str, ...]]]:
-    """(this process's cgroup folder, limit files) for each pids, memory or v2 hierarchy."""
+    """(this process's cgroup folder, limit files) for each pids, memory, cpu or v2 hierarchy."""
     mounts: dict[str, tuple[str, str]] = {}  # hierarchy kind -> (mount root, mount point)
     try:
         with open("/proc/self/mountinfo") as f:
@@ -429,10 +429,12 @@ class _Cgroups:
     A cpu cgroup per program (equal weights, no limit) shares the cores between programs, not
     between processes: without it a program whose children each start a session (and so a
     scheduler autogroup) of their own takes the cores from the honest programs next to it and
-    makes them time out. Joining it is best effort; pids and memory are required.
+    makes them time out. Joining it is best effort; pids and memory are required. The parent
+    weighs as much as `workers` plain processes against the rest of the machine, as the
+    programs' sessions did before they were grouped.
     """
 
-    def __init__(self, memory_mb: int, max_processes: int = MAX_PROCESSES):
+    def __init__(self, memory_mb: int, max_processes: int = MAX_PROCESSES, workers: int = 1):
         self.limits = {
             "pids.max": str(max_processes),
             "memory.limit_in_bytes": str(memory_mb << 20),
@@ -466,6 +468,11 @@ class _Cgroups:
                 continue
             if usable:
                 self.parents.append(parent)
+                weights = {"cpu.shares": 1024 * workers, "cpu.weight": min(10000, 100 * workers)}
+                for name, weight in weights.items():
+                    with contextlib.suppress(OSError):
+                        if (parent / name).exists():
+                            (parent / name).write_text(str(min(weight, 262144)))
                 kind = _KIND_OF_LIMIT_FILE[limit_files[0]]
                 self.kinds.add(kind)
                 if kind == "cpu":
@@ -596,7 +603,7 @@ class _Launcher:
 
 
 def _make_launcher(backend: str, memory_mb: int, workers: int) -> _Launcher:
-    cgroups = _Cgroups(memory_mb)
+    cgroups = _Cgroups(memory_mb, workers=workers)
     if not cgroups.parents:
         atexit.unregister(cgroups.close)
         cgroups = None
