@@ -179,6 +179,20 @@ def test_checkpoint_paths_accept_run_dirs_and_name_what_is_missing(tmp_path):
         resolve_checkpoint_dir(tmp_path)
 
 
+def test_a_folder_of_runs_resolves_to_its_most_recently_saved_run(tmp_path):
+    import os
+
+    runs = tmp_path / "quickstart"
+    for age, name in [(100, "2026-01-02_00-00-00"), (200, "2026-01-01_00-00-00")]:
+        ckpt = runs / name / "checkpoint"
+        tiny_hrm().save_pretrained(ckpt)
+        (ckpt / "trainer_state.json").write_text("{}")
+        stamp = 1_700_000_000 - age
+        os.utime(ckpt / "trainer_state.json", (stamp, stamp))
+    (runs / "2026-01-03_00-00-00").mkdir()  # a later run that never saved: not a candidate
+    assert resolve_checkpoint_dir(runs) == runs / "2026-01-02_00-00-00" / "checkpoint"
+
+
 # ----------------------------------------------------------------------------- data order
 
 

@@ -466,18 +466,21 @@ def _resume_generation(
 
 
 def resolve_model_dir(path: str | Path) -> Path:
-    """A checkpoint folder (`config.json` inside) or a run folder holding `checkpoint/`."""
+    """A model folder (`config.json` inside), a training run folder holding `checkpoint/`, or a
+    folder of runs (`runs/quickstart`: its latest run), with errors phrased for `--ckpt`."""
+    from hrm_codegen.training.checkpointing import CheckpointError, resolve_checkpoint_dir
+
     path = Path(path).expanduser()
-    if (path / "config.json").is_file():
-        return path
-    if (path / "checkpoint" / "config.json").is_file():
-        return path / "checkpoint"
     if not path.exists():
         raise FileNotFoundError(f"--ckpt {path} does not exist")
-    raise ValueError(
-        f"--ckpt {path} is not a model: expected {path}/config.json (a saved model) or "
-        f"{path}/checkpoint/config.json (a training run folder)"
-    )
+    try:
+        return resolve_checkpoint_dir(path)
+    except CheckpointError:
+        raise ValueError(
+            f"--ckpt {path} is not a model: expected {path}/config.json (a saved model), "
+            f"{path}/checkpoint/config.json (a training run folder) or "
+            f"{path}/<run>/checkpoint/config.json (a folder of runs)"
+        ) from None
 
 
 def load_model(

@@ -1,15 +1,20 @@
 """Training: one loop for pretraining and MBPP fine-tuning, driven by Hydra configs in configs/.
 
 `train(cfg)` is what `scripts/train_codegen.py` calls; see `trainer.py` for the loop and
-configs/codegen_base.yaml for every setting.
+configs/codegen_base.yaml for every setting. The loop is imported on first use, so light modules
+such as `checkpointing` (which the evaluator reads run folders with) do not pull in accelerate.
 """
 
-from hrm_codegen.training.trainer import (
-    USER_ERRORS,
-    ConfigError,
-    NonFiniteLossError,
-    Trainer,
-    train,
-)
+from __future__ import annotations
+
+from typing import Any
 
 __all__ = ["USER_ERRORS", "ConfigError", "NonFiniteLossError", "Trainer", "train"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from hrm_codegen.training import trainer
+
+        return getattr(trainer, name)
+    raise AttributeError(f"module 'hrm_codegen.training' has no attribute {name!r}")

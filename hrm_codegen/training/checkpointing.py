@@ -43,15 +43,21 @@ class CheckpointError(ValueError):
 
 
 def resolve_checkpoint_dir(path: str | Path) -> Path:
-    """Accept a run dir (with `checkpoint/` inside) or a checkpoint dir itself."""
+    """Accept a checkpoint dir, a run dir (with `checkpoint/` inside), or a folder of runs such as
+    `runs/quickstart`, whose most recently saved run is taken: the command a user types after a run
+    stays the same from one run to the next."""
     path = Path(path).expanduser()
     if (path / "config.json").is_file():
         return path
     if (path / CHECKPOINT_DIR / "config.json").is_file():
         return path / CHECKPOINT_DIR
+    latest = find_latest_run(path) if path.is_dir() else None
+    if latest is not None and (latest / CHECKPOINT_DIR / "config.json").is_file():
+        return latest / CHECKPOINT_DIR
     raise CheckpointError(
-        f"{path} holds no checkpoint: expected {path}/{CHECKPOINT_DIR}/config.json (a run dir) or "
-        f"{path}/config.json (a checkpoint dir) written by scripts/train_codegen.py"
+        f"{path} holds no checkpoint: expected {path}/{CHECKPOINT_DIR}/config.json (a run dir), "
+        f"{path}/config.json (a checkpoint dir) or {path}/<run>/{CHECKPOINT_DIR}/config.json "
+        "(a folder of runs) written by scripts/train_codegen.py"
     )
 
 
