@@ -46,6 +46,22 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def seconds_per_call(
+    step: Callable[[], object], steps: int, warmup: int, device: torch.device
+) -> float:
+    """Mean wall time of `step` over `steps` calls after `warmup` untimed ones, with the device
+    synchronised around the timed loop (CUDA work is asynchronous). Shared by the model and training
+    benchmarks so both time the same way."""
+    for _ in range(warmup):
+        step()
+    _synchronize(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    _synchronize(device)
+    return (time.perf_counter() - start) / steps
+
+
 def _autocast(device: torch.device, dtype: torch.dtype | None):
     if dtype is None:
         return contextlib.nullcontext()
@@ -72,14 +88,7 @@ def train_tokens_per_second(
         loss.backward()
         model.zero_grad(set_to_none=True)
 
-    for _ in range(warmup_steps):
-        step()
-    _synchronize(device)
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    _synchronize(device)
-    return steps * batch_size * seq_len / (time.perf_counter() - start)
+    return batch_size * seq_len / seconds_per_call(step, steps, warmup_steps, device)
 
 
 @torch.no_grad()

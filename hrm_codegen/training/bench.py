@@ -7,13 +7,13 @@ counts every token of the batch; MFU uses the FLOPs formula documented in `flops
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
 
+from hrm_codegen.model.benchmark import seconds_per_call
 from hrm_codegen.training.flops import flops_count, peak_flops
 from hrm_codegen.training.optim import build_optimizer
 from hrm_codegen.training.trainer import build_model
@@ -78,14 +78,7 @@ def bench_model(
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    for _ in range(warmup):
-        step()
-    _sync(device)
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    _sync(device)
-    seconds = (time.perf_counter() - start) / steps
+    seconds = seconds_per_call(step, steps, warmup, device)
     count = flops_count(model)
     per_token = count.training_flops_per_token(seq_len)
     tok_s = batch_size * seq_len / seconds
@@ -98,11 +91,6 @@ def bench_model(
         tokens_per_second=tok_s,
         mfu=tok_s * per_token / peak if peak else None,
     )
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def format_table(results: list[BenchResult], header: str) -> str:
