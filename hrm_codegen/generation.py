@@ -12,7 +12,11 @@ How a batch is decoded:
 - The attention mask follows the HF convention (`[B, past + S]`, one column added per step) and position
   ids are `cumsum(mask) - 1`, so a left-padded row sees the same positions as the prompt alone.
 - A row stops at EOS (not included in the output), when a stop string appears in its text (checked on
-  the newly decoded tail only), or after `max_new_tokens`; finished rows are dropped from the batch.
+  the newly decoded tail only), or after `max_new_tokens`; finished rows stay in the batch (their
+  output ignored) until more than half of it is done, then the cache is compacted once.
+- One host-device synchronisation per step (the chosen tokens, which the host needs for EOS and
+  stop strings); padding is known on the host, NaN rides along with the tokens.
+- `compile=True`: fixed-shape one-token steps on a static cache through `torch.compile`.
 - Sampling is reproducible per row: sample `j` of a prompt draws from its own `torch.Generator`, seeded
   from (`seed`, the prompt's token ids, `j`). The same prompt therefore gives the same samples whatever
   batch, position or `batch_size` it is generated with.
@@ -168,32 +172,39 @@ class _Prefill:
     attention_mask: torch.Tensor  # [P, T]
     last_logits: torch.Tensor  # [P, V] float32, predicts the first new token
     cache: object | None  # KVCache with T positions filled, or None without the cache
+    padded: bool = True  # whether any prompt is shorter than T (decided on the host, once)
 
 
 def _position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.cumsum(-1) - 1).clamp(min=0)
 
 
-def _forward_last(model, input_ids, attention_mask, cache) -> torch.Tensor:
+# Compiled decoding rounds the cache length of a call up to a multiple of this, so that calls with
+# slightly different prompts share a compiled graph.
+STATIC_LEN_MULTIPLE = 64
+
+_NAN_MESSAGE = (
+    "the model returned NaN logits during generation; check the model's dtype and its handling "
+    "of left padding (a fully masked attention row must not produce NaN)"
+)
+
+
+def _forward_last(model, input_ids, attention_mask, cache, padded: bool = True) -> torch.Tensor:
     """Logits [B, V] (float32) for the last position; mask and positions only when there is padding.
 
+    `padded` is decided on the host once per prefill group (a group without padding never gets
+    any), so no step asks the device whether the mask is all ones (a sync per token on CUDA).
     `logits_to_keep=1` spares the [B, S, vocab] logits of a long prompt, which can outweigh the model.
     """
-    if bool(attention_mask.all()):
-        mask = positions = None
-    else:
+    if padded:
         mask = attention_mask
         positions = _position_ids(attention_mask)[:, -input_ids.shape[1] :]
+    else:
+        mask = positions = None
     out = model(
         input_ids, attention_mask=mask, position_ids=positions, cache=cache, logits_to_keep=1
     )
-    logits = out.logits[:, -1].float()
-    if torch.isnan(logits).any():
-        raise RuntimeError(
-            "the model returned NaN logits during generation; check the model's dtype and its handling "
-            "of left padding (a fully masked attention row must not produce NaN)"
-        )
-    return logits
+    return out.logits[:, -1].float()
 
 
 def _left_pad(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -207,14 +218,28 @@ def _left_pad(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torc
     return input_ids, attention_mask
 
 
-def _prefill(model, prompts: list[list[int]], new_tokens: int, pad_id: int, use_cache: bool):
+def _prefill(
+    model,
+    prompts: list[list[int]],
+    new_tokens: int,
+    pad_id: int,
+    use_cache: bool,
+    cache_len: int | None = None,
+) -> _Prefill:
     device = next(model.parameters()).device
     input_ids, attention_mask = _left_pad(prompts, pad_id)
     input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
     max_len = input_ids.shape[1] + new_tokens
+    if hasattr(model, "prepare_for_decoding"):  # ACT: segments decided once, before the cache
+        model.prepare_for_decoding(input_ids, attention_mask)
+    if cache_len is not None:  # compiled decoding: one cache length for every group of a call
+        max_len = max(max_len, cache_len)
     cache = model.allocate_cache(len(prompts), max_len, device=device) if use_cache else None
-    last_logits = _forward_last(model, input_ids, attention_mask, cache)
-    return _Prefill(input_ids, attention_mask, last_logits, cache)
+    padded = any(len(p) < input_ids.shape[1] for p in prompts)
+    last_logits = _forward_last(model, input_ids, attention_mask, cache, padded)
+    if torch.isnan(last_logits).any():  # once per prefill; decode steps: see _choose_tokens
+        raise RuntimeError(_NAN_MESSAGE)
+    return _Prefill(input_ids, attention_mask, last_logits, cache, padded)
 
 
 @dataclass(frozen=True)
@@ -226,15 +251,107 @@ class _Sampling:
 
 
 def _choose_tokens(logits: torch.Tensor, rows: list[_Row], sampling: _Sampling) -> list[int]:
+    """Next token of every row of the batch; rows already done get a token that is never used.
+
+    A row whose logits hold a NaN comes back as -1 in the same transfer as the tokens, so checking
+    for NaN costs no extra host-device synchronisation; a running row with NaN raises.
+    """
     if sampling.greedy:
-        return logits.argmax(dim=-1).tolist()
-    probs = next_token_probs(
-        logits, temperature=sampling.temperature, top_k=sampling.top_k, top_p=sampling.top_p
+        chosen = logits.argmax(dim=-1)
+    else:
+        probs = next_token_probs(
+            logits, temperature=sampling.temperature, top_k=sampling.top_k, top_p=sampling.top_p
+        )
+        uniforms = torch.tensor(  # finished rows draw nothing: their generators stay untouched
+            [
+                0.5 if row.done else torch.rand((), generator=row.generator, dtype=torch.float64)
+                for row in rows
+            ],
+            dtype=torch.float64,
+        )
+        chosen = sample_from_probs(probs, uniforms)
+    tokens = chosen.masked_fill(torch.isnan(logits).any(dim=-1), -1).tolist()
+    if any(token == -1 and not row.done for token, row in zip(tokens, rows)):
+        raise RuntimeError(_NAN_MESSAGE)
+    return tokens
+
+
+def _static_decode_step(model, input_ids, attention_mask, position_ids, cache) -> torch.Tensor:
+    """One token per row on a static cache: fixed-shape inputs, the function `torch.compile` sees."""
+    out = model(
+        input_ids,
+        attention_mask=attention_mask,
+        position_ids=position_ids,
+        cache=cache,
+        logits_to_keep=1,
     )
-    uniforms = torch.stack(
-        [torch.rand((), generator=row.generator, dtype=torch.float64) for row in rows]
-    )
-    return sample_from_probs(probs, uniforms).tolist()
+    return out.logits[:, -1].float()
+
+
+_COMPILED_STEPS: dict[str, object] = {}
+
+
+def compiled_decode_step(device_type: str):
+    """`torch.compile` of the fixed-shape decode step, built once per process and device type.
+
+    CUDA: mode "reduce-overhead" (CUDA graphs: one launch per step instead of one per kernel);
+    elsewhere the default mode. `dynamic=False`: every step of a group has the same shapes, and a new
+    batch size or cache length (lengths are rounded to STATIC_LEN_MULTIPLE) is one more graph.
+    """
+    if device_type not in _COMPILED_STEPS:
+        mode = "reduce-overhead" if device_type == "cuda" else None
+        _COMPILED_STEPS[device_type] = torch.compile(_static_decode_step, mode=mode, dynamic=False)
+    return _COMPILED_STEPS[device_type]
+
+
+class _EagerStepper:
+    """Decoding as the model's usual forward: a growing mask (only with padding), or no cache."""
+
+    def __init__(self, model, input_ids, attention_mask, cache, padded: bool):
+        self.model, self.input_ids, self.attention_mask = model, input_ids, attention_mask
+        self.cache, self.padded = cache, padded
+
+    def step(self, next_ids: torch.Tensor) -> torch.Tensor:
+        if self.padded:  # without padding the mask stays all ones and is never passed
+            ones = self.attention_mask.new_ones(self.attention_mask.shape[0], 1)
+            self.attention_mask = torch.cat([self.attention_mask, ones], dim=1)
+        if self.cache is None:
+            self.input_ids = torch.cat([self.input_ids, next_ids], dim=1)
+            return _forward_last(self.model, self.input_ids, self.attention_mask, None, self.padded)
+        return _forward_last(self.model, next_ids, self.attention_mask, self.cache, self.padded)
+
+    def select(self, index: torch.Tensor) -> None:
+        """Keep only the batch rows `index` (a full copy of the cache: done rarely)."""
+        self.input_ids, self.attention_mask = self.input_ids[index], self.attention_mask[index]
+        if self.cache is not None:
+            self.cache = self.cache.index_select(index)
+
+
+class _StaticStepper:
+    """Fixed-shape decoding (`generate(..., compile=True)`): a mask over all max_len cache columns,
+    written in place, positions in a device tensor, and a static cache; the batch never shrinks."""
+
+    def __init__(self, model, attention_mask, cache, step_fn):
+        self.model, self.cache, self.step_fn = model, cache, step_fn
+        batch, width = attention_mask.shape
+        self.mask = attention_mask.new_zeros(batch, cache.max_len)
+        self.mask[:, :width] = attention_mask
+        self.positions = attention_mask.sum(-1, keepdim=True)  # position of each row's next token
+        self.column = width
+        cache.make_static()
+        if cache.keys.is_cuda:  # CUDA graphs may then update the cache in place
+            for tensor in (cache.keys, cache.values, cache.position):
+                torch._dynamo.mark_static_address(tensor)
+
+    def step(self, next_ids: torch.Tensor) -> torch.Tensor:
+        self.mask[:, self.column] = 1
+        if self.cache.keys.is_cuda:
+            torch.compiler.cudagraph_mark_step_begin()
+        logits = self.step_fn(self.model, next_ids, self.mask, self.positions, self.cache)
+        self.cache.seq_len += 1  # host bookkeeping; the step itself advanced cache.position
+        self.column += 1
+        self.positions += 1
+        return logits
 
 
 def _decode_rows(
@@ -245,13 +362,25 @@ def _decode_rows(
     sampling: _Sampling,
     eos_token_id: int | None,
     last_use: bool,
+    step_fn=None,
+    static_batch: int | None = None,
 ) -> None:
     """Generate every row to its end, appending to `row.tokens`; rows share their prompt's prefill.
 
     On the prefill's `last_use` its cache is handed over (used as is when the rows are exactly the
     prefilled prompts, else expanded and released) so that two copies never outlive this call.
+    Finished rows stay in the batch (fed a dummy token, their output ignored) until more than half
+    the batch is done; only then is the cache compacted, so a batch copies its cache at most
+    log2(rows) times rather than once per finished row. With `step_fn` (fixed-shape decoding) the
+    batch keeps its shape to the end, padded to `static_batch` rows with finished dummy rows so
+    that every chunk of a call has the shape the step was compiled for.
     """
     device = prefill.input_ids.device
+    batch = list(rows)  # the rows in cache order, finished ones included
+    if step_fn is not None and static_batch is not None and len(rows) < static_batch:
+        padding = static_batch - len(rows)
+        prompt_of_row = prompt_of_row + [prompt_of_row[0]] * padding
+        batch += [_Row(-1, -1, 0, None, None, done=True) for _ in range(padding)]
     use_cache = prefill.cache is not None
     index = torch.tensor(prompt_of_row, device=device)
     input_ids = prefill.input_ids[index]
@@ -263,32 +392,31 @@ def _decode_rows(
         cache = prefill.cache if last_use and identity else prefill.cache.index_select(index)
         if last_use:
             prefill.cache = None
-    active = list(rows)
+    if step_fn is not None:
+        stepper = _StaticStepper(model, attention_mask, cache, step_fn)
+    else:
+        stepper = _EagerStepper(model, input_ids, attention_mask, cache, prefill.padded)
     while True:
-        tokens = _choose_tokens(logits, active, sampling)
-        for row, token in zip(active, tokens):
+        tokens = _choose_tokens(logits, batch, sampling)
+        for row, token in zip(batch, tokens):
+            if row.done:
+                continue
             if token == eos_token_id:
                 row.done = True
                 continue
             row.tokens.append(token)
             stopped = row.watcher is not None and row.watcher.update(row.tokens)
             row.done = stopped or len(row.tokens) >= row.budget
-        keep = [b for b, row in enumerate(active) if not row.done]
+        keep = [b for b, row in enumerate(batch) if not row.done]
         if not keep:
             return
-        next_ids = torch.tensor(tokens, device=device).unsqueeze(1)
-        if len(keep) < len(active):
+        next_ids = torch.tensor([max(t, 0) for t in tokens], device=device).unsqueeze(1)
+        if step_fn is None and 2 * len(keep) < len(batch):
             keep_index = torch.tensor(keep, device=device)
-            active = [active[b] for b in keep]
-            next_ids, input_ids = next_ids[keep_index], input_ids[keep_index]
-            attention_mask = attention_mask[keep_index]
-            cache = cache.index_select(keep_index) if use_cache else None
-        attention_mask = torch.cat([attention_mask, attention_mask.new_ones(len(active), 1)], dim=1)
-        if use_cache:
-            logits = _forward_last(model, next_ids, attention_mask, cache)
-        else:
-            input_ids = torch.cat([input_ids, next_ids], dim=1)
-            logits = _forward_last(model, input_ids, attention_mask, None)
+            batch = [batch[b] for b in keep]
+            next_ids = next_ids[keep_index]
+            stepper.select(keep_index)
+        logits = stepper.step(next_ids)
 
 
 def _group_prompts(
@@ -347,6 +475,7 @@ def generate_ids(
     batch_size: int = 8,
     use_cache: bool = True,
     progress: bool = False,
+    compile: bool = False,
 ) -> list[list[list[int]]]:
     """Generate `num_samples` continuations of each prompt; returns new token ids [prompt][sample].
 
@@ -354,13 +483,17 @@ def generate_ids(
     (needs `tokenizer`), a row ends once its decoded text contains a stop string; the tokens up to that
     point are returned (cut the text with `truncate_at_stop`). `batch_size` is the number of sequences
     decoded together (the cache holds `batch_size` rows). `use_cache=False` recomputes the whole
-    sequence every step: slow, the reference the cache is tested against.
+    sequence every step: slow, the reference the cache is tested against. `compile=True` decodes with
+    fixed-shape steps on a static cache through `torch.compile` (CUDA graphs on CUDA); the prefill
+    stays eager. The first call per batch shape pays the compilation.
 
     Rows are also capped at `model.config.max_seq_len` tokens in total (prompt + new), with a warning.
     """
     _check_options(max_new_tokens, num_samples, temperature, top_p, top_k, batch_size)
     if stop and tokenizer is None:
         raise ValueError("stop strings need the tokenizer to decode text: pass tokenizer=...")
+    if compile and not use_cache:
+        raise ValueError("compile=True decodes on the KV cache; it needs use_cache=True")
     prompts = [list(p) for p in input_ids]
     max_seq_len = getattr(model.config, "max_seq_len", None)
     budgets, capped = [], []
@@ -397,6 +530,13 @@ def generate_ids(
         [len(p) for p in prompts], budgets, max(1, batch_size // rows_per_prompt), max_seq_len
     )
     results: list[list[list[int]]] = [[] for _ in prompts]
+    device_type = next(model.parameters()).device.type
+    step_fn = compiled_decode_step(device_type) if compile else None
+    cache_len = None
+    if compile:  # one (batch, cache length) shape for the whole call: a single compiled graph
+        cache_len = max(len(prompts[g[0]]) + max(budgets[i] for i in g) for g in groups)
+        cache_len = -(-cache_len // STATIC_LEN_MULTIPLE) * STATIC_LEN_MULTIPLE
+        cache_len = min(cache_len, max_seq_len or cache_len)
 
     was_training = model.training
     model.eval()
@@ -409,6 +549,7 @@ def generate_ids(
                 max(budgets[i] for i in group),
                 pad_token_id,
                 use_cache,
+                cache_len,
             )
             slots = [(g, j) for g in range(len(group)) for j in range(rows_per_prompt)]
             for chunk_start in range(0, len(slots), batch_size):
@@ -431,6 +572,8 @@ def generate_ids(
                     sampling,
                     eos_token_id,
                     last_use=chunk_start + batch_size >= len(slots),
+                    step_fn=step_fn,
+                    static_batch=min(batch_size, len(prompts) * rows_per_prompt),
                 )
                 for row in rows:
                     copies = num_samples if greedy else 1
@@ -438,6 +581,8 @@ def generate_ids(
                 bar.update(len(rows) * (num_samples if greedy else 1))
     finally:
         bar.close()
+        if hasattr(model, "end_decoding"):
+            model.end_decoding()
         model.train(was_training)
     return results
 
@@ -465,6 +610,7 @@ def generate(
     batch_size: int = 8,
     use_cache: bool = True,
     progress: bool = False,
+    compile: bool = False,
 ) -> list[list[str]]:
     """Continue each prompt `num_samples` times; returns texts [prompt][sample].
 
@@ -494,6 +640,7 @@ def generate(
         batch_size=batch_size,
         use_cache=use_cache,
         progress=progress,
+        compile=compile,
     )
     return [
         [truncate_at_stop(tokenizer.decode(sample, **_DECODE_KWARGS), stop) for sample in samples]
@@ -604,11 +751,13 @@ def measure_throughput(
     new_tokens: int,
     use_cache: bool = True,
     seed: int = 0,
+    compile: bool = False,
 ) -> dict[str, float]:
     """Prompt tokens/s (prefill) and new tokens/s (decode) for greedy generation on random prompts.
 
     Prefill time is a run with one new token; decode time is the rest of a run with `new_tokens`, so
-    each rate excludes the other phase. No EOS: every row runs to `new_tokens`.
+    each rate excludes the other phase. No EOS: every row runs to `new_tokens`. With `compile`, the
+    warm-up is a full run, so compilation is not timed.
     """
     if new_tokens < 2:
         raise ValueError(
@@ -617,8 +766,9 @@ def measure_throughput(
     generator = torch.Generator().manual_seed(seed)
     prompts = torch.randint(model.config.vocab_size, (batch_size, prompt_len), generator=generator)
     prompts = prompts.tolist()
-    options = dict(batch_size=batch_size, use_cache=use_cache)
-    generate_ids(model, prompts, max_new_tokens=2, **options)  # warm-up (kernels, allocator)
+    options = dict(batch_size=batch_size, use_cache=use_cache, compile=compile)
+    warmup_tokens = new_tokens if compile else 2  # compiled: the same cache shape as timed
+    generate_ids(model, prompts, max_new_tokens=warmup_tokens, **options)  # kernels, allocator
     start = time.perf_counter()
     generate_ids(model, prompts, max_new_tokens=1, **options)
     prefill_s = time.perf_counter() - start

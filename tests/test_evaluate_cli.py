@@ -186,7 +186,7 @@ def test_model_checkpoint_end_to_end(data: Path, tmp_path: Path, gpt2_dir: Path)
     torch.manual_seed(0)
     config = HRMConfig(
         vocab_size=len(tokenizer), max_seq_len=512, hidden_size=32, num_heads=2,
-        H_layers=1, L_layers=1, H_cycles=1, L_cycles=1, bp_steps=1,
+        H_layers=1, L_layers=1, H_cycles=1, L_cycles=1, bp_steps=2,
     )  # fmt: skip
     run_dir = tmp_path / "run"
     HRMForCausalLM(config).save_pretrained(run_dir / "checkpoint")

@@ -346,8 +346,10 @@ def test_act_runs_all_segments_while_q_prefers_continue():
 
 def test_act_losses_follow_the_paper_segment_by_segment():
     """Two segments that never halt: the Q-continue target of segment 1 bootstraps from segment 2's
-    max Q, that of the last segment from an extra segment's Q-halt; every loss averages over both."""
+    max Q, that of the last segment from an extra segment's Q-halt; every loss averages over both,
+    each (sequence, segment) pair weighted by its label tokens (one denominator for all losses)."""
     model = act_model([-5.0, 5.0], max_steps=2)
+    model.config.halt_target = "exact"
     torch.nn.init.normal_(model.q_head.weight, std=0.05)
     ids = torch.randint(0, VOCAB, (3, 8))
     labels = ids.clone()
@@ -364,7 +366,14 @@ def test_act_losses_follow_the_paper_segment_by_segment():
             z_H, z_L = model.segment(x, z_H, z_L, attn)
             logits.append(model.lm_head(z_H))
             q.append(model.q_logits(z_H, None))
-    bce = torch.nn.functional.binary_cross_entropy_with_logits
+
+    def bce(logit, target):  # label-token weighted mean over the three rows
+        weight = (labels != -100).sum(-1).float()  # 5, 8, 8
+        per_row = torch.nn.functional.binary_cross_entropy_with_logits(
+            logit, target, reduction="none"
+        )
+        return (per_row * weight).sum() / weight.sum()
+
     targets = [torch.sigmoid(torch.maximum(*q[1])), torch.sigmoid(q[2][0])]
     q_continue = sum(bce(q[m][1], targets[m]) for m in range(2)) / 2
     correct = [sequence_is_correct(logits[m], labels).float() for m in range(2)]

@@ -20,6 +20,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from safetensors.torch import load_file
+from training_fixtures import build_tiny_corpus, write_tiny_mbpp
 
 from hrm_codegen.model import load_pretrained
 from hrm_codegen.tokenization import load_tokenizer
@@ -30,53 +31,6 @@ from hrm_codegen.training.logging import read_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO / "configs"
-
-# (description, code, tests) templates; every code passes its tests.
-TEMPLATES = [
-    (
-        "Write a function to add {k} to a number.",
-        "def add_{k}(x):\r\n\treturn x + {k}",
-        lambda k: [f"assert add_{k}(1) == {1 + k}", f"assert add_{k}(10) == {10 + k}"],
-    ),
-    (
-        "Write a function to multiply a number by {k}.",
-        "def times_{k}(x):\r\n\treturn x * {k}",
-        lambda k: [f"assert times_{k}(3) == {3 * k}", f"assert times_{k}(0) == 0"],
-    ),
-    (
-        "Write a function to check whether a number is divisible by {k}.",
-        "def divisible_by_{k}(n):\r\n\treturn n % {k} == 0",
-        lambda k: [
-            f"assert divisible_by_{k}({3 * k}) == True",
-            f"assert divisible_by_{k}({3 * k + 1}) == False",
-        ],
-    ),
-    (
-        "Write a function to repeat a string {k} times.",
-        "def repeat_{k}(s):\r\n\treturn s * {k}",
-        lambda k: [f"assert repeat_{k}('ab') == {'ab' * k!r}"],
-    ),
-]
-
-
-def write_tiny_mbpp(path: Path) -> Path:
-    """48 tasks: ids 511-518 (validation split), 601-640 (train split)."""
-    rows = []
-    for k in range(2, 14):
-        for text, code, tests in TEMPLATES:
-            n = len(rows)
-            rows.append(
-                {
-                    "text": text.format(k=k),
-                    "code": code.format(k=k),
-                    "task_id": 511 + n if n < 8 else 593 + n,
-                    "test_setup_code": "",
-                    "test_list": tests(k),
-                    "challenge_test_list": [],
-                }
-            )
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -464,28 +418,8 @@ def test_init_from_starts_a_new_stage_from_a_run_and_its_tokenizer(
 def test_pretraining_on_corpus_shards_then_fine_tuning_from_that_run(
     fixture_env, smoke_run, tmp_path
 ):
-    import shutil
-    import sysconfig
-
-    from hrm_codegen.data.corpus import build_corpus
-
-    sources = tmp_path / "src"
-    sources.mkdir()
-    stdlib = Path(sysconfig.get_paths()["stdlib"])
-    names = ["bisect", "colorsys", "keyword", "textwrap", "string", "heapq", "glob", "fnmatch"]
-    for name in [f"{n}.py" for n in names]:
-        shutil.copy(stdlib / name, sources / name)
     tokenizer_dir = smoke_run[0] / "checkpoint"
-    corpus = tmp_path / "corpus"
-    build_corpus(
-        corpus,
-        tokenizer=tokenizer_dir,
-        source_dirs=[sources],
-        decontaminate=False,
-        val_fraction=0.5,
-        workers=1,
-        progress=False,
-    )
+    corpus = build_tiny_corpus(tmp_path, tokenizer_dir)
     pretrain = [
         "data=corpus",
         f"data.shard_dir={corpus}",
@@ -527,3 +461,74 @@ def test_bf16_trains_on_cpu_and_fp16_is_refused_rather_than_run_in_float32(fixtu
     assert "mixed precision bf16" in stdout
     losses = [row["train/loss"] for row in read_metrics(run_dir) if "train/loss" in row]
     assert losses and all(isinstance(x, float) for x in losses)
+
+
+ACT_OVERRIDES = ("model.enable_q_head=true", "model.halt_max_steps=3")
+
+
+def test_act_training_feeds_lengths_not_the_mask_and_logs_the_act_step_histogram(
+    fixture_env, tmp_path
+):
+    from hrm_codegen.training.trainer import Trainer
+
+    trainer = Trainer(smoke_config(fixture_env, None, *ACT_OVERRIDES, "dry_run=true"))
+    micro = trainer._micro_batches()
+    batch = micro[0].batch
+    assert "attention_mask" not in batch  # the fused causal path; the Q head reads lengths
+    assert int(batch["lengths"].sum()) == micro[0].tokens
+    assert micro[0].labels == int((batch["labels"] != -100).sum())
+    trainer.model.train()
+    metrics = trainer.train_step(micro)
+    histogram = [metrics[f"act/steps_{k}"] for k in (1, 2, 3)]
+    assert sum(histogram) == pytest.approx(1.0)
+    assert metrics["act_steps"] == pytest.approx(sum(k * f for k, f in zip((1, 2, 3), histogram)))
+    # FLOPs as run: between every row stopping after one segment and all running three
+    seq = batch["input_ids"].shape[1]
+    count = trainer.flops
+    one = micro[0].tokens * (
+        count.segment_flops_per_token(seq) + count.lookahead_flops_per_token(seq)
+    )
+    assert one <= metrics["flops"] <= micro[0].tokens * count.training_flops_per_token(seq)
+
+    run_dir = tmp_path / "act"
+    run_quietly(smoke_config(fixture_env, run_dir, *ACT_OVERRIDES, "train.max_steps=2",
+                             "log_interval=1"))  # fmt: skip
+    rows = [row for row in read_metrics(run_dir) if "train/loss" in row]
+    assert rows and all("train/act/steps_3" in row and "train/act_steps" in row for row in rows)
+
+
+def launch_two_ranks(fixture_env, run_dir: Path, tmp_path: Path, *overrides: str) -> dict:
+    """`accelerate launch` the smoke experiment on two gloo ranks; the ranks' parameter digests."""
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
+               "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+               "--dynamo_backend", "no", str(REPO / "scripts" / "train_codegen.py"),
+               "experiment=smoke", f"data.path={fixture_env['mbpp']}", f"run_dir={run_dir}",
+               f"hydra.run.dir={tmp_path / 'hydra'}", "logger=jsonl", *overrides]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return dict(re.findall(r"parameters sha256 rank (\d)/2: ([0-9a-f]{64})", result.stdout))
+
+
+@pytest.mark.slow  # two launches of two ranks, ~45 s on 2 cores
+def test_act_under_ddp_matches_one_process_accumulating_the_same_micro_batches(
+    fixture_env, smoke_run, tmp_path
+):
+    """ACT bypasses DDP's hooks and sums the gradients itself once per step: two ranks give the
+    update of one process accumulating both micro-batches, and ranks that run different numbers
+    of segments (random exploration, seeded per rank) neither hang nor drift apart."""
+    del smoke_run  # only to have the tokenizer cached already
+    act = [*ACT_OVERRIDES, "model.halt_exploration_prob=0.0", "train.max_steps=3",
+           "train.micro_batch_size=4"]  # fmt: skip
+    digests = launch_two_ranks(fixture_env, tmp_path / "ddp", tmp_path, *act)
+    assert set(digests) == {"0", "1"} and digests["0"] == digests["1"]
+    single = tmp_path / "accumulated"
+    run_quietly(smoke_config(fixture_env, single, *act, "train.grad_accum_steps=2"))
+    ddp_weights = load_file(tmp_path / "ddp" / "checkpoint" / "model.safetensors")
+    for key, tensor in load_file(single / "checkpoint" / "model.safetensors").items():
+        torch.testing.assert_close(ddp_weights[key], tensor, atol=1e-4, rtol=0)
+
+    exploring = [*ACT_OVERRIDES, "model.halt_max_steps=4", "model.halt_exploration_prob=1.0",
+                 "train.max_steps=4", "train.micro_batch_size=1"]  # fmt: skip
+    digests = launch_two_ranks(fixture_env, tmp_path / "explore", tmp_path, *exploring)
+    assert set(digests) == {"0", "1"} and digests["0"] == digests["1"]

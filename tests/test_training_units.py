@@ -132,8 +132,14 @@ def test_hrm_flops_with_act_count_every_segment_and_the_gradient_free_bootstrap_
     assert (act.segments, act.bootstrap_segments) == (3, 1)
     # the q head (2 x hidden weights) is left out of the count, as the embedding is
     block = tiny_hrm().num_parameters(exclude_embeddings=True) // 3
-    blocks_forward = (2 * block + 4 * 8 * 32) * 10  # 10 block applications, no LM head
-    assert act.training_flops_per_token(8) == pytest.approx(3 * plain + blocks_forward)
+    blocks_forward = (2 * block + 4 * 8 * 32) * 10  # 10 block applications
+    head = 2 * 32 * 97  # the loss_plateau look ahead also runs the LM head forward
+    assert act.segment_flops_per_token(8) == pytest.approx(plain)
+    assert act.lookahead_flops_per_token(8) == pytest.approx(blocks_forward + head)
+    assert act.training_flops_per_token(8) == pytest.approx(3 * plain + blocks_forward + head)
+    exact = flops_count(tiny_hrm(enable_q_head=True, halt_max_steps=3, halt_target="exact"))
+    assert exact.lookahead_flops_per_token(8) == pytest.approx(blocks_forward)  # Q head only
+    assert single.lookahead_flops_per_token(8) == 0
 
 
 def test_cpu_peak_estimate_reads_vector_width_and_clock_from_cpuinfo():

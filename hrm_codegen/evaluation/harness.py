@@ -306,6 +306,35 @@ def _generator(model):
     return generate
 
 
+def _with_precision(generate, model, dtype: str | None, compile: bool):
+    """`generate` run under autocast in `dtype` (when the model's weights are float32 and dtype
+    is lower) and with `compile=True` passed on; HF models cannot take `compile`."""
+    import contextlib
+    import functools
+
+    import torch
+
+    from hrm_codegen.model.precision import resolve_dtype
+
+    if compile and getattr(generate, "__name__", "") != "generate":
+        raise ValueError("--compile applies to hrm/transformer models, not to --model-type hf")
+    parameter = next(model.parameters())
+    target = resolve_dtype(dtype, parameter.device) if dtype is not None else parameter.dtype
+    autocast = parameter.dtype == torch.float32 and target != torch.float32
+
+    @functools.wraps(generate)
+    def run(*args, **kwargs):
+        context = (
+            torch.autocast(parameter.device.type, dtype=target)
+            if autocast
+            else contextlib.nullcontext()
+        )
+        with context:
+            return generate(*args, **kwargs, **({"compile": True} if compile else {}))
+
+    return run
+
+
 def evaluate_model(
     model,
     tokenizer,
@@ -325,6 +354,8 @@ def evaluate_model(
     sandbox: str = "auto",
     progress: bool = True,
     run_info: Mapping[str, Any] | None = None,
+    dtype: str | None = None,
+    compile: bool = False,
 ) -> EvalSummary:
     """Generate `num_samples` completions per task, then judge them (see `evaluate_samples`).
 
@@ -332,6 +363,10 @@ def evaluate_model(
     samples.jsonl task by task, so a rerun regenerates only tasks that were not finished;
     `run_info` (e.g. the checkpoint path) is stored with the generation settings, and a rerun
     with different settings is refused rather than mixing samples of two runs.
+
+    `dtype` (bf16/fp16) runs generation under autocast for a float32 model (as the trainer's
+    pass@1 does through accelerate), so the KV cache and the stream are in that dtype; a model
+    already cast is left alone. `compile` decodes with a compiled fixed-shape step (our models).
     """
     benchmark, by_id = _index_tasks(tasks)
     ks = parse_ks(ks)
@@ -365,7 +400,7 @@ def evaluate_model(
     if todo:
         from hrm_codegen.data.prompts import extract_completion, format_prompt, stop_sequences
 
-        generate = _generator(model)
+        generate = _with_precision(_generator(model), model, dtype, compile)
         # Chunks of tasks, so that samples.jsonl grows as generation goes.
         chunk = max(4 * batch_size, 1) if out is not None else len(todo)
         appender = JsonlAppender(out / SAMPLES_FILE) if out is not None else None
@@ -489,12 +524,18 @@ def load_model(
     *,
     tokenizer_path: str | Path | None = None,
     device: str = "cpu",
+    dtype: str | None = None,
 ):
     """(model, tokenizer) for `--model-type hrm|transformer|hf --ckpt PATH`.
 
     Ours load with `load_pretrained` and the tokenizer saved next to the weights (or
     `tokenizer_path`); `hf` is any local Hugging Face causal LM folder, with its own tokenizer.
+    `dtype` (`auto|bf16|fp16|fp32`, see `precision.resolve_dtype`) casts the weights, so the
+    stream, the KV cache and decoding run in it; None keeps the saved dtype.
     """
+    from hrm_codegen.model.precision import resolve_dtype
+
+    torch_dtype = resolve_dtype(dtype, device) if dtype is not None else None
     folder = resolve_model_dir(ckpt)
     if model_type in ("hrm", "transformer"):
         from hrm_codegen.model import load_pretrained
@@ -508,6 +549,8 @@ def load_model(
                 f"{saved_type!r}; pass --model-type {hint}"
             )
         model = load_pretrained(folder, device=device)
+        if torch_dtype is not None:
+            model = model.to(torch_dtype)
         source = tokenizer_path or folder
         if tokenizer_path is None and not (folder / "tokenizer.json").is_file():
             raise FileNotFoundError(
@@ -532,7 +575,7 @@ def load_model(
                 f"the tokenizer in {tokenizer_path or folder} turns code into no tokens; save a "
                 "working tokenizer with the model or pass --tokenizer"
             )
-        return model.to(device), tokenizer
+        return model.to(device=device, dtype=torch_dtype), tokenizer
     raise ValueError(f"--model-type {model_type!r} unknown; use hrm, transformer or hf")
 
 
@@ -629,8 +672,16 @@ def run_evaluation(
     memory_mb: int = DEFAULT_MEMORY_MB,
     device: str = "cpu",
     progress: bool = True,
+    h_cycles: int | None = None,
+    l_cycles: int | None = None,
+    segments: int | None = None,
+    dtype: str | None = None,
+    compile: bool = False,
 ) -> EvalSummary:
-    """The command line's work: pick tasks, get samples (file or model), judge, print a table."""
+    """The command line's work: pick tasks, get samples (file or model), judge, print a table.
+
+    `h_cycles`/`l_cycles`/`segments` set an HRM's inference schedule (test-time compute).
+    `dtype` casts the loaded weights (`load_model`); `compile` as in `evaluate_model`."""
     ks = parse_ks(k)
     if (samples is None) == (ckpt is None):
         raise ValueError("give either --samples FILE or --model-type/--ckpt, not both or neither")
@@ -657,7 +708,12 @@ def run_evaluation(
             write_summary(Path(output) / SUMMARY_FILE, summary)
     else:
         tasks = select_tasks(benchmark, split, limit)
-        model, tok = load_model(model_type, ckpt, tokenizer_path=tokenizer, device=device)
+        model, tok = load_model(
+            model_type, ckpt, tokenizer_path=tokenizer, device=device, dtype=dtype
+        )
+        from hrm_codegen.evaluation.likelihood import apply_inference_schedule
+
+        schedule = apply_inference_schedule(model, h_cycles, l_cycles, segments)
         summary = evaluate_model(
             model,
             tok,
@@ -675,7 +731,12 @@ def run_evaluation(
             memory_mb=memory_mb,
             sandbox=sandbox,
             progress=progress,
-            run_info={"model_type": model_type, "ckpt": str(Path(ckpt).resolve())},
+            compile=compile,
+            run_info={
+                "model_type": model_type,
+                "ckpt": str(Path(ckpt).resolve()),
+                **({"schedule": schedule} if schedule else {}),
+            },
         )
     print(format_table(summary))
     print(f"wrote {Path(output) / SAMPLES_FILE}, {RESULTS_FILE} and {SUMMARY_FILE}")

@@ -7,10 +7,12 @@ gradients (bp_steps=2 is the paper's one-step gradient: the last L and the last 
 
 With the Q head on and halt_max_steps > 1, training runs adaptive computation (ACT): up to
 halt_max_steps segments, carrying detached z_H/z_L, each sequence halting when q_halt > q_continue
-(after a random minimum number of segments with probability halt_exploration_prob). The reference
-keeps the carry across optimiser steps; here the segments of one batch run inside one forward and
-their losses are averaged over (sequence, segment) pairs that were still running, which gives the
-same gradient as accumulating one step per segment. Evaluation always runs halt_max_steps segments.
+(after a random minimum number of segments with probability halt_exploration_prob); the halting
+target is `halt_target` (see model/act.py). The trainer back-propagates one segment at a time
+(`act_segment` + `act.act_segments`), so activation memory stays flat in halt_max_steps and halted
+rows drop out of the batch; `forward` in training mode runs the same segments in one graph (same
+loss). Evaluation runs halt_max_steps segments (or `set_inference_schedule(segments=N)`); generation
+decides the number once per prompt group at prefill (`prepare_for_decoding`).
 """
 
 from __future__ import annotations
@@ -20,14 +22,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from hrm_codegen.losses import (
-    IGNORE_INDEX,
-    LOSS_TYPES,
-    act_q_losses,
-    q_continue_target,
-    sequence_is_correct,
-    token_cross_entropy,
-)
+from hrm_codegen.losses import LOSS_TYPES, act_q_losses, sequence_is_correct, token_cross_entropy
+from hrm_codegen.model.act import HALT_TARGETS, ACTSegmentOutput, ACTStats, act_segments
 from hrm_codegen.model.checkpoint import PretrainedModel
 from hrm_codegen.model.kv_cache import KVCache
 from hrm_codegen.model.layers import (
@@ -62,6 +58,8 @@ class HRMConfig:
     enable_q_head: bool = False
     halt_max_steps: int = 1
     halt_exploration_prob: float = 0.1
+    halt_target: str = "loss_plateau"  # see model/act.py; "exact" is the reference's
+    halt_margin: float = 0.01  # loss_plateau: nats per token one more segment must gain
     loss: str = "softmax"
     attn_impl: str = "sdpa"
 
@@ -71,6 +69,12 @@ class HRMConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"HRMConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.bp_steps < 2:
+            raise ValueError(
+                f"HRMConfig.bp_steps={self.bp_steps} trains only the last H update: the embedding "
+                "and the L module would get no gradient; use bp_steps >= 2 (2 is the paper's "
+                "one-step gradient)"
+            )
         if self.bp_steps > self.num_module_applications:
             raise ValueError(
                 f"HRMConfig.bp_steps={self.bp_steps} exceeds the {self.num_module_applications} module "
@@ -85,6 +89,12 @@ class HRMConfig:
             raise ValueError(
                 f"HRMConfig.halt_exploration_prob must lie in [0, 1], got {self.halt_exploration_prob}"
             )
+        if self.halt_target not in HALT_TARGETS:
+            raise ValueError(
+                f"HRMConfig.halt_target={self.halt_target!r} is not one of {HALT_TARGETS}"
+            )
+        if self.halt_margin < 0:
+            raise ValueError(f"HRMConfig.halt_margin must be >= 0, got {self.halt_margin}")
         if self.loss not in LOSS_TYPES:
             raise ValueError(f"HRMConfig.loss={self.loss!r} is not one of {LOSS_TYPES}")
         if self.attn_impl not in ATTN_IMPLS:
@@ -148,6 +158,10 @@ class HRMForCausalLM(PretrainedModel):
         self.register_buffer("H_init", trunc_normal_(torch.empty(config.hidden_size), std=1.0))
         self.register_buffer("L_init", trunc_normal_(torch.empty(config.hidden_size), std=1.0))
         self.lm_head = make_linear(config.hidden_size, config.vocab_size)
+        self.inference_h_cycles: int | None = None  # see set_inference_schedule
+        self.inference_l_cycles: int | None = None
+        self.inference_segments: int | None = None
+        self.decode_segments: int | None = None  # see prepare_for_decoding
         self.q_head = None
         if config.enable_q_head:  # starts strongly biased towards "continue" (sigmoid(-5) ~ 0.007)
             self.q_head = make_linear(config.hidden_size, 2, bias=True)
@@ -155,16 +169,103 @@ class HRMForCausalLM(PretrainedModel):
                 self.q_head.weight.zero_()
                 self.q_head.bias.fill_(-5.0)
 
+    # ------------------------------------------------------------------------- schedule
+
+    def set_inference_schedule(
+        self,
+        h_cycles: int | None = None,
+        l_cycles: int | None = None,
+        segments: int | None = None,
+    ) -> None:
+        """Run more (or less) reasoning at inference than the model was trained with.
+
+        Test-time compute: the weights stay as trained, the recurrence runs `h_cycles` x `l_cycles`
+        per segment and `segments` segments (each from the detached carry of the last). None keeps
+        the trained value (`config`, which is what `save_pretrained` writes). `allocate_cache`
+        follows, so the KV cache holds one slot per block application actually run. Only for
+        evaluation: a model in training mode with a schedule set refuses to run.
+        """
+        for name, value in (("h_cycles", h_cycles), ("l_cycles", l_cycles), ("segments", segments)):
+            if value is not None and int(value) < 1:
+                raise ValueError(f"set_inference_schedule({name}={value}): must be >= 1 (or None)")
+        self.inference_h_cycles = int(h_cycles) if h_cycles is not None else None
+        self.inference_l_cycles = int(l_cycles) if l_cycles is not None else None
+        self.inference_segments = int(segments) if segments is not None else None
+
+    @property
+    def h_cycles(self) -> int:
+        return self.inference_h_cycles or self.config.H_cycles
+
+    @property
+    def l_cycles(self) -> int:
+        return self.inference_l_cycles or self.config.L_cycles
+
+    @property
+    def schedule_is_trained(self) -> bool:
+        """True when no inference schedule overrides the trained one."""
+        return (self.inference_h_cycles, self.inference_l_cycles, self.inference_segments) == (
+            None,
+            None,
+            None,
+        )
+
     # ------------------------------------------------------------------------- cache
 
     @property
     def num_segments_eval(self) -> int:
+        """Segments per evaluation forward: forced (set_inference_schedule), else the prefill's
+        decision (prepare_for_decoding), else halt_max_steps with the Q head (1 without)."""
+        if self.inference_segments is not None:
+            return self.inference_segments
+        if self.decode_segments is not None:
+            return self.decode_segments
         return self.config.halt_max_steps if self.q_head is not None else 1
+
+    @torch.no_grad()
+    def prepare_for_decoding(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> int:
+        """Decide, once per prefill group, how many segments every forward until `end_decoding`
+        runs, and return it; call it before `allocate_cache` so the cache holds only those.
+
+        A forced `set_inference_schedule(segments=N)` wins (N). Otherwise an ACT model runs
+        segments on the prompts (no cache, no LM head) and each row asks for the first segment whose
+        Q head (at the prompt's last position) prefers halting, or halt_max_steps; the group runs
+        the max over its rows, so no prompt gets less compute than it asked for. Per-row counts
+        would need the cache and the decode loop to carry them through row selection; the price of
+        the group max is that a prompt's output can depend on the prompts batched with it (force
+        `segments` for batch-invariant decoding). Without the Q head: one segment.
+        """
+        self.decode_segments = None
+        if self.q_head is None or self.inference_segments is not None:
+            return self.num_segments_eval
+        c = self.config
+        attn = prepare_attention_inputs(
+            self.rotary_emb, input_ids, attention_mask, None, None, c.causal, c.max_seq_len
+        )
+        x = self.embed_tokens(input_ids)
+        z_H, z_L = self.initial_state(x)
+        wanted = torch.full((input_ids.shape[0],), c.halt_max_steps, device=input_ids.device)
+        for seg in range(1, c.halt_max_steps):
+            z_H, z_L = self.segment(x, z_H, z_L, attn)
+            q_halt, q_continue = self.q_logits(z_H, attention_mask)
+            wanted = torch.where((q_halt > q_continue) & (wanted > seg), seg, wanted)
+        self.decode_segments = int(wanted.max())
+        return self.decode_segments
+
+    def end_decoding(self) -> None:
+        """Forget the prefill's decision (generation calls it when it is done)."""
+        self.decode_segments = None
+
+    def train(self, mode: bool = True) -> HRMForCausalLM:
+        if mode:
+            self.decode_segments = None  # a decoding decision never leaks into training
+        return super().train(mode)
 
     @property
     def cache_slots_per_segment(self) -> int:
         c = self.config
-        return c.H_cycles * (c.L_cycles * c.L_layers + c.H_layers)
+        return self.h_cycles * (self.l_cycles * c.L_layers + c.H_layers)
 
     def allocate_cache(
         self,
@@ -204,11 +305,12 @@ class HRMForCausalLM(PretrainedModel):
         """One segment of H_cycles x L_cycles reasoning; only the last bp_steps applications keep
         gradients."""
         c = self.config
+        h_cycles, l_cycles = self.h_cycles, self.l_cycles
         grad_on = torch.is_grad_enabled()
-        grad_from = c.num_module_applications - c.bp_steps
+        grad_from = h_cycles * (l_cycles + 1) - c.bp_steps
         step, slot = 0, first_slot
-        for _ in range(c.H_cycles):
-            for _ in range(c.L_cycles):
+        for _ in range(h_cycles):
+            for _ in range(l_cycles):
                 with torch.set_grad_enabled(grad_on and step >= grad_from):
                     z_L = self.L_level(z_L, z_H + x, attn, cache, slot)
                 step, slot = step + 1, slot + c.L_layers
@@ -218,15 +320,23 @@ class HRMForCausalLM(PretrainedModel):
         return z_H, z_L
 
     def q_logits(
-        self, z_H: torch.Tensor, attention_mask: torch.Tensor | None
+        self,
+        z_H: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        lengths: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(q_halt, q_continue), float32 [B].
 
-        Causal: read z_H at each sequence's last real position (the first one sees only one token).
+        Causal: read z_H at each sequence's last real position (the first one sees only one token):
+        position lengths - 1 when `lengths` (real tokens per row of a right-padded batch) is given,
+        which lets training drop the mask and keep fused causal attention; else the mask's last 1.
         Bidirectional: position 0, as the reference model does.
         """
         if not self.config.causal:
             summary = z_H[:, 0]
+        elif lengths is not None:
+            last = (lengths.to(z_H.device).long() - 1).clamp_min(0)
+            summary = z_H[torch.arange(z_H.shape[0], device=z_H.device), last]
         elif attention_mask is None:
             summary = z_H[:, -1]
         else:
@@ -247,10 +357,25 @@ class HRMForCausalLM(PretrainedModel):
         position_ids: torch.Tensor | None = None,
         cache: KVCache | None = None,
         logits_to_keep: int = 0,
+        lengths: torch.Tensor | None = None,
     ) -> CausalLMOutput:
         """See docs/DESIGN.md. `logits_to_keep=k > 0` computes logits for the last k positions only
-        (prefill for generation); it cannot be combined with labels."""
+        (prefill for generation); it cannot be combined with labels. `lengths` [B] (real tokens per
+        row of a right-padded batch) tells the Q head where each row ends without a mask."""
         c = self.config
+        if self.q_head is not None and self.training and c.halt_max_steps > 1:
+            if not self.schedule_is_trained:
+                raise ValueError(
+                    "an inference schedule (set_inference_schedule) is set on a model in training "
+                    "mode; call model.eval(), or set_inference_schedule() with no arguments to train"
+                )
+            if cache is not None:
+                raise ValueError(
+                    "adaptive halting (training mode) cannot decode with a KV cache; call model.eval()"
+                )
+            return self._forward_adaptive(
+                input_ids, labels, attention_mask, position_ids, lengths, logits_to_keep
+            )
         attn = prepare_attention_inputs(
             self.rotary_emb,
             input_ids,
@@ -262,17 +387,12 @@ class HRMForCausalLM(PretrainedModel):
             labels,
             logits_to_keep,
         )
+        if self.training and not self.schedule_is_trained:
+            raise ValueError(
+                "an inference schedule (set_inference_schedule) is set on a model in training "
+                "mode; call model.eval(), or set_inference_schedule() with no arguments to train"
+            )
         x = self.embed_tokens(input_ids)
-        if self.q_head is not None and self.training and c.halt_max_steps > 1:
-            if cache is not None:
-                raise ValueError(
-                    "adaptive halting (training mode) cannot decode with a KV cache; call model.eval()"
-                )
-            out = self._forward_adaptive(x, labels, attn, attention_mask)
-            if logits_to_keep:  # labels is None here: the losses used every position
-                out.logits = out.logits[:, -logits_to_keep:]
-            return out
-
         z_H, z_L = self.initial_state(x)
         for seg in range(self.num_segments_eval):
             z_H, z_L = self.segment(
@@ -283,7 +403,7 @@ class HRMForCausalLM(PretrainedModel):
         logits = self.lm_head(z_H[:, -logits_to_keep:] if logits_to_keep else z_H)
         out = CausalLMOutput(logits=logits)
         if self.q_head is not None:
-            out.q_halt_logits, out.q_continue_logits = self.q_logits(z_H, attention_mask)
+            out.q_halt_logits, out.q_continue_logits = self.q_logits(z_H, attention_mask, lengths)
         if labels is None:
             return out
         out.lm_loss = out.loss = token_cross_entropy(c.loss, logits, labels)
@@ -296,82 +416,81 @@ class HRMForCausalLM(PretrainedModel):
                 out.loss = out.lm_loss + 0.5 * q["q_halt_loss"]
         return out
 
-    def _forward_adaptive(
+    def act_segment(
         self,
-        x: torch.Tensor,
-        labels: torch.Tensor | None,
-        attn: AttentionInputs,
-        attention_mask: torch.Tensor | None,
-    ) -> CausalLMOutput:
-        """Training-mode ACT: up to halt_max_steps segments, per-sequence halting on the Q head.
+        input_ids: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        lengths: torch.Tensor | None = None,
+        carry: tuple[torch.Tensor, torch.Tensor] | None = None,
+        with_lm: bool = True,
+    ) -> ACTSegmentOutput:
+        """One training-mode ACT segment on a right-padded (or unpadded) batch of rows.
 
-        A sequence contributes to the losses of every segment it ran (it was "active"). With labels,
-        one extra gradient-free segment gives the bootstrapped target for the last Q-continue.
+        `carry` is the previous segment's detached (z_H, z_L) for these rows (None: a fresh start).
+        No attention mask (causal attention never lets a real token see right padding, so SDPA
+        keeps its fused path); `lengths` locates each row's last real token for the Q head.
+        `with_lm=False` skips the LM head (a Q-only look ahead). See model/act.py for the loop.
         """
         c = self.config
-        batch = x.shape[0]
-        max_steps = c.halt_max_steps
-        halted = torch.zeros(batch, dtype=torch.bool, device=x.device)
-        steps = torch.zeros(batch, dtype=torch.long, device=x.device)
-        z_H, z_L = self.initial_state(x)
-        logits = q_halt = q_cont = None
-        active_rows, q_halts, q_conts, corrects = [], [], [], []
-        token_loss_sum = x.new_zeros((), dtype=torch.float32)
-        token_count = x.new_zeros((), dtype=torch.float32)
-
-        for step in range(max_steps):
-            z_H, z_L = self.segment(x, z_H.detach(), z_L.detach(), attn)
-            step_logits = self.lm_head(z_H)
-            step_q_halt, step_q_cont = self.q_logits(z_H, attention_mask)
-            active = ~halted
-            steps += active.long()
-            keep = active.view(batch, 1, 1)
-            logits = step_logits if logits is None else torch.where(keep, step_logits, logits)
-            q_halt = step_q_halt if q_halt is None else torch.where(active, step_q_halt, q_halt)
-            q_cont = step_q_cont if q_cont is None else torch.where(active, step_q_cont, q_cont)
+        attn = prepare_attention_inputs(
+            self.rotary_emb, input_ids, None, None, None, c.causal, c.max_seq_len, labels
+        )
+        x = self.embed_tokens(input_ids)
+        z_H, z_L = self.initial_state(x) if carry is None else carry
+        z_H, z_L = self.segment(x, z_H.detach(), z_L.detach(), attn)
+        q_halt, q_continue = self.q_logits(z_H, None, lengths)
+        logits = token_loss = None
+        if with_lm:
+            logits = self.lm_head(z_H)
             if labels is not None:
-                per_token = token_cross_entropy(c.loss, step_logits, labels, reduction="none")
-                row_tokens = (labels != IGNORE_INDEX).sum(-1).float()
-                token_loss_sum = token_loss_sum + (per_token.sum(-1) * active).sum()
-                token_count = token_count + (row_tokens * active).sum()
-                corrects.append(sequence_is_correct(step_logits.detach(), labels))
-            active_rows.append(active)
-            q_halts.append(step_q_halt)
-            q_conts.append(step_q_cont)
+                token_loss = token_cross_entropy(c.loss, logits, labels, reduction="none").sum(-1)
+        return ACTSegmentOutput(logits, token_loss, q_halt, q_continue, z_H.detach(), z_L.detach())
 
-            # halting decision (as the reference): at the last step, or when Q says halt after a
-            # random minimum number of steps (exploration)
-            with torch.no_grad():
-                explore = torch.rand(batch, device=x.device) < c.halt_exploration_prob
-                min_steps = torch.randint(2, max_steps + 1, (batch,), device=x.device) * explore
-                wants_halt = (step_q_halt > step_q_cont) & (step + 1 >= min_steps)
-                halted = halted | wants_halt | (step + 1 >= max_steps)
+    def _forward_adaptive(
+        self,
+        input_ids: torch.Tensor,
+        labels: torch.Tensor | None,
+        attention_mask: torch.Tensor | None,
+        position_ids: torch.Tensor | None,
+        lengths: torch.Tensor | None,
+        logits_to_keep: int,
+    ) -> CausalLMOutput:
+        """Training-mode ACT with every segment in one graph (the trainer back-propagates segment
+        by segment instead, through `act_segment`; both give the same loss).
 
-        out = CausalLMOutput(logits=logits, q_halt_logits=q_halt, q_continue_logits=q_cont)
-        out.metrics["act_steps"] = steps.float().mean()
+        Batches must be right-padded or unpadded: a mask only tells each row's length.
+        """
+        if position_ids is not None:
+            raise ValueError("training-mode ACT takes no position_ids (right-padded batches only)")
+        if lengths is None and attention_mask is not None:
+            lengths = attention_mask.long().sum(-1)
+            positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
+            if not bool(((positions < lengths[:, None]).long() == attention_mask.long()).all()):
+                raise ValueError(
+                    "training-mode ACT needs right-padded batches (padding after the real tokens)"
+                )
+        segments = list(act_segments(self.config, self.act_segment, input_ids, labels, lengths))
+        order = torch.argsort(torch.cat([s.rows[s.halted] for s in segments]))
+
+        def final(parts: list[torch.Tensor]) -> torch.Tensor:  # each row's halting segment
+            return torch.cat(parts)[order]
+
+        out = CausalLMOutput(
+            logits=final([s.logits[s.halted] for s in segments]),
+            q_halt_logits=final([s.q_halt[s.halted] for s in segments]),
+            q_continue_logits=final([s.q_continue[s.halted] for s in segments]),
+        )
+        if logits_to_keep:
+            out.logits = out.logits[:, -logits_to_keep:]
+        stats = ACTStats(self.config.halt_max_steps, input_ids.device)
+        for segment in segments:
+            stats.add(segment)
+        out.metrics.update(stats.metrics(with_losses=labels is not None))
         if labels is None:
             return out
-
-        with torch.no_grad():  # next-step Q values for the bootstrapped Q-continue targets
-            z_H, _ = self.segment(x, z_H.detach(), z_L.detach(), attn)
-            next_q_halt, next_q_cont = self.q_logits(z_H, attention_mask)
-        next_halts = torch.stack([*q_halts[1:], next_q_halt]).detach()
-        next_conts = torch.stack([*q_conts[1:], next_q_cont]).detach()
-        is_last = torch.zeros_like(next_halts, dtype=torch.bool)
-        is_last[-1] = True
-        targets = q_continue_target(next_halts, next_conts, is_last)
-
-        weight = torch.stack(active_rows).float()
-        q = act_q_losses(
-            torch.stack(q_halts).flatten(),
-            torch.stack(q_conts).flatten(),
-            torch.stack(corrects).flatten(),
-            targets.flatten(),
-            weight.flatten(),
-        )
-        out.lm_loss = token_loss_sum / token_count.clamp_min(1)
-        out.loss = out.lm_loss + 0.5 * (q["q_halt_loss"] + q["q_continue_loss"])
-        out.metrics.update({name: loss.detach() for name, loss in q.items()})
-        halt_right = (torch.stack(q_halts) > 0) == torch.stack(corrects)
-        out.metrics["q_halt_accuracy"] = (halt_right.float() * weight).sum() / weight.sum()
+        tokens = stats.tokens.float().clamp_min(1)
+        out.lm_loss = sum(s.token_loss for s in segments) / tokens
+        out.loss = sum(s.loss_sum for s in segments) / tokens
+        for key in ("lm_loss", "loss"):
+            out.metrics.pop(key)
         return out

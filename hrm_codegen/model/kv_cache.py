@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from hrm_codegen.model.precision import compute_dtype
+
 
 class KVCache:
     """Keys and values of all slots in two tensors [slots, B, kv_heads, max_len, head_dim].
@@ -16,6 +18,13 @@ class KVCache:
     The model writes the new positions of every slot during a forward, then calls `advance(S)`;
     `seq_len` counts the positions already cached (shared by all rows; padding is the attention
     mask's business).
+
+    After `make_static()` the cache serves fixed-shape decoding (for `torch.compile` / CUDA graphs):
+    the write position lives in a device tensor (`position`), `update` writes one position with
+    `index_copy_` and returns all `max_len` positions, and the attention mask passed to the model
+    covers all `max_len` columns. Nothing inside the model then reads a Python int that changes
+    per step, so one compiled graph serves every step. The host-side `seq_len` is the caller's
+    to keep (`advance` only moves `position`), so that the compiled step never guards on it.
     """
 
     def __init__(
@@ -39,6 +48,7 @@ class KVCache:
         self.keys = torch.zeros(shape, device=device, dtype=dtype or torch.float32)
         self.values = torch.zeros_like(self.keys)
         self.seq_len = 0
+        self.position: torch.Tensor | None = None  # set by make_static()
 
     @classmethod
     def for_model(
@@ -51,7 +61,9 @@ class KVCache:
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> KVCache:
-        """A cache shaped for `attention`'s heads, on `like`'s device and dtype unless given."""
+        """A cache shaped for `attention`'s heads, on `like`'s device, in the compute dtype unless
+        given: the autocast dtype under autocast (so keys and values are not cast every step),
+        else `like`'s dtype."""
         return cls(
             num_slots,
             batch_size,
@@ -59,8 +71,17 @@ class KVCache:
             max_len,
             attention.head_dim,
             device=device or like.device,
-            dtype=dtype or like.dtype,
+            dtype=dtype or compute_dtype(like),
         )
+
+    @property
+    def is_static(self) -> bool:
+        return self.position is not None
+
+    def make_static(self) -> None:
+        """Switch to fixed-shape decoding from the current `seq_len` (see the class docstring)."""
+        self.position = torch.full((1,), self.seq_len, dtype=torch.long, device=self.keys.device)
+        self._slot_index = torch.arange(self.num_slots, device=self.keys.device)
 
     @property
     def num_slots(self) -> int:
@@ -92,8 +113,18 @@ class KVCache:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Write [B, kv_heads, S, D] at positions seq_len..seq_len+S-1 of `slot`.
 
-        Returns the slot's keys and values for positions 0..seq_len+S-1.
+        Returns the slot's keys and values for positions 0..seq_len+S-1; a static cache writes at
+        `position` and returns all max_len positions (the mask hides those not written yet).
         """
+        if self.position is not None:
+            # index_put_ on the whole tensor, not index_copy_ on the view keys[slot]: compiled, a
+            # write into a view of a graph input becomes a copy of the entire cache every step
+            index = self.position + torch.arange(keys.shape[2], device=self.position.device)
+            at = [self._slot_index[slot], None, None, index]  # -> values laid out [S, B, kv, D]
+            put = torch.ops.aten.index_put_  # the aten op takes None for "every index"
+            put(self.keys, at, keys.permute(2, 0, 1, 3).to(self.keys.dtype))
+            put(self.values, at, values.permute(2, 0, 1, 3).to(self.values.dtype))
+            return self.keys[slot], self.values[slot]
         end = self.seq_len + keys.shape[2]
         if end > self.max_len:
             raise ValueError(
@@ -104,7 +135,13 @@ class KVCache:
         return self.keys[slot, :, :, :end], self.values[slot, :, :, :end]
 
     def advance(self, new_tokens: int) -> None:
-        """Mark `new_tokens` more positions as cached (called once per forward, after all slots)."""
+        """Mark `new_tokens` more positions as cached (called once per forward, after all slots).
+
+        A static cache moves its device-side `position` only; the caller advances `seq_len`.
+        """
+        if self.position is not None:
+            self.position.add_(new_tokens)
+            return
         self.seq_len += new_tokens
 
     def index_select(self, batch_index: torch.Tensor) -> KVCache:
@@ -131,6 +168,8 @@ class KVCache:
         selected.keys = self.keys.index_select(1, batch_index)
         selected.values = self.values.index_select(1, batch_index)
         selected.seq_len = self.seq_len
+        selected.position = None if self.position is None else self.position.clone()
+        selected._slot_index = getattr(self, "_slot_index", None)
         return selected
 
     def __repr__(self) -> str:

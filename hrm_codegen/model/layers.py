@@ -8,6 +8,7 @@ MLP with a fused `gate_up_proj`, no biases, and JAX-style truncated-normal initi
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -15,8 +16,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from hrm_codegen.model.kv_cache import KVCache
+from hrm_codegen.model.precision import compute_dtype
 
 ATTN_IMPLS = ("sdpa", "flash_attn")
+# SDPA broadcasts grouped key/value heads itself from torch 2.5 (no repeat_interleave copy)
+SDPA_HAS_GQA = tuple(int(p) for p in torch.__version__.split(".")[:2]) >= (2, 5)
+_FLASH_FALLBACKS_WARNED: set[tuple[str, ...]] = set()
 
 try:  # optional: FlashAttention 2 kernels (pip install hrm-codegen[flash])
     from flash_attn import flash_attn_func
@@ -228,16 +233,10 @@ class Attention(nn.Module):
         q, k, v = qkv.split([self.num_heads, self.num_kv_heads, self.num_kv_heads], dim=2)
         q, k = apply_rotary(q, attn.cos, attn.sin), apply_rotary(k, attn.cos, attn.sin)
 
-        # flash_attn takes half precision on CUDA without a mask; anything else goes to SDPA
-        use_flash = (
-            self.attn_impl == "flash_attn"
-            and attn.mask is None
-            and q.is_cuda
-            and q.dtype in (torch.float16, torch.bfloat16)
-        )
+        use_flash = self.attn_impl == "flash_attn" and flash_usable(q, attn.mask)
         if cache is not None:
             k, v = cache.update(slot, k.transpose(1, 2), v.transpose(1, 2))  # [B, kv, past+S, D]
-            k, v = k.to(q.dtype), v.to(q.dtype)
+            k, v = k.to(q.dtype), v.to(q.dtype)  # no-op when the cache is in the compute dtype
             if use_flash:
                 k, v = k.transpose(1, 2), v.transpose(1, 2)
         elif not use_flash:
@@ -248,15 +247,54 @@ class Attention(nn.Module):
                 q, k, v, causal=attn.is_causal or cache is not None and seq_len > 1
             )
         else:
-            q = q.transpose(1, 2)
-            if self.num_kv_heads != self.num_heads:
-                repeats = self.num_heads // self.num_kv_heads
-                k, v = k.repeat_interleave(repeats, dim=1), v.repeat_interleave(repeats, dim=1)
-            out = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=attn.mask, is_causal=attn.is_causal
-            )
-            out = out.transpose(1, 2)
+            out = sdpa(q.transpose(1, 2), k, v, attn.mask, attn.is_causal).transpose(1, 2)
         return self.o_proj(out.reshape(batch, seq_len, self.num_heads * self.head_dim))
+
+
+def sdpa(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None,
+    is_causal: bool,
+) -> torch.Tensor:
+    """SDPA on [B, heads, S, D] queries and [B, kv_heads, L, D] keys/values (grouped heads allowed).
+
+    With torch >= 2.5 SDPA broadcasts the kv heads itself (`enable_gqa`), which spares a copy of
+    the keys and values (the whole cache, when decoding) per block per step.
+    """
+    if k.shape[1] != q.shape[1]:
+        if SDPA_HAS_GQA:
+            return F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, is_causal=is_causal, enable_gqa=True
+            )
+        repeats = q.shape[1] // k.shape[1]
+        k, v = k.repeat_interleave(repeats, dim=1), v.repeat_interleave(repeats, dim=1)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)
+
+
+def flash_usable(q: torch.Tensor, mask: torch.Tensor | None) -> bool:
+    """Whether flash_attn can run this call; if not, say why once per reason instead of silently
+    falling back on SDPA (a run configured for flash_attn should know it is not getting it)."""
+    reasons = []
+    if not q.is_cuda:
+        reasons.append(f"inputs on {q.device.type}, it needs CUDA")
+    if q.dtype not in (torch.float16, torch.bfloat16):
+        reasons.append(f"{q.dtype} inputs, it needs fp16/bf16 (run under bf16 autocast or cast)")
+    if mask is not None:
+        reasons.append("an explicit attention mask (padding or fixed-shape decoding)")
+    if not reasons:
+        return True
+    key = tuple(reasons)
+    if key not in _FLASH_FALLBACKS_WARNED:
+        _FLASH_FALLBACKS_WARNED.add(key)
+        warnings.warn(
+            f"attn_impl='flash_attn' cannot be used for this call ({'; '.join(reasons)}); "
+            "using PyTorch SDPA instead (warned once per reason)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return False
 
 
 class SwiGLU(nn.Module):
@@ -305,7 +343,9 @@ class ScaledEmbedding(nn.Module):
         self.scale = math.sqrt(hidden_size)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self.scale * F.embedding(input_ids, self.weight)
+        """Embeddings in the compute dtype (autocast leaves F.embedding in the weight's dtype, which
+        would keep the whole residual stream in float32 under bf16 autocast)."""
+        return (self.scale * F.embedding(input_ids, self.weight)).to(compute_dtype(self.weight))
 
 
 # ----------------------------------------------------------------------------- outputs
@@ -344,6 +384,8 @@ def prepare_attention_inputs(
             f"labels {tuple(labels.shape)} must have the shape of input_ids {tuple(input_ids.shape)}"
         )
     batch, seq_len = input_ids.shape
+    if cache is not None and cache.is_static:
+        return _static_attention_inputs(rotary, input_ids, attention_mask, position_ids, cache)
     past = 0
     if cache is not None:
         if not causal:
@@ -372,3 +414,34 @@ def prepare_attention_inputs(
     cos, sin = rotary(position_ids)
     mask, is_causal = build_attention_mask(attention_mask, seq_len, past, causal, input_ids.device)
     return AttentionInputs(cos=cos, sin=sin, mask=mask, is_causal=is_causal)
+
+
+def _static_attention_inputs(
+    rotary: RotaryEmbedding,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    position_ids: torch.Tensor | None,
+    cache: KVCache,
+) -> AttentionInputs:
+    """Fixed-shape one-token decoding on a static cache: every input has the same shape at every
+    step and nothing reads the host-side `cache.seq_len`, so a compiled step never recompiles.
+
+    The mask covers all `max_len` cache columns: the caller sets the column being written to 1 and
+    leaves later ones 0, which is the causal mask of a single query.
+    """
+    batch, seq_len = input_ids.shape
+    if seq_len != 1:
+        raise ValueError(f"a static cache decodes one token per row per step, got {seq_len}")
+    if attention_mask is None or position_ids is None:
+        raise ValueError(
+            "a static cache needs attention_mask [batch, max_len] and position_ids [batch, 1]"
+        )
+    if tuple(attention_mask.shape) != (batch, cache.max_len) or batch != cache.batch_size:
+        raise ValueError(
+            f"a static cache of batch {cache.batch_size} and max_len {cache.max_len} needs "
+            f"attention_mask of shape {(cache.batch_size, cache.max_len)}, got "
+            f"{tuple(attention_mask.shape)} for a batch of {batch}"
+        )
+    cos, sin = rotary(position_ids)
+    mask = attention_mask.bool()[:, None, None, :]  # [B, 1, 1, max_len]
+    return AttentionInputs(cos=cos, sin=sin, mask=mask, is_causal=False)

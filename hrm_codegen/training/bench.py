@@ -60,9 +60,12 @@ def bench_model(
     dtype: str,
     peak: float | None,
     compile_model: bool = False,
+    model_overrides: dict | None = None,
 ) -> BenchResult:
+    """Time one model's optimiser step; `model_overrides` replace fields of its config file
+    (scripts/gpu_check.py --tiny shrinks the reference models this way)."""
     torch.manual_seed(0)
-    model = build_model(model_config(name), vocab_size).to(device)
+    model = build_model({**model_config(name), **(model_overrides or {})}, vocab_size).to(device)
     model.train()
     optimizer = build_optimizer(model, lr=1e-4, weight_decay=0.1, betas=(0.9, 0.95))
     run = torch.compile(model) if compile_model else model

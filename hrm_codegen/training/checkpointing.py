@@ -34,7 +34,16 @@ CONFIG_YAML = "config.yaml"
 # Config fields that may differ between a checkpoint and the model it is loaded into: they change how
 # the same weights run or train, not which weights exist.
 RUNTIME_MODEL_FIELDS = frozenset(
-    {"attn_impl", "loss", "halt_exploration_prob", "bp_steps", "max_seq_len", "halt_max_steps"}
+    {
+        "attn_impl",
+        "loss",
+        "halt_exploration_prob",
+        "bp_steps",
+        "max_seq_len",
+        "halt_max_steps",
+        "halt_target",
+        "halt_margin",
+    }
 )
 
 

@@ -185,6 +185,11 @@ def build_tokenizer(tok_cfg: dict[str, Any], data_cfg: dict[str, Any], cache_roo
             "pretraining needs the tokenizer its corpus was built with: set tokenizer.path "
             "(e.g. tokenizer.path=code-bpe)"
         )
+    return load_tokenizer(auto_tokenizer_dir(tok_cfg, data_cfg, cache_root))
+
+
+def auto_tokenizer_dir(tok_cfg: dict[str, Any], data_cfg: dict[str, Any], cache_root: Path) -> Path:
+    """The folder of the small code BPE `build_tokenizer` trains for this data (trained once)."""
     from hrm_codegen.data.prompts import format_prompt, format_target
 
     texts = [
@@ -208,7 +213,7 @@ def build_tokenizer(tok_cfg: dict[str, Any], data_cfg: dict[str, Any], cache_roo
             shutil.rmtree(tmp)
         else:
             tmp.rename(folder)
-    return load_tokenizer(folder)
+    return folder
 
 
 def stdlib_texts(megabytes: float) -> Iterator[str]:

@@ -24,10 +24,14 @@ L_layers + H_layers). Every block has the same shape, so with P_b weights per bl
     FLOPs/token = 2·P_b·A_fwd + 4·S·d·A_fwd + 2·P_head        (forward)
                 + 4·P_b·A_bwd + 8·S·d·A_bwd + 4·P_head        (backward)
 
-times the number of segments per training forward: 1 without adaptive computation; with the Q head
-and halt_max_steps = M > 1 the model runs all M segments on the whole batch (each with its LM head,
-forward and backward), plus one gradient-free segment of blocks for the bootstrapped Q-continue
-target, which adds (2·P_b + 4·S·d)·A_fwd. The transformer is the special case A_fwd = A_bwd = L.
+times the number of segments a token runs: 1 without adaptive computation. With the Q head and
+halt_max_steps = M > 1 (training-mode ACT, model/act.py) each sequence runs between 1 and M segments
+(each with its LM head, forward and backward; halted sequences leave the batch) and, once, one
+gradient-free look-ahead segment of blocks for its Q targets, (2·P_b + 4·S·d)·A_fwd, plus the LM
+head forward 2·P_head when the halting target is `loss_plateau` (it needs the next segment's loss).
+The trainer counts the segments actually run (`segment_flops_per_token` x tokens per segment, plus
+`lookahead_flops_per_token` x tokens); `training_flops_per_token` is the most a token can cost (all
+M segments), used for estimates. The transformer is the special case A_fwd = A_bwd = L.
 """
 
 from __future__ import annotations
@@ -51,17 +55,34 @@ class FlopsCount:
     hidden_size: int
     forward_blocks: int
     backward_blocks: int
-    segments: int = 1  # segments with LM head and backward per forward (ACT: halt_max_steps)
-    bootstrap_segments: int = 0  # gradient-free block-only segments (ACT's Q target: 1)
+    segments: int = 1  # most segments with LM head and backward per token (ACT: halt_max_steps)
+    bootstrap_segments: int = 0  # gradient-free look-ahead segments per token (ACT: 1)
+    bootstrap_head: bool = False  # the look ahead runs the LM head (halt_target loss_plateau)
+
+    def _blocks_forward(self, seq_len: int) -> float:
+        attn = 4.0 * seq_len * self.hidden_size  # forward attention FLOPs per block application
+        return (2.0 * self.block_params + attn) * self.forward_blocks
+
+    def segment_flops_per_token(self, seq_len: int) -> float:
+        """Forward + backward model FLOPs of one segment for one token of a `seq_len` sequence."""
+        attn = 4.0 * seq_len * self.hidden_size
+        forward = self._blocks_forward(seq_len) + 2.0 * self.head_params
+        backward = (4.0 * self.block_params + 2.0 * attn) * self.backward_blocks
+        return forward + backward + 4.0 * self.head_params
+
+    def lookahead_flops_per_token(self, seq_len: int) -> float:
+        """Forward FLOPs of one gradient-free ACT look-ahead segment (0 without ACT)."""
+        if not self.bootstrap_segments:
+            return 0.0
+        return self._blocks_forward(seq_len) + (
+            2.0 * self.head_params if self.bootstrap_head else 0
+        )
 
     def training_flops_per_token(self, seq_len: int) -> float:
-        """Forward + backward model FLOPs for one token in a sequence of `seq_len` tokens."""
-        attn = 4.0 * seq_len * self.hidden_size  # forward attention FLOPs per block application
-        blocks_forward = (2.0 * self.block_params + attn) * self.forward_blocks
-        forward = blocks_forward + 2.0 * self.head_params
-        backward = (4.0 * self.block_params + 2.0 * attn) * self.backward_blocks
-        backward += 4.0 * self.head_params
-        return (forward + backward) * self.segments + blocks_forward * self.bootstrap_segments
+        """Forward + backward model FLOPs for one token in a sequence of `seq_len` tokens (with
+        ACT: the most it can cost, every segment run)."""
+        segments = self.segments * self.segment_flops_per_token(seq_len)
+        return segments + self.bootstrap_segments * self.lookahead_flops_per_token(seq_len)
 
 
 def hrm_module_schedule(h_cycles: int, l_cycles: int) -> list[str]:
@@ -86,7 +107,10 @@ def flops_count(model: torch.nn.Module) -> FlopsCount:
         halt_max_steps = int(getattr(cfg, "halt_max_steps", 1))
         if getattr(model, "q_head", None) is not None and halt_max_steps > 1:  # training-mode ACT
             counts = (block_params, head_params, hidden, forward_blocks, backward_blocks)
-            return FlopsCount(*counts, segments=halt_max_steps, bootstrap_segments=1)
+            head = getattr(cfg, "halt_target", "exact") == "loss_plateau"
+            return FlopsCount(
+                *counts, segments=halt_max_steps, bootstrap_segments=1, bootstrap_head=head
+            )
     else:
         n_layers = int(cfg.n_layers)
         block_params = _params_per_block(model, n_layers)

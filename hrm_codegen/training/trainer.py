@@ -19,11 +19,12 @@ import math
 import time
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from hrm_codegen.bpb import BpbTotals, batch_bpb_totals, batched, dataset_bpb, token_byte_lengths
 from hrm_codegen.training.checkpointing import (
     CHECKPOINT_DIR,
     CheckpointError,
@@ -184,6 +185,16 @@ def validate_config(cfg: DictConfig) -> None:
             raise ConfigError(f"{key} must be >= 1, got {cfg[key]}")
     if int(cfg.eval.interval) < 1:
         raise ConfigError(f"eval.interval must be >= 1, got {cfg.eval.interval}")
+    budget = train.get("flop_budget")
+    if budget is not None and not float(budget) > 0:
+        raise ConfigError(f"train.flop_budget={budget} must be a positive number of FLOPs or null")
+    fraction = train.get("warmup_fraction")
+    if fraction is not None and not 0.0 <= float(fraction) < 1.0:
+        raise ConfigError(f"train.warmup_fraction={fraction} must lie in [0, 1) or be null")
+    for key in ("points", "checkpoint_points"):
+        value = cfg.eval.get(key)
+        if value is not None and int(value) < 1:
+            raise ConfigError(f"eval.{key}={value} must be >= 1 or null")
     if int(cfg.data.max_seq_len) > int(cfg.model.max_seq_len):
         raise ConfigError(
             f"data.max_seq_len={cfg.data.max_seq_len} exceeds model.max_seq_len="
@@ -344,6 +355,8 @@ class Trainer:
         self.order = BatchOrder(len(self.data.train), seed=int(cfg.seed))
         self.step = 0
         self.tokens_seen = 0
+        self.flops_seen = 0.0  # cumulative training FLOPs (forward + backward as executed)
+        self.train_seconds = 0.0  # cumulative wall time of training steps (not eval/checkpoints)
         self.last_good_checkpoint: Path | None = None
         if self.resume_ckpt is not None:
             self._restore(self.resume_ckpt)
@@ -354,6 +367,103 @@ class Trainer:
         self.train_model = torch.compile(self.ddp_model) if cfg.compile else self.ddp_model
         self.flops = flops_count(self.model)
         self.peak = peak_flops(acc.device)
+        self._resolve_schedule()
+        self.byte_lengths = token_byte_lengths(self.tokenizer)
+        self.bpb_sets = self._bpb_sets() if self.is_main else {}
+
+    # ------------------------------------------------------------------ budget and eval sets
+
+    def _resolve_schedule(self) -> None:
+        """Turn the budget-relative settings into steps: `train.flop_budget` -> `train.max_steps`,
+        `train.warmup_fraction` -> `train.warmup_steps`, `eval.points` -> `eval.interval`,
+        `eval.checkpoint_points` -> `checkpoint_interval`. The resolved values are written into the
+        config (and so into config.yaml), and a resumed run resolves them to the same numbers."""
+        cfg, t = self.cfg, self.cfg.train
+        if t.get("flop_budget") is not None:
+            per_step = self.flops_per_step_estimate()
+            steps = max(1, round(float(t.flop_budget) / per_step))
+            t.max_steps = steps
+            self._print(
+                f"train.flop_budget={float(t.flop_budget):.3g}: {steps} steps of "
+                f"~{per_step:.3g} FLOPs ({self.flops.training_flops_per_token(self._mean_len()):.3g} "
+                "per token)"
+            )
+        max_steps = int(t.max_steps)
+        if t.get("warmup_fraction") is not None:
+            t.warmup_steps = round(float(t.warmup_fraction) * max_steps)
+        if cfg.eval.get("points") is not None:
+            cfg.eval.interval = max(1, math.ceil(max_steps / int(cfg.eval.points)))
+        if cfg.eval.get("checkpoint_points") is not None:
+            cfg.checkpoint_interval = max(1, math.ceil(max_steps / int(cfg.eval.checkpoint_points)))
+        if t.stop_at_step is not None and int(t.stop_at_step) > max_steps:
+            raise ConfigError(
+                f"train.stop_at_step={t.stop_at_step} exceeds the {max_steps} steps of the budget"
+            )
+
+    def _mean_len(self) -> float:
+        train = self.data.train
+        sample = range(0, len(train), max(1, len(train) // 256))
+        return sum(int(train[i]["input_ids"].numel()) for i in sample) / len(sample)
+
+    def flops_per_step_estimate(self) -> float:
+        """Training FLOPs of one optimiser step: global batch x (mean length x FLOPs per token at
+        that length), from a sample of up to 256 training examples (exact for packed windows)."""
+        train = self.data.train
+        sample = range(0, len(train), max(1, len(train) // 256))
+        per_example = [
+            int(train[i]["input_ids"].numel())
+            * self.flops.training_flops_per_token(int(train[i]["input_ids"].numel()))
+            for i in sample
+        ]
+        return self.global_batch * sum(per_example) / len(per_example)
+
+    def _bpb_sets(self) -> dict[str, tuple[Any, Any]]:
+        """Held-out text scored in bits per byte at every evaluation, by metric name.
+
+        `val/bpb`: the corpus validation split (the stage's own when pretraining, `eval.bpb_corpus`
+        otherwise); `val/mbpp_bpb`: MBPP validation reference solutions given their prompts (the
+        stage's validation set when fine-tuning on MBPP, else loaded when `eval.mbpp_bpb`). A set
+        that cannot be built is said once, not silently skipped.
+        """
+        from hrm_codegen.data.sft import SFTCollator, SFTDataset
+        from hrm_codegen.training.data import load_tasks, stack_windows
+
+        e, data_cfg = self.cfg.eval, self.cfg.data
+        sets: dict[str, tuple[Any, Any]] = {}
+        if data_cfg.stage == "pretrain":
+            if self.data.val is not None:
+                sets["val/bpb"] = (self.data.val, stack_windows)
+        elif e.get("bpb_corpus"):
+            from hrm_codegen.data.corpus import PackedDataset
+
+            try:
+                windows = PackedDataset(
+                    Path(str(e.bpb_corpus)).expanduser(), "validation", self.data.max_seq_len
+                )
+                sets["val/bpb"] = (windows, stack_windows)
+            except (FileNotFoundError, ValueError) as error:
+                self._print(f"note: val/bpb is off: eval.bpb_corpus={e.bpb_corpus}: {error}")
+        if data_cfg.stage == "sft":
+            if self.data.val is not None and len(self.data.val):
+                sets["val/mbpp_bpb"] = (self.data.val, self.data.collate)
+        elif e.get("mbpp_bpb", True):
+            mbpp_cfg = {"benchmark": e.get("mbpp_benchmark") or "mbpp", "path": e.get("mbpp_path")}
+            try:
+                tasks = load_tasks(mbpp_cfg, "validation", None)
+                examples = SFTDataset(tasks, self.tokenizer, int(self.cfg.model.max_seq_len))
+                collate = SFTCollator(self.tokenizer.pad_token_id, pad_to_multiple_of=8)
+                sets["val/mbpp_bpb"] = (examples, collate)
+                if len(examples) < len(tasks):
+                    self._print(
+                        f"note: val/mbpp_bpb scores {len(examples)} of {len(tasks)} MBPP "
+                        "validation tasks (the others exceed model.max_seq_len)"
+                    )
+            except Exception as error:  # no benchmark files and no hub: say so, train on
+                self._print(
+                    f"note: val/mbpp_bpb is off ({type(error).__name__}: {error}); set "
+                    "HRM_CODEGEN_DATA_DIR or eval.mbpp_path, or eval.mbpp_bpb=false"
+                )
+        return sets
 
     # ------------------------------------------------------------------ checkpoint state
 
@@ -374,6 +484,8 @@ class Trainer:
             self.ema.load_state_dict(shadow, int(state.get("ema_updates", 0)))
         self.step = int(state["step"])
         self.tokens_seen = int(state["tokens_seen"])
+        self.flops_seen = float(state.get("flops_seen", 0.0))
+        self.train_seconds = float(state.get("train_seconds", 0.0))
         position = state["data"]
         if position["num_samples"] != len(self.data.train):
             raise CheckpointError(
@@ -408,6 +520,8 @@ class Trainer:
             state = {
                 "step": self.step,
                 "tokens_seen": self.tokens_seen,
+                "flops_seen": self.flops_seen,
+                "train_seconds": self.train_seconds,
                 "data": self.order.state_dict(),
                 "global_batch_size": self.global_batch,
                 "num_processes": self.accelerator.num_processes,
@@ -430,18 +544,25 @@ class Trainer:
 
     # ------------------------------------------------------------------ one step
 
-    def _micro_batches(self) -> list[tuple[dict[str, torch.Tensor], int]]:
-        """This process's micro-batches of the next global batch, each with its count of real
-        (non-padding) tokens."""
+    def _micro_batches(self) -> list[MicroBatch]:
+        """This process's micro-batches of the next global batch, on the device, each with its
+        real-token and label-token counts read off the CPU batch (no device sync).
+
+        Models with a Q head get `lengths` (real tokens per right-padded row) instead of the
+        attention mask, so attention keeps the fused causal path."""
         t = self.cfg.train
         micro, accum = int(t.micro_batch_size), int(t.grad_accum_steps)
         rank, world = self.accelerator.process_index, self.accelerator.num_processes
         indices = self.order.take(self.global_batch)
+        has_q_head = getattr(self.model, "q_head", None) is not None
         batches = []
         for j in range(accum):
             start = (j * world + rank) * micro
             batch = self.data.collate([self.data.train[i] for i in indices[start : start + micro]])
-            batches.append((self._to_device(batch), _real_tokens(batch)))
+            tokens, labels = _real_tokens(batch), count_label_tokens(batch)
+            if has_q_head:
+                batch = _with_lengths(batch)
+            batches.append(MicroBatch(self._to_device(batch), tokens, labels))
         return batches
 
     def _to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -449,11 +570,14 @@ class Trainer:
             batch = {k: v for k, v in batch.items() if k != "attention_mask"}
         return {k: v.to(self.accelerator.device, non_blocking=True) for k, v in batch.items()}
 
-    def train_step(
-        self, micro_batches: list[tuple[dict[str, torch.Tensor], int]]
-    ) -> dict[str, float]:
-        """Forward/backward over the micro-batches, clip, one AdamW step; returns step metrics."""
+    def train_step(self, micro_batches: list[MicroBatch]) -> dict[str, float]:
+        """Forward/backward over the micro-batches, clip, one AdamW step; returns step metrics.
+
+        Counts come from the CPU batches; losses and metrics stay device tensors and are read
+        back once, after clipping (one host sync per step, which the non-finite check needs
+        anyway). Training-mode ACT back-propagates segment by segment (`_act_backward`)."""
         acc = self.accelerator
+        world = acc.num_processes
         lr = lr_at_step(
             self.step,
             base_lr=float(self.cfg.train.lr),
@@ -462,39 +586,30 @@ class Trainer:
             min_ratio=float(self.cfg.train.lr_min_ratio),
         )
         set_lr(self.optimizer, lr)
-        batches = [batch for batch, _ in micro_batches]
-        tokens = [n for _, n in micro_batches]
-        labels = [count_label_tokens(b) for b in batches]
-        flops = sum(
-            n * self.flops.training_flops_per_token(b["input_ids"].shape[1])
-            for b, n in zip(batches, tokens)
-        )
-        counts = torch.tensor(
-            [sum(labels), sum(tokens), flops], dtype=torch.float64, device=acc.device
-        )
-        global_labels, global_tokens, global_flops = acc.reduce(counts, reduction="sum").tolist()
+        local = [sum(mb.labels for mb in micro_batches), sum(mb.tokens for mb in micro_batches)]
+        if world > 1:  # one all-reduce of the CPU counts; the weights stay on the device
+            counts = acc.reduce(torch.tensor(local, dtype=torch.float64, device=acc.device))
+            global_labels = counts[0]
+        else:
+            counts = torch.tensor(local, dtype=torch.float64)
+            global_labels = float(local[0])
+            if global_labels == 0:
+                raise DataConfigError(f"step {self.step}: the global batch has no label tokens")
+        if _uses_act(self.model):
+            sums, extra, flops = self._act_backward(micro_batches, global_labels)
+        else:
+            sums, extra, flops = self._plain_backward(micro_batches, global_labels)
+        clip = self.cfg.train.grad_clip
+        grad_norm = acc.clip_grad_norm_(self.model.parameters(), clip or math.inf)
+        keys = sorted(extra)
+        values = [sums[0], sums[1], torch.as_tensor(grad_norm, device=acc.device).double()]
+        values += [flops.to(acc.device)] + [extra[k].to(acc.device) for k in keys]
+        host = torch.stack(values).tolist() + counts.tolist()  # the step's one host sync
+        loss, lm_loss, grad_norm, global_flops = host[:4]
+        extra_host = dict(zip(keys, host[4 : 4 + len(keys)]))
+        global_labels, global_tokens = host[-2:]
         if global_labels == 0:
             raise DataConfigError(f"step {self.step}: the global batch has no label tokens")
-        # (loss x labels, lm loss x labels) summed over micro-batches, then over processes
-        sums = torch.zeros(2, dtype=torch.float64, device=acc.device)
-        extra: dict[str, float] = {}
-        for j, batch in enumerate(batches):
-            last = j == len(batches) - 1
-            with nullcontext() if last else acc.no_sync(self.ddp_model):
-                out = self.train_model(**batch)
-                weight = labels[j] * acc.num_processes / global_labels
-                acc.backward(out.loss * weight)
-            sums[0] += out.loss.detach().double() * labels[j]
-            sums[1] += _lm_loss(out).detach().double() * labels[j]
-            for key, value in out.metrics.items():
-                extra[key] = extra.get(key, 0.0) + float(value.detach()) / len(batches)
-        loss, lm_loss = (acc.reduce(sums, reduction="sum") / global_labels).tolist()
-        if extra and acc.num_processes > 1:  # the model's extra metrics: mean over processes
-            keys = sorted(extra)
-            local = torch.tensor([extra[k] for k in keys], dtype=torch.float64, device=acc.device)
-            extra = dict(zip(keys, acc.reduce(local, reduction="mean").tolist()))
-        clip = self.cfg.train.grad_clip
-        grad_norm = float(acc.clip_grad_norm_(self.model.parameters(), clip or math.inf))
         if not (math.isfinite(loss) and (math.isfinite(grad_norm) or acc.scaler is not None)):
             self._raise_non_finite(loss, grad_norm)
         self.optimizer.step()
@@ -510,8 +625,102 @@ class Trainer:
             "grad_norm": grad_norm,
             "tokens": global_tokens,
             "flops": global_flops,
-            **extra,
+            **extra_host,
         }
+
+    def _plain_backward(
+        self, micro_batches: list[MicroBatch], global_labels: float | torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+        """One forward/backward per micro-batch through DDP (synced on the last); each mean loss
+        weighted by its share of the global label tokens. Returns the global (loss, lm loss)
+        means, the model's extra metrics (mean over micro-batches and processes) and the FLOPs,
+        all device tensors."""
+        acc = self.accelerator
+        world = acc.num_processes
+        sums = torch.zeros(2, dtype=torch.float64, device=acc.device)
+        extra: dict[str, torch.Tensor] = {}
+        flops = 0.0
+        for j, mb in enumerate(micro_batches):
+            last = j == len(micro_batches) - 1
+            flops += mb.tokens * self.flops.training_flops_per_token(mb.batch["input_ids"].shape[1])
+            with nullcontext() if last else acc.no_sync(self.ddp_model):
+                out = self.train_model(**mb.batch)
+                weight = mb.labels * world / global_labels
+                if isinstance(weight, torch.Tensor):
+                    weight = weight.float()
+                acc.backward(out.loss * weight)
+            sums[0] += out.loss.detach().double() * mb.labels
+            sums[1] += _lm_loss(out).detach().double() * mb.labels
+            for key, value in out.metrics.items():
+                mean = value.detach().double() / len(micro_batches)
+                extra[key] = extra[key] + mean if key in extra else mean
+        flops = torch.tensor(flops, dtype=torch.float64, device=acc.device)
+        if world > 1:
+            keys = sorted(extra)
+            packed = acc.reduce(torch.stack([*sums, flops, *(extra[k] for k in keys)]))
+            sums, flops = packed[:2], packed[2]
+            extra = {k: v / world for k, v in zip(keys, packed[3:])}
+        return sums / global_labels, extra, flops
+
+    def _act_backward(
+        self, micro_batches: list[MicroBatch], global_labels: float | torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+        """Training-mode ACT: one backward per segment from the detached carry (model/act.py).
+
+        Each segment's summed loss is back-propagated over the step's label tokens as soon as its
+        Q targets are known, so at most two segments' activations are alive and halted rows drop
+        out of the batch. The denominator of the mean over (sequence, segment) pairs is only known
+        at the end, so the accumulated gradient is rescaled once. Ranks run different numbers of
+        segments, so this bypasses DDP's hooks (which pair one synced backward per forward) and
+        all-reduces the gradients itself, once per step.
+        """
+        from hrm_codegen.model.act import ACTStats, act_segments
+
+        acc = self.accelerator
+        config = self.model.config
+        segment_fn = self._act_segment_fn()
+        stats = ACTStats(config.halt_max_steps, acc.device)
+        flops = torch.zeros((), dtype=torch.float64, device=acc.device)
+        inverse_labels = 1.0 / global_labels
+        if isinstance(inverse_labels, torch.Tensor):
+            inverse_labels = inverse_labels.float()
+        for mb in micro_batches:
+            batch = mb.batch
+            seq_len = batch["input_ids"].shape[1]
+            per_segment = self.flops.segment_flops_per_token(seq_len)
+            flops += mb.tokens * self.flops.lookahead_flops_per_token(seq_len)
+            lengths = batch["lengths"]
+            for segment in act_segments(
+                config, segment_fn, batch["input_ids"], batch["labels"], lengths
+            ):
+                acc.backward(segment.loss_sum * inverse_labels)
+                stats.add(segment)
+                flops += lengths[segment.rows].sum().double() * per_segment
+        vector = stats.vector
+        if acc.num_processes > 1:
+            _all_reduce_gradients(self.model)
+            packed = acc.reduce(torch.cat([vector, flops[None]]))
+            vector, flops = packed[:-1], packed[-1]
+        scale = (global_labels / vector[3].clamp_min(1)).float()
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        torch._foreach_mul_(grads, scale)
+        metrics = stats.metrics(vector)
+        sums = torch.stack([metrics.pop("loss"), metrics.pop("lm_loss")])
+        return sums, metrics, flops
+
+    def _act_segment_fn(self):
+        """`model.act_segment` under autocast (and torch.compile when `compile` is set)."""
+        if getattr(self, "_act_segment", None) is None:
+            fn = self.model.act_segment
+            if self.cfg.compile:
+                fn = torch.compile(fn)
+
+            def segment(*args, **kwargs):
+                with self.accelerator.autocast():
+                    return fn(*args, **kwargs)
+
+            self._act_segment = segment
+        return self._act_segment
 
     def _raise_non_finite(self, loss: float, grad_norm: float) -> None:
         where = (
@@ -554,20 +763,33 @@ class Trainer:
             return {}
         size = int(self.cfg.eval.batch_size)
         max_batches = self.cfg.eval.max_batches
-        starts = list(range(0, len(val), size))
-        if max_batches is not None:
-            starts = starts[: int(max_batches)]
         total, count = 0.0, 0
-        for start in starts:
-            items = [val[i] for i in range(start, min(start + size, len(val)))]
-            batch = self._to_device(self.data.collate(items))
+        own = BpbTotals()  # bpb of the validation split itself, from the same logits
+        for cpu_batch in batched(val, self.data.collate, size, max_batches):
+            batch = self._to_device(cpu_batch)
             with self.accelerator.autocast():
                 out = model(**batch)
             n = count_label_tokens(batch)
             total += float(_lm_loss(out)) * n
             count += n
+            loss_kind = getattr(model.config, "loss", "softmax")
+            own = own + batch_bpb_totals(out.logits, batch["labels"], self.byte_lengths, loss_kind)
         loss = total / max(count, 1)
-        return {"val/loss": loss, "val/ppl": math.exp(min(loss, 50.0))}
+        metrics = {"val/loss": loss, "val/ppl": math.exp(min(loss, 50.0))}
+        for name, (dataset, collate) in self.bpb_sets.items():
+            if dataset is val:
+                totals = own
+            else:
+                limit = max_batches if name == "val/bpb" else None  # MBPP: every task, always
+                totals = dataset_bpb(
+                    model,
+                    batched(dataset, collate, size, limit),
+                    self.byte_lengths,
+                    device=self.accelerator.device,
+                    autocast=self.accelerator.autocast,
+                )
+            metrics[name] = totals.bpb
+        return metrics
 
     def _wants_pass_at_1(self) -> bool:
         return (
@@ -625,7 +847,10 @@ class Trainer:
         self.model.train()
         try:
             while self.step < stop_at:
+                step_start = time.perf_counter()
                 metrics = self.train_step(self._micro_batches())
+                self.train_seconds += time.perf_counter() - step_start
+                self.flops_seen += float(metrics["flops"])
                 logger.advance()
                 for key, value in metrics.items():
                     window[key] = window.get(key, 0.0) + value
@@ -638,7 +863,7 @@ class Trainer:
                 if self.step % int(cfg.eval.interval) == 0 or at_end:
                     eval_metrics = self.evaluate()
                     if eval_metrics:
-                        logger.log({**eval_metrics, "tokens_seen": self.tokens_seen}, self.step)
+                        logger.log({**eval_metrics, **self._progress()}, self.step)
                         logger.print(
                             f"step {self.step} eval: "
                             + " ".join(f"{k}={v:.4g}" for k, v in eval_metrics.items())
@@ -671,9 +896,18 @@ class Trainer:
             out["train/mfu"] = (
                 flops / max(elapsed, 1e-9) / (self.peak * self.accelerator.num_processes)
             )
-        out["tokens_seen"] = self.tokens_seen
+        out.update(self._progress())
         out["epoch"] = self.order.epoch + self.order.offset / self.order.num_samples
         return out
+
+    def _progress(self) -> dict[str, float]:
+        """Where the run stands, carried by every logged record so curves can be drawn against
+        tokens, training FLOPs or training wall time alike."""
+        return {
+            "tokens_seen": self.tokens_seen,
+            "flops": self.flops_seen,
+            "train_seconds": self.train_seconds,
+        }
 
     def _print_summary(self, emit: Any) -> None:
         n_total = self.model.num_parameters()
@@ -718,6 +952,51 @@ class Trainer:
 
 def _lm_loss(out: Any) -> torch.Tensor:
     return out.lm_loss if getattr(out, "lm_loss", None) is not None else out.loss
+
+
+class MicroBatch(NamedTuple):
+    """One micro-batch on the device with counts taken from its CPU copy."""
+
+    batch: dict[str, torch.Tensor]
+    tokens: int  # real (non-padding) tokens
+    labels: int  # label tokens (labels != -100)
+
+
+def _uses_act(model: torch.nn.Module) -> bool:
+    return getattr(model, "q_head", None) is not None and model.config.halt_max_steps > 1
+
+
+def _with_lengths(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The CPU batch with `lengths` (real tokens per right-padded row) and no attention mask."""
+    batch = dict(batch)
+    mask = batch.pop("attention_mask", None)
+    input_ids = batch["input_ids"]
+    if mask is None:
+        batch["lengths"] = torch.full((input_ids.shape[0],), input_ids.shape[1], dtype=torch.long)
+        return batch
+    lengths = mask.long().sum(-1)
+    if not torch.equal(torch.arange(mask.shape[1]) < lengths[:, None], mask.bool()):
+        raise DataConfigError("training batches must be right-padded (the Q head reads lengths)")
+    batch["lengths"] = lengths
+    return batch
+
+
+def _all_reduce_gradients(model: torch.nn.Module) -> None:
+    """Sum every parameter's gradient over the processes, one flat buffer per dtype."""
+    import torch.distributed as dist
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
+    for p in params:
+        by_dtype.setdefault(p.grad.dtype, []).append(p.grad)
+    for grads in by_dtype.values():
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat)
+        parts = flat.split([g.numel() for g in grads])
+        torch._foreach_copy_(grads, [part.view_as(g) for part, g in zip(parts, grads)])
 
 
 def _real_tokens(batch: dict[str, torch.Tensor]) -> int:

@@ -1,0 +1,38 @@
+"""Studies: the same question asked of several architectures at equal training compute.
+
+`scripts/run_study.py study=<name>` reads configs/study/<name>.yaml (`spec.py`), trains and
+evaluates every run of the protocol (`runner.py`) and writes results.json, report.md and plots
+(`report.py`). The study package sits above `training/` and `evaluation/` and uses both.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hrm_codegen.study.spec import StudyConfigError, StudySpec, load_spec
+
+__all__ = ["USER_ERRORS", "StudyConfigError", "StudySpec", "load_spec", "run_study_from_config"]
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from hrm_codegen.training import USER_ERRORS as TRAINING_ERRORS
+
+    return (StudyConfigError, *TRAINING_ERRORS)
+
+
+USER_ERRORS = _user_errors()
+
+
+def run_study_from_config(cfg: dict[str, Any], command: str = "") -> Path:
+    """The launcher's work: `cfg` is configs/run_study.yaml resolved (with its `study` node)."""
+    from hrm_codegen.study.report import write_report
+    from hrm_codegen.study.runner import StudyRunner
+
+    spec = load_spec(cfg["study"])
+    output = Path(cfg.get("output_dir") or Path("studies") / spec.name)
+    runner = StudyRunner(spec, output)
+    if cfg.get("report_only"):
+        runner.prepare()
+        return write_report(runner, publish_dir=cfg.get("publish_dir"), command=command)
+    return runner.run(publish_dir=cfg.get("publish_dir"), command=command)

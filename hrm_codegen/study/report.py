@@ -1,0 +1,587 @@
+"""A study's results: results.json, report.md and plots, from the run folders as they stand.
+
+Everything is read back from disk (metrics.jsonl, trainer_state.json, the evaluation cache), so the
+report can be rebuilt at any time, also from an unfinished study. Spread over seeds is shown as
+mean +- half the range with every seed's value listed; with two seeds that is all the data says.
+A difference counts as "beyond seed noise" only when every seed of one arm beats every seed of the
+other: a rule fixed here, before any result, not chosen after looking.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hrm_codegen.study.spec import finite_or_inf
+
+if TYPE_CHECKING:
+    from hrm_codegen.study.runner import RunKey, StudyRunner
+
+CURVE_KEYS = ("val/bpb", "val/mbpp_bpb", "val/loss")
+PLOTS = ("bpb_vs_flops", "bpb_vs_time", "bpb_vs_tokens", "lr_sweep", "test_time")
+
+
+def _curve(run_dir: Path) -> list[dict[str, float]]:
+    """Evaluation records (one per step; a resumed run's repeats keep the latest)."""
+    from hrm_codegen.training.logging import read_metrics
+
+    if not (run_dir / "metrics.jsonl").is_file():
+        return []
+    by_step: dict[int, dict[str, float]] = {}
+    for row in read_metrics(run_dir):
+        if any(k in row for k in CURVE_KEYS):
+            point = {
+                k: row[k] for k in ("step", "tokens_seen", "flops", "train_seconds") if k in row
+            }
+            point.update({k: finite_or_inf(row[k]) for k in CURVE_KEYS if k in row})
+            by_step[int(row["step"])] = point
+    return [by_step[s] for s in sorted(by_step)]
+
+
+def run_summary(runner: StudyRunner, key: RunKey) -> dict[str, Any]:
+    """Everything the report says about one run."""
+    from hrm_codegen.study.runner import EVAL_FILE, read_json, run_status
+
+    run_dir = key.path(runner.out)
+    status = run_status(run_dir)
+    out: dict[str, Any] = {
+        "stage": key.stage,
+        "arm": key.arm,
+        "seed": key.seed,
+        "lr": key.lr,
+        "train_lr": key.lr * (runner.spec.sft.lr_scale if key.stage == "sft" else 1.0),
+        "status": status,
+        "run_dir": str(run_dir),
+    }
+    curve = _curve(run_dir)
+    out["curve"] = curve
+    state_file = run_dir / "checkpoint" / "trainer_state.json"
+    if state_file.is_file():
+        state = json.loads(state_file.read_text())
+        out.update(
+            steps=state["step"],
+            tokens=state["tokens_seen"],
+            flops=state.get("flops_seen"),
+            train_seconds=state.get("train_seconds"),
+        )
+        if state.get("train_seconds"):
+            out["tok_s"] = state["tokens_seen"] / state["train_seconds"]
+        out.update(_model_facts(run_dir))
+    for metric in CURVE_KEYS:
+        values = [p[metric] for p in curve if metric in p]
+        if values:
+            out[f"final {metric}"] = values[-1] if status != "diverged" else math.inf
+            out[f"best {metric}"] = min(values)
+    cache = read_json(run_dir / EVAL_FILE)
+    if "test_time" in cache:
+        out["test_time"] = cache["test_time"]
+    if "pass_at_k" in cache:
+        out["pass_at_k"] = cache["pass_at_k"]
+    return out
+
+
+def _model_facts(run_dir: Path) -> dict[str, Any]:
+    from omegaconf import OmegaConf
+
+    from hrm_codegen.model import load_pretrained
+    from hrm_codegen.training.flops import flops_count
+
+    model = load_pretrained(run_dir / "checkpoint")
+    seq_len = int(OmegaConf.load(run_dir / "config.yaml").data.max_seq_len)
+    return {
+        "model_type": model.model_type,
+        "params": model.num_parameters(),
+        "params_body": model.num_parameters(exclude_embeddings=True),
+        "flops_per_token": flops_count(model).training_flops_per_token(seq_len),
+        "depth": getattr(model.config, "n_layers", None),
+    }
+
+
+def _stats(values: list[float]) -> dict[str, Any]:
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return {"mean": math.inf, "half_range": 0.0, "values": values}
+    return {
+        "mean": sum(finite) / len(finite),
+        "half_range": (max(finite) - min(finite)) / 2,
+        "values": values,
+    }
+
+
+def collect(runner: StudyRunner) -> dict[str, Any]:
+    """results.json's content."""
+    from hrm_codegen.study.runner import run_status
+
+    spec = runner.spec
+    keys = runner.keys()
+    runs = [run_summary(runner, k) for k in keys["sweep"] + keys["seeds"] + keys["sft"]]
+    sweep_done = (
+        bool(keys["seeds"] or keys["sft"])
+        or len(spec.seeds) == 1
+        and all(run_status(k.path(runner.out)) in ("done", "diverged") for k in keys["sweep"])
+    )
+    selected = {arm: runner.selected_lr(arm) for arm in spec.arms} if sweep_done else {}
+    arms: dict[str, Any] = {}
+    for arm, lr in selected.items():
+        entry: dict[str, Any] = {"selected_lr": lr}
+        for stage in ("pretrain", "sft"):
+            chosen = [
+                r
+                for r in runs
+                if r["arm"] == arm
+                and r["stage"] == stage
+                and r["lr"] == lr
+                and r["status"] in ("done", "diverged")
+            ]
+            if not chosen:
+                continue
+            block: dict[str, Any] = {"seeds": [r["seed"] for r in chosen]}
+            for metric in ("final val/bpb", "best val/bpb", "final val/mbpp_bpb", "final val/loss"):
+                if any(metric in r for r in chosen):
+                    block[metric] = _stats([r.get(metric, math.inf) for r in chosen])
+            for fact in (
+                "params",
+                "params_body",
+                "flops_per_token",
+                "steps",
+                "depth",
+                "model_type",
+            ):
+                if fact in chosen[0]:
+                    block[fact] = chosen[0][fact]
+            for fact in ("tokens", "flops", "train_seconds", "tok_s"):
+                values = [r[fact] for r in chosen if r.get(fact) is not None]
+                if values:
+                    block[fact] = _stats([float(v) for v in values])
+            passes = [r["pass_at_k"] for r in chosen if "pass_at_k" in r]
+            if passes:
+                block["pass_at_k"] = {
+                    k: _stats([p[k] for p in passes]) for k in passes[0] if k.startswith("pass@")
+                }
+                block["pass_at_k_setup"] = {
+                    k: passes[0][k] for k in ("num_samples", "tasks", "temperature", "split")
+                }
+            times = [r["test_time"] for r in chosen if "test_time" in r]
+            if times:
+                block["test_time"] = {k: _stats([t[k] for t in times if k in t]) for k in times[0]}
+            entry[stage] = block
+        arms[arm] = entry
+    result = {
+        "study": spec.name,
+        "description": spec.description,
+        "protocol": {
+            "arms": {k: list(v) for k, v in spec.arms.items()},
+            "seeds": list(spec.seeds),
+            "lr_sweep": list(spec.lr_sweep),
+            "select_metric": spec.select_metric,
+            "common": list(spec.common),
+            "pretrain": {
+                "flop_budget": spec.pretrain.flop_budget,
+                "overrides": list(spec.pretrain.overrides),
+            },
+            "sft": None
+            if spec.sft is None
+            else {
+                "flop_budget": spec.sft.flop_budget,
+                "lr_scale": spec.sft.lr_scale,
+                "overrides": list(spec.sft.overrides),
+            },
+            "test_time_multipliers": list(spec.test_time_multipliers),
+        },
+        "arms": arms,
+        "equal_tokens": _equal_tokens(runs, selected),
+        "runs": runs,
+        "sessions": json.loads((runner.out / "sessions.json").read_text())
+        if (runner.out / "sessions.json").is_file()
+        else [],
+        "machine": _machine(),
+    }
+    return result
+
+
+def _equal_tokens(runs: list[dict[str, Any]], selected: dict[str, float]) -> dict[str, Any]:
+    """val/bpb of every selected pretraining run at the token count the shortest arm reached,
+    interpolated on its evaluation curve (equal data seen, unequal compute)."""
+    import numpy as np
+
+    chosen = [
+        r
+        for r in runs
+        if r["stage"] == "pretrain" and selected.get(r["arm"]) == r["lr"] and r["status"] == "done"
+    ]
+    if not chosen:
+        return {}
+    tokens = min(r["tokens"] for r in chosen)
+    per_arm: dict[str, list[float]] = {}
+    for r in chosen:
+        points = [(p["tokens_seen"], p["val/bpb"]) for p in r["curve"] if "val/bpb" in p]
+        xs, ys = [p[0] for p in points], [p[1] for p in points]
+        value = float(np.interp(tokens, xs, ys)) if xs and xs[0] <= tokens else math.nan
+        per_arm.setdefault(r["arm"], []).append(value)
+    return {"tokens": tokens, "val/bpb": {arm: _stats(v) for arm, v in per_arm.items()}}
+
+
+def _machine() -> dict[str, Any]:
+    import os
+
+    import torch
+
+    info = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "processor": platform.processor() or platform.machine(),
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            if line.startswith("model name"):
+                info["cpu_model"] = line.split(":", 1)[1].strip()
+                break
+    return info
+
+
+# ----------------------------------------------------------------------------- markdown
+
+
+def _fmt(stats: dict[str, Any] | None, digits: int = 3) -> str:
+    if not stats:
+        return "-"
+    mean = stats["mean"]
+    if not math.isfinite(mean):
+        return "diverged"
+    values = "/".join(f"{v:.{digits}f}" if math.isfinite(v) else "inf" for v in stats["values"])
+    if len(stats["values"]) == 1:
+        return values
+    return f"{mean:.{digits}f} ± {stats['half_range']:.{digits}f} ({values})"
+
+
+def _beyond_noise(a: dict[str, Any] | None, b: dict[str, Any] | None) -> str:
+    """'yes' when every seed of a is lower than every seed of b (or the reverse)."""
+    if not a or not b:
+        return "-"
+    va, vb = a["values"], b["values"]
+    if len(va) < 2 or len(vb) < 2:
+        return "n/a (one seed)"
+    if max(va) < min(vb) or max(vb) < min(va):
+        return "yes"
+    return "no"
+
+
+def _si(value: float | None) -> str:
+    if value is None:
+        return "-"
+    for unit, scale in (("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(value) >= scale:
+            return f"{value / scale:.3g}{unit}"
+    return f"{value:.3g}"
+
+
+def render_markdown(result: dict[str, Any], command: str, plots: list[str]) -> str:
+    p = result["protocol"]
+    lines = [f"# Study `{result['study']}`", ""]
+    if result["description"]:
+        lines += [result["description"].strip(), ""]
+    total = sum(s["seconds"] for s in result["sessions"])
+    m = result["machine"]
+    lines += [
+        "Reproduce (resumes, then rewrites this page and its plots):",
+        "",
+        "```bash",
+        command,
+        "```",
+        "",
+        f"Machine: {m.get('cpu_model') or m.get('gpu') or m['processor']}, {m['cpus']} CPUs, "
+        f"torch {m['torch']} ({m['torch_threads']} threads), Python {m['python']}. Study wall time "
+        f"{total / 60:.1f} min over {len(result['sessions'])} invocation(s).",
+        "",
+        "## Protocol (fixed before any run)",
+        "",
+        "- Arms: "
+        + "; ".join(f"`{a}`: `{' '.join(o) or '(defaults)'}`" for a, o in p["arms"].items()),
+        f"- Pretraining budget: {_si(p['pretrain']['flop_budget'])}FLOPs of training per run "
+        "(forward + backward as executed, hrm_codegen/training/flops.py); each arm's steps follow "
+        "from its FLOPs per token.",
+        f"- Learning-rate sweep {p['lr_sweep']} on seed {p['seeds'][0]}, selected per arm by the "
+        f"lowest final `{p['select_metric']}` (corpus validation split); seeds {p['seeds'][1:]} "
+        "then run at the selected value.",
+    ]
+    if p["sft"]:
+        lines.append(
+            f"- Fine-tuning on MBPP train: {_si(p['sft']['flop_budget'])}FLOPs per run, lr = "
+            f"selected x {p['sft']['lr_scale']}, from each selected pretraining run."
+        )
+    lines += [
+        f"- Shared settings: `{' '.join(p['common'] + p['pretrain']['overrides'])}`",
+        "- Wall-clock numbers depend on what else the machine ran at the time; FLOPs and "
+        "tokens do not.",
+        "- Spread: mean ± half the range over seeds (each seed's value in brackets). "
+        '"Beyond seed noise" means every seed of one arm beats every seed of the other.',
+        "",
+    ]
+    arms = result["arms"]
+    if arms:
+        lines += [
+            "## Pretraining at equal training FLOPs (selected learning rate)",
+            "",
+            "| arm | params (w/o emb+head) | train FLOPs/token | lr | steps | tokens | FLOPs "
+            "| val/bpb final | val/bpb best | val/mbpp_bpb | train time | tokens/s |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for arm, entry in arms.items():
+            b = entry.get("pretrain")
+            if not b:
+                continue
+            lines.append(
+                f"| {arm} | {_si(b.get('params'))} ({_si(b.get('params_body'))}) | "
+                f"{_si(b.get('flops_per_token'))} | {entry['selected_lr']:g} | {b.get('steps', '-')} | "
+                f"{_si(b['tokens']['mean']) if 'tokens' in b else '-'} | "
+                f"{_si(b['flops']['mean']) if 'flops' in b else '-'} | "
+                f"{_fmt(b.get('final val/bpb'))} | {_fmt(b.get('best val/bpb'))} | "
+                f"{_fmt(b.get('final val/mbpp_bpb'))} | "
+                f"{b['train_seconds']['mean'] / 60:.1f} min | "
+                f"{b['tok_s']['mean']:.0f} |"
+                if "train_seconds" in b and "tok_s" in b
+                else f"| {arm} | {_si(b.get('params'))} | ... | ... | ... | ... | ... | "
+                f"{_fmt(b.get('final val/bpb'))} | {_fmt(b.get('best val/bpb'))} | "
+                f"{_fmt(b.get('final val/mbpp_bpb'))} | - | - |"
+            )
+        lines.append("")
+        first = next(iter(arms))
+        ref = arms[first].get("pretrain", {}).get("final val/bpb")
+        if ref:
+            lines += [
+                f"Differences in final val/bpb against `{first}` (negative: `{first}` is better):",
+                "",
+                "| arm | Δ val/bpb | beyond seed noise |",
+                "|---|---:|---|",
+            ]
+            for arm, entry in list(arms.items())[1:]:
+                other = entry.get("pretrain", {}).get("final val/bpb")
+                if other and math.isfinite(other["mean"]) and math.isfinite(ref["mean"]):
+                    lines.append(
+                        f"| {arm} | {ref['mean'] - other['mean']:+.3f} | {_beyond_noise(ref, other)} |"
+                    )
+            lines.append("")
+    eq = result.get("equal_tokens")
+    if eq:
+        lines += [
+            f"## Equal tokens: val/bpb after {_si(eq['tokens'])} tokens",
+            "",
+            "Interpolated on each run's evaluation curve at the token count of the arm that saw "
+            "the fewest tokens within the budget (equal data, unequal compute).",
+            "",
+            "| arm | val/bpb |",
+            "|---|---:|",
+        ]
+        lines += [f"| {arm} | {_fmt(s)} |" for arm, s in eq["val/bpb"].items()]
+        lines.append("")
+    tt = {
+        arm: e["pretrain"]["test_time"]
+        for arm, e in arms.items()
+        if "test_time" in e.get("pretrain", {})
+    }
+    if tt:
+        names = list(next(iter(tt.values())))
+        lines += [
+            "## Test-time compute: val/bpb of each trained HRM with more recurrence at inference",
+            "",
+            "`H_xM` runs M times the trained H cycles per segment, `L_xM` M times the L cycles per "
+            "H cycle; weights as trained (`evaluate.py --metric bpb --h-cycles/--l-cycles`).",
+            "",
+            "| arm | " + " | ".join(names) + " |",
+            "|---|" + "---:|" * len(names),
+        ]
+        lines += [
+            f"| {arm} | " + " | ".join(_fmt(t.get(n)) for n in names) + " |"
+            for arm, t in tt.items()
+        ]
+        lines.append("")
+    sft = {arm: e["sft"] for arm, e in arms.items() if "sft" in e}
+    if sft:
+        setup = next((b["pass_at_k_setup"] for b in sft.values() if "pass_at_k_setup" in b), None)
+        ks = sorted(
+            {k for b in sft.values() for k in b.get("pass_at_k", {})}, key=lambda k: int(k[5:])
+        )
+        lines += ["## After fine-tuning on MBPP", ""]
+        if setup:
+            lines += [
+                f"pass@k: unbiased estimator from n={setup['num_samples']} samples per task at "
+                f"temperature {setup['temperature']} on {setup['tasks']} MBPP {setup['split']} tasks.",
+                "",
+            ]
+        lines += [
+            "| arm | val/mbpp_bpb | val/bpb (corpus) | " + " | ".join(ks) + " |",
+            "|---|---:|---:|" + "---:|" * len(ks),
+        ]
+        for arm, b in sft.items():
+            passes = " | ".join(_fmt(b.get("pass_at_k", {}).get(k), 4) for k in ks)
+            lines.append(
+                f"| {arm} | {_fmt(b.get('final val/mbpp_bpb'))} | {_fmt(b.get('final val/bpb'))} | {passes} |"
+            )
+        lines.append("")
+    sweep = [r for r in result["runs"] if r["stage"] == "pretrain" and r["seed"] == p["seeds"][0]]
+    if sweep:
+        lines += [
+            "## Every sweep point (pretraining, first seed)",
+            "",
+            "| arm | lr | status | steps | val/bpb final | val/bpb best | val/mbpp_bpb | selected |",
+            "|---|---:|---|---:|---:|---:|---:|---|",
+        ]
+        for r in sweep:
+            chosen = arms.get(r["arm"], {}).get("selected_lr") == r["lr"]
+            lines.append(
+                f"| {r['arm']} | {r['lr']:g} | {r['status']} | {r.get('steps', '-')} | "
+                f"{r.get('final val/bpb', math.nan):.3f} | {r.get('best val/bpb', math.nan):.3f} | "
+                f"{r.get('final val/mbpp_bpb', math.nan):.3f} | {'yes' if chosen else ''} |"
+            )
+        lines.append("")
+    if plots:
+        lines += ["## Plots", ""] + [f"![{name}]({name})" for name in plots] + [""]
+    lines += [
+        "Each run is an ordinary run directory (`scripts/evaluate.py --ckpt`, "
+        "`scripts/plot_runs.py`); every number here is in `results.json` beside the report.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- plots
+
+
+def write_plots(result: dict[str, Any], folder: Path, prefix: str) -> list[str]:
+    """PNG files in `folder`; returns their names."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    arms = result["arms"]
+    runs = [r for r in result["runs"] if r["stage"] == "pretrain"]
+    written: list[str] = []
+    colours = {arm: f"C{i}" for i, arm in enumerate(result["protocol"]["arms"])}
+
+    def finish(fig: Any, ax: Any, xlabel: str, ylabel: str, title: str, name: str) -> None:
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title(f"{result['study']}: {title}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(folder / f"{prefix}{name}.png", dpi=110)
+        written.append(f"{prefix}{name}.png")
+
+    def band(x_key: str, scale: float, label_unit: str, name: str) -> None:
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        drawn = False
+        for arm, entry in arms.items():
+            chosen = [
+                r
+                for r in runs
+                if r["arm"] == arm and r["lr"] == entry["selected_lr"] and r["curve"]
+            ]
+            curves = [
+                [
+                    (p[x_key] / scale, p["val/bpb"])
+                    for p in r["curve"]
+                    if "val/bpb" in p and x_key in p
+                ]
+                for r in chosen
+            ]
+            curves = [c for c in curves if c]
+            if not curves:
+                continue
+            grid = np.linspace(max(c[0][0] for c in curves), min(c[-1][0] for c in curves), 50)
+            ys = np.array([np.interp(grid, [x for x, _ in c], [y for _, y in c]) for c in curves])
+            ys = np.where(np.isfinite(ys), ys, np.nan)
+            ax.plot(
+                grid,
+                np.nanmean(ys, 0),
+                color=colours[arm],
+                label=f"{arm} (lr {entry['selected_lr']:g})",
+            )
+            if len(curves) > 1:
+                ax.fill_between(
+                    grid, np.nanmin(ys, 0), np.nanmax(ys, 0), color=colours[arm], alpha=0.2
+                )
+            drawn = True
+        if drawn:
+            title = f"{name.replace('_', ' ')} (band: seed range)"
+            finish(fig, ax, label_unit, "val/bpb (corpus validation)", title, name)
+        plt.close(fig)
+
+    band("flops", 1e12, "training FLOPs (x1e12)", "bpb_vs_flops")
+    band("train_seconds", 60.0, "training wall-clock (minutes)", "bpb_vs_time")
+    band("tokens_seen", 1e6, "training tokens (millions)", "bpb_vs_tokens")
+
+    sweep = [r for r in runs if r["seed"] == result["protocol"]["seeds"][0]]
+    if sweep:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for arm in result["protocol"]["arms"]:
+            points = sorted(
+                (r["lr"], r.get("final val/bpb", math.inf)) for r in sweep if r["arm"] == arm
+            )
+            xs = [x for x, y in points if math.isfinite(y)]
+            ys = [y for x, y in points if math.isfinite(y)]
+            if xs:
+                ax.plot(xs, ys, "o-", color=colours[arm], label=arm)
+        ax.set_xscale("log")
+        title = f"learning-rate sweep (seed {result['protocol']['seeds'][0]})"
+        finish(fig, ax, "learning rate", "final val/bpb", title, "lr_sweep")
+        plt.close(fig)
+
+    tt = {
+        arm: e["pretrain"]["test_time"]
+        for arm, e in arms.items()
+        if "test_time" in e.get("pretrain", {})
+    }
+    if tt:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        multipliers = result["protocol"]["test_time_multipliers"]
+        for arm, t in tt.items():
+            for level, style in (("H", "o-"), ("L", "s--")):
+                xs, ys = [], []
+                for m in multipliers:
+                    key = "x1" if m == 1 else f"{level}_x{m}"
+                    if key in t and math.isfinite(t[key]["mean"]):
+                        xs.append(m)
+                        ys.append(t[key]["mean"])
+                if xs:
+                    ax.plot(xs, ys, style, color=colours[arm], label=f"{arm}: {level} cycles")
+        ax.set_xscale("log", base=2)
+        xlabel, ylabel = "inference cycles / trained cycles", "val/bpb (mean over seeds)"
+        finish(fig, ax, xlabel, ylabel, "test-time recurrence", "test_time")
+        plt.close(fig)
+    return written
+
+
+def write_report(
+    runner: StudyRunner, publish_dir: str | Path | None = None, command: str = ""
+) -> Path:
+    """results.json, report.md and plots in the study folder; with `publish_dir`, also
+    `<publish_dir>/<study>.md` with its plots beside it as `<study>_*.png`."""
+    result = collect(runner)
+    out = runner.out
+    (out / "results.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    plots = write_plots(result, out, "")
+    report = out / "report.md"
+    report.write_text(render_markdown(result, command, plots))
+    if publish_dir is not None:
+        publish = Path(publish_dir)
+        publish.mkdir(parents=True, exist_ok=True)
+        prefix = f"{result['study']}_"
+        for name in plots:
+            shutil.copy(out / name, publish / f"{prefix}{name}")
+        page = render_markdown(result, command, [f"{prefix}{name}" for name in plots])
+        (publish / f"{result['study']}.md").write_text(page)
+        runner.log(f"published {publish / (result['study'] + '.md')}")
+    runner.log(f"wrote {report} and {out / 'results.json'}")
+    return report

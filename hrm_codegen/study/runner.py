@@ -1,0 +1,377 @@
+"""Run a study: prepare the data, train every arm by the protocol, evaluate, write the report.
+
+Order of work (each step skips what is already done, so a rerun resumes):
+1. prepare: the study's tokenizer and token-shard corpus (built once, or given);
+2. the learning-rate sweep: every arm at every swept lr on the first seed, pretraining stage;
+3. selection: per arm, the lr with the lowest final `select_metric` (the corpus validation split);
+4. the other seeds at each arm's selected lr;
+5. the fine-tuning stage (when configured) from each selected pretraining run, at the selected lr
+   times `sft.lr_scale`;
+6. evaluations: `val/bpb` of every HRM at scaled inference cycles (test-time compute), and pass@k
+   by sampling from every fine-tuned model;
+7. results.json, report.md and plots (hrm_codegen/study/report.py).
+
+Every run is an ordinary training run directory (`<out>/runs/<stage>/<arm>/<lr>-seed<n>`) that
+`scripts/evaluate.py` and `scripts/plot_runs.py` accept. A run is done when its checkpoint reached
+its `max_steps`; an interrupted one continues with `resume=true`; a run whose loss went non-finite
+is recorded as diverged (a legitimate outcome of a learning-rate sweep) and not retried.
+
+Why by hand: a study is a loop over our own `train()` with Hydra overrides, plus our evaluators;
+no sweep library knows the protocol (select on validation, FLOP-matched budgets, seeds after
+selection), and the loop is short.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hrm_codegen.study.spec import StudySpec, finite_or_inf, lr_tag
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+EVAL_FILE = "study_eval.json"
+FAILED_FILE = "DIVERGED"
+
+
+@dataclass(frozen=True)
+class RunKey:
+    """One run of the protocol. `lr` is the arm's pretraining lr (an sft run trains at
+    lr x sft.lr_scale and starts from the pretraining run of the same lr and seed)."""
+
+    stage: str
+    arm: str
+    lr: float
+    seed: int
+
+    def path(self, root: Path) -> Path:
+        return root / "runs" / self.stage / self.arm / f"{lr_tag(self.lr)}-seed{self.seed}"
+
+
+def compose_training_config(overrides: list[str]) -> Any:
+    """The training config (configs/codegen_base.yaml) with `overrides`, inside or outside a
+    Hydra app."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    if GlobalHydra.instance().is_initialized():
+        return compose(config_name="codegen_base", overrides=overrides)
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name="codegen_base", overrides=overrides)
+
+
+def run_status(run_dir: Path) -> str:
+    """ "done", "diverged", "partial" (a checkpoint short of max_steps) or "new"."""
+    if (run_dir / FAILED_FILE).is_file():
+        return "diverged"
+    state_file = run_dir / "checkpoint" / "trainer_state.json"
+    config_file = run_dir / "config.yaml"
+    if not (state_file.is_file() and config_file.is_file()):
+        return "new"
+    from omegaconf import OmegaConf
+
+    step = int(json.loads(state_file.read_text())["step"])
+    max_steps = int(OmegaConf.load(config_file).train.max_steps)
+    return "done" if step >= max_steps else "partial"
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def final_metric(run_dir: Path, key: str) -> float:
+    """The value of `key` at the run's last evaluation (+inf when diverged or never logged)."""
+    if run_status(run_dir) == "diverged":
+        return float("inf")
+    from hrm_codegen.training.logging import read_metrics
+
+    rows = [r for r in read_metrics(run_dir) if key in r] if run_dir.is_dir() else []
+    if not rows:
+        return float("inf")
+    return finite_or_inf(max(rows, key=lambda r: r["step"])[key])
+
+
+class StudyRunner:
+    """One study in one output folder; `run()` does whatever is not done yet."""
+
+    def __init__(
+        self,
+        spec: StudySpec,
+        output_dir: str | Path,
+        *,
+        compose: Callable[[list[str]], Any] = compose_training_config,
+        log: Callable[[str], None] = print,
+    ) -> None:
+        self.spec = spec
+        self.out = Path(output_dir).expanduser()
+        self.compose = compose
+        self.log = log
+        self.tokenizer_dir: Path | str | None = None
+        self.corpus_dir: Path | None = None
+
+    # ------------------------------------------------------------------ data
+
+    def prepare(self) -> tuple[Path, Path]:
+        """The study's tokenizer folder and corpus folder, built under `<out>/prepare` once."""
+        from hrm_codegen.data.corpus import build_corpus, stdlib_dir
+        from hrm_codegen.training.data import auto_tokenizer_dir
+
+        p = self.spec.prepare
+        if p.get(
+            "tokenizer_path"
+        ):  # e.g. code-bpe: the tokenizer an existing corpus was built with
+            self.tokenizer_dir = p["tokenizer_path"]
+        else:
+            tok_cfg = dict(p.get("tokenizer") or {})
+            data_cfg = {
+                "stage": "sft",
+                "benchmark": "mbpp",
+                "path": self.spec.mbpp_path,
+                "train_split": "train",
+            }
+            self.log("prepare: tokenizer (code BPE on MBPP train + the standard library)")
+            self.tokenizer_dir = auto_tokenizer_dir(
+                {"vocab_size": int(tok_cfg.get("vocab_size", 4096)), **tok_cfg},
+                data_cfg,
+                self.out / "prepare",
+            )
+        if p.get("corpus_dir"):
+            self.corpus_dir = Path(str(p["corpus_dir"])).expanduser()
+        else:
+            c = dict(p.get("corpus") or {})
+            sources = [Path(str(s)).expanduser() for s in c.get("source_dirs") or [stdlib_dir()]]
+            self.corpus_dir = self.out / "prepare" / "corpus"
+            self.log(f"prepare: corpus from {[str(s) for s in sources]}")
+            build_corpus(
+                self.corpus_dir,
+                tokenizer=self.tokenizer_dir,
+                source_dirs=sources,
+                max_documents=c.get("max_documents"),
+                val_fraction=float(c.get("val_fraction", 0.01)),
+                decontaminate=bool(c.get("decontaminate", True)),
+                workers=c.get("workers"),
+                progress=bool(c.get("progress", True)),
+            )
+        return self.tokenizer_dir, self.corpus_dir
+
+    # ------------------------------------------------------------------ training
+
+    def overrides(self, key: RunKey) -> list[str]:
+        """Every Hydra override of one run, in the order they apply."""
+        spec = self.spec
+        stage = spec.pretrain if key.stage == "pretrain" else spec.sft
+        assert stage is not None
+        out = [
+            *spec.common,
+            *stage.overrides,
+            *spec.arms[key.arm],
+            f"experiment_name=study-{spec.name}",
+            f"seed={key.seed}",
+            f"train.lr={key.lr * stage.lr_scale!r}",
+            f"train.flop_budget={stage.flop_budget!r}",
+            f"run_dir={key.path(self.out)}",
+        ]
+        if spec.mbpp_path:
+            out.append(f"eval.mbpp_path={spec.mbpp_path}")
+        if key.stage == "pretrain":
+            out += [f"tokenizer.path={self.tokenizer_dir}", f"data.shard_dir={self.corpus_dir}"]
+        else:
+            source = RunKey("pretrain", key.arm, key.lr, key.seed)
+            out += [f"init_from={source.path(self.out)}", f"eval.bpb_corpus={self.corpus_dir}"]
+            if spec.mbpp_path:
+                out.append(f"data.path={spec.mbpp_path}")
+        return out
+
+    def train(self, key: RunKey) -> str:
+        """Train one run unless it is done; returns its final status."""
+        from hrm_codegen.training import NonFiniteLossError, train
+
+        run_dir = key.path(self.out)
+        status = run_status(run_dir)
+        if status in ("done", "diverged"):
+            return status
+        overrides = self.overrides(key)
+        if status == "partial":
+            overrides.append("resume=true")
+            self.log(f"resume {run_dir}")
+        else:
+            if run_dir.exists():  # started but never checkpointed: start over cleanly
+                shutil.rmtree(run_dir)
+            self.log(f"train {key.stage} {key.arm} lr={key.lr:g} seed={key.seed}")
+        try:
+            train(self.compose(overrides))
+        except NonFiniteLossError as error:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / FAILED_FILE).write_text(f"{error}\n")
+            self.log(f"  diverged: {error}")
+            return "diverged"
+        return run_status(run_dir)
+
+    def selected_lr(self, arm: str) -> float:
+        """The swept lr with the lowest final selection metric on the first seed (ties: smaller lr)."""
+        seed = self.spec.seeds[0]
+        scores = [
+            (
+                final_metric(
+                    RunKey("pretrain", arm, lr, seed).path(self.out), self.spec.select_metric
+                ),
+                lr,
+            )
+            for lr in self.spec.lr_sweep
+        ]
+        return min(scores)[1]
+
+    def keys(self) -> dict[str, list[RunKey]]:
+        """The runs of the protocol that can be named now (selection needs the sweep done)."""
+        spec = self.spec
+        sweep = [
+            RunKey("pretrain", arm, lr, spec.seeds[0]) for arm in spec.arms for lr in spec.lr_sweep
+        ]
+        out: dict[str, list[RunKey]] = {"sweep": sweep, "seeds": [], "sft": []}
+        if all(run_status(k.path(self.out)) in ("done", "diverged") for k in sweep):
+            for arm in spec.arms:
+                lr = self.selected_lr(arm)
+                out["seeds"] += [RunKey("pretrain", arm, lr, s) for s in spec.seeds[1:]]
+                if spec.sft is not None:
+                    # named by the pretraining lr it starts from; trains at lr x sft.lr_scale
+                    out["sft"] += [RunKey("sft", arm, lr, s) for s in spec.seeds]
+        return out
+
+    # ------------------------------------------------------------------ evaluations
+
+    def _eval_cache(self, run_dir: Path) -> dict[str, Any]:
+        return read_json(run_dir / EVAL_FILE)
+
+    def _save_eval(self, run_dir: Path, cache: dict[str, Any]) -> None:
+        tmp = run_dir / f"{EVAL_FILE}.tmp"
+        tmp.write_text(json.dumps(cache, indent=2) + "\n")
+        tmp.replace(run_dir / EVAL_FILE)
+
+    def test_time_compute(self, key: RunKey) -> dict[str, float]:
+        """val/bpb of a pretrained HRM with H or L cycles scaled by each multiplier (cached)."""
+        from omegaconf import OmegaConf
+
+        from hrm_codegen.bpb import batched, dataset_bpb, token_byte_lengths
+        from hrm_codegen.data.corpus import PackedDataset
+        from hrm_codegen.model import load_pretrained
+        from hrm_codegen.tokenization import load_tokenizer
+        from hrm_codegen.training.data import stack_windows
+
+        run_dir = key.path(self.out)
+        if run_status(run_dir) != "done":
+            return {}
+        cache = self._eval_cache(run_dir)
+        results: dict[str, float] = cache.get("test_time", {})
+        ckpt = run_dir / "checkpoint"
+        model = load_pretrained(ckpt).eval()
+        if not hasattr(model, "set_inference_schedule"):
+            return {}
+        todo = [("x1", None, None)]
+        for m in self.spec.test_time_multipliers:
+            if m != 1:
+                todo += [(f"H_x{m}", model.config.H_cycles * m, None)]
+                todo += [(f"L_x{m}", None, model.config.L_cycles * m)]
+        todo = [t for t in todo if t[0] not in results]
+        if not todo:
+            return results
+        cfg = OmegaConf.load(run_dir / "config.yaml")
+        windows = PackedDataset(self.corpus_dir, "validation", int(cfg.data.max_seq_len))
+        lengths = token_byte_lengths(load_tokenizer(ckpt))
+        size, max_batches = int(cfg.eval.batch_size), cfg.eval.max_batches
+        for name, h_cycles, l_cycles in todo:
+            self.log(f"test-time compute {key.arm} seed={key.seed} {name}")
+            model.set_inference_schedule(h_cycles=h_cycles, l_cycles=l_cycles)
+            totals = dataset_bpb(model, batched(windows, stack_windows, size, max_batches), lengths)
+            results[name] = totals.bpb
+        model.set_inference_schedule()
+        cache["test_time"] = results
+        self._save_eval(run_dir, cache)
+        return results
+
+    def pass_at_k(self, key: RunKey) -> dict[str, Any]:
+        """Unbiased pass@k from sampling the fine-tuned model on MBPP validation tasks (cached)."""
+        p = self.spec.pass_at_k
+        run_dir = key.path(self.out)
+        if p is None or run_status(run_dir) != "done":
+            return {}
+        cache = self._eval_cache(run_dir)
+        if "pass_at_k" in cache:
+            return cache["pass_at_k"]
+        from hrm_codegen.data import load_benchmark
+        from hrm_codegen.evaluation.harness import evaluate_model
+        from hrm_codegen.model import load_pretrained
+        from hrm_codegen.tokenization import load_tokenizer
+
+        ckpt = run_dir / "checkpoint"
+        tasks = load_benchmark("mbpp", split=p.split, path=self.spec.mbpp_path)
+        tasks = tasks[: p.limit] if p.limit else tasks
+        self.log(f"pass@k {key.arm} seed={key.seed}: {p.num_samples} samples x {len(tasks)} tasks")
+        summary = evaluate_model(
+            load_pretrained(ckpt).eval(),
+            load_tokenizer(ckpt),
+            tasks,
+            num_samples=p.num_samples,
+            ks=p.ks,
+            temperature=p.temperature,
+            top_p=p.top_p,
+            max_new_tokens=p.max_new_tokens,
+            batch_size=p.batch_size,
+            timeout=p.timeout,
+            seed=key.seed,
+            output_dir=run_dir / "passk",
+            progress=False,
+        )
+        result = {
+            **{k: float(v) for k, v in summary.pass_at_k.items()},
+            "num_samples": p.num_samples,
+            "tasks": len(tasks),
+            "temperature": p.temperature,
+            "split": p.split,
+        }
+        cache["pass_at_k"] = result
+        self._save_eval(run_dir, cache)
+        return result
+
+    # ------------------------------------------------------------------ the whole study
+
+    def run(self, publish_dir: str | Path | None = None, command: str = "") -> Path:
+        """Everything not yet done, then the report; returns the path of report.md."""
+        from hrm_codegen.study.report import write_report
+
+        start = time.perf_counter()
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.prepare()
+        for key in self.keys()["sweep"]:
+            self.train(key)
+        keys = self.keys()
+        for key in keys["seeds"] + keys["sft"]:
+            self.train(key)
+        selected = [
+            RunKey("pretrain", arm, self.selected_lr(arm), seed)
+            for arm in self.spec.arms
+            for seed in self.spec.seeds
+        ]
+        if len(self.spec.test_time_multipliers) > 1:
+            for key in selected:
+                self.test_time_compute(key)
+        for key in keys["sft"]:
+            self.pass_at_k(key)
+        self._record_session(time.perf_counter() - start, command)
+        return write_report(self, publish_dir=publish_dir, command=command)
+
+    def _record_session(self, seconds: float, command: str) -> None:
+        """Append this invocation's wall time to `<out>/sessions.json` (a resumed study sums them)."""
+        path = self.out / "sessions.json"
+        sessions = json.loads(path.read_text()) if path.is_file() else []
+        sessions.append(
+            {
+                "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+                "seconds": round(seconds, 1),
+                "command": command,
+            }
+        )
+        path.write_text(json.dumps(sessions, indent=2) + "\n")

@@ -1,0 +1,180 @@
+"""What a study is: arms, seeds, a learning-rate sweep, a FLOP budget per stage, and evaluations.
+
+A study is a protocol fixed before any run (configs/study/*.yaml): every arm gets the same
+learning-rate sweep on the first seed, the learning rate is selected on the validation split of
+the pretraining corpus (never on MBPP test), and the other seeds run at the selected value. Every
+arm of a stage gets the same training-FLOP budget, so each arm's step count follows from its own
+FLOPs per token. This module turns the Hydra config into a checked `StudySpec`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+ARM_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+class StudyConfigError(ValueError):
+    """A study config that cannot run, with the setting to change."""
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One training stage: its budget and the overrides every arm's run of it gets."""
+
+    name: str  # "pretrain" | "sft"
+    flop_budget: float
+    overrides: tuple[str, ...] = ()
+    lr_scale: float = 1.0  # sft: the arm's selected pretraining lr times this
+
+
+@dataclass(frozen=True)
+class PassAtKSpec:
+    num_samples: int
+    limit: int | None
+    temperature: float
+    top_p: float
+    ks: tuple[int, ...]
+    max_new_tokens: int
+    batch_size: int
+    timeout: float
+    split: str = "validation"
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    name: str
+    arms: dict[str, tuple[str, ...]]
+    seeds: tuple[int, ...]
+    lr_sweep: tuple[float, ...]
+    select_metric: str
+    common: tuple[str, ...]
+    pretrain: StageSpec
+    sft: StageSpec | None
+    prepare: dict[str, Any] = field(default_factory=dict)
+    mbpp_path: str | None = None
+    test_time_multipliers: tuple[int, ...] = (1,)
+    pass_at_k: PassAtKSpec | None = None
+    description: str = ""
+    min_sweep_span: float = 4.0
+    min_sweep_points: int = 3
+
+    @property
+    def stages(self) -> list[StageSpec]:
+        return [self.pretrain] + ([self.sft] if self.sft is not None else [])
+
+
+def _stage(name: str, cfg: Any) -> StageSpec:
+    if cfg is None or "flop_budget" not in cfg:
+        raise StudyConfigError(f"study.{name}.flop_budget is required (training FLOPs per run)")
+    budget = float(cfg["flop_budget"])
+    if not budget > 0:
+        raise StudyConfigError(f"study.{name}.flop_budget={budget} must be positive")
+    return StageSpec(
+        name=name,
+        flop_budget=budget,
+        overrides=tuple(str(o) for o in cfg.get("overrides") or ()),
+        lr_scale=float(cfg.get("lr_scale", 1.0)),
+    )
+
+
+def load_spec(cfg: Any) -> StudySpec:
+    """A `StudySpec` from the `study` node of the Hydra config (a mapping); clear errors."""
+    cfg = dict(cfg)
+    name = str(cfg.get("name") or "")
+    if not name or not ARM_NAME.match(name):
+        raise StudyConfigError(f"study.name={name!r} must be a plain name (letters, digits, _-.)")
+    arms_cfg = cfg.get("arms") or {}
+    if not arms_cfg:
+        raise StudyConfigError("study.arms is empty: name at least one arm (a list of overrides)")
+    arms: dict[str, tuple[str, ...]] = {}
+    for arm, overrides in dict(arms_cfg).items():
+        if not ARM_NAME.match(str(arm)):
+            raise StudyConfigError(f"arm name {arm!r} must be letters, digits, _ - or .")
+        arms[str(arm)] = tuple(str(o) for o in (overrides or ()))
+    seeds = tuple(int(s) for s in cfg.get("seeds") or ())
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise StudyConfigError(
+            f"study.seeds={list(seeds)} must be a non-empty list of distinct ints"
+        )
+    sweep = tuple(sorted(float(x) for x in cfg.get("lr_sweep") or ()))
+    min_points = int(cfg.get("min_sweep_points", 3))
+    min_span = float(cfg.get("min_sweep_span", 4.0))
+    if len(sweep) < min_points or any(x <= 0 for x in sweep):
+        raise StudyConfigError(
+            f"study.lr_sweep={list(sweep)}: the protocol sweeps at least {min_points} positive "
+            "learning rates per arm"
+        )
+    if sweep[-1] / sweep[0] < min_span * (1 - 1e-9):
+        raise StudyConfigError(
+            f"study.lr_sweep={list(sweep)} spans {sweep[-1] / sweep[0]:.2g}x; the protocol needs "
+            f"at least {min_span:g}x between the smallest and the largest value"
+        )
+    pass_cfg = cfg.get("pass_at_k")
+    pass_at_k = None
+    if pass_cfg:
+        pass_cfg = dict(pass_cfg)
+        ks = tuple(int(k) for k in pass_cfg.get("ks") or (1,))
+        n = int(pass_cfg.get("num_samples", 1))
+        if n < 1 or any(k < 1 or k > n for k in ks):
+            raise StudyConfigError(f"study.pass_at_k: ks={list(ks)} must lie in 1..num_samples={n}")
+        pass_at_k = PassAtKSpec(
+            num_samples=n,
+            limit=pass_cfg.get("limit"),
+            temperature=float(pass_cfg.get("temperature", 0.8)),
+            top_p=float(pass_cfg.get("top_p", 1.0)),
+            ks=ks,
+            max_new_tokens=int(pass_cfg.get("max_new_tokens", 256)),
+            batch_size=int(pass_cfg.get("batch_size", 16)),
+            timeout=float(pass_cfg.get("timeout", 10.0)),
+            split=str(pass_cfg.get("split", "validation")),
+        )
+    multipliers = tuple(int(m) for m in cfg.get("test_time_multipliers") or (1,))
+    if any(m < 1 for m in multipliers) or 1 not in multipliers:
+        raise StudyConfigError(
+            f"study.test_time_multipliers={list(multipliers)} must be >= 1 and include 1 (as trained)"
+        )
+    select = str(cfg.get("select_metric") or "val/bpb")
+    if "test" in select:
+        raise StudyConfigError(f"study.select_metric={select!r}: never select on a test split")
+    spec = StudySpec(
+        name=name,
+        arms=arms,
+        seeds=seeds,
+        lr_sweep=sweep,
+        select_metric=select,
+        common=tuple(str(o) for o in cfg.get("common") or ()),
+        pretrain=_stage("pretrain", cfg.get("pretrain")),
+        sft=_stage("sft", cfg["sft"]) if cfg.get("sft") else None,
+        prepare=dict(cfg.get("prepare") or {}),
+        mbpp_path=cfg.get("mbpp_path"),
+        test_time_multipliers=multipliers,
+        pass_at_k=pass_at_k,
+        description=str(cfg.get("description") or ""),
+        min_sweep_span=min_span,
+        min_sweep_points=min_points,
+    )
+    if pass_at_k is not None and spec.sft is None:
+        raise StudyConfigError(
+            "study.pass_at_k samples the fine-tuned models: add a study.sft stage"
+        )
+    return spec
+
+
+def lr_tag(lr: float) -> str:
+    """A file-name-safe, exact-enough tag for a learning rate (5e-4 -> 'lr5e-04')."""
+    mantissa, exponent = f"{lr:.3e}".split("e")
+    mantissa = mantissa.rstrip("0").rstrip(".")
+    return f"lr{mantissa}e{int(exponent):+03d}".replace("+", "")
+
+
+def finite_or_inf(value: Any) -> float:
+    """A metric value as a float, with NaN, missing and non-numbers mapped to +inf (worst)."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return math.inf
+    return value if math.isfinite(value) else math.inf

@@ -1,0 +1,223 @@
+"""The study machinery on a tiny study: protocol checks, equal FLOP budgets, lr selection, seeds,
+fine-tuning, test-time compute, pass@k, the report, resuming, and `evaluate.py --metric bpb`."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import os
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+from training_fixtures import STDLIB_MODULES, write_tiny_mbpp
+
+from hrm_codegen.study import StudyConfigError, load_spec, run_study_from_config
+from hrm_codegen.study.runner import RunKey, StudyRunner, final_metric, run_status
+from hrm_codegen.study.spec import lr_tag
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+EVALUATE = Path(__file__).resolve().parents[1] / "scripts" / "evaluate.py"
+
+
+def evaluate_main(argv: list[str]) -> int:
+    """scripts/evaluate.py's main, in this process."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("evaluate_script", EVALUATE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main(argv)
+
+
+def study_node(*overrides: str) -> dict:
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("run_study", overrides=["study=smoke", *overrides])
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("study.lr_sweep=[1e-3,2e-3,3e-3]", "spans 3x"),
+        ("study.lr_sweep=[1e-3,8e-3]", "at least 3"),
+        ("study.select_metric=test/bpb", "never select on a test split"),
+        ("study.pass_at_k.ks=[1,5]", "must lie in 1..num_samples=2"),
+        ("study.seeds=[0,0]", "distinct"),
+        ("study.test_time_multipliers=[2,4]", "include 1"),
+    ],
+)
+def test_protocol_violations_are_refused_before_anything_runs(override, message):
+    with pytest.raises(StudyConfigError, match=message):
+        load_spec(study_node(override)["study"])
+
+
+def test_every_shipped_study_config_is_a_valid_protocol():
+    for name in ("smoke", "cpu_small", "a100"):
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            cfg = compose("run_study", overrides=[f"study={name}"])
+        spec = load_spec(OmegaConf.to_container(cfg, resolve=True)["study"])
+        assert spec.lr_sweep[-1] / spec.lr_sweep[0] >= 4 and len(spec.lr_sweep) >= 3
+        assert len(spec.seeds) >= 2
+
+
+def test_lr_tags_are_distinct_and_readable():
+    assert lr_tag(5e-4) == "lr5e-04"
+    assert lr_tag(2.5e-3) == "lr2.5e-03"
+    assert len({lr_tag(x) for x in (1e-3, 2e-3, 4e-3, 1e-4)}) == 4
+
+
+@pytest.fixture(scope="module")
+def smoke_study(tmp_path_factory):
+    """study=smoke on the tiny MBPP fixture and a corpus of eight standard-library modules."""
+    import shutil
+    import sysconfig
+
+    root = tmp_path_factory.mktemp("study")
+    mbpp = write_tiny_mbpp(root / "mbpp.jsonl")
+    sources = root / "src"
+    sources.mkdir()
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    for name in STDLIB_MODULES:
+        shutil.copy(stdlib / f"{name}.py", sources / f"{name}.py")
+    saved = os.environ.get("HRM_CODEGEN_HOME")
+    os.environ["HRM_CODEGEN_HOME"] = str(root / "home")
+    cfg = study_node(
+        f"output_dir={root / 'out'}",
+        f"publish_dir={root / 'published'}",
+        f"study.mbpp_path={mbpp}",
+        f"study.prepare.corpus.source_dirs=[{sources}]",
+    )
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        report = run_study_from_config(cfg, command="python scripts/run_study.py study=smoke")
+    yield {"cfg": cfg, "root": root, "report": report, "stdout": out.getvalue(), "mbpp": mbpp}
+    if saved is None:
+        os.environ.pop("HRM_CODEGEN_HOME", None)
+    else:
+        os.environ["HRM_CODEGEN_HOME"] = saved
+
+
+def _runs(results: dict, **where) -> list[dict]:
+    return [r for r in results["runs"] if all(r[k] == v for k, v in where.items())]
+
+
+def test_every_arm_gets_the_same_flop_budget_and_its_own_step_count(smoke_study):
+    results = json.loads((smoke_study["root"] / "out" / "results.json").read_text())
+    budget = smoke_study["cfg"]["study"]["pretrain"]["flop_budget"]
+    pretrain = _runs(results, stage="pretrain")
+    assert len(pretrain) == 2 * 3 + 2  # two arms x three lrs, plus the second seed of each
+    for run in pretrain:
+        assert run["status"] == "done"
+        per_step = run["flops"] / run["steps"]
+        assert abs(run["flops"] - budget) <= per_step  # the budget, to within one step
+    steps = {r["arm"]: r["steps"] for r in pretrain}
+    per_token = {r["arm"]: r["flops_per_token"] for r in pretrain}
+    # the HRM costs more per token (12 block applications forward), so it gets fewer steps
+    assert per_token["hrm"] > per_token["transformer_params"]
+    assert steps["hrm"] < steps["transformer_params"]
+
+
+def test_the_selected_lr_is_the_sweep_argmin_and_later_seeds_and_sft_use_it(smoke_study):
+    root = smoke_study["root"] / "out"
+    results = json.loads((root / "results.json").read_text())
+    for arm, entry in results["arms"].items():
+        sweep = _runs(results, stage="pretrain", arm=arm, seed=0)
+        best = min(sweep, key=lambda r: (r["final val/bpb"], r["lr"]))
+        assert entry["selected_lr"] == best["lr"]
+        assert [r["lr"] for r in _runs(results, stage="pretrain", arm=arm, seed=1)] == [best["lr"]]
+        sft = _runs(results, stage="sft", arm=arm)
+        assert sorted(r["seed"] for r in sft) == [0, 1]
+        for run in sft:
+            config = OmegaConf.load(Path(run["run_dir"]) / "config.yaml")
+            assert config.train.lr == pytest.approx(best["lr"] * 0.5)
+            assert Path(config.init_from).name == f"{lr_tag(best['lr'])}-seed{run['seed']}"
+            assert config.eval.bpb_corpus  # fine-tuned models are scored on the corpus too
+            assert math.isfinite(run["final val/bpb"]) and math.isfinite(run["final val/mbpp_bpb"])
+            assert 0.0 <= run["pass_at_k"]["pass@1"] <= 1.0
+            assert run["pass_at_k"]["num_samples"] == 2
+
+
+def test_test_time_compute_scales_the_recurrence_of_hrm_arms_only(smoke_study):
+    results = json.loads((smoke_study["root"] / "out" / "results.json").read_text())
+    hrm_runs = [r for r in _runs(results, stage="pretrain", arm="hrm") if "test_time" in r]
+    assert len(hrm_runs) == 2  # both seeds at the selected lr
+    for run in hrm_runs:
+        assert set(run["test_time"]) == {"x1", "H_x2", "L_x2"}
+        assert run["test_time"]["x1"] == pytest.approx(run["final val/bpb"], rel=1e-5)
+        assert run["test_time"]["H_x2"] != run["test_time"]["x1"]
+    assert not any("test_time" in r for r in _runs(results, arm="transformer_params"))
+
+
+def test_the_report_and_its_published_copy_show_every_sweep_point_and_the_command(smoke_study):
+    root = smoke_study["root"]
+    report = smoke_study["report"].read_text()
+    assert "python scripts/run_study.py study=smoke" in report
+    assert "## Every sweep point" in report and report.count("| hrm | 0.00") >= 3
+    assert "Equal tokens" in report and "Test-time compute" in report and "pass@1" in report
+    published = root / "published" / "smoke.md"
+    assert published.is_file()
+    for name in ("bpb_vs_flops", "bpb_vs_time", "lr_sweep", "test_time"):
+        assert (root / "out" / f"{name}.png").is_file()
+        assert (root / "published" / f"smoke_{name}.png").is_file()
+        assert f"smoke_{name}.png" in published.read_text()
+
+
+def test_a_rerun_trains_nothing_and_rewrites_the_same_numbers(smoke_study, monkeypatch):
+    import hrm_codegen.training as training
+
+    def no_training(cfg):
+        raise AssertionError(f"trained again: {cfg.run_dir}")
+
+    monkeypatch.setattr(training, "train", no_training)
+    before = json.loads((smoke_study["root"] / "out" / "results.json").read_text())
+    with contextlib.redirect_stdout(io.StringIO()):
+        run_study_from_config(smoke_study["cfg"], command="rerun")
+    after = json.loads((smoke_study["root"] / "out" / "results.json").read_text())
+    assert after["arms"] == before["arms"]
+    assert len(after["sessions"]) == len(before["sessions"]) + 1
+
+
+def test_an_interrupted_run_continues_where_it_stopped(smoke_study, tmp_path):
+    spec = load_spec(smoke_study["cfg"]["study"])
+    source = StudyRunner(spec, smoke_study["root"] / "out", log=lambda _: None)
+    source.prepare()
+    runner = StudyRunner(spec, tmp_path, log=lambda _: None)
+    runner.tokenizer_dir, runner.corpus_dir = source.tokenizer_dir, source.corpus_dir
+    key = RunKey("pretrain", "hrm", spec.lr_sweep[0], 0)
+    plain = runner.compose
+    runner.compose = lambda overrides: plain([*overrides, "train.stop_at_step=2"])  # a "crash"
+    with contextlib.redirect_stdout(io.StringIO()):
+        runner.train(key)
+    assert run_status(key.path(tmp_path)) == "partial"
+    runner.compose = plain
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert runner.train(key) == "done"
+    full = final_metric(RunKey("pretrain", "hrm", spec.lr_sweep[0], 0).path(source.out), "val/bpb")
+    assert final_metric(key.path(tmp_path), "val/bpb") == pytest.approx(full, rel=1e-6)
+
+
+def test_evaluate_cli_scores_bpb_with_an_inference_schedule_and_refuses_it_for_a_transformer(
+    smoke_study, tmp_path, capsys
+):
+    results = json.loads((smoke_study["root"] / "out" / "results.json").read_text())
+    run = next(r for r in _runs(results, stage="pretrain", arm="hrm") if "test_time" in r)
+    corpus = smoke_study["root"] / "out" / "prepare" / "corpus"
+    common = ["--ckpt", run["run_dir"], "--metric", "bpb", "--data", "corpus"]
+    common += ["--corpus-dir", str(corpus), "--seq-len", "64", "--batch-size", "4"]
+    common += ["--max-batches", "2"]
+    assert evaluate_main(["--model-type", "hrm", *common, "--output", str(tmp_path / "a")]) == 0
+    plain = json.loads((tmp_path / "a" / "bpb.json").read_text())
+    assert plain["bpb"] == pytest.approx(run["test_time"]["x1"], rel=1e-5)
+    args = ["--model-type", "hrm", *common, "--h-cycles", "4", "--output", str(tmp_path / "b")]
+    assert evaluate_main(args) == 0
+    scaled = json.loads((tmp_path / "b" / "bpb.json").read_text())
+    assert scaled["schedule"]["h_cycles"] == 4 and scaled["bpb"] != plain["bpb"]
+    other = next(r for r in _runs(results, stage="pretrain", arm="transformer_params"))
+    args = ["--model-type", "transformer", "--ckpt", other["run_dir"], "--metric", "bpb"]
+    args += ["--corpus-dir", str(corpus), "--h-cycles", "4"]
+    assert evaluate_main(args) == 2
+    assert "--h-cycles only apply to an HRM" in capsys.readouterr().err
