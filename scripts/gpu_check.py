@@ -1,4 +1,4 @@
-"""One timed check of a GPU machine (at most 9 minutes on one H200); logic in hrm_codegen/gpu_check.py.
+"""One timed check of a GPU machine (at most 9 minutes on one H200); logic in hrm_codegen/gpu_check/.
 
     python scripts/gpu_check.py --out gpu_check --data-dir runs/gpu_check_data
     python scripts/gpu_check.py --device cpu --tiny --out /tmp/gpu_check    # toy sizes, a CPU
