@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -138,6 +138,10 @@ class StopStringWatcher:
 
 # --------------------------------------------------------------------------------------------------
 # Decoding loop
+
+
+# `on_token(prompt_index, sample_index, token_id)`: a streaming hook, called as tokens are chosen.
+TokenCallback = Callable[[int, int, int], None]
 
 
 def _derived_seed(seed: int, key: Sequence[int], index: int) -> int:
@@ -364,6 +368,7 @@ def _decode_rows(
     last_use: bool,
     step_fn=None,
     static_batch: int | None = None,
+    on_token: TokenCallback | None = None,
 ) -> None:
     """Generate every row to its end, appending to `row.tokens`; rows share their prompt's prefill.
 
@@ -405,6 +410,8 @@ def _decode_rows(
                 row.done = True
                 continue
             row.tokens.append(token)
+            if on_token is not None:
+                on_token(row.prompt_index, row.sample_index, token)
             stopped = row.watcher is not None and row.watcher.update(row.tokens)
             row.done = stopped or len(row.tokens) >= row.budget
         keep = [b for b, row in enumerate(batch) if not row.done]
@@ -476,6 +483,7 @@ def generate_ids(
     use_cache: bool = True,
     progress: bool = False,
     compile: bool = False,
+    on_token: TokenCallback | None = None,
 ) -> list[list[list[int]]]:
     """Generate `num_samples` continuations of each prompt; returns new token ids [prompt][sample].
 
@@ -485,7 +493,9 @@ def generate_ids(
     decoded together (the cache holds `batch_size` rows). `use_cache=False` recomputes the whole
     sequence every step: slow, the reference the cache is tested against. `compile=True` decodes with
     fixed-shape steps on a static cache through `torch.compile` (CUDA graphs on CUDA); the prefill
-    stays eager. The first call per batch shape pays the compilation.
+    stays eager. The first call per batch shape pays the compilation. `on_token(prompt, sample,
+    token)` is called for every token kept, as it is chosen (streaming; greedy decodes one row per
+    prompt, reported as sample 0).
 
     Rows are also capped at `model.config.max_seq_len` tokens in total (prompt + new), with a warning.
     """
@@ -574,6 +584,7 @@ def generate_ids(
                     last_use=chunk_start + batch_size >= len(slots),
                     step_fn=step_fn,
                     static_batch=min(batch_size, len(prompts) * rows_per_prompt),
+                    on_token=on_token,
                 )
                 for row in rows:
                     copies = num_samples if greedy else 1
@@ -611,12 +622,13 @@ def generate(
     use_cache: bool = True,
     progress: bool = False,
     compile: bool = False,
+    on_token: TokenCallback | None = None,
 ) -> list[list[str]]:
     """Continue each prompt `num_samples` times; returns texts [prompt][sample].
 
     Each text is what follows the prompt, with EOS removed and cut before the first stop string.
-    Prompts are encoded as BOS + prompt, as in training. Options as in `generate_ids`;
-    `temperature=0` means greedy.
+    Prompts are encoded as BOS + prompt, as in training. Options (and the `on_token` streaming
+    hook, which sees token ids) as in `generate_ids`; `temperature=0` means greedy.
     """
     if isinstance(prompts, str):
         raise TypeError("prompts must be a list of strings; wrap a single prompt as [prompt]")
@@ -641,6 +653,7 @@ def generate(
         use_cache=use_cache,
         progress=progress,
         compile=compile,
+        on_token=on_token,
     )
     return [
         [truncate_at_stop(tokenizer.decode(sample, **_DECODE_KWARGS), stop) for sample in samples]

@@ -19,6 +19,7 @@ import time
 
 from hrm_codegen.evaluation import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S, USER_ERRORS, run_evaluation
 from hrm_codegen.evaluation.likelihood import BPB_DATA, run_bpb_evaluation
+from hrm_codegen.quantization import QUANTIZE_CHOICES
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -77,6 +78,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="weights and decoding dtype (default auto: bf16 on CUDA, fp32 on CPU)",
     )
     gen.add_argument(
+        "--quantize",
+        choices=QUANTIZE_CHOICES,
+        help="quantize the weights with torchao after loading (int8 weight-only, int8 weights "
+        "and activations, int4 weight-only); see hrm_codegen/quantization.py",
+    )
+    gen.add_argument(
         "--compile",
         action="store_true",
         help="torch.compile the one-token decode step (CUDA graphs on CUDA); hrm/transformer only",
@@ -120,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
                 max_batches=args.max_batches,
                 device=args.device,
                 output=args.output,
+                quantize=args.quantize,
                 **schedule,
             )
             return 0
@@ -150,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
             progress=not args.no_progress,
             dtype=args.dtype,
             compile=args.compile,
+            quantize=args.quantize,
             **schedule,
         )
     except USER_ERRORS as error:

@@ -525,15 +525,26 @@ def load_model(
     tokenizer_path: str | Path | None = None,
     device: str = "cpu",
     dtype: str | None = None,
+    quantize: str | None = None,
 ):
     """(model, tokenizer) for `--model-type hrm|transformer|hf --ckpt PATH`.
 
     Ours load with `load_pretrained` and the tokenizer saved next to the weights (or
     `tokenizer_path`); `hf` is any local Hugging Face causal LM folder, with its own tokenizer.
     `dtype` (`auto|bf16|fp16|fp32`, see `precision.resolve_dtype`) casts the weights, so the
-    stream, the KV cache and decoding run in it; None keeps the saved dtype.
+    stream, the KV cache and decoding run in it; None keeps the saved dtype. `quantize`
+    (`int8|int8-dynamic|int4`, see `hrm_codegen.quantization`) quantizes the cast model's
+    projections; a checkpoint saved quantized loads quantized without it.
     """
     from hrm_codegen.model.precision import resolve_dtype
+
+    if quantize is not None:
+        from hrm_codegen.quantization import quantize_model
+
+        model, tokenizer = load_model(
+            model_type, ckpt, tokenizer_path=tokenizer_path, device=device, dtype=dtype
+        )
+        return quantize_model(model, quantize), tokenizer
 
     torch_dtype = resolve_dtype(dtype, device) if dtype is not None else None
     folder = resolve_model_dir(ckpt)
@@ -560,10 +571,15 @@ def load_model(
     if model_type == "hf":
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        # our own export (scripts/export_hf.py) ships its modeling code: trust that, nothing else
+        config_path = folder / "config.json"
+        exported = json.loads(config_path.read_text()).get("model_type") == "hrm_codegen"
         try:
-            model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True)
+            model = AutoModelForCausalLM.from_pretrained(
+                folder, local_files_only=True, trust_remote_code=exported or None
+            )
             tokenizer = AutoTokenizer.from_pretrained(
-                tokenizer_path or folder, local_files_only=True
+                tokenizer_path or folder, local_files_only=True, trust_remote_code=exported or None
             )
         except (OSError, ValueError, KeyError) as error:
             raise ValueError(
@@ -677,11 +693,13 @@ def run_evaluation(
     segments: int | None = None,
     dtype: str | None = None,
     compile: bool = False,
+    quantize: str | None = None,
 ) -> EvalSummary:
     """The command line's work: pick tasks, get samples (file or model), judge, print a table.
 
     `h_cycles`/`l_cycles`/`segments` set an HRM's inference schedule (test-time compute).
-    `dtype` casts the loaded weights (`load_model`); `compile` as in `evaluate_model`."""
+    `dtype` casts the loaded weights and `quantize` quantizes them (`load_model`); `compile` as
+    in `evaluate_model`."""
     ks = parse_ks(k)
     if (samples is None) == (ckpt is None):
         raise ValueError("give either --samples FILE or --model-type/--ckpt, not both or neither")
@@ -709,7 +727,12 @@ def run_evaluation(
     else:
         tasks = select_tasks(benchmark, split, limit)
         model, tok = load_model(
-            model_type, ckpt, tokenizer_path=tokenizer, device=device, dtype=dtype
+            model_type,
+            ckpt,
+            tokenizer_path=tokenizer,
+            device=device,
+            dtype=dtype,
+            quantize=quantize,
         )
         from hrm_codegen.evaluation.likelihood import apply_inference_schedule
 
@@ -736,6 +759,7 @@ def run_evaluation(
                 "model_type": model_type,
                 "ckpt": str(Path(ckpt).resolve()),
                 **({"schedule": schedule} if schedule else {}),
+                **({"quantize": quantize} if quantize else {}),
             },
         )
     print(format_table(summary))

@@ -108,13 +108,18 @@ def run_bpb_evaluation(
     l_cycles: int | None = None,
     segments: int | None = None,
     output: str | Path | None = None,
+    quantize: str | None = None,
 ) -> dict[str, Any]:
-    """Load the model, set the schedule, score the text; print and (with `output`) write JSON."""
+    """Load the model, set the schedule, score the text; print and (with `output`) write JSON.
+
+    `quantize` scores the model quantized (`hrm_codegen.quantization`)."""
     from hrm_codegen.evaluation.harness import load_model
 
     if model_type not in ("hrm", "transformer"):
         raise ValueError(f"--metric bpb needs --model-type hrm or transformer, not {model_type!r}")
-    model, tok = load_model(model_type, ckpt, tokenizer_path=tokenizer, device=device)
+    model, tok = load_model(
+        model_type, ckpt, tokenizer_path=tokenizer, device=device, quantize=quantize
+    )
     model.eval()
     schedule = apply_inference_schedule(model, h_cycles, l_cycles, segments)
     seq_len = min(seq_len or 1024, int(model.config.max_seq_len))

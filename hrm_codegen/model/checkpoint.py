@@ -77,7 +77,13 @@ class PretrainedModel(nn.Module):
                 f"{directory / CONFIG_NAME} has model_type={model_type!r}, but {cls.__name__} loads "
                 f"model_type={cls.model_type!r}; use hrm_codegen.model.load_pretrained to pick the class"
             )
+        quantization = config_data.pop("quantization", None)
         config = config_from_dict(cls.config_class, config_data, str(directory / CONFIG_NAME))
+        if quantization is not None:  # written by hrm_codegen.quantization.save_quantized
+            from hrm_codegen.quantization import load_quantized
+
+            model = load_quantized(cls, config, quantization, directory, device)
+            return model if dtype is None else model.to(dtype)
         model = cls(config)
         weights_path = directory / WEIGHTS_NAME
         if not weights_path.is_file():
