@@ -354,6 +354,20 @@ def render_markdown(result: dict[str, Any], command: str, plots: list[str]) -> s
                 f"{_fmt(b.get('final val/mbpp_bpb'))} | - | - |"
             )
         lines.append("")
+        sweep_range = (min(p["lr_sweep"]), max(p["lr_sweep"]))
+        edges = [
+            f"`{arm}` ({'smallest' if e['selected_lr'] == sweep_range[0] else 'largest'})"
+            for arm, e in arms.items()
+            if e["selected_lr"] in sweep_range
+        ]
+        if edges:
+            lines += [
+                "Selected at an edge of the sweep: "
+                + ", ".join(edges)
+                + "; the best learning rate "
+                "of those arms may lie outside the swept range.",
+                "",
+            ]
         first = next(iter(arms))
         ref = arms[first].get("pretrain", {}).get("final val/bpb")
         if ref:
@@ -569,6 +583,9 @@ def write_report(
     """results.json, report.md and plots in the study folder; with `publish_dir`, also
     `<publish_dir>/<study>.md` with its plots beside it as `<study>_*.png`."""
     result = collect(runner)
+    # the command that ran the study reproduces it; a report_only rebuild just rewrites the page
+    ran = [s["command"] for s in result["sessions"] if "report_only" not in s.get("command", "")]
+    command = ran[0] if ran and ran[0] else command
     out = runner.out
     (out / "results.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     plots = write_plots(result, out, "")
