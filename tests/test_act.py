@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_model_hrm import VOCAB, tiny_config
 
 from hrm_codegen.data.sft import SFTCollator
-from hrm_codegen.model import HRMConfig, HRMForCausalLM
+from hrm_codegen.model import HRMForCausalLM
 from hrm_codegen.model.act import (
     ACTStats,
     act_segments,
@@ -19,25 +20,13 @@ from hrm_codegen.model.act import (
 )
 from hrm_codegen.training.trainer import _with_lengths
 
-VOCAB = 61
 REPO = Path(__file__).resolve().parents[1]
 
 
 def act_model(max_steps: int = 3, seed: int = 0, **overrides) -> HRMForCausalLM:
     torch.manual_seed(seed)
-    settings = dict(
-        vocab_size=VOCAB,
-        max_seq_len=128,
-        hidden_size=32,
-        num_heads=4,
-        expansion=2.0,
-        H_layers=1,
-        L_layers=2,
-        enable_q_head=True,
-        halt_max_steps=max_steps,
-        halt_exploration_prob=0.0,
-    )
-    return HRMForCausalLM(HRMConfig(**{**settings, **overrides})).train()
+    act = dict(enable_q_head=True, halt_max_steps=max_steps, halt_exploration_prob=0.0)
+    return HRMForCausalLM(tiny_config(**{**act, **overrides})).train()
 
 
 def mixed_halting_model(max_steps: int = 4, **overrides) -> HRMForCausalLM:

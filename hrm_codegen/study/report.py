@@ -119,11 +119,7 @@ def collect(runner: StudyRunner) -> dict[str, Any]:
     spec = runner.spec
     keys = runner.keys()
     runs = [run_summary(runner, k) for k in keys["sweep"] + keys["seeds"] + keys["sft"]]
-    sweep_done = (
-        bool(keys["seeds"] or keys["sft"])
-        or len(spec.seeds) == 1
-        and all(run_status(k.path(runner.out)) in ("done", "diverged") for k in keys["sweep"])
-    )
+    sweep_done = all(run_status(k.path(runner.out)) in ("done", "diverged") for k in keys["sweep"])
     selected = {arm: runner.selected_lr(arm) for arm in spec.arms} if sweep_done else {}
     arms: dict[str, Any] = {}
     for arm, lr in selected.items():

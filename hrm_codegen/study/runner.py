@@ -256,10 +256,9 @@ class StudyRunner:
         from omegaconf import OmegaConf
 
         from hrm_codegen.bpb import batched, dataset_bpb, token_byte_lengths
-        from hrm_codegen.data.corpus import PackedDataset
+        from hrm_codegen.evaluation.likelihood import bpb_dataset
         from hrm_codegen.model import load_pretrained
         from hrm_codegen.tokenization import load_tokenizer
-        from hrm_codegen.training.data import stack_windows
 
         run_dir = key.path(self.out)
         if run_status(run_dir) != "done":
@@ -279,13 +278,16 @@ class StudyRunner:
         if not todo:
             return results
         cfg = OmegaConf.load(run_dir / "config.yaml")
-        windows = PackedDataset(self.corpus_dir, "validation", int(cfg.data.max_seq_len))
-        lengths = token_byte_lengths(load_tokenizer(ckpt))
+        tokenizer = load_tokenizer(ckpt)
+        windows, collate, _ = bpb_dataset(
+            "corpus", tokenizer, corpus_dir=self.corpus_dir, seq_len=int(cfg.data.max_seq_len)
+        )
+        lengths = token_byte_lengths(tokenizer)
         size, max_batches = int(cfg.eval.batch_size), cfg.eval.max_batches
         for name, h_cycles, l_cycles in todo:
             self.log(f"test-time compute {key.arm} seed={key.seed} {name}")
             model.set_inference_schedule(h_cycles=h_cycles, l_cycles=l_cycles)
-            totals = dataset_bpb(model, batched(windows, stack_windows, size, max_batches), lengths)
+            totals = dataset_bpb(model, batched(windows, collate, size, max_batches), lengths)
             results[name] = totals.bpb
         model.set_inference_schedule()
         cache["test_time"] = results

@@ -400,21 +400,23 @@ class Trainer:
                 f"train.stop_at_step={t.stop_at_step} exceeds the {max_steps} steps of the budget"
             )
 
+    def _sample_lengths(self) -> list[int]:
+        """Lengths of up to 256 training examples spread over the set (cached: read once)."""
+        if not hasattr(self, "_lengths"):
+            train = self.data.train
+            step = max(1, len(train) // 256)
+            self._lengths = [int(train[i]["input_ids"].numel()) for i in range(0, len(train), step)]
+        return self._lengths
+
     def _mean_len(self) -> float:
-        train = self.data.train
-        sample = range(0, len(train), max(1, len(train) // 256))
-        return sum(int(train[i]["input_ids"].numel()) for i in sample) / len(sample)
+        lengths = self._sample_lengths()
+        return sum(lengths) / len(lengths)
 
     def flops_per_step_estimate(self) -> float:
         """Training FLOPs of one optimiser step: global batch x (mean length x FLOPs per token at
         that length), from a sample of up to 256 training examples (exact for packed windows)."""
-        train = self.data.train
-        sample = range(0, len(train), max(1, len(train) // 256))
-        per_example = [
-            int(train[i]["input_ids"].numel())
-            * self.flops.training_flops_per_token(int(train[i]["input_ids"].numel()))
-            for i in sample
-        ]
+        lengths = self._sample_lengths()
+        per_example = [n * self.flops.training_flops_per_token(n) for n in lengths]
         return self.global_batch * sum(per_example) / len(per_example)
 
     def _bpb_sets(self) -> dict[str, tuple[Any, Any]]:
@@ -928,10 +930,7 @@ class Trainer:
 
     def tokens_per_step_estimate(self) -> float:
         """Global batch x mean example length (a sample of up to 256 training examples)."""
-        train = self.data.train
-        sample = range(0, len(train), max(1, len(train) // 256))
-        mean_len = sum(int(train[i]["input_ids"].numel()) for i in sample) / len(sample)
-        return self.global_batch * mean_len
+        return self.global_batch * self._mean_len()
 
     def _dry_run(self) -> None:
         """Print the resolved config and a summary, take one optimiser step, write nothing."""
