@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -203,7 +204,9 @@ def quantize_model(model: nn.Module, method: str, *, group_size: int | None = No
             "(e.g. GPT-2); torchao's recipes quantize nn.Linear layers only"
         )
     if recipe.layout == "cuda-tinygemm" and next(model.parameters()).dtype != torch.bfloat16:
-        print("int4 on CUDA (tinygemm) runs in bf16: casting the model to bf16 first")
+        print(  # stderr: stdout may be a streamed completion
+            "int4 on CUDA (tinygemm) runs in bf16: casting the model to bf16 first", file=sys.stderr
+        )
         model.to(torch.bfloat16)
     import_torchao()
     from torchao.quantization import quantize_

@@ -22,6 +22,8 @@ import time
 import torch
 import torch.nn.functional as F
 
+from hrm_codegen.losses import log_stablemax
+
 MIB = 2**20
 
 
@@ -34,9 +36,7 @@ def reference_loss(kind: str, logits: torch.Tensor, labels: torch.Tensor) -> tor
             logits.float().flatten(0, -2), safe.flatten(), reduction="none"
         ).view(labels.shape)
     else:
-        x = logits.double()
-        s = torch.where(x < 0, 1.0 / (1.0 - x.clamp_max(0)), x + 1.0)
-        log_probs = s.log() - s.sum(-1, keepdim=True).log()
+        log_probs = log_stablemax(logits.double())
         per_token = -log_probs.gather(-1, safe.unsqueeze(-1)).squeeze(-1).float()
     per_token = torch.where(valid, per_token, torch.zeros_like(per_token))
     return per_token.sum() / valid.sum().clamp_min(1)

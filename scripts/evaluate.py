@@ -128,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
                 device=args.device,
                 output=args.output,
                 quantize=args.quantize,
+                dtype=args.dtype,
                 **schedule,
             )
             return 0

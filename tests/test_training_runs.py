@@ -532,3 +532,11 @@ def test_act_under_ddp_matches_one_process_accumulating_the_same_micro_batches(
                  "train.max_steps=4", "train.micro_batch_size=1"]  # fmt: skip
     digests = launch_two_ranks(fixture_env, tmp_path / "explore", tmp_path, *exploring)
     assert set(digests) == {"0", "1"} and digests["0"] == digests["1"]
+
+
+def test_a_flop_budget_with_adaptive_computation_is_refused(fixture_env, tmp_path):
+    from hrm_codegen.training import ConfigError
+
+    act = ["model.enable_q_head=true", "model.halt_max_steps=2", "train.flop_budget=1e9"]
+    with pytest.raises(ConfigError, match="flop_budget with adaptive computation"):
+        run_quietly(smoke_config(fixture_env, tmp_path / "act", *act))

@@ -560,7 +560,8 @@ def load_model(
                 f"{saved_type!r}; pass --model-type {hint}"
             )
         model = load_pretrained(folder, device=device)
-        if torch_dtype is not None:
+        quantized = json.loads((folder / "config.json").read_text()).get("quantization")
+        if torch_dtype is not None and quantized is None:  # quantized weights keep their dtype
             model = model.to(torch_dtype)
         source = tokenizer_path or folder
         if tokenizer_path is None and not (folder / "tokenizer.json").is_file():

@@ -109,6 +109,7 @@ def run_bpb_evaluation(
     segments: int | None = None,
     output: str | Path | None = None,
     quantize: str | None = None,
+    dtype: str | None = None,
 ) -> dict[str, Any]:
     """Load the model, set the schedule, score the text; print and (with `output`) write JSON.
 
@@ -118,7 +119,7 @@ def run_bpb_evaluation(
     if model_type not in ("hrm", "transformer"):
         raise ValueError(f"--metric bpb needs --model-type hrm or transformer, not {model_type!r}")
     model, tok = load_model(
-        model_type, ckpt, tokenizer_path=tokenizer, device=device, quantize=quantize
+        model_type, ckpt, tokenizer_path=tokenizer, device=device, quantize=quantize, dtype=dtype
     )
     model.eval()
     schedule = apply_inference_schedule(model, h_cycles, l_cycles, segments)

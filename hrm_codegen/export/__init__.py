@@ -153,6 +153,10 @@ def export_hf(ckpt: str | Path, out: str | Path, *, tokenizer: str | Path | None
     from hrm_codegen.tokenization import load_tokenizer
 
     folder = resolve_model_dir(ckpt)
+    if json.loads((folder / "config.json").read_text()).get("quantization") is not None:
+        raise ValueError(
+            f"{folder} holds a quantized model; export the floating-point checkpoint it came from"
+        )
     model = load_pretrained(folder)
     tok = load_tokenizer(tokenizer or folder)
     if len(tok) > model.config.vocab_size:

@@ -82,8 +82,8 @@ class PretrainedModel(nn.Module):
         if quantization is not None:  # written by hrm_codegen.quantization.save_quantized
             from hrm_codegen.quantization import load_quantized
 
-            model = load_quantized(cls, config, quantization, directory, device)
-            return model if dtype is None else model.to(dtype)
+            # its dtype was fixed before quantizing (int4 scales keep it): never cast afterwards
+            return load_quantized(cls, config, quantization, directory, device)
         model = cls(config)
         weights_path = directory / WEIGHTS_NAME
         if not weights_path.is_file():

@@ -363,12 +363,12 @@ class HRMForCausalLM(PretrainedModel):
         (prefill for generation); it cannot be combined with labels. `lengths` [B] (real tokens per
         row of a right-padded batch) tells the Q head where each row ends without a mask."""
         c = self.config
+        if self.training and not self.schedule_is_trained:
+            raise ValueError(
+                "an inference schedule (set_inference_schedule) is set on a model in training "
+                "mode; call model.eval(), or set_inference_schedule() with no arguments to train"
+            )
         if self.q_head is not None and self.training and c.halt_max_steps > 1:
-            if not self.schedule_is_trained:
-                raise ValueError(
-                    "an inference schedule (set_inference_schedule) is set on a model in training "
-                    "mode; call model.eval(), or set_inference_schedule() with no arguments to train"
-                )
             if cache is not None:
                 raise ValueError(
                     "adaptive halting (training mode) cannot decode with a KV cache; call model.eval()"
@@ -387,11 +387,6 @@ class HRMForCausalLM(PretrainedModel):
             labels,
             logits_to_keep,
         )
-        if self.training and not self.schedule_is_trained:
-            raise ValueError(
-                "an inference schedule (set_inference_schedule) is set on a model in training "
-                "mode; call model.eval(), or set_inference_schedule() with no arguments to train"
-            )
         x = self.embed_tokens(input_ids)
         z_H, z_L = self.initial_state(x)
         for seg in range(self.num_segments_eval):

@@ -261,10 +261,13 @@ def sdpa(
     """SDPA on [B, heads, S, D] queries and [B, kv_heads, L, D] keys/values (grouped heads allowed).
 
     With torch >= 2.5 SDPA broadcasts the kv heads itself (`enable_gqa`), which spares a copy of
-    the keys and values (the whole cache, when decoding) per block per step.
+    the keys and values (the whole cache, when decoding) per block per step. Only without a mask
+    and in half precision: otherwise SDPA serves `enable_gqa` with its math kernel, which
+    materialises the whole score matrix, and the copy is the cheaper price.
     """
     if k.shape[1] != q.shape[1]:
-        if SDPA_HAS_GQA:
+        fused = mask is None and q.dtype in (torch.float16, torch.bfloat16)
+        if SDPA_HAS_GQA and fused:
             return F.scaled_dot_product_attention(
                 q, k, v, attn_mask=mask, is_causal=is_causal, enable_gqa=True
             )

@@ -380,6 +380,15 @@ class Trainer:
         config (and so into config.yaml), and a resumed run resolves them to the same numbers."""
         cfg, t = self.cfg, self.cfg.train
         if t.get("flop_budget") is not None:
+            if (
+                getattr(self.model, "q_head", None) is not None
+                and int(cfg.model.halt_max_steps) > 1
+            ):
+                raise ConfigError(
+                    "train.flop_budget with adaptive computation (halt_max_steps > 1): the step "
+                    "count would assume every sequence runs every segment, so the run would spend "
+                    "only part of its budget; set train.max_steps instead"
+                )
             per_step = self.flops_per_step_estimate()
             steps = max(1, round(float(t.flop_budget) / per_step))
             t.max_steps = steps
@@ -779,8 +788,8 @@ class Trainer:
         loss = total / max(count, 1)
         metrics = {"val/loss": loss, "val/ppl": math.exp(min(loss, 50.0))}
         for name, (dataset, collate) in self.bpb_sets.items():
-            if dataset is val:
-                totals = own
+            if dataset is val and (name == "val/bpb" or max_batches is None):
+                totals = own  # the same examples, already scored
             else:
                 limit = max_batches if name == "val/bpb" else None  # MBPP: every task, always
                 totals = dataset_bpb(
