@@ -141,6 +141,8 @@ def dataset_bpb(
             inputs = {"input_ids": batch["input_ids"].to(device)}
             if keep_mask and "attention_mask" in batch:
                 inputs["attention_mask"] = batch["attention_mask"].to(device)
+            if "token_type_ids" in batch:  # PrefixLM batches: the prompt is read bidirectionally
+                inputs["token_type_ids"] = batch["token_type_ids"].to(device)
             with autocast() if autocast is not None else nullcontext():
                 logits = model(**inputs).logits
             totals = totals + batch_bpb_totals(

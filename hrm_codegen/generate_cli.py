@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from hrm_codegen.data import CodeTask, build_program, load_benchmark, normalize_task_id
+from hrm_codegen.data import CodeTask, load_benchmark, normalize_task_id
 from hrm_codegen.data.prompts import extract_completion, format_prompt, stop_sequences
-from hrm_codegen.data.tasks import canonical_benchmark
+from hrm_codegen.data.tasks import canonical_benchmark, program_parts
 from hrm_codegen.evaluation import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S, USER_ERRORS
 from hrm_codegen.generation import truncate_at_stop
 from hrm_codegen.quantization import QUANTIZE_CHOICES
@@ -41,7 +41,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--task", help="a benchmark task, BENCHMARK/ID: mbpp/11, mbpp_sanitized/11, humaneval/0"
     )
     model = parser.add_argument_group("model")
-    model.add_argument("--model-type", choices=["hrm", "transformer", "hf"], required=True)
+    model.add_argument(
+        "--model-type", choices=["hrm", "transformer", "hrm_text", "llama", "hf"], required=True
+    )
     model.add_argument("--ckpt", required=True, help="saved model folder, or a training run folder")
     model.add_argument("--tokenizer", help="tokenizer if not saved with the model (e.g. gpt2)")
     model.add_argument("--device", default=None, help="default: cuda if available, else cpu")
@@ -216,9 +218,13 @@ def generate_completions(
 
 def judge(args: argparse.Namespace, task: CodeTask, texts: list[str], out: TextIO) -> list[bool]:
     """Run every sample's program against the task's tests in the sandbox; print the verdicts."""
-    from hrm_codegen.evaluation.sandbox import run_programs
+    from hrm_codegen.evaluation.sandbox import SandboxProgram, run_programs
 
-    programs = [build_program(task, extract_completion(task, text)) for text in texts]
+    # Candidate and tests apart: the tests then run against pristine built-ins and compare
+    # trusted types only (see the sandbox's docstring), as in evaluate.py.
+    programs = [
+        SandboxProgram(*program_parts(task, extract_completion(task, text))) for text in texts
+    ]
     results = run_programs(
         programs,
         timeout=args.timeout,

@@ -2,16 +2,26 @@
 
     python scripts/bench_eval.py                      # HumanEval canonical solutions x 10
     python scripts/bench_eval.py --rounds 3 --workers 4
+    python scripts/bench_eval.py --lcb-repeat 0      # without the LiveCodeBench stdin line
 
 Both run the 164 canonical solutions `--repeat` times with the same workers and timeout; rounds
-alternate between the two so that a change in machine load affects both alike.
+alternate between the two so that a change in machine load affects both alike. First, where the
+milliseconds of one sandboxed program go (each stage timed alone; --stage-repeat 0 skips it).
+Last, a LiveCodeBench stdin line: `--lcb-repeat` samples of 5 stdin tests each (real processes
+with piped input, one sandbox per sample), for the throughput of that second program kind.
 """
 
 import argparse
 import sys
 
 from hrm_codegen.evaluation import USER_ERRORS
-from hrm_codegen.evaluation.bench import benchmark_throughput, format_rows
+from hrm_codegen.evaluation.bench import (
+    benchmark_throughput,
+    format_breakdown,
+    format_rows,
+    stage_breakdown,
+)
+from hrm_codegen.evaluation.lcb.bench import bench_lcb_stdin
 
 
 def main() -> int:
@@ -24,8 +34,15 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=1, help="alternating runs of each")
     parser.add_argument("--sandbox", choices=["auto", "bwrap", "none-unsafe"], default="auto")
     parser.add_argument("--data", help="HumanEval.jsonl.gz (default: $HRM_CODEGEN_DATA_DIR)")
+    parser.add_argument("--stage-repeat", type=int, default=20, help="runs per timed stage")
+    parser.add_argument("--lcb-repeat", type=int, default=50, help="LCB stdin samples (0: none)")
     args = parser.parse_args()
     try:
+        if args.stage_repeat > 0:
+            breakdown = stage_breakdown(
+                repeat=args.stage_repeat, sandbox=args.sandbox, data_path=args.data
+            )
+            print(format_breakdown(breakdown) + "\n", flush=True)
         rows = benchmark_throughput(
             repeat=args.repeat,
             workers=args.workers,
@@ -34,6 +51,10 @@ def main() -> int:
             sandbox=args.sandbox,
             data_path=args.data,
         )
+        if args.lcb_repeat > 0:
+            rows.append(
+                bench_lcb_stdin(repeat=args.lcb_repeat, workers=args.workers, sandbox=args.sandbox)
+            )
     except USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -9,8 +9,9 @@
         # DDP on CPU (gloo): accelerate 1.x starts one process for `--cpu --num_processes N`
     python scripts/train_codegen.py experiment=quickstart resume=true
 
-Settings: configs/codegen_base.yaml. The last line printed names the checkpoint folder, which
-scripts/evaluate.py --ckpt takes.
+Settings: configs/codegen_base.yaml (`loop: lm | gspo` picks the loop). The last lines printed name
+the latest checkpoint folder and the best one (`<run>/best`), which scripts/evaluate.py --ckpt takes.
+SIGTERM/SIGINT save a checkpoint at the current step and exit with 128 + the signal number.
 """
 
 import sys
@@ -18,17 +19,13 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from hrm_codegen.training import USER_ERRORS, train
+from hrm_codegen.train_cli import main as train_main
 from hrm_codegen.training.launch import extra_hydra_overrides
 
 
 @hydra.main(config_path="../configs", config_name="codegen_base", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    try:
-        train(cfg)
-    except USER_ERRORS as error:
-        print(f"error: {error}", file=sys.stderr, flush=True)
-        sys.exit(2)
+    train_main(cfg)
 
 
 if __name__ == "__main__":

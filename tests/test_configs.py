@@ -23,7 +23,7 @@ def compose_config(*overrides: str):
 
 def test_every_required_group_option_exists():
     for group, options in {
-        "model": {"hrm", "transformer", "transformer_deep"},
+        "model": {"hrm", "transformer", "transformer_deep", "hrm_text", "llama", "llama_compute"},
         "data": {"mbpp", "corpus"},
         "experiment": {"smoke", "quickstart", "a100"},
         "logger": {"console", "jsonl", "wandb"},

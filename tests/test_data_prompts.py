@@ -81,3 +81,48 @@ def test_target_through_extract_completion_passes_tests_on_fixtures():
         for t in tasks
     ]
     assert check_programs(programs, workers=2) == [True] * len(tasks)
+
+
+def test_lcb_base_prompt_has_one_example_of_the_same_kind_then_the_question():
+    from hrm_codegen.data.prompts import LCB_STOP, format_lcb_prompt
+
+    stdin = format_lcb_prompt("Print the sum of A and B.\r\n")
+    assert stdin.count("### Question\n") == 2 and "### Starter Code" not in stdin
+    assert stdin.endswith("### Question\nPrint the sum of A and B.\n\n### Answer\n\n")
+    assert "\r" not in stdin
+    starter = "class Solution:\n    def f(self, x: int) -> int:\n        "
+    functional = format_lcb_prompt("Return x.", starter)
+    assert functional.count("### Starter Code\n") == 2  # the example has starter code too
+    assert functional.endswith(f"### Starter Code\n{starter.rstrip()}\n\n### Answer\n\n")
+    assert "class Solution" in functional.split("### Question")[1]  # the worked example
+    assert "###" in LCB_STOP
+
+
+def test_extract_lcb_code_cuts_at_the_next_section_and_unwraps_fences():
+    from hrm_codegen.data.prompts import extract_lcb_code
+
+    assert extract_lcb_code("print(1)\n\n### Question\nnext") == "print(1)\n"
+    assert extract_lcb_code("```python\nprint(2)\n```\nsome words") == "print(2)\n"
+    assert extract_lcb_code("print(3)\n```\n") == "print(3)\n"
+    assert extract_lcb_code("  x = 1\r\nprint(x)<|endoftext|>junk") == "x = 1\nprint(x)\n"
+
+
+def test_lcb_prediction_prompts_end_where_the_answer_goes():
+    from hrm_codegen.data.prompts import (
+        format_lcb_call,
+        format_lcb_execution_prompt,
+        format_lcb_repair_prompt,
+        format_lcb_testoutput_prompt,
+    )
+
+    assert format_lcb_call("f", '"ab"\n3') == 'f("ab", 3)'
+    testoutput = format_lcb_testoutput_prompt("Q", "class Solution: ...", "f", "[1]\n2")
+    assert testoutput.endswith("### Test\nassert f([1], 2) == ")
+    execution = format_lcb_execution_prompt("def f(s):\n    return s\n", "f(s = 'a')")
+    assert execution.endswith("[ANSWER]\nassert f(s = 'a') == ")
+    assert "assert f(s = 'a') == ??" in execution
+    repair = format_lcb_repair_prompt("Q", "", "print(0)", "The above code is incorrect.")
+    assert repair == (
+        "### Question\nQ\n\n### Answer\n\nprint(0)\n\n### Feedback\nThe above code is "
+        "incorrect.\n\n### Fixed Answer\n\n"
+    )

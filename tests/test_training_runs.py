@@ -12,8 +12,10 @@ import io
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -59,10 +61,10 @@ def smoke_config(fixture_env, run_dir: Path | None, *overrides: str):
         return compose("codegen_base", overrides=base + list(overrides))
 
 
-def run_quietly(cfg) -> tuple[Path | None, str]:
+def run_quietly(cfg, run=train) -> tuple[Path | None, str]:
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        run_dir = train(cfg)
+        run_dir = run(cfg)
     return run_dir, out.getvalue()
 
 
@@ -194,6 +196,113 @@ def test_a_non_finite_loss_stops_the_run_naming_the_step_and_the_last_checkpoint
     saved = json.loads((run_dir / "checkpoint" / "trainer_state.json").read_text())["step"]
     assert saved == step - 1
     assert f"last good checkpoint: {run_dir / 'checkpoint'}" in message
+
+
+def test_best_keeps_the_evaluation_with_the_lowest_val_loss_beside_the_latest(
+    fixture_env, tmp_path
+):
+    run_dir = tmp_path / "best"
+    _, stdout = run_quietly(
+        smoke_config(
+            fixture_env,
+            run_dir,
+            "train.max_steps=8",
+            "train.lr=3e-2",  # high enough that val/loss rises again within 8 steps
+            "train.warmup_steps=0",
+            "eval.interval=2",
+            "checkpoint_interval=100",
+        )
+    )
+    evals = [row for row in read_metrics(run_dir) if "val/loss" in row]
+    assert [row["step"] for row in evals] == [2, 4, 6, 8]
+    best_row = min(evals, key=lambda row: row["val/loss"])
+    best_state = json.loads((run_dir / "best" / "trainer_state.json").read_text())
+    assert best_state["step"] == best_row["step"]
+    assert best_state["best"]["value"] == pytest.approx(best_row["val/loss"])
+    assert json.loads((run_dir / "checkpoint" / "trainer_state.json").read_text())["step"] == 8
+    assert f"best: {run_dir / 'best'} (step {best_row['step']}" in stdout
+    assert load_pretrained(run_dir / "best").config.hidden_size == 64  # every loader takes it
+    folders = {p.name for p in (run_dir / "checkpoints").iterdir()}
+    assert folders == {f"step_{best_row['step']:07d}", "step_0000008"}  # nothing else is kept
+
+
+def test_a_sigterm_during_training_saves_that_step_and_resume_continues(fixture_env, tmp_path):
+    """In process: an evaluator at step 2 sends this process SIGTERM; the run finishes step 3,
+    checkpoints it and raises TrainingInterrupted; resume=true continues from step 3."""
+    from hrm_codegen.training import Trainer, TrainingInterrupted
+
+    def preempt(model, context):
+        if context.step == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return {}
+
+    run_dir = tmp_path / "term"
+    common = ["train.max_steps=6", "eval.interval=2", "log_interval=1"]
+    with pytest.raises(TrainingInterrupted) as info:
+        run_quietly(
+            smoke_config(fixture_env, run_dir, *common),
+            run=lambda cfg: Trainer(cfg, evaluators=(preempt,)).run(),
+        )
+    assert info.value.step == 3 and info.value.exit_code == 143
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is gone again
+    state = json.loads((run_dir / "checkpoint" / "trainer_state.json").read_text())
+    assert state["step"] == 3
+    assert [row["step"] for row in read_metrics(run_dir) if "train/loss" in row] == [1, 2, 3]
+    _, stdout = run_quietly(smoke_config(fixture_env, run_dir, *common, "resume=true"))
+    assert "at step 3" in stdout
+    assert json.loads((run_dir / "checkpoint" / "trainer_state.json").read_text())["step"] == 6
+
+
+@pytest.mark.slow  # a real launcher process: ~40 s on 2 busy cores
+def test_sigterm_mid_run_saves_the_current_step_and_resume_continues_from_it(
+    fixture_env, smoke_run, tmp_path
+):
+    """A real training process gets SIGTERM (as a scheduler preempts): it finishes the step,
+    checkpoints it, exits 143, and `resume=true` continues from exactly that step."""
+    run_dir = tmp_path / "preempted"
+    overrides = [
+        "experiment=smoke",
+        "logger=jsonl",
+        f"data.path={fixture_env['mbpp']}",
+        f"run_dir={run_dir}",
+        "train.max_steps=1000",  # never reached: the signal stops it
+        "train.micro_batch_size=2",
+        "log_interval=1",
+        "eval.interval=1000",
+        "checkpoint_interval=1000",
+    ]
+    command = [sys.executable, str(REPO / "scripts" / "train_codegen.py"), *overrides]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        metrics = run_dir / "metrics.jsonl"
+        deadline = time.monotonic() + 240
+        while not (metrics.is_file() and len(metrics.read_text().splitlines()) >= 3):
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "training never logged three steps"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    assert "stopped by SIGTERM" in stderr and "Traceback" not in stderr
+    last_logged = [row["step"] for row in read_metrics(run_dir) if "train/loss" in row][-1]
+    state = json.loads((run_dir / "checkpoint" / "trainer_state.json").read_text())
+    assert 3 <= state["step"] == last_logged < 1000
+    step = state["step"]
+    _, stdout = run_quietly(
+        smoke_config(
+            fixture_env,
+            run_dir,
+            *overrides[4:],
+            "resume=true",
+            f"train.stop_at_step={step + 2}",
+        )
+    )
+    assert f"at step {step}" in stdout
+    resumed = json.loads((run_dir / "checkpoint" / "trainer_state.json").read_text())
+    assert resumed["step"] == step + 2
 
 
 def read_wandb_records(path: Path) -> list[bytes]:
@@ -333,6 +442,8 @@ def test_the_launcher_prints_user_errors_without_a_traceback(fixture_env, tmp_pa
 
 
 def test_fine_tuning_evaluates_greedy_pass_at_1_on_validation_tasks(fixture_env, tmp_path):
+    from hrm_codegen.train_cli import run_training
+
     run_dir = tmp_path / "p1"
     run_quietly(
         smoke_config(
@@ -343,7 +454,8 @@ def test_fine_tuning_evaluates_greedy_pass_at_1_on_validation_tasks(fixture_env,
             "eval.limit=3",
             "eval.max_new_tokens=24",
             "eval.timeout=10",
-        )
+        ),
+        run=run_training,  # the launcher's composition: training + evaluation's pass@1 hook
     )
     rows = [row for row in read_metrics(run_dir) if "val/pass@1" in row]
     assert len(rows) == 1 and rows[0]["val/pass@1_tasks"] == 3

@@ -20,7 +20,7 @@ __all__ = [
 def load_benchmark(
     name: str, split: str | None = None, path: str | os.PathLike | None = None
 ) -> list[CodeTask]:
-    """Tasks of `mbpp`, `mbpp_sanitized` or `humaneval`, in task-id order.
+    """Tasks of `mbpp`, `mbpp_sanitized`, `humaneval` or `toy`, in task-id order.
 
     `split` is an MBPP split (`prompt`, `test`, `validation`, `train`) or None for all tasks;
     HumanEval only has `test`. Sources are tried in order: `path`, `$HRM_CODEGEN_DATA_DIR`, the
@@ -29,4 +29,8 @@ def load_benchmark(
     benchmark = canonical_benchmark(name)
     if benchmark == "humaneval":
         return load_humaneval(split=split, path=path)
+    if benchmark == "toy":  # generated in code (data/toy_tasks.py): no file, `path` unused
+        from hrm_codegen.data.toy_tasks import load_toy
+
+        return load_toy(split)
     return load_mbpp(benchmark, split=split, path=path)

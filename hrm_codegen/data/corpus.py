@@ -416,6 +416,11 @@ def build_corpus(
     return meta
 
 
+def stack_windows(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Packed windows all have the same length: a batch is a stack, no padding or mask."""
+    return {key: torch.stack([item[key] for item in items]) for key in ("input_ids", "labels")}
+
+
 class PackedDataset(Dataset):
     """Fixed-length windows over a split's shards, for pretraining; every label is real.
 

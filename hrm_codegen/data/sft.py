@@ -150,18 +150,34 @@ class SFTDataset(Dataset):
         return self.items[index]
 
 
+def prompt_length(labels: torch.Tensor) -> int:
+    """Positions of an SFT item that are prompt: BOS + prompt tokens, i.e. every position before
+    the first real label plus that one (the last prompt token, whose logits predict the first
+    target token, as at generation, where the prompt is prefilled and its last position decodes).
+    """
+    real = (labels != IGNORE_INDEX).nonzero()
+    if not len(real):
+        raise ValueError("an SFT item without any label token has no target to tell the prompt by")
+    return int(real[0]) + 1
+
+
 class SFTCollator:
     """Right-pads a batch to its longest sequence (optionally to a multiple of 8 etc.).
 
     Padding positions get `pad_id` in `input_ids`, -100 in `labels` and 0 in `attention_mask`,
-    so nothing downstream depends on which id pads.
+    so nothing downstream depends on which id pads. With `prefix_lm=True` the batch also carries
+    `token_type_ids` (1 on the prompt, see `prompt_length`; 0 on the target and on padding), for
+    models trained as PrefixLM; without it the key is absent, so other models never receive it.
     """
 
-    def __init__(self, pad_id: int, pad_to_multiple_of: int | None = None) -> None:
+    def __init__(
+        self, pad_id: int, pad_to_multiple_of: int | None = None, prefix_lm: bool = False
+    ) -> None:
         if pad_to_multiple_of is not None and pad_to_multiple_of < 1:
             raise ValueError(f"pad_to_multiple_of={pad_to_multiple_of}: use None or a value >= 1")
         self.pad_id = pad_id
         self.pad_to_multiple_of = pad_to_multiple_of
+        self.prefix_lm = prefix_lm
 
     def __call__(self, batch: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         if not batch:
@@ -172,9 +188,15 @@ class SFTCollator:
         input_ids = torch.full((len(batch), length), self.pad_id, dtype=torch.long)
         labels = torch.full((len(batch), length), IGNORE_INDEX, dtype=torch.long)
         attention_mask = torch.zeros((len(batch), length), dtype=torch.long)
+        token_type_ids = torch.zeros((len(batch), length), dtype=torch.long)
         for row, item in enumerate(batch):
             n = len(item["input_ids"])
             input_ids[row, :n] = item["input_ids"]
             labels[row, :n] = item["labels"]
             attention_mask[row, :n] = 1
-        return {"input_ids": input_ids, "labels": labels, "attention_mask": attention_mask}
+            if self.prefix_lm:
+                token_type_ids[row, : prompt_length(item["labels"])] = 1
+        out = {"input_ids": input_ids, "labels": labels, "attention_mask": attention_mask}
+        if self.prefix_lm:
+            out["token_type_ids"] = token_type_ids
+        return out

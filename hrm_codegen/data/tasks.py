@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-BENCHMARKS = ("mbpp", "mbpp_sanitized", "humaneval")
+BENCHMARKS = ("mbpp", "mbpp_sanitized", "humaneval", "toy")  # toy: data/toy_tasks.py
 # Canonical task-id prefix per benchmark; both MBPP variants share the original numbering.
-TASK_ID_PREFIX = {"mbpp": "Mbpp", "mbpp_sanitized": "Mbpp", "humaneval": "HumanEval"}
+TASK_ID_PREFIX = {"mbpp": "Mbpp", "mbpp_sanitized": "Mbpp", "humaneval": "HumanEval", "toy": "Toy"}
 _BENCHMARK_ALIASES = {
     "mbpp": "mbpp",
     "mbpp_full": "mbpp",
@@ -25,6 +25,7 @@ _BENCHMARK_ALIASES = {
     "human_eval": "humaneval",
     "human-eval": "humaneval",
     "openai_humaneval": "humaneval",
+    "toy": "toy",
 }
 
 
@@ -108,14 +109,17 @@ def normalize_task_id(benchmark: str, raw: int | str) -> str:
     return f"{prefix}/{int(number)}"
 
 
-def build_program(task: CodeTask, completion: str) -> str:
-    """Assemble the program that checks `completion` against the task's tests.
+def program_parts(task: CodeTask, completion: str) -> tuple[str, str, str | None]:
+    """(candidate, tests, entry point) of the program that checks `completion`.
 
-    MBPP: the completion is the whole solution; the setup code goes *after* it because tasks
-    367 and 927 build test trees from the solution's own `Node` class; the sanitized variant's
-    `test_imports` go after the solution too, so a solution cannot lean on them by accident.
-    HumanEval: the completion is the function body, appended to the prompt, then the test
-    module and `check(entry_point)`.
+    The candidate is the untrusted part (HumanEval: prompt + completion; MBPP: the completion),
+    the tests the trusted part; `candidate + "\\n" + tests` is `build_program`'s text, so the
+    sandbox can run the tests against pristine built-ins and modules
+    (`hrm_codegen.evaluation.sandbox.SandboxProgram`) with the same line numbers.
+    MBPP: the setup code goes *after* the solution because tasks 367 and 927 build test trees
+    from the solution's own `Node` class; the sanitized variant's `test_imports` go after the
+    solution too, so a solution cannot lean on them by accident. HumanEval: the test module,
+    then `check(entry_point)`.
     """
     if not isinstance(completion, str):
         raise TypeError(f"completion must be a str, got {type(completion).__name__}")
@@ -123,6 +127,17 @@ def build_program(task: CodeTask, completion: str) -> str:
         if not task.entry_point:
             raise ValueError(f"{task.task_id}: HumanEval task has no entry_point to check")
         test_code = "\n".join(task.tests)
-        return f"{task.prompt}{completion}\n\n{test_code}\n\ncheck({task.entry_point})\n"
-    parts = [completion, task.setup_code, *task.test_imports, *task.tests]
-    return "\n".join(parts) + "\n"
+        tests = f"\n{test_code}\n\ncheck({task.entry_point})\n"
+        return f"{task.prompt}{completion}", tests, task.entry_point
+    tests = "\n".join([task.setup_code, *task.test_imports, *task.tests]) + "\n"
+    return completion, tests, task.entry_point
+
+
+def build_program(task: CodeTask, completion: str) -> str:
+    """The program that checks `completion` against the task's tests, as one text.
+
+    The candidate, then the tests (see `program_parts`, which the evaluator uses to keep the
+    two apart).
+    """
+    candidate, tests, _ = program_parts(task, completion)
+    return f"{candidate}\n{tests}"

@@ -1,8 +1,9 @@
 """Benchmark evaluation: samples -> sandboxed results -> pass@k, and a model -> samples first.
 
 `evaluate_samples` judges given completions; `evaluate_model` generates them with our models or
-any Hugging Face causal LM, then judges them; `run_evaluation` is what `scripts/evaluate.py`
-runs. With an `output_dir`, everything is written as it is produced (`samples.jsonl`,
+any Hugging Face causal LM, then judges them; `generate_texts` generates for prompts that are
+not `CodeTask`s (LCB). The command line (`run_evaluation`, what `scripts/evaluate.py` runs) is
+in `cli.py`. With an `output_dir`, everything is written as it is produced (`samples.jsonl`,
 `results.jsonl`, `summary.json`), and a rerun with the same folder picks up where a crash left
 off: finished generations and judged samples are not redone.
 """
@@ -18,7 +19,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from hrm_codegen.data import CodeTask, build_program, load_benchmark, normalize_task_id
+from hrm_codegen.data import CodeTask, normalize_task_id
+from hrm_codegen.data.tasks import program_parts
+from hrm_codegen.evaluation.failures import classify_failure, count_failure_causes
 from hrm_codegen.evaluation.passk import mean_pass_at_k, parse_ks
 from hrm_codegen.evaluation.results import (
     RESULTS_FILE,
@@ -27,9 +30,7 @@ from hrm_codegen.evaluation.results import (
     SUMMARY_FILE,
     EvalSummary,
     JsonlAppender,
-    format_table,
     read_jsonl,
-    read_samples,
     write_jsonl,
     write_summary,
 )
@@ -37,12 +38,11 @@ from hrm_codegen.evaluation.sandbox import (
     DEFAULT_MEMORY_MB,
     DEFAULT_TIMEOUT_S,
     STATUSES,
+    SandboxProgram,
     default_workers,
     resolve_backend,
     run_programs,
 )
-
-MBPP_DEFAULT_SPLIT = "test"  # tasks 11-510, the split MBPP results are reported on
 
 
 class OutputDirMismatchError(ValueError):
@@ -165,6 +165,7 @@ def _judge(
             "detail": result.detail,
             "exit_code": result.exit_code,
             "duration": round(result.duration, 4),
+            "failure_cause": classify_failure(result.status, result.detail, result.stderr_tail),
         }
         judged[(sample["task_id"], sample["sample_index"])] = line
         if appender is not None:
@@ -172,7 +173,11 @@ def _judge(
 
     start = time.perf_counter()
     try:
-        programs = [build_program(by_id[s["task_id"]], s["completion"]) for s in pending]
+        # Candidate and tests kept apart: the tests run against pristine built-ins and modules
+        # and compare only trusted values, so a wrong program cannot make them lie.
+        programs = [
+            SandboxProgram(*program_parts(by_id[s["task_id"]], s["completion"])) for s in pending
+        ]
         run_programs(
             programs,
             timeout=timeout,
@@ -212,6 +217,7 @@ def _judge(
         counts=dict(counts),
         per_task={t: (n, c) for t, (n, c) in per_task.items()},
         timings=timings,
+        failures=count_failure_causes(judged.values()),
         settings={
             "sandbox": backend,
             "timeout_s": timeout,
@@ -496,14 +502,85 @@ def _resume_generation(
     return done
 
 
+def generate_texts(
+    model,
+    tokenizer,
+    prompts: Mapping[str, str],
+    *,
+    stop: Sequence[str],
+    num_samples: int = 1,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    max_new_tokens: int = 512,
+    batch_size: int = 8,
+    seed: int = 0,
+    progress: bool = True,
+    dtype: str | None = None,
+    compile: bool = False,
+    output_file: str | Path | None = None,
+) -> dict[str, list[str]]:
+    """`num_samples` raw generations per prompt (keyed as `prompts`), for benchmarks whose
+    prompts are not `CodeTask`s (LCB). With `output_file` (JSONL), generations are appended
+    key by key and a rerun generates only the keys not finished there."""
+    if not isinstance(num_samples, int) or num_samples < 1:
+        raise ValueError(f"num_samples={num_samples}: generate at least one sample per prompt")
+    if temperature < 0:
+        raise ValueError(f"temperature={temperature} must be >= 0 (0 = greedy)")
+    done: dict[str, list[str]] = {}
+    path = Path(output_file) if output_file is not None else None
+    if path is not None and path.exists():
+        grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for line in read_jsonl(path, repair_tail=True):
+            grouped[str(line.get("key"))].append(line)
+        complete = {key: lines for key, lines in grouped.items() if len(lines) == num_samples}
+        done = {
+            key: [line["generation"] for line in sorted(lines, key=lambda x: x["sample_index"])]
+            for key, lines in complete.items()
+            if key in prompts
+        }
+        if len(complete) != len(grouped):  # a crash mid-prompt: redo that prompt only
+            write_jsonl(path, [line for lines in complete.values() for line in lines])
+    todo = [key for key in prompts if key not in done]
+    if todo:
+        generate = _with_precision(_generator(model), model, dtype, compile)
+        chunk = max(4 * batch_size, 1) if path is not None else len(todo)
+        appender = JsonlAppender(path) if path is not None else None
+        try:
+            for first in range(0, len(todo), chunk):
+                part = todo[first : first + chunk]
+                texts = generate(
+                    model,
+                    tokenizer,
+                    [prompts[key] for key in part],
+                    max_new_tokens=max_new_tokens,
+                    num_samples=num_samples,
+                    do_sample=temperature > 0,
+                    temperature=temperature if temperature > 0 else 1.0,
+                    top_p=top_p,
+                    stop=list(stop),
+                    seed=seed,
+                    batch_size=batch_size,
+                    progress=progress,
+                )
+                for key, generations in zip(part, texts):
+                    done[key] = list(generations)
+                    if appender is not None:
+                        for index, text in enumerate(generations):
+                            appender.append({"key": key, "sample_index": index, "generation": text})
+        finally:
+            if appender is not None:
+                appender.close()
+    return {key: done[key] for key in prompts}
+
+
 # --------------------------------------------------------------------------------------------------
-# Models from disk, and the command line
+# Models from disk (the command line is in cli.py)
 
 
 def resolve_model_dir(path: str | Path) -> Path:
     """A model folder (`config.json` inside), a training run folder holding `checkpoint/`, or a
     folder of runs (`runs/quickstart`: its latest run), with errors phrased for `--ckpt`."""
-    from hrm_codegen.training.checkpointing import CheckpointError, resolve_checkpoint_dir
+    from hrm_codegen.model.checkpoint import CheckpointError, resolve_checkpoint_dir
 
     path = Path(path).expanduser()
     if not path.exists():
@@ -512,8 +589,8 @@ def resolve_model_dir(path: str | Path) -> Path:
         return resolve_checkpoint_dir(path)
     except CheckpointError:
         raise ValueError(
-            f"--ckpt {path} is not a model: expected {path}/config.json (a saved model), "
-            f"{path}/checkpoint/config.json (a training run folder) or "
+            f"--ckpt {path} is not a model: expected {path}/config.json (a saved model, e.g. "
+            f"<run>/best), {path}/checkpoint/config.json (a training run folder) or "
             f"{path}/<run>/checkpoint/config.json (a folder of runs)"
         ) from None
 
@@ -527,10 +604,11 @@ def load_model(
     dtype: str | None = None,
     quantize: str | None = None,
 ):
-    """(model, tokenizer) for `--model-type hrm|transformer|hf --ckpt PATH`.
+    """(model, tokenizer) for `--model-type hrm|transformer|<registered>|hf --ckpt PATH`.
 
-    Ours load with `load_pretrained` and the tokenizer saved next to the weights (or
-    `tokenizer_path`); `hf` is any local Hugging Face causal LM folder, with its own tokenizer.
+    Every family of `hrm_codegen.model.registry` loads with `load_model_dir` and the tokenizer
+    saved next to the weights (or `tokenizer_path`); `hf` is any local Hugging Face causal LM
+    folder, with its own tokenizer.
     `dtype` (`auto|bf16|fp16|fp32`, see `precision.resolve_dtype`) casts the weights, so the
     stream, the KV cache and decoding run in it; None keeps the saved dtype. `quantize`
     (`int8|int8-dynamic|int4`, see `hrm_codegen.quantization`) quantizes the cast model's
@@ -548,18 +626,19 @@ def load_model(
 
     torch_dtype = resolve_dtype(dtype, device) if dtype is not None else None
     folder = resolve_model_dir(ckpt)
-    if model_type in ("hrm", "transformer"):
-        from hrm_codegen.model import load_pretrained
+    from hrm_codegen.model import registry
+
+    if model_type in registry.model_types():
         from hrm_codegen.tokenization import load_tokenizer
 
         saved_type = json.loads((folder / "config.json").read_text()).get("model_type")
-        if saved_type != model_type:
-            hint = "hf" if saved_type not in ("hrm", "transformer") else saved_type
+        if not registry.get_model_type(model_type).is_dir(folder):
+            hint = saved_type if saved_type in registry.model_types() else "hf"
             raise ValueError(
                 f"--model-type {model_type}, but {folder}/config.json says model_type="
                 f"{saved_type!r}; pass --model-type {hint}"
             )
-        model = load_pretrained(folder, device=device)
+        model = registry.load_model_dir(folder, device=device)
         quantized = json.loads((folder / "config.json").read_text()).get("quantization")
         if torch_dtype is not None and quantized is None:  # quantized weights keep their dtype
             model = model.to(torch_dtype)
@@ -593,176 +672,6 @@ def load_model(
                 "working tokenizer with the model or pass --tokenizer"
             )
         return model.to(device=device, dtype=torch_dtype), tokenizer
-    raise ValueError(f"--model-type {model_type!r} unknown; use hrm, transformer or hf")
-
-
-def select_tasks(benchmark: str, split: str | None, limit: int | None) -> list[CodeTask]:
-    """The benchmark's tasks for --split (MBPP default: test; 'all' = every task) and --limit."""
-    if limit is not None and limit < 1:
-        raise ValueError(f"--limit {limit}: give a positive number of tasks")
-    if split == "all":
-        split = None
-    elif split is None and benchmark != "humaneval":
-        split = MBPP_DEFAULT_SPLIT
-    tasks = load_benchmark(benchmark, split=split)
-    return tasks[:limit] if limit else tasks
-
-
-def _match_samples_file(
-    path: str | Path, benchmark: str, split: str | None, limit: int | None
-) -> tuple[list[CodeTask], list[dict[str, Any]], list[str]]:
-    """(tasks to judge, their samples, tasks a full run would have but the file lacks).
-
-    Without --split the tasks are those the file has samples for, whatever their split: a file
-    of completions is judged as given (an MBPP file of all 974 tasks is not cut to the test
-    split). With --split, samples of other tasks are set aside, and said so. --limit keeps the
-    first N tasks that have samples. Ids that are not in the benchmark at all are an error
-    (usually a wrong --benchmark).
-    """
-    if limit is not None and limit < 1:
-        raise ValueError(f"--limit {limit}: give a positive number of tasks")
-    everything = load_benchmark(benchmark)
-    known = {task.task_id for task in everything}
-    given = read_samples(path)
-    ids = []
-    for number, sample in enumerate(given, start=1):
-        try:
-            task_id = normalize_task_id(benchmark, sample["task_id"])
-        except TypeError as error:
-            raise ValueError(f"{path}: sample {number}: {error}") from None
-        if task_id not in known:
-            raise ValueError(
-                f"{path}: task id {sample['task_id']!r} is not a {benchmark} task; is --benchmark "
-                "right?"
-            )
-        ids.append(task_id)
-    pool = select_tasks(benchmark, split, None) if split is not None else everything
-    have = set(ids)
-    tasks = [task for task in pool if task.task_id in have][:limit]
-    chosen = {task.task_id for task in tasks}
-    kept = [sample for sample, task_id in zip(given, ids) if task_id in chosen]
-    if len(kept) < len(given):
-        print(f"{len(given) - len(kept)} sample(s) are outside --split/--limit; not evaluated")
-    if not kept:
-        raise ValueError(
-            f"none of the {len(given)} samples in {path} belong to the selected tasks; check "
-            "--split/--limit"
-        )
-    uncovered: list[str] = []
-    if limit is None:  # what a complete file would cover: the split asked for, else the usual one
-        expected = select_tasks(benchmark, split, None)
-        uncovered = [task.task_id for task in expected if task.task_id not in chosen]
-        scope = f"--split {split}" if split is not None else _default_scope(benchmark)
-        if uncovered:
-            print(
-                f"NOTE: {len(uncovered)} of the {len(expected)} tasks of {scope} have no samples "
-                f"(e.g. {uncovered[:3]}); pass@k is over the {len(tasks)} tasks that do"
-            )
-    return tasks, kept, uncovered
-
-
-def _default_scope(benchmark: str) -> str:
-    """Words for the tasks `select_tasks` picks without --split, for messages."""
-    return benchmark if benchmark == "humaneval" else f"{benchmark} ({MBPP_DEFAULT_SPLIT} split)"
-
-
-def run_evaluation(
-    *,
-    benchmark: str,
-    output: str | Path,
-    samples: str | Path | None = None,
-    model_type: str | None = None,
-    ckpt: str | Path | None = None,
-    tokenizer: str | Path | None = None,
-    split: str | None = None,
-    limit: int | None = None,
-    num_samples: int = 1,
-    k: str | Sequence[int] = "1",
-    temperature: float = 0.0,
-    top_p: float = 1.0,
-    max_new_tokens: int = 512,
-    batch_size: int = 8,
-    timeout: float = DEFAULT_TIMEOUT_S,
-    workers: int | None = None,
-    seed: int = 0,
-    sandbox: str = "auto",
-    memory_mb: int = DEFAULT_MEMORY_MB,
-    device: str = "cpu",
-    progress: bool = True,
-    h_cycles: int | None = None,
-    l_cycles: int | None = None,
-    segments: int | None = None,
-    dtype: str | None = None,
-    compile: bool = False,
-    quantize: str | None = None,
-) -> EvalSummary:
-    """The command line's work: pick tasks, get samples (file or model), judge, print a table.
-
-    `h_cycles`/`l_cycles`/`segments` set an HRM's inference schedule (test-time compute).
-    `dtype` casts the loaded weights and `quantize` quantizes them (`load_model`); `compile` as
-    in `evaluate_model`."""
-    ks = parse_ks(k)
-    if (samples is None) == (ckpt is None):
-        raise ValueError("give either --samples FILE or --model-type/--ckpt, not both or neither")
-    if ckpt is not None:
-        if model_type is None:
-            raise ValueError("--ckpt needs --model-type hrm, transformer or hf")
-        resolve_model_dir(ckpt)  # a wrong path fails before any loading
-        resolve_backend(sandbox)  # as does --sandbox bwrap without bubblewrap
-    if samples is not None:
-        tasks, kept, uncovered = _match_samples_file(samples, benchmark, split, limit)
-        summary = evaluate_samples(
-            tasks,
-            kept,
-            ks=ks,
-            timeout=timeout,
-            workers=workers,
-            output_dir=output,
-            memory_mb=memory_mb,
-            sandbox=sandbox,
-            progress=progress,
-        )
-        if uncovered:
-            summary.settings["tasks_without_samples"] = len(uncovered)
-            write_summary(Path(output) / SUMMARY_FILE, summary)
-    else:
-        tasks = select_tasks(benchmark, split, limit)
-        model, tok = load_model(
-            model_type,
-            ckpt,
-            tokenizer_path=tokenizer,
-            device=device,
-            dtype=dtype,
-            quantize=quantize,
-        )
-        from hrm_codegen.evaluation.likelihood import apply_inference_schedule
-
-        schedule = apply_inference_schedule(model, h_cycles, l_cycles, segments)
-        summary = evaluate_model(
-            model,
-            tok,
-            tasks,
-            num_samples=num_samples,
-            ks=ks,
-            temperature=temperature,
-            top_p=top_p,
-            max_new_tokens=max_new_tokens,
-            batch_size=batch_size,
-            timeout=timeout,
-            workers=workers,
-            seed=seed,
-            output_dir=output,
-            memory_mb=memory_mb,
-            sandbox=sandbox,
-            progress=progress,
-            compile=compile,
-            run_info={
-                "model_type": model_type,
-                "ckpt": str(Path(ckpt).resolve()),
-                **({"schedule": schedule} if schedule else {}),
-                **({"quantize": quantize} if quantize else {}),
-            },
-        )
-    print(format_table(summary))
-    print(f"wrote {Path(output) / SAMPLES_FILE}, {RESULTS_FILE} and {SUMMARY_FILE}")
-    return summary
+    raise ValueError(
+        f"--model-type {model_type!r} unknown; use one of {[*registry.model_types(), 'hf']}"
+    )

@@ -57,12 +57,13 @@ def bpb_dataset(
     seq_len: int = 1024,
     benchmark: str = "mbpp",
     limit: int | None = None,
+    prefix_lm: bool = False,
 ) -> tuple[Any, Any, str]:
-    """(dataset, collate, description) for `--data corpus|mbpp`."""
+    """(dataset, collate, description) for `--data corpus|mbpp`; `prefix_lm` (the model's) marks
+    MBPP prompts so that a PrefixLM model reads them as it was fine-tuned to."""
     if data == "corpus":
-        from hrm_codegen.data.corpus import PackedDataset, tokenizer_fingerprint
+        from hrm_codegen.data.corpus import PackedDataset, stack_windows, tokenizer_fingerprint
         from hrm_codegen.tokenization import hrm_codegen_home
-        from hrm_codegen.training.data import stack_windows
 
         folder = Path(corpus_dir or hrm_codegen_home() / "corpus").expanduser()
         dataset = PackedDataset(folder, split or "validation", seq_len)
@@ -85,7 +86,7 @@ def bpb_dataset(
         tasks = load_benchmark(benchmark, split=split or "validation")
         tasks = tasks[:limit] if limit else tasks
         dataset = SFTDataset(tasks, tokenizer, seq_len)
-        collate = SFTCollator(tokenizer.pad_token_id, pad_to_multiple_of=8)
+        collate = SFTCollator(tokenizer.pad_token_id, pad_to_multiple_of=8, prefix_lm=prefix_lm)
         return dataset, collate, f"{benchmark} {split or 'validation'}: {len(dataset)} tasks"
     raise ValueError(f"--data {data!r} is not one of {BPB_DATA}")
 
@@ -116,8 +117,11 @@ def run_bpb_evaluation(
     `quantize` scores the model quantized (`hrm_codegen.quantization`)."""
     from hrm_codegen.evaluation.harness import load_model
 
-    if model_type not in ("hrm", "transformer"):
-        raise ValueError(f"--metric bpb needs --model-type hrm or transformer, not {model_type!r}")
+    if model_type not in ("hrm", "transformer", "hrm_text", "llama"):
+        raise ValueError(
+            f"--metric bpb needs --model-type hrm, transformer, hrm_text or llama (our tokenizer "
+            f"and byte counts), not {model_type!r}"
+        )
     model, tok = load_model(
         model_type, ckpt, tokenizer_path=tokenizer, device=device, quantize=quantize, dtype=dtype
     )
@@ -132,6 +136,7 @@ def run_bpb_evaluation(
         seq_len=seq_len,
         benchmark=benchmark,
         limit=limit,
+        prefix_lm=bool(getattr(model.config, "prefix_lm", False)),
     )
     start = time.perf_counter()
     totals = dataset_bpb(

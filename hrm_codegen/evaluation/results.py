@@ -163,7 +163,10 @@ class EvalSummary:
     """What a benchmark evaluation found; `to_dict()` is what summary.json holds.
 
     `n` is the number of samples per task (the smallest, if tasks differ), `per_task` maps each
-    task id to (samples, passed), `counts` the number of samples per status.
+    task id to (samples, passed), `counts` the number of samples per status. `failures` counts
+    failed samples per cause (`evaluation.failures.FAILURE_CAUSES`; empty when not classified),
+    `breakdown` holds grouped results (LCB: `{"difficulty": {level: {tasks, pass_at_k,
+    counts}}}`).
     """
 
     benchmark: str
@@ -174,6 +177,8 @@ class EvalSummary:
     per_task: dict[str, tuple[int, int]]
     timings: dict[str, float] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
+    failures: dict[str, int] = field(default_factory=dict)
+    breakdown: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -194,6 +199,10 @@ def format_table(summary: EvalSummary) -> str:
     rows.append(("samples per task", str(summary.n)))
     rows += [(name, f"{100 * value:.2f}%") for name, value in summary.pass_at_k.items()]
     rows += [(status, str(count)) for status, count in summary.counts.items()]
+    rows += [(f"cause {cause}", str(n)) for cause, n in summary.failures.items() if n]
+    for level, group in summary.breakdown.get("difficulty", {}).items():
+        for name, value in group.get("pass_at_k", {}).items():
+            rows.append((f"{level} {name} ({group['tasks']} tasks)", f"{100 * value:.2f}%"))
     for name, seconds in summary.timings.items():
         rows.append((name, f"{seconds:.1f}" if name.endswith("_s") else f"{seconds:.2f}"))
     for name in ("sandbox", "timeout_s", "memory_mb", "workers"):

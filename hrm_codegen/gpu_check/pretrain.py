@@ -301,7 +301,7 @@ def pretrain(
 ) -> None:
     """Both pretraining runs through `train()`, each sized to the time left (see `plan_run`)."""
     from hrm_codegen.study.runner import compose_training_config
-    from hrm_codegen.training import train
+    from hrm_codegen.train_cli import run_training
 
     start = time.perf_counter()
     prepared = prepared_result()
@@ -366,7 +366,7 @@ def pretrain(
             run["overrides"] = overrides
             report.write()
             started = time.perf_counter()
-            train(compose_training_config(overrides))
+            run_training(compose_training_config(overrides))
             run["wall_seconds"] = round(time.perf_counter() - started, 2)
             run["run_dir"] = str(run_dir)
             run.update(summarize_run(run_dir))

@@ -1,6 +1,15 @@
-"""The HRM and the transformer baseline as causal language models (see docs/DESIGN.md, "Model")."""
+"""The HRM and the transformer baseline as causal language models, and transformers' HRM-Text and
+Llama behind the same contract (see docs/DESIGN.md, "Model")."""
 
 from hrm_codegen.model.checkpoint import load_pretrained
+from hrm_codegen.model.hf_models import (
+    HF_MODEL_TYPES,
+    HFCausalLM,
+    HFModelConfig,
+    build_hf_model,
+    is_hf_model_dir,
+    load_hf_model_dir,
+)
 from hrm_codegen.model.hrm import HRMConfig, HRMForCausalLM
 from hrm_codegen.model.kv_cache import KVCache
 from hrm_codegen.model.layers import CausalLMOutput
@@ -8,13 +17,19 @@ from hrm_codegen.model.transformer import TransformerConfig, TransformerForCausa
 from hrm_codegen.model.upstream import UpstreamLoadReport, load_upstream_checkpoint
 
 __all__ = [
+    "HF_MODEL_TYPES",
     "CausalLMOutput",
+    "HFCausalLM",
+    "HFModelConfig",
     "HRMConfig",
     "HRMForCausalLM",
     "KVCache",
     "TransformerConfig",
     "TransformerForCausalLM",
     "UpstreamLoadReport",
+    "build_hf_model",
+    "is_hf_model_dir",
+    "load_hf_model_dir",
     "load_pretrained",
     "load_upstream_checkpoint",
 ]

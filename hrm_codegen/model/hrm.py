@@ -53,6 +53,7 @@ class HRMConfig:
     L_cycles: int = 2
     bp_steps: int = 2
     causal: bool = True
+    prefix_lm: bool = False  # token_type_ids == 1 (prompt): bidirectional; see layers.py
     rope_theta: float = 10000.0
     rms_norm_eps: float = 1e-5
     enable_q_head: bool = False
@@ -97,6 +98,11 @@ class HRMConfig:
             raise ValueError(f"HRMConfig.halt_margin must be >= 0, got {self.halt_margin}")
         if self.loss not in LOSS_TYPES:
             raise ValueError(f"HRMConfig.loss={self.loss!r} is not one of {LOSS_TYPES}")
+        if self.prefix_lm and not self.causal:
+            raise ValueError(
+                "HRMConfig.prefix_lm=True needs causal=True (PrefixLM makes only the prompt "
+                "bidirectional; causal=False already makes everything bidirectional)"
+            )
         if self.attn_impl not in ATTN_IMPLS:
             raise ValueError(f"HRMConfig.attn_impl={self.attn_impl!r} is not one of {ATTN_IMPLS}")
 
@@ -240,8 +246,19 @@ class HRMForCausalLM(PretrainedModel):
         if self.q_head is None or self.inference_segments is not None:
             return self.num_segments_eval
         c = self.config
+        prompt = None
+        if c.prefix_lm:  # the prompt as the cached prefill will see it: bidirectional
+            prompt = torch.ones_like(input_ids) if attention_mask is None else attention_mask
         attn = prepare_attention_inputs(
-            self.rotary_emb, input_ids, attention_mask, None, None, c.causal, c.max_seq_len
+            self.rotary_emb,
+            input_ids,
+            attention_mask,
+            None,
+            None,
+            c.causal,
+            c.max_seq_len,
+            token_type_ids=prompt,
+            prefix_lm=c.prefix_lm,
         )
         x = self.embed_tokens(input_ids)
         z_H, z_L = self.initial_state(x)
@@ -358,10 +375,12 @@ class HRMForCausalLM(PretrainedModel):
         cache: KVCache | None = None,
         logits_to_keep: int = 0,
         lengths: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
     ) -> CausalLMOutput:
         """See docs/DESIGN.md. `logits_to_keep=k > 0` computes logits for the last k positions only
         (prefill for generation); it cannot be combined with labels. `lengths` [B] (real tokens per
-        row of a right-padded batch) tells the Q head where each row ends without a mask."""
+        row of a right-padded batch) tells the Q head where each row ends without a mask.
+        `token_type_ids` [B, S] (1 = prompt, bidirectional) only with `config.prefix_lm`."""
         c = self.config
         if self.training and not self.schedule_is_trained:
             raise ValueError(
@@ -372,6 +391,11 @@ class HRMForCausalLM(PretrainedModel):
             if cache is not None:
                 raise ValueError(
                     "adaptive halting (training mode) cannot decode with a KV cache; call model.eval()"
+                )
+            if token_type_ids is not None:
+                raise ValueError(
+                    "adaptive halting (training-mode ACT) does not take token_type_ids yet; train "
+                    "PrefixLM with halt_max_steps=1"
                 )
             return self._forward_adaptive(
                 input_ids, labels, attention_mask, position_ids, lengths, logits_to_keep
@@ -386,6 +410,8 @@ class HRMForCausalLM(PretrainedModel):
             c.max_seq_len,
             labels,
             logits_to_keep,
+            token_type_ids,
+            c.prefix_lm,
         )
         x = self.embed_tokens(input_ids)
         z_H, z_L = self.initial_state(x)

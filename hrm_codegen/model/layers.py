@@ -157,14 +157,28 @@ def build_attention_mask(
     past_len: int,
     causal: bool,
     device: torch.device,
+    token_type_ids: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor | None, bool]:
     """Return (bool mask [B, 1, S, past+S] or None, is_causal) for scaled_dot_product_attention.
 
     The fast path (no mask tensor) is taken whenever it is exact. Query i sits at key position
     past + i; a query whose every key is masked (a left-pad query) is allowed to see itself, so no
-    row of the softmax is empty and nothing turns into NaN.
+    row of the softmax is empty and nothing turns into NaN. PrefixLM: `token_type_ids` [B, S] marks
+    the new positions that are prompt (1); a prompt query also sees every later prompt key of this
+    call (cached keys are earlier, so causality already shows them).
     """
     total = past_len + seq_len
+    if token_type_ids is not None:
+        mask, _ = build_attention_mask(attention_mask, seq_len, past_len, True, device)
+        if mask is None:  # the causal mask of aligned queries and keys, made explicit
+            query_pos = torch.arange(past_len, total, device=device).unsqueeze(-1)
+            mask = (torch.arange(total, device=device).unsqueeze(0) <= query_pos)[None, None]
+        prompt = token_type_ids.to(device).bool()  # [B, S]
+        prompt_keys = torch.cat([prompt.new_zeros(prompt.shape[0], past_len), prompt], dim=1)
+        both = prompt[:, :, None] & prompt_keys[:, None, :]  # [B, S, total]
+        if attention_mask is not None:
+            both = both & attention_mask.bool().unsqueeze(1)
+        return mask | both.unsqueeze(1), False
     if attention_mask is None:
         if not causal or seq_len == 1:
             return None, False  # every query sees every cached/current key
@@ -376,8 +390,15 @@ def prepare_attention_inputs(
     max_seq_len: int,
     labels: torch.Tensor | None = None,
     logits_to_keep: int = 0,
+    token_type_ids: torch.Tensor | None = None,
+    prefix_lm: bool = False,
 ) -> AttentionInputs:
-    """Validate the forward's inputs and build what every block application needs."""
+    """Validate the forward's inputs and build what every block application needs.
+
+    PrefixLM (`prefix_lm`): `token_type_ids` [B, S] (1 = prompt, bidirectional among the prompt;
+    0 = causal); a prefill into an empty cache without them treats its real tokens as the prompt,
+    so generation prefills the prompt bidirectionally and then decodes causally. Without
+    `prefix_lm` no token_type_ids are accepted and the fused causal path is untouched."""
     if input_ids.dim() != 2:
         raise ValueError(f"input_ids must be [batch, seq], got shape {tuple(input_ids.shape)}")
     if logits_to_keep and labels is not None:
@@ -414,9 +435,45 @@ def prepare_attention_inputs(
         raise ValueError(
             f"position_ids must have shape {(batch, seq_len)}, got {tuple(position_ids.shape)}"
         )
+    token_type_ids = _prefix_token_types(
+        token_type_ids, prefix_lm, input_ids, attention_mask, cache, past
+    )
     cos, sin = rotary(position_ids)
-    mask, is_causal = build_attention_mask(attention_mask, seq_len, past, causal, input_ids.device)
+    mask, is_causal = build_attention_mask(
+        attention_mask, seq_len, past, causal, input_ids.device, token_type_ids
+    )
     return AttentionInputs(cos=cos, sin=sin, mask=mask, is_causal=is_causal)
+
+
+def _prefix_token_types(
+    token_type_ids: torch.Tensor | None,
+    prefix_lm: bool,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    cache: KVCache | None,
+    past: int,
+) -> torch.Tensor | None:
+    """The PrefixLM token types this forward uses (None: plain causal attention)."""
+    if not prefix_lm:
+        if token_type_ids is not None:
+            raise ValueError(
+                "token_type_ids given but config.prefix_lm=False; set prefix_lm=True (model."
+                "prefix_lm=true) or do not ask the collator for them"
+            )
+        return None
+    if token_type_ids is None:
+        if cache is None or past:
+            return None  # a cache-less forward without token types is causal (pretraining)
+        seq_len = input_ids.shape[1]
+        if attention_mask is None:
+            return torch.ones_like(input_ids)
+        return attention_mask[:, -seq_len:].long()
+    if tuple(token_type_ids.shape) != tuple(input_ids.shape):
+        raise ValueError(
+            f"token_type_ids must have the shape of input_ids {tuple(input_ids.shape)}, got "
+            f"{tuple(token_type_ids.shape)}"
+        )
+    return token_type_ids
 
 
 def _static_attention_inputs(

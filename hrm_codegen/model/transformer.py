@@ -35,6 +35,7 @@ class TransformerConfig:
     expansion: float = 4.0
     n_layers: int = 8
     causal: bool = True
+    prefix_lm: bool = False  # token_type_ids == 1 (prompt): bidirectional; see layers.py
     rope_theta: float = 10000.0
     rms_norm_eps: float = 1e-5
     loss: str = "softmax"
@@ -48,6 +49,11 @@ class TransformerConfig:
                 )
         if self.loss not in LOSS_TYPES:
             raise ValueError(f"TransformerConfig.loss={self.loss!r} is not one of {LOSS_TYPES}")
+        if self.prefix_lm and not self.causal:
+            raise ValueError(
+                "TransformerConfig.prefix_lm=True needs causal=True (PrefixLM makes only the prompt "
+                "bidirectional; causal=False already makes everything bidirectional)"
+            )
         if self.attn_impl not in ATTN_IMPLS:
             raise ValueError(
                 f"TransformerConfig.attn_impl={self.attn_impl!r} is not one of {ATTN_IMPLS}"
@@ -112,8 +118,10 @@ class TransformerForCausalLM(PretrainedModel):
         position_ids: torch.Tensor | None = None,
         cache: KVCache | None = None,
         logits_to_keep: int = 0,
+        token_type_ids: torch.Tensor | None = None,
     ) -> CausalLMOutput:
-        """See docs/DESIGN.md; `logits_to_keep` as in HRMForCausalLM.forward."""
+        """See docs/DESIGN.md; `logits_to_keep` as in HRMForCausalLM.forward. `token_type_ids`
+        [B, S] (1 = prompt) only with `config.prefix_lm`."""
         c = self.config
         attn = prepare_attention_inputs(
             self.rotary_emb,
@@ -125,6 +133,8 @@ class TransformerForCausalLM(PretrainedModel):
             c.max_seq_len,
             labels,
             logits_to_keep,
+            token_type_ids,
+            c.prefix_lm,
         )
         h = self.embed_tokens(input_ids)
         for slot, layer in enumerate(self.layers):

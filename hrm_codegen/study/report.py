@@ -87,10 +87,10 @@ def run_summary(runner: StudyRunner, key: RunKey) -> dict[str, Any]:
 def _model_facts(run_dir: Path) -> dict[str, Any]:
     from omegaconf import OmegaConf
 
-    from hrm_codegen.model import load_pretrained
+    from hrm_codegen.study.runner import load_run_model
     from hrm_codegen.training.flops import flops_count
 
-    model = load_pretrained(run_dir / "checkpoint")
+    model = load_run_model(run_dir / "checkpoint")
     seq_len = int(OmegaConf.load(run_dir / "config.yaml").data.max_seq_len)
     return {
         "model_type": model.model_type,
@@ -120,10 +120,12 @@ def collect(runner: StudyRunner) -> dict[str, Any]:
     keys = runner.keys()
     runs = [run_summary(runner, k) for k in keys["sweep"] + keys["seeds"] + keys["sft"]]
     sweep_done = all(run_status(k.path(runner.out)) in ("done", "diverged") for k in keys["sweep"])
-    selected = {arm: runner.selected_lr(arm) for arm in spec.arms} if sweep_done else {}
+    selected = {arm: runner.selected_lr(arm) for arm in spec.all_arms} if sweep_done else {}
     arms: dict[str, Any] = {}
     for arm, lr in selected.items():
         entry: dict[str, Any] = {"selected_lr": lr}
+        if arm in spec.sft_arms:  # fine-tuned from another arm's pretraining runs
+            entry["pretrained"] = spec.sft_arms[arm].pretrained
         for stage in ("pretrain", "sft"):
             chosen = [
                 r
@@ -171,6 +173,10 @@ def collect(runner: StudyRunner) -> dict[str, Any]:
         "description": spec.description,
         "protocol": {
             "arms": {k: list(v) for k, v in spec.arms.items()},
+            "sft_arms": {
+                k: {"pretrained": v.pretrained, "sft": list(v.overrides)}
+                for k, v in spec.sft_arms.items()
+            },
             "seeds": list(spec.seeds),
             "lr_sweep": list(spec.lr_sweep),
             "select_metric": spec.select_metric,
@@ -314,6 +320,12 @@ def render_markdown(result: dict[str, Any], command: str, plots: list[str]) -> s
             f"- Fine-tuning on MBPP train: {_si(p['sft']['flop_budget'])}FLOPs per run, lr = "
             f"selected x {p['sft']['lr_scale']}, from each selected pretraining run."
         )
+    for arm, extra in (p.get("sft_arms") or {}).items():
+        lines.append(
+            f"- `{arm}` differs from `{extra['pretrained']}` only at fine-tuning: it starts from "
+            f"`{extra['pretrained']}`'s selected pretraining runs, fine-tuned with "
+            f"`{' '.join(extra['sft']) or '(no extra overrides)'}`."
+        )
     lines += [
         f"- Shared settings: `{' '.join(p['common'] + p['pretrain']['overrides'])}`",
         "- Wall-clock numbers depend on what else the machine ran at the time; FLOPs and "
@@ -354,7 +366,7 @@ def render_markdown(result: dict[str, Any], command: str, plots: list[str]) -> s
         edges = [
             f"`{arm}` ({'smallest' if e['selected_lr'] == sweep_range[0] else 'largest'})"
             for arm, e in arms.items()
-            if e["selected_lr"] in sweep_range
+            if e["selected_lr"] in sweep_range and "pretrained" not in e
         ]
         if edges:
             lines += [
@@ -375,6 +387,8 @@ def render_markdown(result: dict[str, Any], command: str, plots: list[str]) -> s
             ]
             for arm, entry in list(arms.items())[1:]:
                 other = entry.get("pretrain", {}).get("final val/bpb")
+                if "pretrained" in entry:
+                    continue  # no pretraining runs of its own
                 if other and math.isfinite(other["mean"]) and math.isfinite(ref["mean"]):
                     lines.append(
                         f"| {arm} | {ref['mean'] - other['mean']:+.3f} | {_beyond_noise(ref, other)} |"
@@ -433,8 +447,10 @@ def render_markdown(result: dict[str, Any], command: str, plots: list[str]) -> s
         ]
         for arm, b in sft.items():
             passes = " | ".join(_fmt(b.get("pass_at_k", {}).get(k), 4) for k in ks)
+            base = arms[arm].get("pretrained")
+            label = f"{arm} (from `{base}`)" if base else arm
             lines.append(
-                f"| {arm} | {_fmt(b.get('final val/mbpp_bpb'))} | {_fmt(b.get('final val/bpb'))} | {passes} |"
+                f"| {label} | {_fmt(b.get('final val/mbpp_bpb'))} | {_fmt(b.get('final val/bpb'))} | {passes} |"
             )
         lines.append("")
     sweep = [r for r in result["runs"] if r["stage"] == "pretrain" and r["seed"] == p["seeds"][0]]

@@ -95,6 +95,14 @@ def final_metric(run_dir: Path, key: str) -> float:
     return finite_or_inf(max(rows, key=lambda r: r["step"])[key])
 
 
+def load_run_model(ckpt: Path) -> Any:
+    """A run's checkpoint: one of our models, or a transformers HRM-Text / Llama folder."""
+    from hrm_codegen.model import load_pretrained
+    from hrm_codegen.model.hf_models import is_hf_model_dir, load_hf_model_dir
+
+    return load_hf_model_dir(ckpt) if is_hf_model_dir(ckpt) else load_pretrained(ckpt)
+
+
 class StudyRunner:
     """One study in one output folder; `run()` does whatever is not done yet."""
 
@@ -168,7 +176,7 @@ class StudyRunner:
         out = [
             *spec.common,
             *stage.overrides,
-            *spec.arms[key.arm],
+            *spec.arm_overrides(key.arm),
             f"experiment_name=study-{spec.name}",
             f"seed={key.seed}",
             f"train.lr={key.lr * stage.lr_scale!r}",
@@ -180,7 +188,7 @@ class StudyRunner:
         if key.stage == "pretrain":
             out += [f"tokenizer.path={self.tokenizer_dir}", f"data.shard_dir={self.corpus_dir}"]
         else:
-            source = RunKey("pretrain", key.arm, key.lr, key.seed)
+            source = RunKey("pretrain", spec.base_arm(key.arm), key.lr, key.seed)
             out += [f"init_from={source.path(self.out)}", f"eval.bpb_corpus={self.corpus_dir}"]
             if spec.mbpp_path:
                 out.append(f"data.path={spec.mbpp_path}")
@@ -188,7 +196,8 @@ class StudyRunner:
 
     def train(self, key: RunKey) -> str:
         """Train one run unless it is done; returns its final status."""
-        from hrm_codegen.training import NonFiniteLossError, train
+        from hrm_codegen.train_cli import run_training
+        from hrm_codegen.training import NonFiniteLossError
 
         run_dir = key.path(self.out)
         status = run_status(run_dir)
@@ -203,7 +212,7 @@ class StudyRunner:
                 shutil.rmtree(run_dir)
             self.log(f"train {key.stage} {key.arm} lr={key.lr:g} seed={key.seed}")
         try:
-            train(self.compose(overrides))
+            run_training(self.compose(overrides))
         except NonFiniteLossError as error:
             run_dir.mkdir(parents=True, exist_ok=True)
             (run_dir / FAILED_FILE).write_text(f"{error}\n")
@@ -212,7 +221,9 @@ class StudyRunner:
         return run_status(run_dir)
 
     def selected_lr(self, arm: str) -> float:
-        """The swept lr with the lowest final selection metric on the first seed (ties: smaller lr)."""
+        """The swept lr with the lowest final selection metric on the first seed (ties: smaller lr);
+        a fine-tuning-only arm takes its pretraining arm's."""
+        arm = self.spec.base_arm(arm)
         seed = self.spec.seeds[0]
         scores = [
             (
@@ -233,9 +244,10 @@ class StudyRunner:
         ]
         out: dict[str, list[RunKey]] = {"sweep": sweep, "seeds": [], "sft": []}
         if all(run_status(k.path(self.out)) in ("done", "diverged") for k in sweep):
-            for arm in spec.arms:
+            for arm in spec.all_arms:
                 lr = self.selected_lr(arm)
-                out["seeds"] += [RunKey("pretrain", arm, lr, s) for s in spec.seeds[1:]]
+                if arm in spec.arms:
+                    out["seeds"] += [RunKey("pretrain", arm, lr, s) for s in spec.seeds[1:]]
                 if spec.sft is not None:
                     # named by the pretraining lr it starts from; trains at lr x sft.lr_scale
                     out["sft"] += [RunKey("sft", arm, lr, s) for s in spec.seeds]
@@ -257,7 +269,6 @@ class StudyRunner:
 
         from hrm_codegen.bpb import batched, dataset_bpb, token_byte_lengths
         from hrm_codegen.evaluation.likelihood import bpb_dataset
-        from hrm_codegen.model import load_pretrained
         from hrm_codegen.tokenization import load_tokenizer
 
         run_dir = key.path(self.out)
@@ -266,7 +277,7 @@ class StudyRunner:
         cache = self._eval_cache(run_dir)
         results: dict[str, float] = cache.get("test_time", {})
         ckpt = run_dir / "checkpoint"
-        model = load_pretrained(ckpt).eval()
+        model = load_run_model(ckpt).eval()
         if not hasattr(model, "set_inference_schedule"):
             return {}
         todo = [("x1", None, None)]
@@ -305,7 +316,6 @@ class StudyRunner:
             return cache["pass_at_k"]
         from hrm_codegen.data import load_benchmark
         from hrm_codegen.evaluation.harness import evaluate_model
-        from hrm_codegen.model import load_pretrained
         from hrm_codegen.tokenization import load_tokenizer
 
         ckpt = run_dir / "checkpoint"
@@ -313,7 +323,7 @@ class StudyRunner:
         tasks = tasks[: p.limit] if p.limit else tasks
         self.log(f"pass@k {key.arm} seed={key.seed}: {p.num_samples} samples x {len(tasks)} tasks")
         summary = evaluate_model(
-            load_pretrained(ckpt).eval(),
+            load_run_model(ckpt).eval(),
             load_tokenizer(ckpt),
             tasks,
             num_samples=p.num_samples,

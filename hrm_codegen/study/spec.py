@@ -45,9 +45,19 @@ class PassAtKSpec:
 
 
 @dataclass(frozen=True)
+class SFTArmSpec:
+    """An arm that differs from a pretraining arm only at the fine-tuning stage: no pretraining
+    runs of its own, its fine-tuning starts from `pretrained`'s selected runs (same lr, every seed)
+    with that arm's overrides plus `overrides` (e.g. `model.prefix_lm=true`)."""
+
+    pretrained: str
+    overrides: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class StudySpec:
     name: str
-    arms: dict[str, tuple[str, ...]]
+    arms: dict[str, tuple[str, ...]]  # the pretraining arms
     seeds: tuple[int, ...]
     lr_sweep: tuple[float, ...]
     select_metric: str
@@ -61,6 +71,23 @@ class StudySpec:
     description: str = ""
     min_sweep_span: float = 4.0
     min_sweep_points: int = 3
+    sft_arms: dict[str, SFTArmSpec] = field(default_factory=dict)
+
+    @property
+    def all_arms(self) -> list[str]:
+        """Pretraining arms, then the fine-tuning-only arms."""
+        return [*self.arms, *self.sft_arms]
+
+    def base_arm(self, arm: str) -> str:
+        """The pretraining arm whose runs `arm` starts from (itself for a pretraining arm)."""
+        return self.sft_arms[arm].pretrained if arm in self.sft_arms else arm
+
+    def arm_overrides(self, arm: str) -> tuple[str, ...]:
+        """Every override of `arm` (a fine-tuning-only arm: its base arm's, then its own)."""
+        if arm in self.sft_arms:
+            extra = self.sft_arms[arm]
+            return (*self.arms[extra.pretrained], *extra.overrides)
+        return self.arms[arm]
 
     @property
     def stages(self) -> list[StageSpec]:
@@ -91,10 +118,26 @@ def load_spec(cfg: Any) -> StudySpec:
     if not arms_cfg:
         raise StudyConfigError("study.arms is empty: name at least one arm (a list of overrides)")
     arms: dict[str, tuple[str, ...]] = {}
+    sft_arms: dict[str, SFTArmSpec] = {}
     for arm, overrides in dict(arms_cfg).items():
         if not ARM_NAME.match(str(arm)):
             raise StudyConfigError(f"arm name {arm!r} must be letters, digits, _ - or .")
-        arms[str(arm)] = tuple(str(o) for o in (overrides or ()))
+        if isinstance(overrides, dict) or hasattr(overrides, "keys"):
+            sft_arms[str(arm)] = _sft_arm(str(arm), dict(overrides))
+        else:
+            arms[str(arm)] = tuple(str(o) for o in (overrides or ()))
+    if not arms:
+        raise StudyConfigError("study.arms: at least one arm must pretrain (a list of overrides)")
+    for arm, extra in sft_arms.items():
+        if extra.pretrained not in arms:
+            raise StudyConfigError(
+                f"study.arms.{arm}.pretrained={extra.pretrained!r} is not a pretraining arm of "
+                f"this study; pick one of {sorted(arms)}"
+            )
+    if sft_arms and not cfg.get("sft"):
+        raise StudyConfigError(
+            f"study.arms {sorted(sft_arms)} differ only at fine-tuning: add a study.sft stage"
+        )
     seeds = tuple(int(s) for s in cfg.get("seeds") or ())
     if not seeds or len(set(seeds)) != len(seeds):
         raise StudyConfigError(
@@ -156,12 +199,24 @@ def load_spec(cfg: Any) -> StudySpec:
         description=str(cfg.get("description") or ""),
         min_sweep_span=min_span,
         min_sweep_points=min_points,
+        sft_arms=sft_arms,
     )
     if pass_at_k is not None and spec.sft is None:
         raise StudyConfigError(
             "study.pass_at_k samples the fine-tuned models: add a study.sft stage"
         )
     return spec
+
+
+def _sft_arm(arm: str, cfg: dict[str, Any]) -> SFTArmSpec:
+    """`{pretrained: <arm>, sft: [overrides]}`: an arm that differs only at fine-tuning."""
+    unknown = sorted(set(cfg) - {"pretrained", "sft"})
+    if unknown or not cfg.get("pretrained"):
+        raise StudyConfigError(
+            f"study.arms.{arm}: a fine-tuning-only arm is {{pretrained: <pretraining arm>, sft: "
+            f"[overrides]}}, got keys {sorted(cfg)}"
+        )
+    return SFTArmSpec(str(cfg["pretrained"]), tuple(str(o) for o in cfg.get("sft") or ()))
 
 
 def lr_tag(lr: float) -> str:

@@ -1,7 +1,16 @@
-"""Checkpoint I/O: one folder a run can be evaluated from, resumed from, or fine-tuned from.
+"""Checkpoint I/O: complete folders a run can be evaluated from, resumed from, or fine-tuned from.
 
-Layout of `<run dir>/checkpoint/` (always the latest; written to a temporary folder and renamed into
-place, so a crash mid-save never leaves a half checkpoint):
+Layout of a run dir (the names live in `hrm_codegen.model.checkpoint`, which every reader uses):
+
+- `checkpoints/<step folder>/`: complete checkpoints (below); a new one is written under a hidden
+  name, fsynced, renamed into place, and only then pointed at.
+- `checkpoint` -> `checkpoints/<step folder>`: the latest, a relative symlink replaced atomically
+  (`os.replace`), so at every instant, a SIGKILL or power cut included, it names a complete
+  checkpoint (`resume=true` loads it; `latest_checkpoint` also finds the newest complete folder when
+  an old-style `checkpoint/` directory was being replaced).
+- `best` -> `checkpoints/<step folder>`: the best by `train.best_metric` (see `CheckpointManager`).
+
+Folders no pointer names are removed after each swap. One checkpoint folder holds:
 
 - `config.json`, `model.safetensors`: the model (`save_pretrained`; the EMA weights when EMA is on),
   loadable with `hrm_codegen.model.load_pretrained`.
@@ -9,16 +18,20 @@ place, so a crash mid-save never leaves a half checkpoint):
 - `config.yaml`: the run's resolved training config.
 - `optimizer.pt`: AdamW state and, with fp16, the loss scaler.
 - `train_weights.safetensors`: the raw (non-EMA) weights, only when EMA is on.
-- `trainer_state.json`: step, tokens seen, data position and every process's RNG states.
+- `trainer_state.json`: step, tokens seen, data position and every process's RNG states; written
+  last, so its presence marks the folder complete.
 """
 
 from __future__ import annotations
 
 import base64
+import copy
 import dataclasses
 import json
+import os
 import random
 import shutil
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +39,26 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-CHECKPOINT_DIR = "checkpoint"
+from hrm_codegen.model.checkpoint import (  # re-exported: the names every reader shares
+    BEST_DIR,
+    CHECKPOINT_DIR,
+    CHECKPOINTS_DIR,
+    LEGACY_OLD_DIR,
+    STATE_FILE,
+    CheckpointError,
+    checkpoint_step,
+    find_latest_run,
+    is_complete_checkpoint,
+    latest_checkpoint,
+    resolve_checkpoint_dir,
+    run_dir_of,
+)
+
 TRAIN_WEIGHTS = "train_weights.safetensors"
 OPTIMIZER_FILE = "optimizer.pt"
-STATE_FILE = "trainer_state.json"
 CONFIG_YAML = "config.yaml"
+PARTIAL_PREFIX = ".partial-"
+TRASH_PREFIX = ".trash-"
 # Config fields that may differ between a checkpoint and the model it is loaded into: they change how
 # the same weights run or train, not which weights exist.
 RUNTIME_MODEL_FIELDS = frozenset(
@@ -43,31 +71,140 @@ RUNTIME_MODEL_FIELDS = frozenset(
         "halt_max_steps",
         "halt_target",
         "halt_margin",
+        # transformers-backed families (model/hf_models.py): masks and schedules, not weights
+        "prefix_lm",
+        "L_bp_cycles",
+        "L_bp_warmup_to",
+        "L_bp_warmup_fraction",
     }
 )
+# Our own description of the model when config.json is another library's (transformers' folders
+# written by model/hf_models.py); compared field by field with the model being trained.
+MODEL_SPEC_FILE = "hrm_codegen.json"
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that is missing, incomplete, or does not fit the model being trained."""
+def write_checkpoint_files(
+    folder: Path,
+    *,
+    model: torch.nn.Module,
+    tokenizer: Any,
+    optimizer: torch.optim.Optimizer | None,
+    trainer_state: dict[str, Any],
+    config_yaml: str | None,
+    ema: Any = None,
+    scaler: Any = None,
+) -> Path:
+    """Write every file of one checkpoint into the empty folder `folder`, fsynced, with
+    trainer_state.json last (written under a temporary name and renamed), so a folder holding it
+    is complete. `tokenizer`, `optimizer` and `config_yaml` may be None (not saved)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if ema is not None:
+        with ema.applied_to(model):
+            model.save_pretrained(folder)
+        raw = {n: t.detach().contiguous().cpu() for n, t in model.state_dict().items()}
+        save_file(raw, str(folder / TRAIN_WEIGHTS))
+    else:
+        model.save_pretrained(folder)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(str(folder))
+    if optimizer is not None:
+        torch.save(
+            {
+                "optimizer": optimizer.state_dict(),
+                "scaler": scaler.state_dict() if scaler is not None else None,
+            },
+            folder / OPTIMIZER_FILE,
+        )
+    if config_yaml is not None:
+        (folder / CONFIG_YAML).write_text(config_yaml)
+    for path in folder.iterdir():
+        if path.is_file():
+            _fsync_file(path)
+    tmp_state = folder / (STATE_FILE + ".tmp")
+    tmp_state.write_text(json.dumps(trainer_state, indent=1) + "\n")
+    _fsync_file(tmp_state)
+    os.replace(tmp_state, folder / STATE_FILE)
+    _fsync_dir(folder)
+    return folder
 
 
-def resolve_checkpoint_dir(path: str | Path) -> Path:
-    """Accept a checkpoint dir, a run dir (with `checkpoint/` inside), or a folder of runs such as
-    `runs/quickstart`, whose most recently saved run is taken: the command a user types after a run
-    stays the same from one run to the next."""
-    path = Path(path).expanduser()
-    if (path / "config.json").is_file():
-        return path
-    if (path / CHECKPOINT_DIR / "config.json").is_file():
-        return path / CHECKPOINT_DIR
-    latest = find_latest_run(path) if path.is_dir() else None
-    if latest is not None and (latest / CHECKPOINT_DIR / "config.json").is_file():
-        return latest / CHECKPOINT_DIR
-    raise CheckpointError(
-        f"{path} holds no checkpoint: expected {path}/{CHECKPOINT_DIR}/config.json (a run dir), "
-        f"{path}/config.json (a checkpoint dir) or {path}/<run>/{CHECKPOINT_DIR}/config.json "
-        "(a folder of runs) written by scripts/train_codegen.py"
-    )
+def publish_checkpoint(
+    run_dir: Path,
+    write: Callable[[Path], Any],
+    *,
+    step: int,
+    pointers: Iterable[str] = (CHECKPOINT_DIR,),
+) -> Path:
+    """Write a new checkpoint with `write(folder)` and point each name in `pointers` at it.
+
+    The order makes every instant safe: the folder is written under a hidden partial name,
+    renamed to `checkpoints/step_<step>` (a fresh name, never one a pointer uses), and each
+    pointer (`<run>/checkpoint`, `<run>/best`) is then replaced atomically by a relative symlink.
+    An old-style `checkpoint/` directory is first moved into `checkpoints/` (where
+    `latest_checkpoint` still finds it). Folders no pointer names are removed last. Returns the
+    step folder."""
+    run_dir = Path(run_dir)
+    store = run_dir / CHECKPOINTS_DIR
+    store.mkdir(parents=True, exist_ok=True)
+    partial = store / f"{PARTIAL_PREFIX}step_{step:07d}-{os.getpid()}"
+    if partial.exists():
+        shutil.rmtree(partial)
+    write(partial)
+    final = _fresh_name(store, f"step_{step:07d}")
+    os.rename(partial, final)
+    _fsync_dir(store)
+    for name in pointers:
+        point_at(run_dir / name, final)
+    _fsync_dir(run_dir)
+    prune_checkpoints(run_dir, keep=[final])
+    return final
+
+
+def point_at(pointer: Path, target: Path) -> None:
+    """Make `pointer` a relative symlink to `target`, atomically (readers see the old target or
+    the new one, never nothing). A real directory at `pointer` (written by an earlier version, or a
+    model saved there by hand) is first moved into `checkpoints/`."""
+    if pointer.is_dir() and not pointer.is_symlink():
+        store = pointer.parent / CHECKPOINTS_DIR
+        os.rename(pointer, _fresh_name(store, f"legacy-{pointer.name}"))
+        _fsync_dir(pointer.parent)
+    link = pointer.with_name(f".{pointer.name}.link-{os.getpid()}")
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    os.symlink(os.path.relpath(target, pointer.parent), link)
+    os.replace(link, pointer)
+
+
+def prune_checkpoints(run_dir: Path, keep: Iterable[Path] = ()) -> None:
+    """Remove checkpoint folders that neither `<run>/checkpoint` nor `<run>/best` (nor `keep`)
+    names, leftovers of killed writers, and an earlier version's `checkpoint.old`/`.tmp`. Each is
+    renamed to a hidden trash name before deletion, so a half-deleted folder never looks complete."""
+    run_dir = Path(run_dir)
+    store = run_dir / CHECKPOINTS_DIR
+    named = {p.resolve() for p in keep}
+    for name in (CHECKPOINT_DIR, BEST_DIR):
+        pointer = run_dir / name
+        if pointer.exists():
+            named.add(pointer.resolve())
+    for link in run_dir.glob(".*.link-*"):  # a killed `point_at` left its new link unswapped
+        if link.is_symlink() and not link.name.endswith(f"-{os.getpid()}"):
+            link.unlink()
+    doomed = [run_dir / LEGACY_OLD_DIR, run_dir / f"{CHECKPOINT_DIR}.tmp"]
+    if store.is_dir():
+        doomed += [p for p in store.iterdir() if p.resolve() not in named]
+    for path in doomed:
+        if not path.exists() or path.is_symlink():
+            continue
+        if path.name.startswith(PARTIAL_PREFIX) and path.name.endswith(f"-{os.getpid()}"):
+            continue  # this process is writing it
+        trash = path
+        if not path.name.startswith(TRASH_PREFIX):
+            trash = store / f"{TRASH_PREFIX}{path.name}-{os.getpid()}"
+            if trash.exists():
+                shutil.rmtree(trash, ignore_errors=True)
+            store.mkdir(exist_ok=True)
+            os.rename(path, trash)
+        shutil.rmtree(trash, ignore_errors=True)
 
 
 def save_checkpoint(
@@ -80,43 +217,66 @@ def save_checkpoint(
     config_yaml: str,
     ema: Any = None,
     scaler: Any = None,
+    also_point: Iterable[str] = (),
 ) -> Path:
-    """Write a complete checkpoint of `model` (the unwrapped module) atomically at `ckpt_dir`."""
-    tmp = ckpt_dir.with_name(ckpt_dir.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    if ema is not None:
-        with ema.applied_to(model):
-            model.save_pretrained(tmp)
-        raw = {n: t.detach().contiguous().cpu() for n, t in model.state_dict().items()}
-        save_file(raw, str(tmp / TRAIN_WEIGHTS))
-    else:
-        model.save_pretrained(tmp)
-    tokenizer.save_pretrained(str(tmp))
-    torch.save(
-        {
-            "optimizer": optimizer.state_dict(),
-            "scaler": scaler.state_dict() if scaler is not None else None,
-        },
-        tmp / OPTIMIZER_FILE,
+    """Write a complete checkpoint of `model` (the unwrapped module) and point `ckpt_dir` (e.g.
+    `<run>/checkpoint`, plus the names in `also_point`, e.g. `best`) at it, crash-safely (see
+    `publish_checkpoint`). Returns `ckpt_dir`."""
+    ckpt_dir = Path(ckpt_dir)
+
+    def write(folder: Path) -> None:
+        write_checkpoint_files(
+            folder,
+            model=model,
+            tokenizer=tokenizer,
+            optimizer=optimizer,
+            trainer_state=trainer_state,
+            config_yaml=config_yaml,
+            ema=ema,
+            scaler=scaler,
+        )
+
+    publish_checkpoint(
+        ckpt_dir.parent,
+        write,
+        step=int(trainer_state.get("step", 0)),
+        pointers=[ckpt_dir.name, *also_point],
     )
-    (tmp / STATE_FILE).write_text(json.dumps(trainer_state, indent=1) + "\n")
-    (tmp / CONFIG_YAML).write_text(config_yaml)
-    old = ckpt_dir.with_name(ckpt_dir.name + ".old")
-    if ckpt_dir.exists():
-        if old.exists():
-            shutil.rmtree(old)
-        ckpt_dir.rename(old)
-    tmp.rename(ckpt_dir)
-    if old.exists():
-        shutil.rmtree(old)
     return ckpt_dir
+
+
+def _fresh_name(store: Path, stem: str) -> Path:
+    """`store/stem`, or `store/stem-2`, `-3`, ... when taken."""
+    candidate, n = store / stem, 1
+    while candidate.exists() or candidate.is_symlink():
+        n += 1
+        candidate = store / f"{stem}-{n}"
+    return candidate
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    """Persist a directory's entries (renames, new files) across a power cut, where supported."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def check_architecture(ckpt_dir: Path, model: torch.nn.Module) -> None:
     """Raise a CheckpointError naming every field where the checkpoint's model differs from `model`."""
-    saved = json.loads((ckpt_dir / "config.json").read_text())
+    spec = ckpt_dir / MODEL_SPEC_FILE
+    saved = json.loads((spec if spec.is_file() else ckpt_dir / "config.json").read_text())
     ours = {"model_type": model.model_type, **_config_dict(model)}
     if saved.get("model_type") != ours["model_type"]:
         raise CheckpointError(
@@ -153,7 +313,11 @@ def load_model_weights(ckpt_dir: Path, model: torch.nn.Module, *, raw: bool) -> 
         path = ckpt_dir / "model.safetensors"
     if not path.is_file():
         raise CheckpointError(f"{path} is missing: {ckpt_dir} is an incomplete checkpoint")
-    tensors = load_file(str(path))
+    if path.name != TRAIN_WEIGHTS and hasattr(model, "load_weights"):
+        # a family whose model.safetensors is another library's layout reads it itself
+        model.load_weights(ckpt_dir)
+        return
+    tensors = load_file(str(path))  # ours, and train_weights.safetensors: the model's own names
     result = model.load_state_dict(tensors, strict=False)
     if result.missing_keys or result.unexpected_keys:
         raise CheckpointError(
@@ -162,10 +326,19 @@ def load_model_weights(ckpt_dir: Path, model: torch.nn.Module, *, raw: bool) -> 
         )
 
 
-def load_ema_weights(ckpt_dir: Path) -> dict[str, torch.Tensor] | None:
-    """The EMA shadow of a checkpoint saved with EMA on (its model.safetensors), else None."""
+def load_ema_weights(
+    ckpt_dir: Path, model: torch.nn.Module | None = None
+) -> dict[str, torch.Tensor] | None:
+    """The EMA shadow of a checkpoint saved with EMA on (its model.safetensors), else None.
+
+    Given `model`, a family that reads its own weights (`load_weights`) reads them into a copy,
+    so the shadow carries the model's parameter names."""
     if not (ckpt_dir / TRAIN_WEIGHTS).is_file():
         return None
+    if model is not None and hasattr(model, "load_weights"):
+        clone = copy.deepcopy(model)
+        clone.load_weights(ckpt_dir)
+        return {name: t.detach().clone() for name, t in clone.state_dict().items()}
     return load_file(str(ckpt_dir / "model.safetensors"))
 
 
@@ -215,9 +388,31 @@ def _unb64(text: str, dtype: type) -> np.ndarray:
     return np.frombuffer(base64.b64decode(text), dtype=dtype).copy()
 
 
-def find_latest_run(runs_root: Path) -> Path | None:
-    """The most recently saved checkpoint among `runs_root/*/` (by its trainer_state.json mtime)."""
-    states = sorted(
-        runs_root.glob(f"*/{CHECKPOINT_DIR}/{STATE_FILE}"), key=lambda p: p.stat().st_mtime
-    )
-    return states[-1].parent.parent if states else None
+__all__ = [
+    "BEST_DIR",
+    "CHECKPOINTS_DIR",
+    "CHECKPOINT_DIR",
+    "CONFIG_YAML",
+    "MODEL_SPEC_FILE",
+    "OPTIMIZER_FILE",
+    "STATE_FILE",
+    "TRAIN_WEIGHTS",
+    "CheckpointError",
+    "check_architecture",
+    "checkpoint_step",
+    "find_latest_run",
+    "is_complete_checkpoint",
+    "latest_checkpoint",
+    "load_ema_weights",
+    "load_model_weights",
+    "load_training_state",
+    "point_at",
+    "prune_checkpoints",
+    "publish_checkpoint",
+    "resolve_checkpoint_dir",
+    "rng_state",
+    "run_dir_of",
+    "save_checkpoint",
+    "set_rng_state",
+    "write_checkpoint_files",
+]

@@ -69,11 +69,16 @@ class BatchOrder:
         return {"epoch": self.epoch, "offset": self.offset, "num_samples": self.num_samples}
 
 
-def build_stage_data(data_cfg: dict[str, Any], tokenizer: Any) -> StageData:
-    """Datasets for `data.stage` (sft on MBPP, or pretrain on corpus shards)."""
+def build_stage_data(
+    data_cfg: dict[str, Any], tokenizer: Any, *, prefix_lm: bool = False
+) -> StageData:
+    """Datasets for `data.stage` (sft on MBPP, or pretrain on corpus shards).
+
+    `prefix_lm` (the model's): SFT batches then mark the prompt (`token_type_ids`), which the
+    model reads bidirectionally; pretraining text has no prompt and stays causal."""
     stage = data_cfg.get("stage")
     if stage == "sft":
-        return _sft_data(data_cfg, tokenizer)
+        return _sft_data(data_cfg, tokenizer, prefix_lm)
     if stage == "pretrain":
         return _pretrain_data(data_cfg, tokenizer)
     raise DataConfigError(
@@ -92,7 +97,7 @@ def load_tasks(data_cfg: dict[str, Any], split: str, limit: int | None) -> list[
     return tasks[:limit] if limit else tasks
 
 
-def _sft_data(data_cfg: dict[str, Any], tokenizer: Any) -> StageData:
+def _sft_data(data_cfg: dict[str, Any], tokenizer: Any, prefix_lm: bool = False) -> StageData:
     from hrm_codegen.data.sft import SFTCollator, SFTDataset
 
     max_len = int(data_cfg["max_seq_len"])
@@ -106,7 +111,9 @@ def _sft_data(data_cfg: dict[str, Any], tokenizer: Any) -> StageData:
             f"data.max_seq_len={max_len} tokens; raise data.max_seq_len"
         )
     collate = SFTCollator(
-        tokenizer.pad_token_id, pad_to_multiple_of=data_cfg.get("pad_to_multiple_of")
+        tokenizer.pad_token_id,
+        pad_to_multiple_of=data_cfg.get("pad_to_multiple_of"),
+        prefix_lm=prefix_lm,
     )
     return StageData(
         train=train,
@@ -122,7 +129,7 @@ def _sft_data(data_cfg: dict[str, Any], tokenizer: Any) -> StageData:
 
 
 def _pretrain_data(data_cfg: dict[str, Any], tokenizer: Any) -> StageData:
-    from hrm_codegen.data.corpus import PackedDataset, tokenizer_fingerprint
+    from hrm_codegen.data.corpus import PackedDataset, stack_windows, tokenizer_fingerprint
     from hrm_codegen.tokenization import hrm_codegen_home
 
     shard_dir = Path(str(data_cfg.get("shard_dir") or hrm_codegen_home() / "corpus")).expanduser()
@@ -155,11 +162,6 @@ def _pretrain_data(data_cfg: dict[str, Any], tokenizer: Any) -> StageData:
         max_seq_len=seq_len,
         description=f"corpus {shard_dir}: {len(train)} train windows of {seq_len}, {val_text}",
     )
-
-
-def stack_windows(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """Packed windows all have the same length: a batch is a stack, no padding or mask."""
-    return {key: torch.stack([item[key] for item in items]) for key in ("input_ids", "labels")}
 
 
 def count_label_tokens(batch: dict[str, torch.Tensor]) -> int:

@@ -32,6 +32,16 @@ head forward 2·P_head when the halting target is `loss_plateau` (it needs the n
 The trainer counts the segments actually run (`segment_flops_per_token` x tokens per segment, plus
 `lookahead_flops_per_token` x tokens); `training_flops_per_token` is the most a token can cost (all
 M segments), used for estimates. The transformer is the special case A_fwd = A_bwd = L.
+
+transformers' HRM-Text (`model_type: hrm_text`, model/hf_models.py) has one stack depth n for H and
+L and routes gradients differently: every H application carries them, and in H cycle h only the last
+k_h of its L_cycles L applications (`L_bp_cycles`, left-padded with 1s). So A_fwd =
+H_cycles·(L_cycles + 1)·n and A_bwd = Σ_h (k_h + 1)·n. When the last cycle's k warms up during
+training (`L_bp_warmup_to`), `flops_count(model, progress=f)` counts at fraction f of training, and
+without `progress` A_bwd is its mean over the whole schedule (what a FLOP budget is spread over).
+transformers' Llama is a plain stack: A_fwd = A_bwd = its layers. Their blocks hold a few more
+weights than ours (HRM-Text: the attention's sigmoid gate, d² more; Llama: two norm weights),
+which P_b counts.
 """
 
 from __future__ import annotations
@@ -54,7 +64,7 @@ class FlopsCount:
     head_params: int
     hidden_size: int
     forward_blocks: int
-    backward_blocks: int
+    backward_blocks: float  # a mean (not an integer) over a warmed-up gradient schedule
     segments: int = 1  # most segments with LM head and backward per token (ACT: halt_max_steps)
     bootstrap_segments: int = 0  # gradient-free look-ahead segments per token (ACT: 1)
     bootstrap_head: bool = False  # the look ahead runs the LM head (halt_target loss_plateau)
@@ -90,12 +100,23 @@ def hrm_module_schedule(h_cycles: int, l_cycles: int) -> list[str]:
     return (["L"] * l_cycles + ["H"]) * h_cycles
 
 
-def flops_count(model: torch.nn.Module) -> FlopsCount:
-    """Read the block structure off one of our models (HRM or transformer) and its config."""
+def hrm_text_backward_applications(h_cycles: int, l_bp_cycles: list[int]) -> list[int]:
+    """Stack applications per H cycle that carry gradients in HRM-Text: its last k_h L steps and
+    its H step, with transformers' `L_bp_cycles` left-padded with 1s to h_cycles entries."""
+    padded = [1] * max(0, h_cycles - len(l_bp_cycles)) + list(l_bp_cycles)
+    return [int(k) + 1 for k in padded[:h_cycles]]
+
+
+def flops_count(model: torch.nn.Module, *, progress: float | None = None) -> FlopsCount:
+    """Read the block structure off one of our models (HRM or transformer, or transformers'
+    HRM-Text / Llama in our adapter) and its config. `progress` (0..1): where in training, for a
+    gradient schedule that warms up (HRM-Text); None: its mean over training."""
     cfg = model.config
     hidden = int(cfg.hidden_size)
     head_params = sum(p.numel() for p in model.lm_head.parameters())
     model_type = getattr(cfg, "model_type", None) or type(model).__name__
+    if model_type in ("hrm_text", "llama"):
+        return _hf_flops_count(model, head_params, progress)
     if "hrm" in str(model_type).lower():
         h_layers, l_layers = int(cfg.H_layers), int(cfg.L_layers)
         block_params = _params_per_block(model, h_layers + l_layers)
@@ -116,6 +137,38 @@ def flops_count(model: torch.nn.Module) -> FlopsCount:
         block_params = _params_per_block(model, n_layers)
         forward_blocks = backward_blocks = n_layers
     return FlopsCount(block_params, head_params, hidden, forward_blocks, backward_blocks)
+
+
+def _hf_flops_count(model: torch.nn.Module, head_params: int, progress: float | None) -> FlopsCount:
+    """HRM-Text and Llama, read off the transformers model inside the adapter."""
+    from hrm_codegen.model.hf_models import bp_cycles_at
+
+    cfg = model.config
+    hidden = int(cfg.hidden_size)
+    if cfg.model_type == "llama":
+        layers = model.hf.model.layers
+        block_params = sum(p.numel() for p in layers[0].parameters())
+        return FlopsCount(block_params, head_params, hidden, len(layers), len(layers))
+    stack = model.hf.model.H_module.layers
+    block_params = sum(p.numel() for p in stack[0].parameters())
+    n, h_cycles = len(stack), int(cfg.H_cycles)
+    forward_blocks = h_cycles * (int(cfg.L_cycles) + 1) * n
+
+    def backward_at(last: int) -> int:
+        return n * sum(hrm_text_backward_applications(h_cycles, cfg.bp_schedule_list(last=last)))
+
+    if progress is not None or cfg.L_bp_warmup_to is None:
+        backward: float = backward_at(bp_cycles_at(cfg, progress or 0.0))
+    else:  # each warm-up value for an equal share of the warm-up, then the final one
+        start, end, fraction = (
+            cfg.bp_schedule_list()[-1],
+            cfg.L_bp_warmup_to,
+            cfg.L_bp_warmup_fraction,
+        )
+        values = range(start, end + 1)
+        backward = sum(backward_at(k) for k in values) * fraction / len(values)
+        backward += backward_at(end) * (1.0 - fraction)
+    return FlopsCount(block_params, head_params, hidden, forward_blocks, backward)
 
 
 def _params_per_block(model: torch.nn.Module, n_blocks: int) -> int:

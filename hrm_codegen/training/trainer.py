@@ -6,6 +6,13 @@ with `accelerate launch`), with mixed precision, gradient accumulation and clipp
 `eval.interval` steps, checkpoints every `checkpoint_interval` steps and at the end, and returns the
 run dir. See configs/codegen_base.yaml for every setting.
 
+The loop is built from components the RL loop shares (docs/DESIGN.md, "Training components"): the
+run dir and config snapshot (`run_dir.py`), the checkpoint manager with `checkpoint/` and `best/`
+(`checkpoint_manager.py`), metrics logging (`logging.py`), the evaluation schedule and validation
+metrics (`periodic_eval.py`) and the SIGTERM/SIGINT stop (`preemption.py`). Extra evaluators
+(`Trainer(cfg, evaluators=...)`) add metrics such as MBPP pass@1 without this package importing
+`hrm_codegen.evaluation`; `hrm_codegen.train_cli` composes them.
+
 Batches are weighted by label tokens: each micro-batch's mean loss is scaled by its share of the
 global batch's label tokens (summed over micro-batches and processes), so the update is the mean over
 every label token of the global batch however it is split into micro-batches and processes.
@@ -13,230 +20,101 @@ every label token of the global batch however it is split into micro-batches and
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
-import math
 import time
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from hrm_codegen.bpb import BpbTotals, batch_bpb_totals, batched, dataset_bpb, token_byte_lengths
+from hrm_codegen.bpb import token_byte_lengths
+from hrm_codegen.model import registry
+from hrm_codegen.model.registry import (  # re-exported: older code imports them from here
+    ModelConfigError,
+    matched_depth,
+    model_classes,
+    other_architecture_fields,
+)
+from hrm_codegen.training.checkpoint_manager import CheckpointManager
 from hrm_codegen.training.checkpointing import (
+    BEST_DIR,
     CHECKPOINT_DIR,
     CheckpointError,
-    find_latest_run,
-    load_ema_weights,
     load_model_weights,
-    load_training_state,
     resolve_checkpoint_dir,
     rng_state,
-    save_checkpoint,
     set_rng_state,
 )
+from hrm_codegen.training.config_checks import ConfigError, validate_config
 from hrm_codegen.training.data import (
     BatchOrder,
     DataConfigError,
     StageData,
     build_stage_data,
     build_tokenizer,
-    count_label_tokens,
 )
 from hrm_codegen.training.ema import EMA
 from hrm_codegen.training.flops import flops_count, peak_flops
+from hrm_codegen.training.lm_step import LMStep, MicroBatch, NonFiniteLossError
+from hrm_codegen.training.lm_step import with_lengths as _with_lengths  # noqa: F401 - old name
 from hrm_codegen.training.logging import RunLogger
-from hrm_codegen.training.optim import build_optimizer, lr_at_step, set_lr
-
-MODEL_TYPES = ("hrm", "transformer")
-MIXED_PRECISION = ("no", "bf16", "fp16")
-DEVICES = ("auto", "cpu", "cuda")
-
-
-class ConfigError(ValueError):
-    """A config value that cannot work, named together with what to set instead."""
-
-
-class NonFiniteLossError(RuntimeError):
-    """Training produced a NaN/inf loss or gradient; the run stops instead of corrupting weights."""
-
+from hrm_codegen.training.optim import build_optimizer
+from hrm_codegen.training.periodic_eval import (
+    EvalContext,
+    EvalSchedule,
+    Evaluator,
+    build_bpb_sets,
+    interval_for_points,
+    run_evaluators,
+    validation_metrics,
+)
+from hrm_codegen.training.preemption import StopSignal, TrainingInterrupted
+from hrm_codegen.training.run_dir import (  # run_dir_from_config is re-exported for old imports
+    RunDirError,
+    display_path,
+    find_resume_checkpoint,
+    run_dir_from_config,
+    run_dir_of,
+    write_config_snapshot,
+)
 
 # Errors a user can fix from the command line; the launcher prints them without a traceback.
-USER_ERRORS = (ConfigError, DataConfigError, CheckpointError, NonFiniteLossError, FileNotFoundError)
+USER_ERRORS = (
+    ModelConfigError,
+    DataConfigError,
+    CheckpointError,
+    NonFiniteLossError,
+    RunDirError,
+    FileNotFoundError,
+)
 
 
 # ----------------------------------------------------------------------------- building blocks
 
 
-def model_classes() -> dict[str, tuple[type, type]]:
-    from hrm_codegen.model import (
-        HRMConfig,
-        HRMForCausalLM,
-        TransformerConfig,
-        TransformerForCausalLM,
-    )
-
-    return {
-        "hrm": (HRMConfig, HRMForCausalLM),
-        "transformer": (TransformerConfig, TransformerForCausalLM),
-    }
-
-
-def other_architecture_fields(model_cfg: dict[str, Any]) -> list[str]:
-    """Settings in `model_cfg` that only the *other* model type has.
-
-    Experiments size the HRM (H_layers, ...); `experiment=quickstart model=transformer` should still
-    build the baseline at the experiment's width, so those fields are set aside (and reported), while
-    a field neither model knows stays an error.
-    """
-    classes = model_classes()
-    model_type = model_cfg.get("type")
-    if model_type not in classes:
-        return []
-    own = {f.name for f in dataclasses.fields(classes[model_type][0])}
-    others = {
-        f.name
-        for name, (config_class, _) in classes.items()
-        if name != model_type
-        for f in dataclasses.fields(config_class)
-    }
-    return sorted(key for key in model_cfg if key in others - own)
-
-
-def matched_depth(model_cfg: dict[str, Any], match: str, default: int | None) -> int | None:
-    """Depth of a transformer baseline matched to the HRM sized in the same config.
-
-    An experiment sizes the HRM (H_layers, L_layers, cycles); a baseline run of that experiment
-    (`model=transformer` / `model=transformer_deep`) takes its depth from those sizes, so the
-    comparison stays fair at any scale: `params` stacks the HRM's distinct blocks
-    (H_layers + L_layers), `compute` as many blocks as the HRM applies per forward,
-    H_cycles * (L_cycles * L_layers + H_layers). Without HRM sizes, `n_layers` stands.
-    """
-    if match not in ("params", "compute"):
-        raise ConfigError(f"model.match={match!r} must be 'params', 'compute' or null")
-    sizes = {k: model_cfg.get(k) for k in ("H_layers", "L_layers", "H_cycles", "L_cycles")}
-    if match == "params" and sizes["H_layers"] and sizes["L_layers"]:
-        return sizes["H_layers"] + sizes["L_layers"]
-    if match == "compute" and all(sizes.values()):
-        return sizes["H_cycles"] * (sizes["L_cycles"] * sizes["L_layers"] + sizes["H_layers"])
-    return default
-
-
-def build_model(model_cfg: dict[str, Any], vocab_size: int) -> torch.nn.Module:
-    """Our HRM or transformer from the `model` config group; vocab_size comes from the tokenizer.
-
-    Fields only the other architecture has are left out (see `other_architecture_fields`)."""
-    from hrm_codegen.model.checkpoint import config_from_dict
-
-    ignored = other_architecture_fields(model_cfg)
-    fields = {k: v for k, v in model_cfg.items() if k not in ignored}
-    model_type = fields.pop("type", None)
-    match = fields.pop("match", None)
-    if model_type == "transformer" and match is not None:
-        fields["n_layers"] = matched_depth(model_cfg, match, fields.get("n_layers"))
-    classes = model_classes()
-    if model_type not in classes:
-        raise ConfigError(
-            f"model.type={model_type!r} is not one of {sorted(classes)} "
-            "(pick model=hrm, model=transformer or model=transformer_deep)"
-        )
-    config_class, model_class = classes[model_type]
+def build_model(
+    model_cfg: dict[str, Any],
+    vocab_size: int,
+    *,
+    bos_token_id: int | None = None,
+    eos_token_id: int | None = None,
+    pad_token_id: int | None = None,
+) -> torch.nn.Module:
+    """`hrm_codegen.model.registry.build_model`, its config errors raised as `ConfigError`."""
     try:
-        config = config_from_dict(
-            config_class, {**fields, "vocab_size": vocab_size}, source=f"model={model_type} config"
+        return registry.build_model(
+            model_cfg,
+            vocab_size,
+            bos_token_id=bos_token_id,
+            eos_token_id=eos_token_id,
+            pad_token_id=pad_token_id,
         )
-    except ValueError as error:
+    except ModelConfigError as error:
+        if isinstance(error, ConfigError):
+            raise
         raise ConfigError(str(error)) from error
-    return model_class(config)
-
-
-def validate_config(cfg: DictConfig) -> None:
-    """Catch settings that cannot work before anything expensive happens."""
-    if cfg.mixed_precision not in MIXED_PRECISION:
-        raise ConfigError(
-            f"mixed_precision={cfg.mixed_precision!r} is not one of {MIXED_PRECISION}"
-        )
-    if cfg.device not in DEVICES:
-        raise ConfigError(f"device={cfg.device!r} is not one of {DEVICES}")
-    on_cpu = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
-    if cfg.mixed_precision == "fp16" and on_cpu:
-        raise ConfigError(
-            "mixed_precision=fp16 needs a CUDA device (on CPU accelerate would quietly train in "
-            "float32); use mixed_precision=bf16 or no on CPU"
-        )
-    if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(
-            "device=cuda but no CUDA device is visible; use device=cpu or device=auto"
-        )
-    train = cfg.train
-    for key in ("max_steps", "micro_batch_size", "grad_accum_steps"):
-        if int(train[key]) < 1:
-            raise ConfigError(f"train.{key} must be >= 1, got {train[key]}")
-    if float(train.lr) <= 0 or not 0.0 <= float(train.lr_min_ratio) <= 1.0:
-        raise ConfigError(
-            f"need train.lr > 0 and 0 <= train.lr_min_ratio <= 1, got {train.lr}, {train.lr_min_ratio}"
-        )
-    if train.stop_at_step is not None and not 0 < int(train.stop_at_step) <= int(train.max_steps):
-        raise ConfigError(f"train.stop_at_step={train.stop_at_step} must lie in 1..train.max_steps")
-    for key in ("log_interval", "checkpoint_interval"):
-        if int(cfg[key]) < 1:
-            raise ConfigError(f"{key} must be >= 1, got {cfg[key]}")
-    if int(cfg.eval.interval) < 1:
-        raise ConfigError(f"eval.interval must be >= 1, got {cfg.eval.interval}")
-    budget = train.get("flop_budget")
-    if budget is not None and not float(budget) > 0:
-        raise ConfigError(f"train.flop_budget={budget} must be a positive number of FLOPs or null")
-    fraction = train.get("warmup_fraction")
-    if fraction is not None and not 0.0 <= float(fraction) < 1.0:
-        raise ConfigError(f"train.warmup_fraction={fraction} must lie in [0, 1) or be null")
-    for key in ("points", "checkpoint_points"):
-        value = cfg.eval.get(key)
-        if value is not None and int(value) < 1:
-            raise ConfigError(f"eval.{key}={value} must be >= 1 or null")
-    if int(cfg.data.max_seq_len) > int(cfg.model.max_seq_len):
-        raise ConfigError(
-            f"data.max_seq_len={cfg.data.max_seq_len} exceeds model.max_seq_len="
-            f"{cfg.model.max_seq_len}; raise model.max_seq_len or lower data.max_seq_len"
-        )
-    if cfg.init_from and cfg.init_from_upstream:
-        raise ConfigError("set init_from or init_from_upstream, not both")
-    if cfg.init_from_upstream and cfg.model.type != "hrm":
-        raise ConfigError("init_from_upstream loads a Sapient HRM checkpoint: it needs model=hrm")
-
-
-def run_dir_from_config(cfg: DictConfig) -> Path:
-    """`run_dir` when set, else the Hydra run dir of this job."""
-    if cfg.run_dir:
-        return Path(str(cfg.run_dir)).expanduser()
-    from hydra.core.hydra_config import HydraConfig
-
-    if HydraConfig.initialized():
-        return Path(HydraConfig.get().runtime.output_dir)
-    raise ConfigError(
-        "no run dir: set run_dir=... (train() was called outside scripts/train_codegen.py)"
-    )
-
-
-def find_resume_checkpoint(cfg: DictConfig, run_dir: Path) -> Path:
-    """The checkpoint `resume` points at (see configs/codegen_base.yaml)."""
-    if cfg.resume is not True:
-        return resolve_checkpoint_dir(str(cfg.resume))
-    if (run_dir / CHECKPOINT_DIR / "trainer_state.json").is_file():
-        return run_dir / CHECKPOINT_DIR
-    if cfg.run_dir:
-        # An explicit run dir names the run to continue; its siblings may be unrelated runs.
-        raise CheckpointError(
-            f"resume=true but run_dir={run_dir} has no checkpoint ({CHECKPOINT_DIR}/"
-            "trainer_state.json); pass resume=<run dir> to continue another run"
-        )
-    latest = find_latest_run(run_dir.parent)
-    if latest is None:
-        raise CheckpointError(
-            f"resume=true but no run under {run_dir.parent} has a checkpoint; pass resume=<run dir>"
-        )
-    return latest / CHECKPOINT_DIR
 
 
 def parameter_digest(model: torch.nn.Module) -> str:
@@ -248,24 +126,24 @@ def parameter_digest(model: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def _display(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
-
-
 # ----------------------------------------------------------------------------- the trainer
 
 
-class Trainer:
-    """State of one training run; `run()` is the loop. Build it with `Trainer(cfg)`."""
+class Trainer(LMStep):
+    """State of one training run; `run()` is the loop. Build it with `Trainer(cfg)`.
 
-    def __init__(self, cfg: DictConfig) -> None:
+    `evaluators` add metrics to every evaluation (see `periodic_eval.Evaluator`)."""
+
+    def __init__(self, cfg: DictConfig, evaluators: tuple[Evaluator, ...] = ()) -> None:
         from accelerate import Accelerator
         from accelerate.state import AcceleratorState
         from accelerate.utils import broadcast_object_list, set_seed
 
+        if cfg.get("loop", "lm") != "lm":
+            raise ConfigError(
+                f"loop={cfg.loop!r}: this trainer runs loop=lm; other loops start from "
+                "hrm_codegen.train_cli.run_training (scripts/train_codegen.py)"
+            )
         validate_config(cfg)
         self.cfg = cfg
         # accelerate keeps one process-wide state; reset its per-run part (precision, device
@@ -275,14 +153,17 @@ class Trainer:
         acc = self.accelerator
         self.is_main = acc.is_main_process
         self.dry_run = bool(cfg.dry_run)
+        self.evaluators = tuple(evaluators)
 
         # Every process agrees on one run dir (ranks can resolve ${now:} a second apart).
         run_dir = resume_ckpt = None
         if self.is_main and not self.dry_run:
             run_dir = run_dir_from_config(cfg)
             if cfg.resume:
-                resume_ckpt = find_resume_checkpoint(cfg, run_dir)
-                run_dir = resume_ckpt.parent
+                resume_ckpt = find_resume_checkpoint(
+                    cfg.resume, run_dir, explicit=bool(cfg.run_dir)
+                )
+                run_dir = run_dir_of(resume_ckpt)
         shared = [run_dir, resume_ckpt]
         if acc.num_processes > 1:
             broadcast_object_list(shared)
@@ -306,7 +187,9 @@ class Trainer:
                     cache_root,
                 )
             self.data: StageData = build_stage_data(
-                OmegaConf.to_container(cfg.data, resolve=True), self.tokenizer
+                OmegaConf.to_container(cfg.data, resolve=True),
+                self.tokenizer,
+                prefix_lm=bool(cfg.model.get("prefix_lm", False)),
             )
         if acc.num_processes > 1:
             # Every process indexes the same global batch order into its own copy of the data;
@@ -322,7 +205,13 @@ class Trainer:
                 )
         model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
         ignored = other_architecture_fields(model_cfg)
-        self.model = build_model(model_cfg, len(self.tokenizer))
+        self.model = build_model(
+            model_cfg,
+            len(self.tokenizer),
+            bos_token_id=getattr(self.tokenizer, "bos_token_id", None),
+            eos_token_id=getattr(self.tokenizer, "eos_token_id", None),
+            pad_token_id=getattr(self.tokenizer, "pad_token_id", None),
+        )
         if ignored:
             unused = ", ".join(ignored)
             note = f"note: model={cfg.model.type} has no {unused}"
@@ -358,6 +247,16 @@ class Trainer:
         self.flops_seen = 0.0  # cumulative training FLOPs (forward + backward as executed)
         self.train_seconds = 0.0  # cumulative wall time of training steps (not eval/checkpoints)
         self.last_good_checkpoint: Path | None = None
+        self.checkpoints = (
+            CheckpointManager(
+                self.run_dir,
+                best_metric=t.get("best_metric"),
+                best_mode=t.get("best_mode"),
+                is_main=self.is_main,
+            )
+            if self.run_dir is not None
+            else None
+        )
         if self.resume_ckpt is not None:
             self._restore(self.resume_ckpt)
         else:
@@ -369,7 +268,9 @@ class Trainer:
         self.peak = peak_flops(acc.device)
         self._resolve_schedule()
         self.byte_lengths = token_byte_lengths(self.tokenizer)
-        self.bpb_sets = self._bpb_sets() if self.is_main else {}
+        self.bpb_sets = (
+            build_bpb_sets(cfg, self.data, self.tokenizer, self._print) if self.is_main else {}
+        )
 
     # ------------------------------------------------------------------ budget and eval sets
 
@@ -401,9 +302,9 @@ class Trainer:
         if t.get("warmup_fraction") is not None:
             t.warmup_steps = round(float(t.warmup_fraction) * max_steps)
         if cfg.eval.get("points") is not None:
-            cfg.eval.interval = max(1, math.ceil(max_steps / int(cfg.eval.points)))
+            cfg.eval.interval = interval_for_points(max_steps, cfg.eval.points)
         if cfg.eval.get("checkpoint_points") is not None:
-            cfg.checkpoint_interval = max(1, math.ceil(max_steps / int(cfg.eval.checkpoint_points)))
+            cfg.checkpoint_interval = interval_for_points(max_steps, cfg.eval.checkpoint_points)
         if t.stop_at_step is not None and int(t.stop_at_step) > max_steps:
             raise ConfigError(
                 f"train.stop_at_step={t.stop_at_step} exceeds the {max_steps} steps of the budget"
@@ -428,71 +329,13 @@ class Trainer:
         per_example = [n * self.flops.training_flops_per_token(n) for n in lengths]
         return self.global_batch * sum(per_example) / len(per_example)
 
-    def _bpb_sets(self) -> dict[str, tuple[Any, Any]]:
-        """Held-out text scored in bits per byte at every evaluation, by metric name.
-
-        `val/bpb`: the corpus validation split (the stage's own when pretraining, `eval.bpb_corpus`
-        otherwise); `val/mbpp_bpb`: MBPP validation reference solutions given their prompts (the
-        stage's validation set when fine-tuning on MBPP, else loaded when `eval.mbpp_bpb`). A set
-        that cannot be built is said once, not silently skipped.
-        """
-        from hrm_codegen.data.sft import SFTCollator, SFTDataset
-        from hrm_codegen.training.data import load_tasks, stack_windows
-
-        e, data_cfg = self.cfg.eval, self.cfg.data
-        sets: dict[str, tuple[Any, Any]] = {}
-        if data_cfg.stage == "pretrain":
-            if self.data.val is not None:
-                sets["val/bpb"] = (self.data.val, stack_windows)
-        elif e.get("bpb_corpus"):
-            from hrm_codegen.data.corpus import PackedDataset
-
-            try:
-                windows = PackedDataset(
-                    Path(str(e.bpb_corpus)).expanduser(), "validation", self.data.max_seq_len
-                )
-                sets["val/bpb"] = (windows, stack_windows)
-            except (FileNotFoundError, ValueError) as error:
-                self._print(f"note: val/bpb is off: eval.bpb_corpus={e.bpb_corpus}: {error}")
-        if data_cfg.stage == "sft":
-            if self.data.val is not None and len(self.data.val):
-                sets["val/mbpp_bpb"] = (self.data.val, self.data.collate)
-        elif e.get("mbpp_bpb", True):
-            mbpp_cfg = {"benchmark": e.get("mbpp_benchmark") or "mbpp", "path": e.get("mbpp_path")}
-            try:
-                tasks = load_tasks(mbpp_cfg, "validation", None)
-                examples = SFTDataset(tasks, self.tokenizer, int(self.cfg.model.max_seq_len))
-                collate = SFTCollator(self.tokenizer.pad_token_id, pad_to_multiple_of=8)
-                sets["val/mbpp_bpb"] = (examples, collate)
-                if len(examples) < len(tasks):
-                    self._print(
-                        f"note: val/mbpp_bpb scores {len(examples)} of {len(tasks)} MBPP "
-                        "validation tasks (the others exceed model.max_seq_len)"
-                    )
-            except Exception as error:  # no benchmark files and no hub: say so, train on
-                self._print(
-                    f"note: val/mbpp_bpb is off ({type(error).__name__}: {error}); set "
-                    "HRM_CODEGEN_DATA_DIR or eval.mbpp_path, or eval.mbpp_bpb=false"
-                )
-        return sets
-
     # ------------------------------------------------------------------ checkpoint state
 
     def _restore(self, ckpt: Path) -> None:
-        load_model_weights(ckpt, self.model, raw=True)
-        state, optim = load_training_state(ckpt)
-        self.optimizer.load_state_dict(optim["optimizer"])
-        scaler = self.accelerator.scaler
-        if scaler is not None and optim.get("scaler") is not None:
-            scaler.load_state_dict(optim["scaler"])
-        if self.ema is not None:
-            shadow = load_ema_weights(ckpt)
-            if shadow is None:
-                raise CheckpointError(
-                    f"{ckpt} was saved without EMA but train.ema_decay is set; resume with "
-                    "train.ema_decay=null or start a new stage with init_from="
-                )
-            self.ema.load_state_dict(shadow, int(state.get("ema_updates", 0)))
+        manager = self.checkpoints or CheckpointManager(run_dir_of(ckpt), best_metric=None)
+        state = manager.restore(
+            self.model, self.optimizer, ckpt=ckpt, ema=self.ema, scaler=self.accelerator.scaler
+        )
         self.step = int(state["step"])
         self.tokens_seen = int(state["tokens_seen"])
         self.flops_seen = float(state.get("flops_seen", 0.0))
@@ -521,235 +364,66 @@ class Trainer:
         self.last_good_checkpoint = ckpt
         self._print(f"resumed {ckpt} at step {self.step}")
 
-    def save(self) -> Path:
-        """Write the checkpoint (main process) after gathering every process's RNG state."""
+    def save(self, metrics: dict[str, float] | None = None, *, latest: bool = True) -> Path:
+        """Write a checkpoint at this step (main process) after gathering every process's RNG
+        state: the latest when `latest`, and `best/` too when `metrics` improve on it."""
         from accelerate.utils import gather_object
 
         rngs = gather_object([rng_state()])
-        ckpt = self.run_dir / CHECKPOINT_DIR
-        if self.is_main:
-            state = {
-                "step": self.step,
-                "tokens_seen": self.tokens_seen,
-                "flops_seen": self.flops_seen,
-                "train_seconds": self.train_seconds,
-                "data": self.order.state_dict(),
-                "global_batch_size": self.global_batch,
-                "num_processes": self.accelerator.num_processes,
-                "ema_updates": self.ema.num_updates if self.ema is not None else 0,
-                "rng": rngs,
-            }
-            save_checkpoint(
-                ckpt,
-                model=self.model,
-                tokenizer=self.tokenizer,
-                optimizer=self.optimizer,
-                trainer_state=state,
-                config_yaml=OmegaConf.to_yaml(self.cfg, resolve=True),
-                ema=self.ema,
-                scaler=self.accelerator.scaler,
-            )
+        state = {
+            "tokens_seen": self.tokens_seen,
+            "flops_seen": self.flops_seen,
+            "train_seconds": self.train_seconds,
+            "data": self.order.state_dict(),
+            "global_batch_size": self.global_batch,
+            "num_processes": self.accelerator.num_processes,
+            "ema_updates": self.ema.num_updates if self.ema is not None else 0,
+            "rng": rngs,
+        }
+        self.checkpoints.save(
+            self.step,
+            self.model,
+            self.optimizer,
+            state,
+            tokenizer=self.tokenizer,
+            config_yaml=OmegaConf.to_yaml(self.cfg, resolve=True),
+            ema=self.ema,
+            scaler=self.accelerator.scaler,
+            metrics=metrics,
+            latest=latest,
+        )
         self.accelerator.wait_for_everyone()
-        self.last_good_checkpoint = ckpt
+        ckpt = self.run_dir / CHECKPOINT_DIR
+        if latest:
+            self.last_good_checkpoint = ckpt
         return ckpt
 
-    # ------------------------------------------------------------------ one step
+    def _improves_best(self, metrics: dict[str, float]) -> bool:
+        """Whether these (main-process) metrics beat the best so far, agreed by every process."""
+        improved = [self.checkpoints.improves(metrics) if self.is_main else False]
+        if self.accelerator.num_processes > 1:
+            from accelerate.utils import broadcast_object_list
 
-    def _micro_batches(self) -> list[MicroBatch]:
-        """This process's micro-batches of the next global batch, on the device, each with its
-        real-token and label-token counts read off the CPU batch (no device sync).
+            broadcast_object_list(improved)
+        return bool(improved[0])
 
-        Models with a Q head get `lengths` (real tokens per right-padded row) instead of the
-        attention mask, so attention keeps the fused causal path."""
-        t = self.cfg.train
-        micro, accum = int(t.micro_batch_size), int(t.grad_accum_steps)
-        rank, world = self.accelerator.process_index, self.accelerator.num_processes
-        indices = self.order.take(self.global_batch)
-        has_q_head = getattr(self.model, "q_head", None) is not None
-        batches = []
-        for j in range(accum):
-            start = (j * world + rank) * micro
-            batch = self.data.collate([self.data.train[i] for i in indices[start : start + micro]])
-            tokens, labels = _real_tokens(batch), count_label_tokens(batch)
-            if has_q_head:
-                batch = _with_lengths(batch)
-            batches.append(MicroBatch(self._to_device(batch), tokens, labels))
-        return batches
+    def _stop_requested(self, stop: StopSignal) -> int | None:
+        """The signal any process received (every process stops at the same step), else None."""
+        signum = stop.requested or 0
+        if self.accelerator.num_processes > 1:
+            import torch.distributed as dist
 
-    def _to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        if not self.needs_mask:
-            batch = {k: v for k, v in batch.items() if k != "attention_mask"}
-        return {k: v.to(self.accelerator.device, non_blocking=True) for k, v in batch.items()}
-
-    def train_step(self, micro_batches: list[MicroBatch]) -> dict[str, float]:
-        """Forward/backward over the micro-batches, clip, one AdamW step; returns step metrics.
-
-        Counts come from the CPU batches; losses and metrics stay device tensors and are read
-        back once, after clipping (one host sync per step, which the non-finite check needs
-        anyway). Training-mode ACT back-propagates segment by segment (`_act_backward`)."""
-        acc = self.accelerator
-        world = acc.num_processes
-        lr = lr_at_step(
-            self.step,
-            base_lr=float(self.cfg.train.lr),
-            warmup_steps=int(self.cfg.train.warmup_steps),
-            max_steps=int(self.cfg.train.max_steps),
-            min_ratio=float(self.cfg.train.lr_min_ratio),
-        )
-        set_lr(self.optimizer, lr)
-        local = [sum(mb.labels for mb in micro_batches), sum(mb.tokens for mb in micro_batches)]
-        if world > 1:  # one all-reduce of the CPU counts; the weights stay on the device
-            counts = acc.reduce(torch.tensor(local, dtype=torch.float64, device=acc.device))
-            global_labels = counts[0]
-        else:
-            counts = torch.tensor(local, dtype=torch.float64)
-            global_labels = float(local[0])
-            if global_labels == 0:
-                raise DataConfigError(f"step {self.step}: the global batch has no label tokens")
-        if _uses_act(self.model):
-            sums, extra, flops = self._act_backward(micro_batches, global_labels)
-        else:
-            sums, extra, flops = self._plain_backward(micro_batches, global_labels)
-        clip = self.cfg.train.grad_clip
-        grad_norm = acc.clip_grad_norm_(self.model.parameters(), clip or math.inf)
-        keys = sorted(extra)
-        values = [sums[0], sums[1], torch.as_tensor(grad_norm, device=acc.device).double()]
-        values += [flops.to(acc.device)] + [extra[k].to(acc.device) for k in keys]
-        host = torch.stack(values).tolist() + counts.tolist()  # the step's one host sync
-        loss, lm_loss, grad_norm, global_flops = host[:4]
-        extra_host = dict(zip(keys, host[4 : 4 + len(keys)]))
-        global_labels, global_tokens = host[-2:]
-        if global_labels == 0:
-            raise DataConfigError(f"step {self.step}: the global batch has no label tokens")
-        if not (math.isfinite(loss) and (math.isfinite(grad_norm) or acc.scaler is not None)):
-            self._raise_non_finite(loss, grad_norm)
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        if self.ema is not None and not self.optimizer.step_was_skipped:
-            self.ema.update(self.model)
-        self.step += 1
-        self.tokens_seen += int(global_tokens)
-        return {
-            "loss": loss,
-            "lm_loss": lm_loss,
-            "lr": lr,
-            "grad_norm": grad_norm,
-            "tokens": global_tokens,
-            "flops": global_flops,
-            **extra_host,
-        }
-
-    def _plain_backward(
-        self, micro_batches: list[MicroBatch], global_labels: float | torch.Tensor
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
-        """One forward/backward per micro-batch through DDP (synced on the last); each mean loss
-        weighted by its share of the global label tokens. Returns the global (loss, lm loss)
-        means, the model's extra metrics (mean over micro-batches and processes) and the FLOPs,
-        all device tensors."""
-        acc = self.accelerator
-        world = acc.num_processes
-        sums = torch.zeros(2, dtype=torch.float64, device=acc.device)
-        extra: dict[str, torch.Tensor] = {}
-        flops = 0.0
-        for j, mb in enumerate(micro_batches):
-            last = j == len(micro_batches) - 1
-            flops += mb.tokens * self.flops.training_flops_per_token(mb.batch["input_ids"].shape[1])
-            with nullcontext() if last else acc.no_sync(self.ddp_model):
-                out = self.train_model(**mb.batch)
-                weight = mb.labels * world / global_labels
-                if isinstance(weight, torch.Tensor):
-                    weight = weight.float()
-                acc.backward(out.loss * weight)
-            sums[0] += out.loss.detach().double() * mb.labels
-            sums[1] += _lm_loss(out).detach().double() * mb.labels
-            for key, value in out.metrics.items():
-                mean = value.detach().double() / len(micro_batches)
-                extra[key] = extra[key] + mean if key in extra else mean
-        flops = torch.tensor(flops, dtype=torch.float64, device=acc.device)
-        if world > 1:
-            keys = sorted(extra)
-            packed = acc.reduce(torch.stack([*sums, flops, *(extra[k] for k in keys)]))
-            sums, flops = packed[:2], packed[2]
-            extra = {k: v / world for k, v in zip(keys, packed[3:])}
-        return sums / global_labels, extra, flops
-
-    def _act_backward(
-        self, micro_batches: list[MicroBatch], global_labels: float | torch.Tensor
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
-        """Training-mode ACT: one backward per segment from the detached carry (model/act.py).
-
-        Each segment's summed loss is back-propagated over the step's label tokens as soon as its
-        Q targets are known, so at most two segments' activations are alive and halted rows drop
-        out of the batch. The denominator of the mean over (sequence, segment) pairs is only known
-        at the end, so the accumulated gradient is rescaled once. Ranks run different numbers of
-        segments, so this bypasses DDP's hooks (which pair one synced backward per forward) and
-        all-reduces the gradients itself, once per step.
-        """
-        from hrm_codegen.model.act import ACTStats, act_segments
-
-        acc = self.accelerator
-        config = self.model.config
-        segment_fn = self._act_segment_fn()
-        stats = ACTStats(config.halt_max_steps, acc.device)
-        flops = torch.zeros((), dtype=torch.float64, device=acc.device)
-        inverse_labels = 1.0 / global_labels
-        if isinstance(inverse_labels, torch.Tensor):
-            inverse_labels = inverse_labels.float()
-        for mb in micro_batches:
-            batch = mb.batch
-            seq_len = batch["input_ids"].shape[1]
-            per_segment = self.flops.segment_flops_per_token(seq_len)
-            flops += mb.tokens * self.flops.lookahead_flops_per_token(seq_len)
-            lengths = batch["lengths"]
-            for segment in act_segments(
-                config, segment_fn, batch["input_ids"], batch["labels"], lengths
-            ):
-                acc.backward(segment.loss_sum * inverse_labels)
-                stats.add(segment)
-                flops += lengths[segment.rows].sum().double() * per_segment
-        vector = stats.vector
-        if acc.num_processes > 1:
-            _all_reduce_gradients(self.model)
-            packed = acc.reduce(torch.cat([vector, flops[None]]))
-            vector, flops = packed[:-1], packed[-1]
-        scale = (global_labels / vector[3].clamp_min(1)).float()
-        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-        torch._foreach_mul_(grads, scale)
-        metrics = stats.metrics(vector)
-        sums = torch.stack([metrics.pop("loss"), metrics.pop("lm_loss")])
-        return sums, metrics, flops
-
-    def _act_segment_fn(self):
-        """`model.act_segment` under autocast (and torch.compile when `compile` is set)."""
-        if getattr(self, "_act_segment", None) is None:
-            fn = self.model.act_segment
-            if self.cfg.compile:
-                fn = torch.compile(fn)
-
-            def segment(*args, **kwargs):
-                with self.accelerator.autocast():
-                    return fn(*args, **kwargs)
-
-            self._act_segment = segment
-        return self._act_segment
-
-    def _raise_non_finite(self, loss: float, grad_norm: float) -> None:
-        where = (
-            f"last good checkpoint: {_display(self.last_good_checkpoint)} (resume=true continues "
-            "from it; lower train.lr or use mixed_precision=no)"
-            if self.last_good_checkpoint is not None
-            else "no checkpoint was saved yet"
-        )
-        raise NonFiniteLossError(
-            f"non-finite training loss at step {self.step + 1} (loss={loss}, "
-            f"grad_norm={grad_norm}); stopping before the weights are corrupted; {where}"
-        )
+            flag = torch.tensor([signum], device=self.accelerator.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            signum = int(flag[0])
+        return signum or None
 
     # ------------------------------------------------------------------ evaluation
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        """Validation loss/perplexity and (MBPP) greedy pass@1 on the main process.
+        """Validation loss/perplexity/bpb and the injected evaluators' metrics (e.g. MBPP pass@1)
+        on the main process.
 
         Runs on the unwrapped model with the EMA weights when EMA is on, and restores every RNG
         afterwards so evaluating never changes the training that follows.
@@ -760,89 +434,51 @@ class Trainer:
             model = self.model
             model.eval()
             with self.ema.applied_to(model) if self.ema is not None else nullcontext():
-                metrics.update(self._validation_loss(model))
-                if self._wants_pass_at_1():
-                    metrics.update(self._pass_at_1(model))
+                metrics.update(
+                    validation_metrics(
+                        model,
+                        self.data.val,
+                        self.data.collate,
+                        self.bpb_sets,
+                        self.byte_lengths,
+                        batch_size=int(self.cfg.eval.batch_size),
+                        max_batches=self.cfg.eval.max_batches,
+                        to_device=self._to_device,
+                        device=self.accelerator.device,
+                        autocast=self.accelerator.autocast,
+                    )
+                )
+                if self.evaluators:
+                    context = EvalContext(
+                        step=self.step,
+                        run_dir=self.run_dir,
+                        cfg=self.cfg,
+                        tokenizer=self.tokenizer,
+                        data=self.data,
+                        device=self.accelerator.device,
+                        autocast=self.accelerator.autocast,
+                    )
+                    metrics.update(run_evaluators(self.evaluators, model, context))
             model.train()
             set_rng_state(saved_rng)
         self.accelerator.wait_for_everyone()
         return metrics
 
-    def _validation_loss(self, model: torch.nn.Module) -> dict[str, float]:
-        val = self.data.val
-        if val is None or len(val) == 0:
-            return {}
-        size = int(self.cfg.eval.batch_size)
-        max_batches = self.cfg.eval.max_batches
-        total, count = 0.0, 0
-        own = BpbTotals()  # bpb of the validation split itself, from the same logits
-        for cpu_batch in batched(val, self.data.collate, size, max_batches):
-            batch = self._to_device(cpu_batch)
-            with self.accelerator.autocast():
-                out = model(**batch)
-            n = count_label_tokens(batch)
-            total += float(_lm_loss(out)) * n
-            count += n
-            loss_kind = getattr(model.config, "loss", "softmax")
-            own = own + batch_bpb_totals(out.logits, batch["labels"], self.byte_lengths, loss_kind)
-        loss = total / max(count, 1)
-        metrics = {"val/loss": loss, "val/ppl": math.exp(min(loss, 50.0))}
-        for name, (dataset, collate) in self.bpb_sets.items():
-            if dataset is val and (name == "val/bpb" or max_batches is None):
-                totals = own  # the same examples, already scored
-            else:
-                limit = max_batches if name == "val/bpb" else None  # MBPP: every task, always
-                totals = dataset_bpb(
-                    model,
-                    batched(dataset, collate, size, limit),
-                    self.byte_lengths,
-                    device=self.accelerator.device,
-                    autocast=self.accelerator.autocast,
-                )
-            metrics[name] = totals.bpb
-        return metrics
-
-    def _wants_pass_at_1(self) -> bool:
-        return (
-            bool(self.cfg.eval.pass_at_1)
-            and self.cfg.data.stage == "sft"
-            and bool(self.data.eval_tasks)
-        )
-
-    def _pass_at_1(self, model: torch.nn.Module) -> dict[str, float]:
-        from hrm_codegen.evaluation.harness import evaluate_model
-
-        e = self.cfg.eval
-        tasks = self.data.eval_tasks[: int(e.limit)] if e.limit else self.data.eval_tasks
-        with self.accelerator.autocast():
-            summary = evaluate_model(
-                model,
-                self.tokenizer,
-                tasks,
-                num_samples=1,
-                ks=(1,),
-                temperature=0.0,
-                max_new_tokens=int(e.max_new_tokens),
-                batch_size=int(e.batch_size),
-                timeout=float(e.timeout),
-                workers=e.workers,
-                output_dir=self.run_dir / "eval" / f"step{self.step:07d}",
-                progress=False,
-            )
-        return {"val/pass@1": float(summary.pass_at_k["pass@1"]), "val/pass@1_tasks": len(tasks)}
-
     # ------------------------------------------------------------------ the loop
 
     def run(self) -> Path | None:
-        """Train to `train.max_steps` (or `train.stop_at_step`); returns the run dir."""
+        """Train to `train.max_steps` (or `train.stop_at_step`); returns the run dir.
+
+        On SIGTERM/SIGINT the current step finishes, a checkpoint is saved at it, and
+        `TrainingInterrupted` is raised (the launcher exits with 128 + the signal number)."""
         cfg, acc = self.cfg, self.accelerator
         if self.dry_run:
             return self._dry_run()
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         if self.is_main:
-            (self.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+            write_config_snapshot(self.run_dir, cfg)
         max_steps = int(cfg.train.max_steps)
         stop_at = int(cfg.train.stop_at_step or max_steps)
+        schedule = EvalSchedule(int(cfg.eval.interval), int(cfg.checkpoint_interval), stop_at)
         self._print_summary(self._print)
         logger = RunLogger(
             self.run_dir,
@@ -855,36 +491,50 @@ class Trainer:
         )
         window: dict[str, float] = {}
         window_steps, window_start = 0, time.perf_counter()
+        interrupted: int | None = None
         self.model.train()
         try:
-            while self.step < stop_at:
-                step_start = time.perf_counter()
-                metrics = self.train_step(self._micro_batches())
-                self.train_seconds += time.perf_counter() - step_start
-                self.flops_seen += float(metrics["flops"])
-                logger.advance()
-                for key, value in metrics.items():
-                    window[key] = window.get(key, 0.0) + value
-                window_steps += 1
-                at_end = self.step == stop_at
-                if self.step % int(cfg.log_interval) == 0 or at_end:
-                    elapsed = time.perf_counter() - window_start
-                    logger.log(self._window_metrics(window, window_steps, elapsed), self.step)
-                    window, window_steps, window_start = {}, 0, time.perf_counter()
-                if self.step % int(cfg.eval.interval) == 0 or at_end:
-                    eval_metrics = self.evaluate()
-                    if eval_metrics:
-                        logger.log({**eval_metrics, **self._progress()}, self.step)
-                        logger.print(
-                            f"step {self.step} eval: "
-                            + " ".join(f"{k}={v:.4g}" for k, v in eval_metrics.items())
-                        )
-                    window_start = time.perf_counter()  # evaluation time is not training time
-                if self.step % int(cfg.checkpoint_interval) == 0 or at_end:
-                    self.save()
-                    window_start = time.perf_counter()
+            with StopSignal() as stop:
+                while self.step < stop_at:
+                    step_start = time.perf_counter()
+                    metrics = self.train_step(self._micro_batches())
+                    self.train_seconds += time.perf_counter() - step_start
+                    self.flops_seen += float(metrics["flops"])
+                    logger.advance()
+                    for key, value in metrics.items():
+                        window[key] = window.get(key, 0.0) + value
+                    window_steps += 1
+                    interrupted = self._stop_requested(stop)
+                    at_end = self.step == stop_at or interrupted is not None
+                    if self.step % int(cfg.log_interval) == 0 or at_end:
+                        elapsed = time.perf_counter() - window_start
+                        logger.log(self._window_metrics(window, window_steps, elapsed), self.step)
+                        window, window_steps, window_start = {}, 0, time.perf_counter()
+                    eval_metrics: dict[str, float] = {}
+                    if schedule.evaluates(self.step) and interrupted is None:
+                        eval_metrics = self.evaluate()
+                        if eval_metrics:
+                            logger.log({**eval_metrics, **self._progress()}, self.step)
+                            logger.print(
+                                f"step {self.step} eval: "
+                                + " ".join(f"{k}={v:.4g}" for k, v in eval_metrics.items())
+                            )
+                        window_start = time.perf_counter()  # evaluation time is not training time
+                    if schedule.checkpoints(self.step) or interrupted is not None:
+                        self.save(eval_metrics)
+                        window_start = time.perf_counter()
+                    elif eval_metrics and self._improves_best(eval_metrics):
+                        self.save(eval_metrics, latest=False)  # best/ only
+                        window_start = time.perf_counter()
+                    if interrupted is not None:
+                        break
         finally:
             logger.close()
+        if self.checkpoints.best_metric and not self.checkpoints.best_seen and self.is_main:
+            self._print(
+                f"note: no evaluation reported train.best_metric={self.checkpoints.best_metric}, "
+                "so no best/ was written"
+            )
         if acc.num_processes > 1:
             print(
                 f"parameters sha256 rank {acc.process_index}/{acc.num_processes}: "
@@ -892,9 +542,18 @@ class Trainer:
                 flush=True,
             )
         acc.wait_for_everyone()
-        self._print(f"run dir: {_display(self.run_dir)}")
-        self._print(f"checkpoint: {_display(self.run_dir / CHECKPOINT_DIR)}")
+        self._print(f"run dir: {display_path(self.run_dir)}")
+        if self.is_main and self.checkpoints.best_step is not None and self.checkpoints.best:
+            self._print(
+                f"best: {display_path(self.run_dir / BEST_DIR)} (step {self.checkpoints.best_step}, "
+                f"{self.checkpoints.best_metric}={self.checkpoints.best_value:.4g})"
+            )
+        self._print(f"checkpoint: {display_path(self.run_dir / CHECKPOINT_DIR)}")  # the last line
         acc.end_training()
+        if interrupted is not None:
+            raise TrainingInterrupted(
+                interrupted, self.step, display_path(self.run_dir / CHECKPOINT_DIR)
+            )
         return self.run_dir
 
     def _window_metrics(
@@ -935,7 +594,7 @@ class Trainer:
             f"device {self.accelerator.device}, mixed precision {self.cfg.mixed_precision}"
         )
         if self.run_dir is not None:
-            emit(f"run dir: {_display(self.run_dir)}")
+            emit(f"run dir: {display_path(self.run_dir)}")
 
     def tokens_per_step_estimate(self) -> float:
         """Global batch x mean example length (a sample of up to 256 training examples)."""
@@ -958,78 +617,31 @@ class Trainer:
             print(message, flush=True)
 
 
-def _lm_loss(out: Any) -> torch.Tensor:
-    return out.lm_loss if getattr(out, "lm_loss", None) is not None else out.loss
-
-
-class MicroBatch(NamedTuple):
-    """One micro-batch on the device with counts taken from its CPU copy."""
-
-    batch: dict[str, torch.Tensor]
-    tokens: int  # real (non-padding) tokens
-    labels: int  # label tokens (labels != -100)
-
-
-def _uses_act(model: torch.nn.Module) -> bool:
-    return getattr(model, "q_head", None) is not None and model.config.halt_max_steps > 1
-
-
-def _with_lengths(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The CPU batch with `lengths` (real tokens per right-padded row) and no attention mask."""
-    batch = dict(batch)
-    mask = batch.pop("attention_mask", None)
-    input_ids = batch["input_ids"]
-    if mask is None:
-        batch["lengths"] = torch.full((input_ids.shape[0],), input_ids.shape[1], dtype=torch.long)
-        return batch
-    lengths = mask.long().sum(-1)
-    if not torch.equal(torch.arange(mask.shape[1]) < lengths[:, None], mask.bool()):
-        raise DataConfigError("training batches must be right-padded (the Q head reads lengths)")
-    batch["lengths"] = lengths
-    return batch
-
-
-def _all_reduce_gradients(model: torch.nn.Module) -> None:
-    """Sum every parameter's gradient over the processes, one flat buffer per dtype."""
-    import torch.distributed as dist
-
-    params = [p for p in model.parameters() if p.requires_grad]
-    for p in params:
-        if p.grad is None:
-            p.grad = torch.zeros_like(p)
-    by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
-    for p in params:
-        by_dtype.setdefault(p.grad.dtype, []).append(p.grad)
-    for grads in by_dtype.values():
-        flat = torch.cat([g.reshape(-1) for g in grads])
-        dist.all_reduce(flat)
-        parts = flat.split([g.numel() for g in grads])
-        torch._foreach_copy_(grads, [part.view_as(g) for part, g in zip(parts, grads)])
-
-
-def _real_tokens(batch: dict[str, torch.Tensor]) -> int:
-    mask = batch.get("attention_mask")
-    if mask is not None:
-        return int(mask.sum())
-    return int(batch["input_ids"].numel())
-
-
 def _cache_root() -> Path:
     from hrm_codegen.tokenization import hrm_codegen_home
 
     return hrm_codegen_home()
 
 
-def train(cfg: DictConfig) -> Path | None:
-    """Run one training stage as configured; returns the run dir (None for dry_run)."""
-    return Trainer(cfg).run()
+def train(cfg: DictConfig, evaluators: tuple[Evaluator, ...] = ()) -> Path | None:
+    """Run one training stage as configured; returns the run dir (None for dry_run).
+
+    `evaluators` add metrics at every evaluation (`hrm_codegen.train_cli` passes MBPP pass@1)."""
+    return Trainer(cfg, evaluators).run()
 
 
 __all__ = [
     "ConfigError",
+    "MicroBatch",
     "NonFiniteLossError",
     "Trainer",
+    "TrainingInterrupted",
     "USER_ERRORS",
     "build_model",
+    "matched_depth",
+    "model_classes",
+    "other_architecture_fields",
+    "run_dir_from_config",
     "train",
+    "validate_config",
 ]

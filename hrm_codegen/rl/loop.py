@@ -1,0 +1,636 @@
+"""The GSPO loop: sample on the KV cache, reward in the sandbox, update with the sequence ratio.
+
+One step (`GSPOLoop.step`):
+
+1. `gspo.tasks_per_step` tasks from a seeded permutation of the benchmark split (the same on every
+   rank); data-parallel rank r takes tasks r, r + W, ... of them.
+2. `gspo.group_size` samples per task from the current policy (`generate_ids`, temperature
+   `gspo.temperature`, no top-p/top-k, so the sampling distribution is the policy whose ratio is
+   taken), cut at the benchmark's stop strings; a row that ended on EOS keeps EOS as its last action.
+3. Rewards from the sandbox (`rewards.compute_rewards`), group-normalised advantages.
+4. `gspo.steps_per_generation` AdamW updates of the GSPO objective on the batch (micro-batched,
+   gradients summed over ranks by hand), against log-probs of the policy that sampled it.
+   Rows with zero advantage are skipped when `beta` is 0: they carry no gradient.
+
+The run dir has what the LM trainer writes (`config.yaml`, `metrics.jsonl` with `step` and
+`tokens_seen` per row, `checkpoint/`), so `scripts/plot_runs.py` plots it and `scripts/evaluate.py
+--ckpt` and `init_from=` load it. Starting weights come from `init_from` (a fine-tuned run).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from omegaconf import DictConfig, OmegaConf
+
+from hrm_codegen.data import CodeTask, load_benchmark
+from hrm_codegen.data.prompts import extract_completion, format_prompt, stop_sequences
+from hrm_codegen.generation import encode_prompt, generate_ids, truncate_at_stop
+from hrm_codegen.rl.gspo import (
+    group_advantages,
+    groups_with_signal,
+    gspo_objective,
+    k3_kl,
+    token_log_probs,
+)
+from hrm_codegen.rl.rewards import RewardConfig, compute_rewards
+from hrm_codegen.training.checkpointing import (
+    CHECKPOINT_DIR,
+    CheckpointError,
+    resolve_checkpoint_dir,
+    save_checkpoint,
+)
+from hrm_codegen.training.logging import RunLogger
+from hrm_codegen.training.optim import build_optimizer, lr_at_step, set_lr
+
+# How generated ids become text, as in `generation.generate` (special tokens such as EOS dropped).
+DECODE_KWARGS = {"skip_special_tokens": True, "clean_up_tokenization_spaces": False}
+
+
+class GSPOConfigError(ValueError):
+    """A `gspo.*` (or related) setting that cannot work, with what to set instead."""
+
+
+# Errors a user fixes from the command line; launchers print them without a traceback.
+USER_ERRORS = (GSPOConfigError, CheckpointError, FileNotFoundError)
+
+
+@dataclass(frozen=True)
+class GSPOSettings:
+    """The `gspo` block of the config (configs/experiment/gspo.yaml documents each field)."""
+
+    benchmark: str
+    split: str | None
+    limit: int | None
+    tasks_per_step: int
+    group_size: int
+    steps_per_generation: int
+    eps_low: float
+    eps_high: float
+    beta: float
+    temperature: float
+    max_new_tokens: int
+    generation_batch_size: int
+    micro_batch_size: int
+    reward: RewardConfig
+    eval_split: str | None
+    eval_limit: int | None
+    eval_interval: int
+
+    @classmethod
+    def from_config(cls, block: Any) -> GSPOSettings:
+        if block is None:
+            raise GSPOConfigError("the config has no `gspo` block: pick experiment=gspo")
+        block = (
+            OmegaConf.to_container(block, resolve=True) if not isinstance(block, dict) else block
+        )
+        reward = dict(block.get("reward") or {})
+        evaluation = dict(block.get("eval") or {})
+        settings = cls(
+            benchmark=str(block.get("benchmark", "mbpp")),
+            split=block.get("split", "train"),
+            limit=block.get("limit"),
+            tasks_per_step=int(block.get("tasks_per_step", 8)),
+            group_size=int(block.get("group_size", 8)),
+            steps_per_generation=int(block.get("steps_per_generation", 1)),
+            eps_low=float(block.get("eps_low", 3e-4)),
+            eps_high=float(block.get("eps_high", 4e-4)),
+            beta=float(block.get("beta", 0.0)),
+            temperature=float(block.get("temperature", 1.0)),
+            max_new_tokens=int(block.get("max_new_tokens", 192)),
+            generation_batch_size=int(block.get("generation_batch_size", 64)),
+            micro_batch_size=int(block.get("micro_batch_size", 16)),
+            reward=RewardConfig(
+                partial_credit=bool(reward.get("partial_credit", False)),
+                format_penalty=float(reward.get("format_penalty", 0.0)),
+                timeout=float(reward.get("timeout", 5.0)),
+                memory_mb=int(reward.get("memory_mb") or RewardConfig.memory_mb),
+                workers=reward.get("workers"),
+                sandbox=str(reward.get("sandbox", "auto")),
+            ),
+            eval_split=evaluation.get("split"),
+            eval_limit=evaluation.get("limit"),
+            eval_interval=int(evaluation.get("interval") or 0),
+        )
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        positive = {
+            "tasks_per_step": self.tasks_per_step,
+            "steps_per_generation": self.steps_per_generation,
+            "max_new_tokens": self.max_new_tokens,
+            "generation_batch_size": self.generation_batch_size,
+            "micro_batch_size": self.micro_batch_size,
+        }
+        for name, value in positive.items():
+            if value < 1:
+                raise GSPOConfigError(f"gspo.{name}={value} must be >= 1")
+        if self.group_size < 2:
+            raise GSPOConfigError(
+                f"gspo.group_size={self.group_size}: advantages compare samples within a group, "
+                "so it needs at least 2 (8 or more is usual)"
+            )
+        if not (0 <= self.eps_low < 1 and self.eps_high >= 0):
+            raise GSPOConfigError(
+                f"gspo.eps_low={self.eps_low}, eps_high={self.eps_high}: the clip range is "
+                "[1 - eps_low, 1 + eps_high] with 0 <= eps_low < 1 (paper: 3e-4 / 4e-4)"
+            )
+        if self.beta < 0:
+            raise GSPOConfigError(f"gspo.beta={self.beta} must be >= 0 (0 = no KL term)")
+        if not self.temperature > 0:
+            raise GSPOConfigError(
+                f"gspo.temperature={self.temperature}: GSPO samples its groups, so it must be > 0"
+            )
+
+
+@dataclass
+class SampledBatch:
+    """This rank's completions of one step, padded for the policy forward."""
+
+    tasks: list[CodeTask]  # one per row
+    input_ids: torch.Tensor  # [N, S] prompt + completion[:-1], right-padded
+    targets: torch.Tensor  # [N, S] the next token at each position
+    mask: torch.Tensor  # [N, S] 1 where the target is a completion token
+    completions: list[str]
+    truncated: list[bool]
+    prompt_tokens: int
+    completion_tokens: int
+
+
+def _distributed() -> tuple[int, int]:
+    """(rank, world size), joining the process group torchrun/accelerate describe in the env."""
+    if not dist.is_initialized() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _run_dir(cfg: DictConfig) -> Path:
+    if cfg.get("run_dir"):
+        return Path(str(cfg.run_dir)).expanduser()
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        return Path(HydraConfig.get().runtime.output_dir)
+    raise GSPOConfigError("no run dir: set run_dir=... (train_gspo was called outside Hydra)")
+
+
+def _device(name: str, rank: int) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise GSPOConfigError("device=cuda but no CUDA device is visible; use device=cpu")
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
+    if name != "cpu":
+        raise GSPOConfigError(f"device={name!r} is not one of auto, cpu, cuda")
+    return torch.device("cpu")
+
+
+class GSPOLoop:
+    """GSPO from a checkpoint; `run()` trains `train.max_steps` steps and returns the run dir."""
+
+    def __init__(self, cfg: DictConfig) -> None:
+        from hrm_codegen.model import load_pretrained
+        from hrm_codegen.tokenization import load_tokenizer
+
+        self.cfg = cfg
+        self.settings = GSPOSettings.from_config(cfg.get("gspo"))
+        self.rank, self.world = _distributed()
+        self.is_main = self.rank == 0
+        if self.settings.tasks_per_step % self.world:
+            raise GSPOConfigError(
+                f"gspo.tasks_per_step={self.settings.tasks_per_step} does not split over "
+                f"{self.world} processes; make it a multiple of {self.world}"
+            )
+        if not cfg.get("init_from"):
+            raise GSPOConfigError(
+                "GSPO starts from a fine-tuned model: pass init_from=<run dir or checkpoint dir> "
+                "(e.g. a run of experiment=quickstart)"
+            )
+        if cfg.get("resume"):
+            raise GSPOConfigError("resume is not supported for loop=gspo yet; start a new run")
+        self.device = _device(str(cfg.get("device", "auto")), self.rank)
+        self.init_dir = resolve_checkpoint_dir(str(cfg.init_from))
+        torch.manual_seed(int(cfg.seed))
+        self.model = load_pretrained(self.init_dir, device=self.device)
+        if getattr(self.model.config, "enable_q_head", False) and (
+            getattr(self.model.config, "halt_max_steps", 1) > 1
+        ):
+            raise GSPOConfigError(
+                f"{self.init_dir} is an HRM with adaptive halting (ACT); GSPO scores completions "
+                "with the plain forward, so fine-tune without the Q head (model.enable_q_head=false)"
+            )
+        if not (self.init_dir / "tokenizer.json").is_file():
+            raise CheckpointError(f"{self.init_dir} has no tokenizer.json to sample with")
+        self.tokenizer = load_tokenizer(self.init_dir)
+        self.reference = None
+        if self.settings.beta > 0:
+            self.reference = copy.deepcopy(self.model).eval().requires_grad_(False)
+        train_cfg = cfg.train
+        self.optimizer = build_optimizer(
+            self.model,
+            lr=float(train_cfg.lr),
+            weight_decay=float(train_cfg.weight_decay),
+            betas=(float(train_cfg.beta1), float(train_cfg.beta2)),
+            eps=float(train_cfg.eps),
+        )
+        self.max_steps = int(train_cfg.max_steps)
+        self.tasks = self._load_tasks(self.settings.split, self.settings.limit)
+        self.eval_tasks = (
+            self._load_tasks(self.settings.eval_split, self.settings.eval_limit)
+            if self.settings.eval_split and self.settings.eval_interval > 0
+            else []
+        )
+        self.stop = stop_sequences(self.tasks[0])
+        self.run_dir = _run_dir(cfg)
+        self.step = 0
+        self.tokens_seen = 0
+        self.train_seconds = 0.0
+        self.seen_task_ids: list[list[str]] = []  # this rank's tasks per step (tests read it)
+        self._order: list[int] = []
+
+    # ------------------------------------------------------------------ data
+
+    def _load_tasks(self, split: str | None, limit: int | None) -> list[CodeTask]:
+        tasks = load_benchmark(self.settings.benchmark, split=split)
+        room = int(self.model.config.max_seq_len) - self.settings.max_new_tokens
+        fitting = [t for t in tasks if len(encode_prompt(self.tokenizer, format_prompt(t))) < room]
+        if limit:
+            fitting = fitting[: int(limit)]
+        if not fitting:
+            raise GSPOConfigError(
+                f"no {self.settings.benchmark} {split!r} task has a prompt shorter than "
+                f"max_seq_len - gspo.max_new_tokens = {room} tokens; lower gspo.max_new_tokens"
+            )
+        return fitting
+
+    def step_tasks(self, step: int) -> list[CodeTask]:
+        """This rank's share of step `step`'s tasks: a seeded permutation per epoch, read in order."""
+        count, num = self.settings.tasks_per_step, len(self.tasks)
+        start = step * count
+        while len(self._order) < start + count:
+            epoch = len(self._order) // num
+            generator = torch.Generator().manual_seed(int(self.cfg.seed) * 1_000_003 + epoch)
+            self._order += torch.randperm(num, generator=generator).tolist()
+        chosen = [self.tasks[i] for i in self._order[start : start + count]]
+        return chosen[self.rank :: self.world]
+
+    # ------------------------------------------------------------------ sampling
+
+    def sample(self, tasks: list[CodeTask], seed: int) -> SampledBatch:
+        """`group_size` completions per task from the current policy, padded for scoring."""
+        s, tok = self.settings, self.tokenizer
+        prompts = [encode_prompt(tok, format_prompt(task)) for task in tasks]
+        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        ids = generate_ids(
+            self.model,
+            prompts,
+            max_new_tokens=s.max_new_tokens,
+            num_samples=s.group_size,
+            do_sample=True,
+            temperature=s.temperature,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=pad,
+            stop=self.stop,
+            tokenizer=tok,
+            seed=seed,
+            batch_size=s.generation_batch_size,
+        )
+        rows, row_tasks, completions, truncated = [], [], [], []
+        max_len = int(self.model.config.max_seq_len)
+        for task, prompt, samples in zip(tasks, prompts, ids):
+            budget = min(s.max_new_tokens, max_len - len(prompt))
+            for tokens in samples:
+                text = tok.decode(tokens, **DECODE_KWARGS)
+                cut = truncate_at_stop(text, self.stop)
+                stopped = len(cut) < len(text)
+                hit_limit = not stopped and len(tokens) >= budget
+                actions = list(tokens)
+                if not stopped and not hit_limit:  # it ended by sampling EOS: that is an action
+                    actions.append(tok.eos_token_id)
+                rows.append((prompt, actions))
+                row_tasks.append(task)
+                completions.append(extract_completion(task, cut))
+                truncated.append(hit_limit)
+        width = max(len(p) + len(a) for p, a in rows) - 1
+        input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        targets = torch.full((len(rows), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.float32)
+        for r, (prompt, actions) in enumerate(rows):
+            full = torch.tensor(prompt + actions, dtype=torch.long)
+            n = len(full) - 1
+            input_ids[r, :n], targets[r, :n] = full[:-1], full[1:]
+            mask[r, len(prompt) - 1 : n] = 1.0
+        return SampledBatch(
+            tasks=row_tasks,
+            input_ids=input_ids,
+            targets=targets,
+            mask=mask,
+            completions=completions,
+            truncated=truncated,
+            prompt_tokens=sum(len(p) for p, _ in rows),
+            completion_tokens=sum(len(a) for _, a in rows),
+        )
+
+    def log_probs(self, model: torch.nn.Module, rows: torch.Tensor, batch: SampledBatch):
+        """Per-token log-probs [len(rows), S] of the sampled tokens under `model` (tempered)."""
+        width = int(batch.mask[rows].sum(0).nonzero().max()) + 1 if len(rows) else 1
+        input_ids = batch.input_ids[rows, :width].to(self.device)
+        targets = batch.targets[rows, :width].to(self.device)
+        logits = model(input_ids).logits  # right padding: causal attention never sees it
+        return token_log_probs(logits, targets, self.settings.temperature), width
+
+    # ------------------------------------------------------------------ one step
+
+    def step_once(self) -> dict[str, float]:
+        """Sample, reward and update once; returns the step's metrics (global over ranks)."""
+        s = self.settings
+        tasks = self.step_tasks(self.step)
+        self.seen_task_ids.append([t.task_id for t in tasks])
+        started = time.perf_counter()
+        batch = self.sample(tasks, seed=int(self.cfg.seed) * 7919 + self.step)
+        generated = time.perf_counter()
+        rewards = compute_rewards(
+            batch.tasks, batch.completions, s.reward, truncated=batch.truncated
+        )
+        executed = time.perf_counter()
+        values = torch.tensor([r.value for r in rewards]).view(len(tasks), s.group_size)
+        advantages = group_advantages(values).flatten()
+        signal = groups_with_signal(values)
+        active = torch.arange(len(rewards)) if s.beta > 0 else advantages.nonzero().flatten()
+        sums = self._all_reduce(
+            [
+                len(rewards),
+                values.sum(),
+                (values**2).sum(),
+                sum(r.passed for r in rewards),
+                len(tasks),
+                signal.sum(),
+                batch.completion_tokens,
+                batch.prompt_tokens,
+                len(active),
+                sum(r.malformed for r in rewards),
+            ]
+        )
+        n, reward_sum, reward_sq, passed, groups, with_signal = sums[:6]
+        completion_tokens, prompt_tokens, active_global, malformed = sums[6:]
+        update = self._update(batch, advantages, active, int(active_global))
+        done = time.perf_counter()
+        self.tokens_seen += int(prompt_tokens + completion_tokens)
+        self.train_seconds += done - started
+        mean = reward_sum / n
+        metrics = {
+            "train/reward_mean": mean,
+            "train/reward_std": math.sqrt(max(0.0, reward_sq / n - mean**2)),
+            "train/pass_rate": passed / n,
+            "train/groups_with_signal": with_signal / groups,
+            "train/malformed": malformed / n,
+            "train/completion_len": completion_tokens / n,
+            "train/gen_samples_per_s": n / max(generated - started, 1e-9),
+            "train/exec_samples_per_s": n / max(executed - generated, 1e-9),
+            "train/update_samples_per_s": n / max(done - executed, 1e-9),
+            "train/lr": self.optimizer.param_groups[0]["lr"],
+            **update,
+        }
+        return metrics
+
+    def _update(
+        self,
+        batch: SampledBatch,
+        advantages: torch.Tensor,
+        active: torch.Tensor,
+        active_global: int,
+    ) -> dict[str, float]:
+        """`steps_per_generation` optimiser steps of the GSPO objective on the active rows."""
+        s = self.settings
+        if active_global == 0:  # no group has signal anywhere: an update would only decay weights
+            return {
+                "train/loss": 0.0,  # every advantage is 0: so is the objective
+                "train/clip_fraction": 0.0,
+                "train/kl_old": 0.0,
+                "train/kl": 0.0,
+                "train/grad_norm": 0.0,
+                "train/active_samples": 0.0,
+                "train/updates_skipped": 1.0,
+            }
+        chunks = [
+            active[i : i + s.micro_batch_size] for i in range(0, len(active), s.micro_batch_size)
+        ]
+        self.model.train()
+        with torch.no_grad():
+            old = [self.log_probs(self.model, rows, batch)[0] for rows in chunks]
+            ref = (
+                [self.log_probs(self.reference, rows, batch)[0] for rows in chunks]
+                if self.reference is not None
+                else [None] * len(chunks)
+            )
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        clipped = kl_ref = kl_old = loss_sum = grad_norm = 0.0
+        for update in range(s.steps_per_generation):
+            index = self.step * s.steps_per_generation + update
+            set_lr(
+                self.optimizer,
+                lr_at_step(
+                    index,
+                    base_lr=float(self.cfg.train.lr),
+                    warmup_steps=int(self.cfg.train.warmup_steps),
+                    max_steps=self.max_steps * s.steps_per_generation,
+                    min_ratio=float(self.cfg.train.lr_min_ratio),
+                ),
+            )
+            self.optimizer.zero_grad(set_to_none=True)
+            for rows, logp_old, logp_ref in zip(chunks, old, ref):
+                logp_new, width = self.log_probs(self.model, rows, batch)
+                mask = batch.mask[rows, :width].to(self.device)
+                out = gspo_objective(
+                    logp_new,
+                    logp_old,
+                    advantages[rows].to(self.device),
+                    mask,
+                    eps_low=s.eps_low,
+                    eps_high=s.eps_high,
+                    logp_ref=logp_ref,
+                    beta=s.beta,
+                    normalizer=active_global,
+                )
+                out.loss.backward()
+                loss_sum += float(out.loss.detach())
+                clipped += float(out.clipped.sum())
+                kl_ref += float(out.kl.sum())
+                kl_old += float(k3_kl(logp_new.detach(), logp_old, mask).sum())
+            self._sum_gradients(params)
+            grad_clip = self.cfg.train.get("grad_clip")
+            norm = torch.nn.utils.clip_grad_norm_(
+                params, float(grad_clip) if grad_clip else float("inf")
+            )
+            if not torch.isfinite(norm):
+                raise FloatingPointError(
+                    f"GSPO step {self.step}: non-finite gradient norm {float(norm)}; lower train.lr"
+                )
+            grad_norm += float(norm)
+            self.optimizer.step()
+        clipped, kl_ref, kl_old, loss_sum = self._all_reduce([clipped, kl_ref, kl_old, loss_sum])
+        updates = active_global * s.steps_per_generation
+        metrics = {
+            "train/loss": loss_sum / s.steps_per_generation,
+            "train/clip_fraction": clipped / updates,
+            "train/kl_old": kl_old / updates,  # k3 to the sampling policy (0 on the first update)
+            "train/grad_norm": grad_norm / s.steps_per_generation,
+            "train/active_samples": float(active_global),
+            "train/updates_skipped": 0.0,
+        }
+        metrics["train/kl"] = (
+            kl_ref / updates if self.reference is not None else metrics["train/kl_old"]
+        )
+        return metrics
+
+    def _all_reduce(self, values: list[Any]) -> list[float]:
+        tensor = torch.tensor([float(v) for v in values], dtype=torch.float64)
+        if self.world > 1:
+            tensor = tensor.to(self.device)
+            dist.all_reduce(tensor)
+        return tensor.cpu().tolist()
+
+    def _sum_gradients(self, params: list[torch.nn.Parameter]) -> None:
+        """Sum gradients over ranks (each rank's loss is already over the global row count)."""
+        if self.world == 1:
+            return
+        for param in params:
+            if param.grad is None:  # a rank with no active rows still joins the reduction
+                param.grad = torch.zeros_like(param)
+        flat = torch.cat([p.grad.flatten() for p in params])
+        dist.all_reduce(flat)
+        offset = 0
+        for param in params:
+            count = param.numel()
+            param.grad.copy_(flat[offset : offset + count].view_as(param))
+            offset += count
+
+    # ------------------------------------------------------------------ evaluation and saving
+
+    def evaluate(self) -> dict[str, float]:
+        """Greedy pass@1 on the eval tasks (main rank; the others wait)."""
+        from hrm_codegen.evaluation.harness import evaluate_model
+
+        result: dict[str, float] = {}
+        if self.is_main and self.eval_tasks:
+            r = self.settings.reward
+            summary = evaluate_model(
+                self.model,
+                self.tokenizer,
+                self.eval_tasks,
+                num_samples=1,
+                ks=(1,),
+                temperature=0.0,
+                max_new_tokens=self.settings.max_new_tokens,
+                batch_size=self.settings.generation_batch_size,
+                timeout=r.timeout,
+                workers=r.workers,
+                memory_mb=r.memory_mb,
+                sandbox=r.sandbox,
+                progress=False,
+            )
+            result = {"val/pass@1": summary.pass_at_k["pass@1"]}
+        if self.world > 1:
+            dist.barrier()
+        return result
+
+    def config_yaml(self) -> str:
+        """The run config, with `model` replaced by the architecture actually loaded."""
+        saved = json.loads((self.init_dir / "config.json").read_text())
+        model = {
+            "type": saved.get("model_type"),
+            **{k: v for k, v in saved.items() if k != "model_type"},
+        }
+        cfg = OmegaConf.to_container(self.cfg, resolve=True)
+        cfg["model"] = model
+        cfg["init_from"] = str(self.init_dir)
+        return OmegaConf.to_yaml(OmegaConf.create(cfg))
+
+    def save(self) -> Path:
+        ckpt = self.run_dir / CHECKPOINT_DIR
+        if self.is_main:
+            save_checkpoint(
+                ckpt,
+                model=self.model,
+                tokenizer=self.tokenizer,
+                optimizer=self.optimizer,
+                trainer_state={
+                    "loop": "gspo",
+                    "step": self.step,
+                    "tokens_seen": self.tokens_seen,
+                    "train_seconds": self.train_seconds,
+                    "init_from": str(self.init_dir),
+                    "num_processes": self.world,
+                },
+                config_yaml=self.config_yaml(),
+            )
+        if self.world > 1:
+            dist.barrier()
+        return ckpt
+
+    def run(self) -> Path:
+        """Train `train.max_steps` GSPO steps; checkpoint at `checkpoint_interval` and the end."""
+        s = self.settings
+        if self.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "config.yaml").write_text(self.config_yaml())
+        logger = RunLogger(
+            self.run_dir,
+            OmegaConf.to_container(self.cfg.logger, resolve=True),
+            config=OmegaConf.to_container(self.cfg, resolve=True),
+            is_main=self.is_main,
+            total_steps=self.max_steps,
+            initial_step=0,
+            run_name=self.run_dir.name,
+        )
+        logger.print(
+            f"GSPO from {self.init_dir}: {len(self.tasks)} {s.benchmark} tasks, "
+            f"{s.tasks_per_step} tasks x {s.group_size} samples per step over {self.world} "
+            f"process(es), {s.steps_per_generation} update(s) per generation, clip "
+            f"[1-{s.eps_low}, 1+{s.eps_high}], beta {s.beta}"
+        )
+        log_interval = int(self.cfg.get("log_interval") or 1)
+        checkpoint_interval = int(self.cfg.get("checkpoint_interval") or self.max_steps)
+        progress = {"tokens_seen": 0, "train_seconds": 0.0}
+        try:
+            if self.eval_tasks:
+                logger.log({**self.evaluate(), **progress}, step=0)
+            window: list[dict[str, float]] = []
+            while self.step < self.max_steps:
+                window.append(self.step_once())
+                self.step += 1
+                logger.advance()
+                progress = {"tokens_seen": self.tokens_seen, "train_seconds": self.train_seconds}
+                if self.step % log_interval == 0 or self.step == self.max_steps:
+                    mean = {k: sum(m.get(k, 0.0) for m in window) / len(window) for k in window[-1]}
+                    logger.log({**mean, **progress}, step=self.step)
+                    window = []
+                last = self.step == self.max_steps
+                if self.eval_tasks and (self.step % s.eval_interval == 0 or last):
+                    logger.log({**self.evaluate(), **progress}, step=self.step)
+                if self.step % checkpoint_interval == 0 or last:
+                    self.save()
+        finally:
+            logger.close()
+        if self.is_main:
+            print(self.run_dir / CHECKPOINT_DIR, flush=True)
+        return self.run_dir
+
+
+def train_gspo(cfg: DictConfig) -> Path:
+    """Run GSPO as configured (`experiment=gspo`, `init_from=<run>`); returns the run dir."""
+    return GSPOLoop(cfg).run()

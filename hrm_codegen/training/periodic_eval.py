@@ -1,0 +1,186 @@
+"""Evaluation during training: when it runs, what it scores, and hooks for more.
+
+- `EvalSchedule`: which steps evaluate and which checkpoint (`eval.interval`, `checkpoint_interval`,
+  or `eval.points`/`eval.checkpoint_points` evenly spaced steps; always the last step).
+- `build_bpb_sets` / `validation_metrics`: validation loss, perplexity and bits per byte, the
+  metrics every LM run logs.
+- `Evaluator`: `evaluator(model, context) -> {metric: value}`, extra metrics a caller injects (the
+  composition layer `hrm_codegen.train_cli` adds MBPP pass@1 this way, so training never imports
+  evaluation). `context` is an `EvalContext`; an evaluator returns {} when it does not apply.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hrm_codegen.bpb import BpbTotals, batch_bpb_totals, batched, dataset_bpb
+from hrm_codegen.training.data import count_label_tokens
+
+
+@dataclass(frozen=True)
+class EvalContext:
+    """What an injected evaluator may use besides the model (already in eval mode, EMA applied)."""
+
+    step: int
+    run_dir: Path | None
+    cfg: Any  # the run's config (DictConfig)
+    tokenizer: Any
+    data: Any  # training.data.StageData: eval_tasks, val, ...
+    device: torch.device
+    autocast: Callable[[], Any]
+
+
+Evaluator = Callable[[torch.nn.Module, EvalContext], dict[str, float]]
+
+
+def interval_for_points(max_steps: int, points: int) -> int:
+    """The interval that gives `points` evenly spaced steps over `max_steps`."""
+    return max(1, math.ceil(max_steps / int(points)))
+
+
+@dataclass(frozen=True)
+class EvalSchedule:
+    """Which steps evaluate and which save; the last step (`stop_at`) always does both."""
+
+    eval_interval: int
+    checkpoint_interval: int
+    stop_at: int
+
+    def evaluates(self, step: int) -> bool:
+        return step % self.eval_interval == 0 or step == self.stop_at
+
+    def checkpoints(self, step: int) -> bool:
+        return step % self.checkpoint_interval == 0 or step == self.stop_at
+
+
+def build_bpb_sets(
+    cfg: Any, data: Any, tokenizer: Any, emit: Callable[[str], None]
+) -> dict[str, tuple[Any, Any]]:
+    """Held-out text scored in bits per byte at every evaluation, by metric name.
+
+    `val/bpb`: the corpus validation split (the stage's own when pretraining, `eval.bpb_corpus`
+    otherwise); `val/mbpp_bpb`: MBPP validation reference solutions given their prompts (the
+    stage's validation set when fine-tuning on MBPP, else loaded when `eval.mbpp_bpb`). A set
+    that cannot be built is said once (through `emit`), not silently skipped.
+    """
+    from hrm_codegen.data.corpus import stack_windows
+    from hrm_codegen.data.sft import SFTCollator, SFTDataset
+    from hrm_codegen.training.data import load_tasks
+
+    e, data_cfg = cfg.eval, cfg.data
+    sets: dict[str, tuple[Any, Any]] = {}
+    if data_cfg.stage == "pretrain":
+        if data.val is not None:
+            sets["val/bpb"] = (data.val, stack_windows)
+    elif e.get("bpb_corpus"):
+        from hrm_codegen.data.corpus import PackedDataset
+
+        try:
+            windows = PackedDataset(
+                Path(str(e.bpb_corpus)).expanduser(), "validation", data.max_seq_len
+            )
+            sets["val/bpb"] = (windows, stack_windows)
+        except (FileNotFoundError, ValueError) as error:
+            emit(f"note: val/bpb is off: eval.bpb_corpus={e.bpb_corpus}: {error}")
+    if data_cfg.stage == "sft":
+        if data.val is not None and len(data.val):
+            sets["val/mbpp_bpb"] = (data.val, data.collate)
+    elif e.get("mbpp_bpb", True):
+        mbpp_cfg = {"benchmark": e.get("mbpp_benchmark") or "mbpp", "path": e.get("mbpp_path")}
+        try:
+            tasks = load_tasks(mbpp_cfg, "validation", None)
+            examples = SFTDataset(tasks, tokenizer, int(cfg.model.max_seq_len))
+            prefix_lm = bool(cfg.model.get("prefix_lm", False))
+            collate = SFTCollator(tokenizer.pad_token_id, pad_to_multiple_of=8, prefix_lm=prefix_lm)
+            sets["val/mbpp_bpb"] = (examples, collate)
+            if len(examples) < len(tasks):
+                emit(
+                    f"note: val/mbpp_bpb scores {len(examples)} of {len(tasks)} MBPP "
+                    "validation tasks (the others exceed model.max_seq_len)"
+                )
+        except Exception as error:  # no benchmark files and no hub: say so, train on
+            emit(
+                f"note: val/mbpp_bpb is off ({type(error).__name__}: {error}); set "
+                "HRM_CODEGEN_DATA_DIR or eval.mbpp_path, or eval.mbpp_bpb=false"
+            )
+    return sets
+
+
+def lm_loss_of(out: Any) -> torch.Tensor:
+    """The language-modelling part of a model output's loss (without the Q head's)."""
+    return out.lm_loss if getattr(out, "lm_loss", None) is not None else out.loss
+
+
+@torch.no_grad()
+def validation_metrics(
+    model: torch.nn.Module,
+    val: Any,
+    collate: Callable[[list[Any]], dict[str, torch.Tensor]],
+    bpb_sets: dict[str, tuple[Any, Any]],
+    byte_lengths: torch.Tensor,
+    *,
+    batch_size: int,
+    max_batches: int | None,
+    to_device: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]],
+    device: torch.device,
+    autocast: Callable[[], Any],
+) -> dict[str, float]:
+    """`val/loss`, `val/ppl` on up to `max_batches` batches of `val`, and bits per byte of each
+    set in `bpb_sets` (the validation split's own bpb comes from the same logits)."""
+    if val is None or len(val) == 0:
+        return {}
+    total, count = 0.0, 0
+    own = BpbTotals()
+    for cpu_batch in batched(val, collate, batch_size, max_batches):
+        batch = to_device(cpu_batch)
+        with autocast():
+            out = model(**batch)
+        n = count_label_tokens(batch)
+        total += float(lm_loss_of(out)) * n
+        count += n
+        loss_kind = getattr(model.config, "loss", "softmax")
+        own = own + batch_bpb_totals(out.logits, batch["labels"], byte_lengths, loss_kind)
+    loss = total / max(count, 1)
+    metrics = {"val/loss": loss, "val/ppl": math.exp(min(loss, 50.0))}
+    for name, (dataset, set_collate) in bpb_sets.items():
+        if dataset is val and (name == "val/bpb" or max_batches is None):
+            totals = own  # the same examples, already scored
+        else:
+            limit = max_batches if name == "val/bpb" else None  # MBPP: every task, always
+            totals = dataset_bpb(
+                model,
+                batched(dataset, set_collate, batch_size, limit),
+                byte_lengths,
+                device=device,
+                autocast=autocast,
+            )
+        metrics[name] = totals.bpb
+    return metrics
+
+
+def run_evaluators(
+    evaluators: Iterable[Evaluator], model: torch.nn.Module, context: EvalContext
+) -> dict[str, float]:
+    """Every injected evaluator's metrics, merged in order (a later one wins a shared name)."""
+    metrics: dict[str, float] = {}
+    for evaluator in evaluators:
+        metrics.update(evaluator(model, context) or {})
+    return metrics
+
+
+__all__ = [
+    "EvalContext",
+    "EvalSchedule",
+    "Evaluator",
+    "build_bpb_sets",
+    "interval_for_points",
+    "lm_loss_of",
+    "run_evaluators",
+    "validation_metrics",
+]

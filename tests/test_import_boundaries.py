@@ -1,0 +1,125 @@
+"""Package boundaries: training and evaluation never import each other, and the checkpoint format
+module imports no model file (the registry does), so none of them form an import cycle.
+
+Every import statement counts, also those inside functions (a lazy import is still a dependency):
+the source files are parsed, not just imported.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "hrm_codegen"
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported_modules(path: Path, text: str | None = None) -> set[str]:
+    """Every module an `import`/`from ... import`/`importlib.import_module("...")` anywhere in the
+    file names (relative imports resolved against `path`), plus `module.name` for each name taken
+    from a module (it may be a submodule). `text` replaces the file's contents."""
+    tree = ast.parse(path.read_text() if text is None else text, filename=str(path))
+    package = (
+        module_name(path) if path.name == "__init__.py" else module_name(path).rsplit(".", 1)[0]
+    )
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")
+                anchor = anchor[: len(anchor) - (node.level - 1)]
+                base = ".".join([*anchor, base] if base else anchor)
+            names.add(base)
+            names.update(f"{base}.{alias.name}" for alias in node.names)
+        elif (
+            isinstance(node, ast.Call)
+            and getattr(node.func, "attr", getattr(node.func, "id", None)) == "import_module"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+        ):
+            names.add(str(node.args[0].value))
+    return names
+
+
+def sources(subpackage: str) -> list[Path]:
+    return sorted((PACKAGE / subpackage).rglob("*.py"))
+
+
+def offending(files: list[Path], forbidden: str) -> dict[str, list[str]]:
+    found = {}
+    for path in files:
+        bad = sorted(
+            name
+            for name in imported_modules(path)
+            if name == forbidden or name.startswith(forbidden + ".")
+        )
+        if bad:
+            found[module_name(path)] = bad
+    return found
+
+
+def test_the_import_walker_sees_lazy_relative_and_dynamic_imports():
+    source = (
+        "import os\n"
+        "def f():\n"
+        "    from hrm_codegen.evaluation.harness import evaluate_model\n"
+        "    from ..evaluation import passk\n"
+        "    importlib.import_module('hrm_codegen.evaluation.sandbox')\n"
+    )
+    names = imported_modules(PACKAGE / "training" / "trainer.py", text=source)
+    assert {"os", "hrm_codegen.evaluation.harness", "hrm_codegen.evaluation.passk"} <= names
+    assert "hrm_codegen.evaluation.sandbox" in names
+    found = offending_text(source)
+    assert found == [
+        "hrm_codegen.evaluation",
+        "hrm_codegen.evaluation.harness",
+        "hrm_codegen.evaluation.harness.evaluate_model",
+        "hrm_codegen.evaluation.passk",
+        "hrm_codegen.evaluation.sandbox",
+    ]
+
+
+def offending_text(source: str) -> list[str]:
+    names = imported_modules(PACKAGE / "training" / "trainer.py", text=source)
+    return sorted(n for n in names if n.startswith("hrm_codegen.evaluation"))
+
+
+def test_training_never_imports_evaluation():
+    assert offending(sources("training"), "hrm_codegen.evaluation") == {}
+
+
+def test_evaluation_never_imports_training():
+    assert offending(sources("evaluation"), "hrm_codegen.training") == {}
+
+
+def test_the_checkpoint_format_module_imports_no_model_file():
+    model_files = {module_name(p) for p in sources("model")} - {"hrm_codegen.model.checkpoint"}
+    path = PACKAGE / "model" / "checkpoint.py"
+    names = imported_modules(path)
+    lazy = {"hrm_codegen.model.registry", "hrm_codegen.model.registry.load_model_dir"}
+    assert sorted(names & model_files - lazy) == []
+    # the registry only behind a function (load_pretrained), never at import time
+    top = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.ImportFrom):
+            top.add(node.module or "")
+        elif isinstance(node, ast.Import):
+            top.update(alias.name for alias in node.names)
+    assert not any(name.startswith("hrm_codegen.model.") for name in top), top
+
+
+@pytest.mark.parametrize("package", ["training", "evaluation", "model"])
+def test_every_module_of_the_package_imports(package):
+    for path in sources(package):
+        importlib.import_module(module_name(path))
+    importlib.import_module("hrm_codegen.train_cli")
