@@ -3,10 +3,12 @@
     python scripts/bench_eval.py                      # HumanEval canonical solutions x 10
     python scripts/bench_eval.py --rounds 3 --workers 4
     python scripts/bench_eval.py --lcb-repeat 0      # without the LiveCodeBench stdin line
+    python scripts/bench_eval.py --mode fork         # only the fork-server mode of ours
 
 Both run the 164 canonical solutions `--repeat` times with the same workers and timeout; rounds
 alternate between the two so that a change in machine load affects both alike. First, where the
-milliseconds of one sandboxed program go (each stage timed alone; --stage-repeat 0 skips it).
+milliseconds of one sandboxed program go (each stage timed alone; --stage-repeat 0 skips it),
+for a fresh sandbox per program and for the fork server.
 Last, a LiveCodeBench stdin line: `--lcb-repeat` samples of 5 stdin tests each (real processes
 with piped input, one sandbox per sample), for the throughput of that second program kind.
 """
@@ -17,11 +19,13 @@ import sys
 from hrm_codegen.evaluation import USER_ERRORS
 from hrm_codegen.evaluation.bench import (
     benchmark_throughput,
+    fork_server_breakdown,
     format_breakdown,
     format_rows,
     stage_breakdown,
 )
 from hrm_codegen.evaluation.lcb.bench import bench_lcb_stdin
+from hrm_codegen.evaluation.sandbox import resolve_backend
 
 
 def main() -> int:
@@ -36,6 +40,12 @@ def main() -> int:
     parser.add_argument("--data", help="HumanEval.jsonl.gz (default: $HRM_CODEGEN_DATA_DIR)")
     parser.add_argument("--stage-repeat", type=int, default=20, help="runs per timed stage")
     parser.add_argument("--lcb-repeat", type=int, default=50, help="LCB stdin samples (0: none)")
+    parser.add_argument(
+        "--mode",
+        choices=["fork", "process", "both"],
+        default="both",
+        help="our sandbox mode(s): fork server per worker, fresh sandbox per program, or both",
+    )
     args = parser.parse_args()
     try:
         if args.stage_repeat > 0:
@@ -43,6 +53,9 @@ def main() -> int:
                 repeat=args.stage_repeat, sandbox=args.sandbox, data_path=args.data
             )
             print(format_breakdown(breakdown) + "\n", flush=True)
+            if args.mode != "process" and resolve_backend(args.sandbox) == "bwrap":
+                forked = fork_server_breakdown(repeat=args.stage_repeat, data_path=args.data)
+                print(format_breakdown(forked) + "\n", flush=True)
         rows = benchmark_throughput(
             repeat=args.repeat,
             workers=args.workers,
@@ -50,6 +63,7 @@ def main() -> int:
             rounds=args.rounds,
             sandbox=args.sandbox,
             data_path=args.data,
+            modes=("fork", "process") if args.mode == "both" else (args.mode,),
         )
         if args.lcb_repeat > 0:
             rows.append(

@@ -105,3 +105,34 @@ def test_best_of_n_samples_returns_one_scored_submission_per_task(tiny_model):
         assert 0 <= sample["sample_index"] < 3
     with pytest.raises(ValueError, match="temperature"):
         best_of_n_samples(model, tokenizer, tasks, n=2, temperature=0.0)
+
+
+def test_evaluate_cli_best_of_reports_each_rank_under_its_own_name(tiny_model, tmp_path, capsys):
+    import json
+
+    from hrm_codegen.evaluation.cli import main
+
+    model, tokenizer = tiny_model
+    ckpt = tmp_path / "model"
+    model.save_pretrained(ckpt)
+    tokenizer.save_pretrained(str(ckpt))
+    common = ["--benchmark", "toy", "--split", "train", "--limit", "2", "--model-type"]
+    common += ["transformer", "--ckpt", str(ckpt), "--max-new-tokens", "8", "--no-progress"]
+    for rank, name in (("logprob", "pass@1[best-of-3,logprob]"), ("first-test", None)):
+        out = tmp_path / rank
+        argv = [*common, "--best-of", "3", "--temperature", "0.8", "--rank", rank]
+        assert main([*argv, "--output", str(out)]) == 0
+        summary = json.loads((out / "summary.json").read_text())
+        assert list(summary["pass_at_k"]) == [name or "first-test@1[best-of-3]"]
+        assert summary["settings"]["best_of"] == 3 and summary["num_tasks"] == 2
+        results = (out / "results.jsonl").read_text().splitlines()
+        assert len(results) == 2  # one submission per task
+    # refused with the reason: greedy best-of, pass@k on top, --rank alone
+    for extra, message in (
+        (["--best-of", "3"], "temperature"),
+        (["--best-of", "3", "--temperature", "0.8", "--k", "1,2"], "one sample per task"),
+        (["--rank", "first-test"], "give --best-of"),
+    ):
+        capsys.readouterr()
+        assert main([*common, *extra, "--output", str(tmp_path / "x")]) == 2, extra
+        assert message in capsys.readouterr().err

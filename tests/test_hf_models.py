@@ -163,3 +163,50 @@ def test_one_training_step_through_our_losses_lowers_the_loss(model_type):
     optimizer.step()
     with torch.no_grad():
         assert model(ids, labels=labels).loss < out.loss.detach() - 1e-3
+
+
+def _first_error(call) -> tuple[type, str]:
+    with pytest.raises(Exception) as caught:
+        call()
+    return caught.type, str(caught.value)
+
+
+def test_bad_inputs_fail_exactly_as_in_our_transformer(model):
+    """HFCausalLM and HFCache reuse our models' input and cache checks: each bad input below
+    raises the same error, word for word, from both."""
+    from hrm_codegen.model.registry import build_model
+
+    ours = build_model(
+        {"type": "transformer", "hidden_size": 32, "num_heads": 2, "expansion": 2.0,
+         "max_seq_len": 48, "n_layers": 1},
+        VOCAB,
+    ).eval()  # fmt: skip
+    ids = torch.ones(2, 3, dtype=torch.long)
+
+    def cases(m):
+        cache = m.allocate_cache(2, 8)
+        with torch.no_grad():
+            m(ids, cache=cache)  # 3 of 8 positions cached
+        return [
+            lambda: m(torch.ones(3, dtype=torch.long)),
+            lambda: m(ids, labels=ids, logits_to_keep=1),
+            lambda: m(ids, labels=ids[:, :2]),
+            lambda: m(torch.ones(2, 49, dtype=torch.long)),
+            lambda: m(ids, attention_mask=torch.ones(2, 4, dtype=torch.long)),
+            lambda: m(ids, token_type_ids=torch.ones_like(ids)),
+            lambda: m(torch.ones(3, 1, dtype=torch.long), cache=cache),
+            lambda: m(torch.ones(2, 6, dtype=torch.long), cache=cache),
+            lambda: cache.index_select(torch.tensor([True, False])),
+            lambda: cache.index_select(torch.tensor([[0, 1]])),
+            lambda: cache.index_select(torch.tensor([0, 2])),
+        ]
+
+    with torch.no_grad():
+        theirs_errors = [_first_error(call) for call in cases(model)]
+        ours_errors = [_first_error(call) for call in cases(ours)]
+    assert theirs_errors == ours_errors
+    assert [kind for kind, _ in ours_errors] == [ValueError] * 8 + [
+        TypeError,
+        ValueError,
+        IndexError,
+    ]

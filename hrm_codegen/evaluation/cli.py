@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from hrm_codegen.data import CodeTask, load_benchmark, normalize_task_id
+from hrm_codegen.evaluation.best_of_n import best_of_n_samples, check_rank, metric_name
 from hrm_codegen.evaluation.harness import (
     evaluate_model,
     evaluate_samples,
@@ -42,7 +43,7 @@ from hrm_codegen.evaluation.sandbox import (
 )
 
 MBPP_DEFAULT_SPLIT = "test"  # tasks 11-510, the split MBPP results are reported on
-CODE_BENCHMARKS = ("mbpp", "mbpp_sanitized", "humaneval")
+CODE_BENCHMARKS = ("mbpp", "mbpp_sanitized", "humaneval", "toy")
 LCB_BENCHMARKS = ("lcb_codegeneration", "lcb_selfrepair", "lcb_testoutput", "lcb_execution")
 # Errors caused by the user's input (bad flags, files, checkpoints), shown without a traceback.
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, SandboxUnavailableError)
@@ -147,15 +148,28 @@ def run_evaluation(
     dtype: str | None = None,
     compile: bool = False,
     quantize: str | None = None,
+    best_of: int | None = None,
+    rank: str = "logprob",
 ) -> EvalSummary:
     """The command line's work: pick tasks, get samples (file or model), judge, print a table.
 
     `h_cycles`/`l_cycles`/`segments` set an HRM's inference schedule (test-time compute).
     `dtype` casts the loaded weights and `quantize` quantizes them (`load_model`); `compile` as
-    in `evaluate_model`."""
+    in `evaluate_model`. `best_of=N` samples N completions per task and submits one, chosen by
+    `rank` (`evaluation/best_of_n.py`); the score is reported under `metric_name(rank, N)`, since
+    `first-test` uses a graded test and is not a pass@1."""
     ks = parse_ks(k)
     if (samples is None) == (ckpt is None):
         raise ValueError("give either --samples FILE or --model-type/--ckpt, not both or neither")
+    if best_of is not None:
+        check_rank(rank)
+        if samples is not None:
+            raise ValueError("--best-of samples from a model: give --model-type/--ckpt")
+        if num_samples != 1 or ks != (1,):
+            raise ValueError(
+                f"--best-of submits one sample per task (scored as @1): drop --num-samples "
+                f"{num_samples} / --k {','.join(map(str, ks))}"
+            )
     if ckpt is not None:
         if model_type is None:
             raise ValueError("--ckpt needs --model-type hrm, transformer, hrm_text, llama or hf")
@@ -190,6 +204,28 @@ def run_evaluation(
         from hrm_codegen.evaluation.likelihood import apply_inference_schedule
 
         schedule = apply_inference_schedule(model, h_cycles, l_cycles, segments)
+        if best_of is not None:
+            summary = _best_of_n_evaluation(
+                model,
+                tok,
+                tasks,
+                n=best_of,
+                rank=rank,
+                temperature=temperature,
+                top_p=top_p,
+                max_new_tokens=max_new_tokens,
+                batch_size=batch_size,
+                seed=seed,
+                timeout=timeout,
+                workers=workers,
+                memory_mb=memory_mb,
+                sandbox=sandbox,
+                output=output,
+                progress=progress,
+            )
+            print(format_table(summary))
+            print(f"wrote {Path(output) / SAMPLES_FILE}, {RESULTS_FILE} and {SUMMARY_FILE}")
+            return summary
         summary = evaluate_model(
             model,
             tok,
@@ -217,6 +253,20 @@ def run_evaluation(
         )
     print(format_table(summary))
     print(f"wrote {Path(output) / SAMPLES_FILE}, {RESULTS_FILE} and {SUMMARY_FILE}")
+    return summary
+
+
+def _best_of_n_evaluation(
+    model: Any, tok: Any, tasks: list[CodeTask], *, n: int, rank: str, output: str | Path, **options
+) -> EvalSummary:
+    """Sample, rank and submit one completion per task, judge it, name the score honestly."""
+    judge = {k: options[k] for k in ("timeout", "workers", "memory_mb", "sandbox", "progress")}
+    samples = best_of_n_samples(model, tok, tasks, n=n, rank=rank, **options)
+    summary = evaluate_samples(tasks, samples, ks=(1,), output_dir=output, **judge)
+    name = metric_name(rank, n)
+    summary.pass_at_k = {name: summary.pass_at_k["pass@1"]}
+    summary.settings.update({"best_of": n, "rank": rank, "metric": name})
+    write_summary(Path(output) / SUMMARY_FILE, summary)
     return summary
 
 
@@ -303,7 +353,7 @@ def run_lcb_evaluation(
     judge or grade, print the table. `timeout` is per test (LCB's 6 s by default)."""
     from hrm_codegen.data import lcb as lcb_data
     from hrm_codegen.data import prompts
-    from hrm_codegen.evaluation.harness import generate_texts
+    from hrm_codegen.evaluation.harness import check_run_config, generate_texts
     from hrm_codegen.evaluation.lcb import runner, selfrepair
     from hrm_codegen.evaluation.lcb.compare import comparator
 
@@ -363,7 +413,7 @@ def run_lcb_evaluation(
 
     def generate(prompt_of: dict[str, str], stop, n: int, file: Path) -> dict[str, list[str]]:
         file.parent.mkdir(parents=True, exist_ok=True)
-        _check_run_config(
+        check_run_config(
             file.parent,
             {
                 "benchmark": benchmark,
@@ -372,6 +422,7 @@ def run_lcb_evaluation(
                 "seed": seed,
                 **run_info,
             },
+            "generations",
         )
         start = time.perf_counter()
         texts = generate_texts(
@@ -380,6 +431,21 @@ def run_lcb_evaluation(
         timings["generation_s"] = time.perf_counter() - start
         return texts
 
+    def select_or_generate(problems, task_id, prompt, stop, extract=None) -> tuple[list, list]:
+        """(problems, samples): those --samples names, else the first --limit problems with the
+        model's answers to `prompt(problem)`, keyed by `task_id(problem)`, cut by `extract`."""
+        if samples is not None:
+            return _select_by_samples(problems, _lcb_samples(samples), limit)
+        problems = problems[:limit] if limit else problems
+        prompt_of = {task_id(p): prompt(p) for p in problems}
+        texts = generate(prompt_of, stop, num_samples, out / "generations.jsonl")
+        given = [
+            {"task_id": key, "completion": extract(text) if extract else text}
+            for key in prompt_of
+            for text in texts[key]
+        ]
+        return problems, given
+
     timings: dict[str, float] = {}
     if benchmark in ("lcb_codegeneration", "lcb_selfrepair"):
         problems = lcb_data.load_lcb_codegen(
@@ -387,22 +453,13 @@ def run_lcb_evaluation(
             difficulty=difficulty, platform=platform,
         )  # fmt: skip
         if benchmark == "lcb_codegeneration":
-            if samples is not None:
-                problems, given = _select_by_samples(problems, _lcb_samples(samples), limit)
-            else:
-                problems = problems[:limit] if limit else problems
-                prompt_of = {
-                    p.question_id: prompts.format_lcb_prompt(p.question_content, p.starter_code)
-                    for p in problems
-                }
-                texts = generate(
-                    prompt_of, prompts.LCB_STOP, num_samples, out / "generations.jsonl"
-                )
-                given = [
-                    {"task_id": key, "completion": prompts.extract_lcb_code(text)}
-                    for key in prompt_of
-                    for text in texts[key]
-                ]
+            problems, given = select_or_generate(
+                problems,
+                lambda p: p.question_id,
+                lambda p: prompts.format_lcb_prompt(p.question_content, p.starter_code),
+                prompts.LCB_STOP,
+                prompts.extract_lcb_code,
+            )
             summary = runner.evaluate_lcb_codegen(
                 problems, given, ks=ks, settings=settings, output_dir=out, timings=timings
             )
@@ -412,34 +469,22 @@ def run_lcb_evaluation(
                 runner, selfrepair, prompts,
             )  # fmt: skip
     else:
-        load = (
-            lcb_data.load_lcb_testoutput
-            if benchmark == "lcb_testoutput"
-            else lcb_data.load_lcb_execution
-        )
-        problems = load(data)
-        if samples is not None:
-            problems, given = _select_by_samples(problems, _lcb_samples(samples), limit)
+        if benchmark == "lcb_testoutput":
+            load = lcb_data.load_lcb_testoutput
+
+            def prompt(p):
+                return prompts.format_lcb_testoutput_prompt(
+                    p.question_content, p.starter_code, p.function_name, p.input
+                )
         else:
-            problems = problems[:limit] if limit else problems
-            if benchmark == "lcb_testoutput":
-                prompt_of = {
-                    p.task_id: prompts.format_lcb_testoutput_prompt(
-                        p.question_content, p.starter_code, p.function_name, p.input
-                    )
-                    for p in problems
-                }
-            else:
-                prompt_of = {
-                    p.task_id: prompts.format_lcb_execution_prompt(p.code, p.input)
-                    for p in problems
-                }
-            texts = generate(
-                prompt_of, prompts.LCB_ANSWER_STOP, num_samples, out / "generations.jsonl"
-            )
-            given = [
-                {"task_id": key, "completion": text} for key in prompt_of for text in texts[key]
-            ]
+            load = lcb_data.load_lcb_execution
+
+            def prompt(p):
+                return prompts.format_lcb_execution_prompt(p.code, p.input)
+
+        problems, given = select_or_generate(
+            load(data), lambda p: p.task_id, prompt, prompts.LCB_ANSWER_STOP
+        )
         summary = runner.evaluate_lcb_predictions(
             benchmark, problems, given, ks=ks, output_dir=out, timings=timings
         )
@@ -449,27 +494,6 @@ def run_lcb_evaluation(
     print(format_table(summary))
     print(f"wrote {out / SAMPLES_FILE}, {RESULTS_FILE} and {SUMMARY_FILE}")
     return summary
-
-
-def _check_run_config(out: Path, settings: dict[str, Any]) -> None:
-    """Generations in `out` were made with these settings (else refuse to mix two runs)."""
-    import json
-
-    from hrm_codegen.evaluation.harness import OutputDirMismatchError
-    from hrm_codegen.evaluation.results import RUN_CONFIG_FILE
-
-    path = out / RUN_CONFIG_FILE
-    if path.exists():
-        previous = json.loads(path.read_text())
-        changed = sorted(
-            k for k in set(previous) | set(settings) if previous.get(k) != settings.get(k)
-        )
-        if changed:
-            raise OutputDirMismatchError(
-                f"{out} holds generations made with different settings ({', '.join(changed)}); "
-                "use a new --output folder (or delete this one)"
-            )
-    path.write_text(json.dumps(settings, indent=2) + "\n")
 
 
 def _run_selfrepair(
@@ -642,6 +666,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     gen.add_argument("--max-new-tokens", type=int, default=512)
     gen.add_argument("--batch-size", type=int, default=8)
     gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument(
+        "--best-of",
+        type=int,
+        help="sample N completions per task (needs --temperature > 0) and submit one, by --rank",
+    )
+    gen.add_argument(
+        "--rank",
+        choices=["logprob", "first-test"],
+        default="logprob",
+        help="logprob: highest mean token log-probability (a pass@1); first-test: one passing "
+        "the task's first test (uses a graded test: reported as first-test@1, not pass@1)",
+    )
     gen.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     gen.add_argument(
         "--dtype",
@@ -690,6 +726,10 @@ def _check_flags(args: argparse.Namespace) -> None:
         raise ValueError(f"{', '.join(given)} apply to --benchmark lcb_* only")
     if lcb and args.split is not None:
         raise ValueError("--split is for MBPP; select LCB problems with --release/--start-date/...")
+    if args.best_of is not None and args.benchmark not in CODE_BENCHMARKS:
+        raise ValueError(f"--best-of applies to {', '.join(CODE_BENCHMARKS)}, not {args.benchmark}")
+    if args.rank != "logprob" and args.best_of is None:
+        raise ValueError("--rank chooses among --best-of N samples: give --best-of")
     polyglot = [
         f"--{name.replace('_', '-')}" for name in POLYGLOT_FLAGS if getattr(args, name) is not None
     ]
@@ -790,7 +830,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.data is not None:
                 raise ValueError("--data is for --metric bpb and --benchmark lcb_*")
             timeout = DEFAULT_TIMEOUT_S if args.timeout is None else args.timeout
-            run_evaluation(**common, split=args.split, timeout=timeout)
+            run_evaluation(
+                **common, split=args.split, timeout=timeout, best_of=args.best_of, rank=args.rank
+            )
     except USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

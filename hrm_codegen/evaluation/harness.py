@@ -15,7 +15,7 @@ import sys
 import time
 import warnings
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,10 +65,20 @@ def _index_tasks(tasks: Sequence[CodeTask]) -> tuple[str, dict[str, CodeTask]]:
     return benchmarks.pop(), by_id
 
 
-def _number_samples(
-    benchmark: str, by_id: Mapping[str, CodeTask], samples: Sequence[Mapping[str, Any]]
+def number_samples(
+    samples: Sequence[Mapping[str, Any]],
+    task_ids: Sequence[str],
+    *,
+    what: str,
+    canonical_id: Callable[[Any], str] = str,
+    unknown_hint: str,
+    missing_hint: str,
 ) -> list[dict[str, Any]]:
-    """Canonical task ids and a per-task `sample_index` (order of appearance) for every sample."""
+    """`{task_id, sample_index, completion}` per sample: ids made canonical by `canonical_id`,
+    `sample_index` in order of appearance. One check for every benchmark (MBPP/HumanEval, LCB):
+    samples of tasks outside `task_ids` and tasks without samples are errors, named as `what`
+    (e.g. "mbpp tasks evaluated") with the hint on how to fix them."""
+    known = set(task_ids)
     numbered, seen, unknown = [], Counter(), []
     for position, sample in enumerate(samples):
         if not isinstance(sample, Mapping) or "task_id" not in sample:
@@ -80,10 +90,10 @@ def _number_samples(
                 f"{type(completion).__name__}; it must be a string"
             )
         try:
-            task_id = normalize_task_id(benchmark, sample["task_id"])
+            task_id = canonical_id(sample["task_id"])
         except TypeError as error:  # e.g. a float or null id in a samples file
             raise ValueError(f"sample {position}: {error}") from None
-        if task_id not in by_id:
+        if task_id not in known:
             unknown.append(str(sample["task_id"]))
             continue
         numbered.append(
@@ -92,16 +102,14 @@ def _number_samples(
         seen[task_id] += 1
     if unknown:
         raise ValueError(
-            f"{len(unknown)} sample(s) name tasks that are not among the {len(by_id)} {benchmark} "
-            f"tasks evaluated, e.g. {sorted(set(unknown))[:5]}; check --benchmark/--split/--limit "
-            "or the samples file"
+            f"{len(unknown)} sample(s) name tasks that are not among the {len(known)} {what}, "
+            f"e.g. {sorted(set(unknown))[:5]}; {unknown_hint}"
         )
-    missing = [task_id for task_id in by_id if seen[task_id] == 0]
+    missing = [task_id for task_id in task_ids if not seen[task_id]]
     if missing:
         raise ValueError(
-            f"{len(missing)} of the {len(by_id)} tasks evaluated have no samples, e.g. "
-            f"{missing[:5]}; select only the tasks you have samples for (--split/--limit) or "
-            "complete the samples file"
+            f"{len(missing)} of the {len(known)} {what} have no samples, e.g. {missing[:5]}; "
+            f"{missing_hint}"
         )
     return numbered
 
@@ -115,11 +123,11 @@ def _check_ks(ks: tuple[int, ...], counts: Mapping[str, int]) -> None:
         )
 
 
-def _previous_results(output_dir: Path, samples: list[dict[str, Any]]) -> dict[tuple, dict]:
+def _previous_results(output_dir: Path | None, samples: list[dict[str, Any]]) -> dict[tuple, dict]:
     """Results already in output_dir for these samples; refuses results of other samples."""
-    path = output_dir / RESULTS_FILE
-    if not path.exists():
+    if output_dir is None or not (output_dir / RESULTS_FILE).exists():
         return {}
+    path = output_dir / RESULTS_FILE
     wanted = {(s["task_id"], s["sample_index"]): s["completion"] for s in samples}
     judged = {}
     for record in read_jsonl(path, repair_tail=True):
@@ -148,7 +156,7 @@ def _judge(
     timings: dict[str, float],
 ) -> EvalSummary:
     """Run every sample not judged yet, appending results as they come, then summarise."""
-    judged = _previous_results(output_dir, samples) if output_dir else {}
+    judged = _previous_results(output_dir, samples)
     pending = [s for s in samples if (s["task_id"], s["sample_index"]) not in judged]
     backend = resolve_backend(sandbox)
     workers = default_workers() if workers is None else workers
@@ -251,7 +259,15 @@ def evaluate_samples(
     """
     benchmark, by_id = _index_tasks(tasks)
     ks = parse_ks(ks)
-    numbered = _number_samples(benchmark, by_id, samples)
+    numbered = number_samples(
+        samples,
+        list(by_id),
+        what=f"{benchmark} tasks evaluated",
+        canonical_id=lambda task_id: normalize_task_id(benchmark, task_id),
+        unknown_hint="check --benchmark/--split/--limit or the samples file",
+        missing_hint="select only the tasks you have samples for (--split/--limit) or complete "
+        "the samples file",
+    )
     _check_ks(ks, Counter(s["task_id"] for s in numbered))
     out = _prepare_output_dir(output_dir)
     if out is not None:
@@ -341,6 +357,83 @@ def _with_precision(generate, model, dtype: str | None, compile: bool):
     return run
 
 
+def sample_texts(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    *,
+    stop: Sequence[str],
+    num_samples: int = 1,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    max_new_tokens: int = 512,
+    batch_size: int = 8,
+    seed: int = 0,
+    progress: bool = False,
+    dtype: str | None = None,
+    compile: bool = False,
+) -> list[list[str]]:
+    """`num_samples` generations per prompt, [prompt][sample], decoded the one way every benchmark
+    shares: our `generate` (or `generate_hf` for a transformers model), greedy at temperature 0,
+    under `dtype` autocast and `compile` as in `evaluate_model`."""
+    generate = _with_precision(_generator(model), model, dtype, compile)
+    return generate(
+        model,
+        tokenizer,
+        list(prompts),
+        max_new_tokens=max_new_tokens,
+        num_samples=num_samples,
+        do_sample=temperature > 0,
+        temperature=temperature if temperature > 0 else 1.0,
+        top_p=top_p,
+        stop=list(stop),
+        seed=seed,
+        batch_size=batch_size,
+        progress=progress,
+    )
+
+
+def _generate_appending(
+    model,
+    tokenizer,
+    items: Sequence,
+    *,
+    prompt_of: Callable[[Any], str],
+    stop_of: Callable[[Sequence], Sequence[str]],
+    lines_of: Callable[[Any, list[str]], list[dict[str, Any]]],
+    path: Path | None,
+    batch_size: int,
+    **decoding: Any,
+) -> list[list[dict[str, Any]]]:
+    """`lines_of(item, generations)` for every item, [item][line], generating with `sample_texts`
+    (`decoding` its keywords). With a JSONL `path` the items go in chunks of 4 batches and each
+    chunk's lines are appended as it finishes, so a crash loses one chunk (the resumable runs of
+    `evaluate_model` and `generate_texts`); `stop_of(chunk)` gives a chunk's stop strings."""
+    lines: list[list[dict[str, Any]]] = []
+    size = max(4 * batch_size, 1) if path is not None else len(items)
+    appender = JsonlAppender(path) if path is not None else None
+    try:
+        for first in range(0, len(items), size):
+            part = items[first : first + size]
+            texts = sample_texts(
+                model,
+                tokenizer,
+                [prompt_of(item) for item in part],
+                stop=stop_of(part),
+                batch_size=batch_size,
+                **decoding,
+            )
+            for item, generations in zip(part, texts):
+                lines.append(lines_of(item, generations))
+                if appender is not None:
+                    for line in lines[-1]:
+                        appender.append(line)
+    finally:
+        if appender is not None:
+            appender.close()
+    return lines
+
+
 def evaluate_model(
     model,
     tokenizer,
@@ -406,43 +499,33 @@ def evaluate_model(
     if todo:
         from hrm_codegen.data.prompts import extract_completion, format_prompt, stop_sequences
 
-        generate = _with_precision(_generator(model), model, dtype, compile)
-        # Chunks of tasks, so that samples.jsonl grows as generation goes.
-        chunk = max(4 * batch_size, 1) if out is not None else len(todo)
-        appender = JsonlAppender(out / SAMPLES_FILE) if out is not None else None
-        try:
-            for first in range(0, len(todo), chunk):
-                part = todo[first : first + chunk]
-                texts = generate(
-                    model,
-                    tokenizer,
-                    [format_prompt(task) for task in part],
-                    max_new_tokens=max_new_tokens,
-                    num_samples=num_samples,
-                    do_sample=temperature > 0,
-                    temperature=temperature if temperature > 0 else 1.0,
-                    top_p=top_p,
-                    stop=stop_sequences(part[0]),
-                    seed=seed,
-                    batch_size=batch_size,
-                    progress=progress,
-                )
-                for task, generations in zip(part, texts):
-                    done[task.task_id] = [
-                        {
-                            "task_id": task.task_id,
-                            "sample_index": index,
-                            "completion": extract_completion(task, text),
-                            "generation": text,
-                        }
-                        for index, text in enumerate(generations)
-                    ]
-                    if appender is not None:
-                        for line in done[task.task_id]:
-                            appender.append(line)
-        finally:
-            if appender is not None:
-                appender.close()
+        lines = _generate_appending(
+            model,
+            tokenizer,
+            todo,
+            prompt_of=format_prompt,
+            stop_of=lambda part: stop_sequences(part[0]),
+            lines_of=lambda task, generations: [
+                {
+                    "task_id": task.task_id,
+                    "sample_index": index,
+                    "completion": extract_completion(task, text),
+                    "generation": text,
+                }
+                for index, text in enumerate(generations)
+            ],
+            path=out / SAMPLES_FILE if out is not None else None,
+            num_samples=num_samples,
+            temperature=temperature,
+            top_p=top_p,
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
+            seed=seed,
+            progress=progress,
+            dtype=dtype,
+            compile=compile,
+        )
+        done.update((task.task_id, task_lines) for task, task_lines in zip(todo, lines))
     generation_s = time.perf_counter() - start
     samples = [
         {k: line[k] for k in ("task_id", "sample_index", "completion")}
@@ -464,29 +547,37 @@ def evaluate_model(
     )
 
 
+def check_run_config(out: Path, settings: Mapping[str, Any], what: str) -> None:
+    """Refuse to add to `out` when its run_config.json records other settings (a resumed run must
+    not mix outputs of two runs), then record `settings` there. `what` names the run in the
+    error (e.g. "an evaluation", "a Polyglot run")."""
+    path = out / RUN_CONFIG_FILE
+    if path.exists():
+        previous = json.loads(path.read_text())
+        changed = sorted(
+            k for k in set(previous) | set(settings) if previous.get(k) != settings.get(k)
+        )
+        if changed:
+            raise OutputDirMismatchError(
+                f"{out} holds {what} made with other settings ({', '.join(changed)}: "
+                f"{[previous.get(k) for k in changed]} there, {[settings.get(k) for k in changed]} "
+                "now); use a new --output folder (or delete this one)"
+            )
+    path.write_text(json.dumps(dict(settings), indent=2) + "\n")
+
+
 def _resume_generation(
     out: Path, settings: dict[str, Any], by_id: Mapping[str, CodeTask], num_samples: int
 ) -> dict[str, list[dict[str, Any]]]:
     """Finished generations in `out` (all samples of a task), after checking the settings match."""
     config_path = out / RUN_CONFIG_FILE
     samples_path = out / SAMPLES_FILE
-    if config_path.exists():
-        previous = json.loads(config_path.read_text())
-        changed = sorted(
-            k for k in set(previous) | set(settings) if previous.get(k) != settings.get(k)
-        )
-        if changed:
-            raise OutputDirMismatchError(
-                f"{out} holds an evaluation made with different settings ({', '.join(changed)}: "
-                f"{[previous.get(k) for k in changed]} there, {[settings.get(k) for k in changed]} "
-                "now); use a new --output folder (or delete this one)"
-            )
-    elif samples_path.exists():
+    if samples_path.exists() and not config_path.exists():
         raise OutputDirMismatchError(
             f"{samples_path} exists but {config_path} does not: the folder was not written by "
             "evaluate_model; use a new --output folder, or judge those samples with --samples"
         )
-    config_path.write_text(json.dumps(settings, indent=2) + "\n")
+    check_run_config(out, settings, "an evaluation")
     if not samples_path.exists():
         return {}
     grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -542,34 +633,29 @@ def generate_texts(
             write_jsonl(path, [line for lines in complete.values() for line in lines])
     todo = [key for key in prompts if key not in done]
     if todo:
-        generate = _with_precision(_generator(model), model, dtype, compile)
-        chunk = max(4 * batch_size, 1) if path is not None else len(todo)
-        appender = JsonlAppender(path) if path is not None else None
-        try:
-            for first in range(0, len(todo), chunk):
-                part = todo[first : first + chunk]
-                texts = generate(
-                    model,
-                    tokenizer,
-                    [prompts[key] for key in part],
-                    max_new_tokens=max_new_tokens,
-                    num_samples=num_samples,
-                    do_sample=temperature > 0,
-                    temperature=temperature if temperature > 0 else 1.0,
-                    top_p=top_p,
-                    stop=list(stop),
-                    seed=seed,
-                    batch_size=batch_size,
-                    progress=progress,
-                )
-                for key, generations in zip(part, texts):
-                    done[key] = list(generations)
-                    if appender is not None:
-                        for index, text in enumerate(generations):
-                            appender.append({"key": key, "sample_index": index, "generation": text})
-        finally:
-            if appender is not None:
-                appender.close()
+        lines = _generate_appending(
+            model,
+            tokenizer,
+            todo,
+            prompt_of=prompts.__getitem__,
+            stop_of=lambda part: stop,
+            lines_of=lambda key, generations: [
+                {"key": key, "sample_index": index, "generation": text}
+                for index, text in enumerate(generations)
+            ],
+            path=path,
+            num_samples=num_samples,
+            temperature=temperature,
+            top_p=top_p,
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
+            seed=seed,
+            progress=progress,
+            dtype=dtype,
+            compile=compile,
+        )
+        for key, key_lines in zip(todo, lines):
+            done[key] = [line["generation"] for line in key_lines]
     return {key: done[key] for key in prompts}
 
 

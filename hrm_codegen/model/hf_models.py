@@ -29,7 +29,15 @@ import torch
 from torch import nn
 
 from hrm_codegen.losses import LOSS_TYPES, token_cross_entropy
-from hrm_codegen.model.layers import CausalLMOutput, default_position_ids, swiglu_intermediate_size
+from hrm_codegen.model.kv_cache import check_cache_fits, checked_batch_index
+from hrm_codegen.model.layers import (
+    CausalLMOutput,
+    cached_length,
+    check_forward_inputs,
+    default_position_ids,
+    prefix_token_types,
+    swiglu_intermediate_size,
+)
 
 HF_MODEL_TYPES = ("hrm_text", "llama")
 SPEC_NAME = "hrm_codegen.json"  # our fields transformers' config has no place for
@@ -221,35 +229,13 @@ class HFCache:
         )
 
     def check_fits(self, batch_size: int, new_tokens: int) -> None:
-        if batch_size != self.batch_size:
-            raise ValueError(
-                f"input batch size {batch_size} does not match the cache's {self.batch_size}; "
-                "use cache.index_select(...) to reorder or expand the cache"
-            )
-        if self.seq_len + new_tokens > self.max_len:
-            raise ValueError(
-                f"KV cache overflow: {self.seq_len} cached + {new_tokens} new positions exceed "
-                f"max_len={self.max_len}; allocate a larger cache (model.allocate_cache(..., max_len=...))"
-            )
+        check_cache_fits(self, batch_size, new_tokens)
 
     def index_select(self, batch_index: torch.Tensor) -> HFCache:
         """A new cache whose row i is this cache's row batch_index[i] (see KVCache.index_select)."""
         from transformers import DynamicCache
 
-        batch_index = torch.as_tensor(batch_index)
-        if batch_index.dtype == torch.bool:
-            raise TypeError(
-                "batch_index must hold row numbers, got a boolean mask; "
-                "pass mask.nonzero().squeeze(1) instead"
-            )
-        batch_index = batch_index.long()
-        if batch_index.dim() != 1:
-            raise ValueError(f"batch_index must be 1-D, got shape {tuple(batch_index.shape)}")
-        if batch_index.numel() and (batch_index.min() < 0 or batch_index.max() >= self.batch_size):
-            raise IndexError(
-                f"batch_index values must lie in [0, {self.batch_size}), got "
-                f"[{int(batch_index.min())}, {int(batch_index.max())}]"
-            )
+        batch_index = checked_batch_index(batch_index, self.batch_size)
         if self.seq_len == 0:
             return HFCache(self.hf_config, len(batch_index), self.max_len)
         data = []
@@ -329,49 +315,18 @@ class HFCausalLM(nn.Module):
         """See docs/DESIGN.md. With `prefix_lm`, `token_type_ids` 1 marks the bidirectional prompt;
         a prefill into an empty cache without them treats its real tokens as the prompt."""
         c = self.config
-        if input_ids.dim() != 2:
-            raise ValueError(f"input_ids must be [batch, seq], got shape {tuple(input_ids.shape)}")
-        if logits_to_keep and labels is not None:
-            raise ValueError("logits_to_keep needs labels=None: the loss reads every position")
-        if labels is not None and labels.shape != input_ids.shape:
-            raise ValueError(
-                f"labels {tuple(labels.shape)} must have the shape of input_ids {tuple(input_ids.shape)}"
-            )
+        check_forward_inputs(input_ids, labels, logits_to_keep)
         batch, seq_len = input_ids.shape
-        past = 0
-        if cache is not None:
-            cache.check_fits(batch, seq_len)
-            past = cache.seq_len
-        if past + seq_len > c.max_seq_len:
-            raise ValueError(
-                f"sequence of {past + seq_len} positions (cached {past} + new {seq_len}) exceeds "
-                f"config.max_seq_len={c.max_seq_len}; raise max_seq_len or shorten the input"
-            )
-        if attention_mask is not None and tuple(attention_mask.shape) != (batch, past + seq_len):
-            raise ValueError(
-                f"attention_mask must have shape [batch, past + seq] = {(batch, past + seq_len)}, "
-                f"got {tuple(attention_mask.shape)}"
-            )
-        if token_type_ids is not None and not c.prefix_lm:
-            raise ValueError(
-                "token_type_ids given but model.prefix_lm=false; set model.prefix_lm=true or do "
-                "not ask the collator for them"
-            )
-        if c.prefix_lm and token_type_ids is None and cache is not None and past == 0:
-            token_type_ids = (
-                torch.ones_like(input_ids) if attention_mask is None else attention_mask.long()
-            )
+        past = cached_length(cache, input_ids, attention_mask, c.max_seq_len)
+        token_type_ids = prefix_token_types(
+            token_type_ids, c.prefix_lm, input_ids, attention_mask, cache, past
+        )
         if position_ids is None and attention_mask is not None:
             position_ids = default_position_ids(
                 batch, seq_len, past, attention_mask, input_ids.device
             )
         kwargs: dict[str, Any] = {}
         if token_type_ids is not None:
-            if tuple(token_type_ids.shape) != (batch, seq_len):
-                raise ValueError(
-                    f"token_type_ids must have shape {(batch, seq_len)}, got "
-                    f"{tuple(token_type_ids.shape)}"
-                )
             kwargs["token_type_ids"] = token_type_ids
         out = self.hf(
             input_ids=input_ids,

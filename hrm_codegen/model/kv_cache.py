@@ -7,6 +7,8 @@ different keys and values at the same position.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from hrm_codegen.model.precision import compute_dtype
@@ -97,16 +99,7 @@ class KVCache:
 
     def check_fits(self, batch_size: int, new_tokens: int) -> None:
         """Raise a clear error before a forward that would not fit this cache."""
-        if batch_size != self.batch_size:
-            raise ValueError(
-                f"input batch size {batch_size} does not match the cache's {self.batch_size}; "
-                "use cache.index_select(...) to reorder or expand the cache"
-            )
-        if self.seq_len + new_tokens > self.max_len:
-            raise ValueError(
-                f"KV cache overflow: {self.seq_len} cached + {new_tokens} new positions exceed "
-                f"max_len={self.max_len}; allocate a larger cache (model.allocate_cache(..., max_len=...))"
-            )
+        check_cache_fits(self, batch_size, new_tokens)
 
     def update(
         self, slot: int, keys: torch.Tensor, values: torch.Tensor
@@ -150,20 +143,7 @@ class KVCache:
         Share a prefill between n samples with `index_select(torch.arange(B).repeat_interleave(n))`,
         or drop finished rows by selecting the ones still running.
         """
-        batch_index = torch.as_tensor(batch_index, device=self.keys.device)
-        if batch_index.dtype == torch.bool:  # .long() would turn a keep-mask into rows 0 and 1
-            raise TypeError(
-                "batch_index must hold row numbers, got a boolean mask; "
-                "pass mask.nonzero().squeeze(1) instead"
-            )
-        batch_index = batch_index.long()
-        if batch_index.dim() != 1:
-            raise ValueError(f"batch_index must be 1-D, got shape {tuple(batch_index.shape)}")
-        if batch_index.numel() and (batch_index.min() < 0 or batch_index.max() >= self.batch_size):
-            raise IndexError(
-                f"batch_index values must lie in [0, {self.batch_size}), got "
-                f"[{int(batch_index.min())}, {int(batch_index.max())}]"
-            )
+        batch_index = checked_batch_index(batch_index, self.batch_size, self.keys.device)
         selected = KVCache.__new__(KVCache)
         selected.keys = self.keys.index_select(1, batch_index)
         selected.values = self.values.index_select(1, batch_index)
@@ -178,3 +158,43 @@ class KVCache:
             f"KVCache(slots={slots}, batch={batch}, kv_heads={heads}, max_len={max_len}, "
             f"head_dim={head_dim}, seq_len={self.seq_len}, dtype={self.keys.dtype})"
         )
+
+
+# ----------------------------------------------------------------------------- shared checks
+# Every cache behind the model contract (this one, `hf_models.HFCache`) fails the same way.
+
+
+def check_cache_fits(cache: Any, batch_size: int, new_tokens: int) -> None:
+    """Raise a clear error before a forward of `batch_size` rows and `new_tokens` positions that
+    would not fit `cache` (anything with `batch_size`, `seq_len` and `max_len`)."""
+    if batch_size != cache.batch_size:
+        raise ValueError(
+            f"input batch size {batch_size} does not match the cache's {cache.batch_size}; "
+            "use cache.index_select(...) to reorder or expand the cache"
+        )
+    if cache.seq_len + new_tokens > cache.max_len:
+        raise ValueError(
+            f"KV cache overflow: {cache.seq_len} cached + {new_tokens} new positions exceed "
+            f"max_len={cache.max_len}; allocate a larger cache (model.allocate_cache(..., max_len=...))"
+        )
+
+
+def checked_batch_index(
+    batch_index: torch.Tensor, batch_size: int, device: torch.device | None = None
+) -> torch.Tensor:
+    """`batch_index` as a 1-D long tensor of rows in [0, batch_size), for `index_select`."""
+    batch_index = torch.as_tensor(batch_index, device=device)
+    if batch_index.dtype == torch.bool:  # .long() would turn a keep-mask into rows 0 and 1
+        raise TypeError(
+            "batch_index must hold row numbers, got a boolean mask; "
+            "pass mask.nonzero().squeeze(1) instead"
+        )
+    batch_index = batch_index.long()
+    if batch_index.dim() != 1:
+        raise ValueError(f"batch_index must be 1-D, got shape {tuple(batch_index.shape)}")
+    if batch_index.numel() and (batch_index.min() < 0 or batch_index.max() >= batch_size):
+        raise IndexError(
+            f"batch_index values must lie in [0, {batch_size}), got "
+            f"[{int(batch_index.min())}, {int(batch_index.max())}]"
+        )
+    return batch_index

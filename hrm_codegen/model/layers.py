@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -399,6 +400,31 @@ def prepare_attention_inputs(
     0 = causal); a prefill into an empty cache without them treats its real tokens as the prompt,
     so generation prefills the prompt bidirectionally and then decodes causally. Without
     `prefix_lm` no token_type_ids are accepted and the fused causal path is untouched."""
+    check_forward_inputs(input_ids, labels, logits_to_keep)
+    batch, seq_len = input_ids.shape
+    if cache is not None and cache.is_static:
+        return _static_attention_inputs(rotary, input_ids, attention_mask, position_ids, cache)
+    past = cached_length(cache, input_ids, attention_mask, max_seq_len, causal)
+    if position_ids is None:
+        position_ids = default_position_ids(batch, seq_len, past, attention_mask, input_ids.device)
+    elif tuple(position_ids.shape) != (batch, seq_len):
+        raise ValueError(
+            f"position_ids must have shape {(batch, seq_len)}, got {tuple(position_ids.shape)}"
+        )
+    token_type_ids = prefix_token_types(
+        token_type_ids, prefix_lm, input_ids, attention_mask, cache, past
+    )
+    cos, sin = rotary(position_ids)
+    mask, is_causal = build_attention_mask(
+        attention_mask, seq_len, past, causal, input_ids.device, token_type_ids
+    )
+    return AttentionInputs(cos=cos, sin=sin, mask=mask, is_causal=is_causal)
+
+
+def check_forward_inputs(
+    input_ids: torch.Tensor, labels: torch.Tensor | None, logits_to_keep: int
+) -> None:
+    """The shape checks every model's forward makes first (ours and `hf_models.HFCausalLM`)."""
     if input_ids.dim() != 2:
         raise ValueError(f"input_ids must be [batch, seq], got shape {tuple(input_ids.shape)}")
     if logits_to_keep and labels is not None:
@@ -407,9 +433,19 @@ def prepare_attention_inputs(
         raise ValueError(
             f"labels {tuple(labels.shape)} must have the shape of input_ids {tuple(input_ids.shape)}"
         )
+
+
+def cached_length(
+    cache: Any,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    max_seq_len: int,
+    causal: bool = True,
+) -> int:
+    """Positions already in `cache` (0 without one), after checking that the new ones fit the
+    cache and `max_seq_len` and that `attention_mask` covers past + new positions. `cache` is a
+    growing (non-static) `KVCache` or any cache with `seq_len` and `check_fits` (`HFCache`)."""
     batch, seq_len = input_ids.shape
-    if cache is not None and cache.is_static:
-        return _static_attention_inputs(rotary, input_ids, attention_mask, position_ids, cache)
     past = 0
     if cache is not None:
         if not causal:
@@ -429,31 +465,19 @@ def prepare_attention_inputs(
             f"attention_mask must have shape [batch, past + seq] = {(batch, past + seq_len)}, "
             f"got {tuple(attention_mask.shape)}"
         )
-    if position_ids is None:
-        position_ids = default_position_ids(batch, seq_len, past, attention_mask, input_ids.device)
-    elif tuple(position_ids.shape) != (batch, seq_len):
-        raise ValueError(
-            f"position_ids must have shape {(batch, seq_len)}, got {tuple(position_ids.shape)}"
-        )
-    token_type_ids = _prefix_token_types(
-        token_type_ids, prefix_lm, input_ids, attention_mask, cache, past
-    )
-    cos, sin = rotary(position_ids)
-    mask, is_causal = build_attention_mask(
-        attention_mask, seq_len, past, causal, input_ids.device, token_type_ids
-    )
-    return AttentionInputs(cos=cos, sin=sin, mask=mask, is_causal=is_causal)
+    return past
 
 
-def _prefix_token_types(
+def prefix_token_types(
     token_type_ids: torch.Tensor | None,
     prefix_lm: bool,
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor | None,
-    cache: KVCache | None,
+    cache: Any,
     past: int,
 ) -> torch.Tensor | None:
-    """The PrefixLM token types this forward uses (None: plain causal attention)."""
+    """The PrefixLM token types this forward uses (None: plain causal attention); the one rule
+    for every model with `prefix_lm` (ours and `hf_models.HFCausalLM`)."""
     if not prefix_lm:
         if token_type_ids is not None:
             raise ValueError(

@@ -50,7 +50,7 @@ from hrm_codegen.training.checkpointing import (
     save_checkpoint,
 )
 from hrm_codegen.training.logging import RunLogger
-from hrm_codegen.training.optim import build_optimizer, lr_at_step, set_lr
+from hrm_codegen.training.optim import lr_at_step, optimizer_from_config, set_lr
 
 # How generated ids become text, as in `generation.generate` (special tokens such as EOS dropped).
 DECODE_KWARGS = {"skip_special_tokens": True, "clean_up_tokenization_spaces": False}
@@ -240,13 +240,7 @@ class GSPOLoop:
         if self.settings.beta > 0:
             self.reference = copy.deepcopy(self.model).eval().requires_grad_(False)
         train_cfg = cfg.train
-        self.optimizer = build_optimizer(
-            self.model,
-            lr=float(train_cfg.lr),
-            weight_decay=float(train_cfg.weight_decay),
-            betas=(float(train_cfg.beta1), float(train_cfg.beta2)),
-            eps=float(train_cfg.eps),
-        )
+        self.optimizer = optimizer_from_config(self.model, train_cfg)
         self.max_steps = int(train_cfg.max_steps)
         self.tasks = self._load_tasks(self.settings.split, self.settings.limit)
         self.eval_tasks = (

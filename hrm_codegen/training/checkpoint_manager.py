@@ -28,8 +28,7 @@ from hrm_codegen.training.checkpointing import (
     load_ema_weights,
     load_model_weights,
     load_training_state,
-    publish_checkpoint,
-    write_checkpoint_files,
+    publish_checkpoint_files,
 )
 
 BEST_MODES = ("min", "max")
@@ -157,20 +156,18 @@ class CheckpointManager:
             return None
         state = {**(extra_state or {}), "step": int(step), "best": self.best_record()}
         pointers = ([CHECKPOINT_DIR] if latest else []) + ([BEST_DIR] if improved else [])
-
-        def write(folder: Path) -> None:
-            write_checkpoint_files(
-                folder,
-                model=model,
-                tokenizer=tokenizer,
-                optimizer=optimizer,
-                trainer_state=state,
-                config_yaml=config_yaml,
-                ema=ema,
-                scaler=scaler,
-            )
-
-        return publish_checkpoint(self.run_dir, write, step=int(step), pointers=pointers)
+        return publish_checkpoint_files(
+            self.run_dir,
+            step=int(step),
+            pointers=pointers,
+            model=model,
+            tokenizer=tokenizer,
+            optimizer=optimizer,
+            trainer_state=state,
+            config_yaml=config_yaml,
+            ema=ema,
+            scaler=scaler,
+        )
 
     def restore(
         self,

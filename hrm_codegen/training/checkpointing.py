@@ -223,26 +223,33 @@ def save_checkpoint(
     `<run>/checkpoint`, plus the names in `also_point`, e.g. `best`) at it, crash-safely (see
     `publish_checkpoint`). Returns `ckpt_dir`."""
     ckpt_dir = Path(ckpt_dir)
-
-    def write(folder: Path) -> None:
-        write_checkpoint_files(
-            folder,
-            model=model,
-            tokenizer=tokenizer,
-            optimizer=optimizer,
-            trainer_state=trainer_state,
-            config_yaml=config_yaml,
-            ema=ema,
-            scaler=scaler,
-        )
-
-    publish_checkpoint(
+    publish_checkpoint_files(
         ckpt_dir.parent,
-        write,
         step=int(trainer_state.get("step", 0)),
         pointers=[ckpt_dir.name, *also_point],
+        model=model,
+        tokenizer=tokenizer,
+        optimizer=optimizer,
+        trainer_state=trainer_state,
+        config_yaml=config_yaml,
+        ema=ema,
+        scaler=scaler,
     )
     return ckpt_dir
+
+
+def publish_checkpoint_files(
+    run_dir: Path, *, step: int, pointers: Iterable[str], **files: Any
+) -> Path:
+    """`publish_checkpoint` of a folder written by `write_checkpoint_files(folder, **files)`: the
+    one way a training checkpoint is saved (`save_checkpoint`, `CheckpointManager.save`).
+    Returns the step folder."""
+    return publish_checkpoint(
+        run_dir,
+        lambda folder: write_checkpoint_files(folder, **files),
+        step=step,
+        pointers=pointers,
+    )
 
 
 def _fresh_name(store: Path, stem: str) -> Path:
@@ -409,6 +416,7 @@ __all__ = [
     "point_at",
     "prune_checkpoints",
     "publish_checkpoint",
+    "publish_checkpoint_files",
     "resolve_checkpoint_dir",
     "rng_state",
     "run_dir_of",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
@@ -30,6 +31,18 @@ def build_optimizer(
     ]
     on_cuda = all(p.is_cuda for p in decay + no_decay) and bool(decay)
     return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, fused=on_cuda or None)
+
+
+def optimizer_from_config(model: torch.nn.Module, train_cfg: Any) -> torch.optim.AdamW:
+    """`build_optimizer` with the `train` config group's lr, weight_decay, beta1, beta2 and eps:
+    one reading of those fields for every loop that trains (SFT/pretraining, GSPO)."""
+    return build_optimizer(
+        model,
+        lr=float(train_cfg.lr),
+        weight_decay=float(train_cfg.weight_decay),
+        betas=(float(train_cfg.beta1), float(train_cfg.beta2)),
+        eps=float(train_cfg.eps),
+    )
 
 
 def lr_at_step(

@@ -12,6 +12,9 @@ PANELS = (
     ("train/loss", "training loss"),
     ("val/loss", "validation loss"),
     ("val/pass@1", "validation pass@1 (greedy)"),
+    # GSPO runs (hrm_codegen/rl): the sandbox reward and the share of groups that carry a gradient
+    ("train/reward_mean", "GSPO reward (mean per sample)"),
+    ("train/groups_with_signal", "groups with reward variance"),
 )
 
 

@@ -60,7 +60,7 @@ from hrm_codegen.training.flops import flops_count, peak_flops
 from hrm_codegen.training.lm_step import LMStep, MicroBatch, NonFiniteLossError
 from hrm_codegen.training.lm_step import with_lengths as _with_lengths  # noqa: F401 - old name
 from hrm_codegen.training.logging import RunLogger
-from hrm_codegen.training.optim import build_optimizer
+from hrm_codegen.training.optim import optimizer_from_config
 from hrm_codegen.training.periodic_eval import (
     EvalContext,
     EvalSchedule,
@@ -232,13 +232,7 @@ class Trainer(LMStep):
         self.needs_mask = getattr(self.model, "q_head", None) is not None
 
         t = cfg.train
-        self.optimizer = build_optimizer(
-            self.model,
-            lr=float(t.lr),
-            weight_decay=float(t.weight_decay),
-            betas=(float(t.beta1), float(t.beta2)),
-            eps=float(t.eps),
-        )
+        self.optimizer = optimizer_from_config(self.model, t)
         self.ema = EMA(self.model, float(t.ema_decay)) if t.ema_decay else None
         self.global_batch = int(t.micro_batch_size) * int(t.grad_accum_steps) * acc.num_processes
         self.order = BatchOrder(len(self.data.train), seed=int(cfg.seed))

@@ -38,18 +38,26 @@ def _decimals(line: str) -> list[Decimal] | None:
         return None
 
 
-def lcb_outputs_equal(got: str, expected: str) -> bool:
-    """LCB's comparison (equal lines, or lines equal as sequences of exact decimals)."""
+def _lines_match(got: str, expected: str, lines_equal: Callable[[str, str], bool]) -> bool:
+    """Both comparisons' frame: as many lines, each the same text or equal by `lines_equal`."""
     got_lines, expected_lines = output_lines(got), output_lines(expected)
     if len(got_lines) != len(expected_lines):
         return False
-    for line, want in zip(got_lines, expected_lines):
-        if line == want:
-            continue
-        got_numbers, expected_numbers = _decimals(line), _decimals(want)
-        if got_numbers is None or expected_numbers is None or got_numbers != expected_numbers:
-            return False
-    return True
+    return all(
+        line == want or lines_equal(line, want) for line, want in zip(got_lines, expected_lines)
+    )
+
+
+def _decimal_lines_equal(line: str, want: str) -> bool:
+    got_numbers, expected_numbers = _decimals(line), _decimals(want)
+    return (
+        got_numbers is not None and expected_numbers is not None and got_numbers == expected_numbers
+    )
+
+
+def lcb_outputs_equal(got: str, expected: str) -> bool:
+    """LCB's comparison (equal lines, or lines equal as sequences of exact decimals)."""
+    return _lines_match(got, expected, _decimal_lines_equal)
 
 
 def _tokens_close(token: str, want: str, tolerance: float) -> bool:
@@ -71,18 +79,14 @@ def _tokens_close(token: str, want: str, tolerance: float) -> bool:
 
 def tolerant_outputs_equal(got: str, expected: str, tolerance: float = FLOAT_TOLERANCE) -> bool:
     """Non-integer numbers within `tolerance` (absolute or relative), the rest as in `lcb`."""
-    got_lines, expected_lines = output_lines(got), output_lines(expected)
-    if len(got_lines) != len(expected_lines):
-        return False
-    for line, want in zip(got_lines, expected_lines):
-        if line == want:
-            continue
+
+    def lines_close(line: str, want: str) -> bool:
         tokens, wanted = line.split(), want.split()
-        if len(tokens) != len(wanted):
-            return False
-        if not all(_tokens_close(t, w, tolerance) for t, w in zip(tokens, wanted)):
-            return False
-    return True
+        return len(tokens) == len(wanted) and all(
+            _tokens_close(t, w, tolerance) for t, w in zip(tokens, wanted)
+        )
+
+    return _lines_match(got, expected, lines_close)
 
 
 def comparator(mode: str) -> Callable[[str, str], bool]:

@@ -20,11 +20,12 @@ from typing import Any
 from hrm_codegen.data.lcb import CodeExecutionProblem, LCBProblem, TestOutputProblem
 from hrm_codegen.evaluation.failures import count_failure_causes
 from hrm_codegen.evaluation.harness import (
-    OutputDirMismatchError,
     _check_ks,
     _check_or_write_samples,
     _prepare_output_dir,
+    _previous_results,
 )
+from hrm_codegen.evaluation.harness import number_samples as _number_samples
 from hrm_codegen.evaluation.lcb.compare import comparator
 from hrm_codegen.evaluation.lcb.grading import (
     PREDICTION_VERDICTS,
@@ -47,7 +48,6 @@ from hrm_codegen.evaluation.results import (
     SUMMARY_FILE,
     EvalSummary,
     JsonlAppender,
-    read_jsonl,
     write_summary,
 )
 
@@ -84,51 +84,31 @@ def number_samples(
 ) -> list[dict[str, Any]]:
     """`{task_id, sample_index, completion}` per sample (task ids as strings, indices in order
     of appearance); samples of unknown tasks and tasks without samples are errors."""
-    known = set(task_ids)
-    numbered, seen, unknown = [], Counter(), []
-    for position, sample in enumerate(samples):
-        completion = sample.get("completion") if isinstance(sample, Mapping) else None
-        if not isinstance(completion, str) or "task_id" not in sample:
-            raise ValueError(
-                f"sample {position} must be a dict with task_id and a string completion"
-            )
-        task_id = str(sample["task_id"])
-        if task_id not in known:
-            unknown.append(task_id)
-            continue
-        numbered.append(
-            {"task_id": task_id, "sample_index": seen[task_id], "completion": completion}
-        )
-        seen[task_id] += 1
-    if unknown:
-        raise ValueError(
-            f"{len(unknown)} sample(s) name tasks that are not among the {len(known)} {scenario} "
-            f"tasks selected, e.g. {sorted(set(unknown))[:5]}; check --data and the filters"
-        )
-    missing = [task_id for task_id in task_ids if not seen[task_id]]
-    if missing:
-        raise ValueError(
-            f"{len(missing)} of the {len(known)} {scenario} tasks have no samples, e.g. "
-            f"{missing[:5]}; narrow the selection (--limit, dates) or complete the samples file"
-        )
-    return numbered
+    return _number_samples(
+        samples,
+        task_ids,
+        what=f"{scenario} tasks selected",
+        unknown_hint="check --data and the filters",
+        missing_hint="narrow the selection (--limit, dates) or complete the samples file",
+    )
 
 
-def _previous_results(out: Path | None, samples: list[dict[str, Any]]) -> dict[tuple, dict]:
-    """Verdicts already in `out` for exactly these samples; other samples' verdicts refused."""
-    if out is None or not (out / RESULTS_FILE).exists():
-        return {}
-    wanted = {(s["task_id"], s["sample_index"]): s["completion"] for s in samples}
-    judged = {}
-    for record in read_jsonl(out / RESULTS_FILE, repair_tail=True):
-        key = (record.get("task_id"), record.get("sample_index"))
-        if wanted.get(key) != record.get("completion"):
-            raise OutputDirMismatchError(
-                f"{out / RESULTS_FILE} holds a result for {key[0]} sample {key[1]} that is not "
-                "one of the samples evaluated now; use a new --output folder (or delete it)"
-            )
-        judged[key] = record
-    return judged
+def _start_run(
+    task_ids: Sequence[str],
+    samples: Sequence[Mapping[str, Any]],
+    scenario: str,
+    ks: tuple[int, ...],
+    output_dir: str | Path | None,
+    write_samples: bool,
+) -> tuple[list[dict[str, Any]], Path | None, dict[tuple, dict]]:
+    """(numbered samples, output folder, verdicts already there): every scenario's first steps,
+    with samples.jsonl written (or checked against the folder's) when `write_samples`."""
+    numbered = number_samples(task_ids, samples, scenario)
+    _check_ks(ks, Counter(s["task_id"] for s in numbered))
+    out = _prepare_output_dir(output_dir)
+    if out is not None and write_samples:
+        _check_or_write_samples(out, numbered)
+    return numbered, out, _previous_results(out, numbered)
 
 
 def judge_codegen(
@@ -275,12 +255,9 @@ def evaluate_lcb_codegen(
     comparator(settings.compare)  # a wrong mode fails before anything runs
     ks = parse_ks(ks)
     by_id = {problem.question_id: problem for problem in problems}
-    numbered = number_samples(list(by_id), samples, benchmark)
-    _check_ks(ks, Counter(s["task_id"] for s in numbered))
-    out = _prepare_output_dir(output_dir)
-    if out is not None and write_samples:
-        _check_or_write_samples(out, numbered)
-    judged = _previous_results(out, numbered)
+    numbered, out, judged = _start_run(
+        list(by_id), samples, benchmark, ks, output_dir, write_samples
+    )
     appender = JsonlAppender(out / RESULTS_FILE) if out is not None else None
 
     def keep(line: dict[str, Any]) -> None:
@@ -359,12 +336,9 @@ def evaluate_lcb_predictions(
     by_id = {problem.task_id: problem for problem in problems}
     if len(by_id) != len(problems):
         raise ValueError(f"the {scenario} file holds duplicate task ids; pass each record once")
-    numbered = number_samples(list(by_id), samples, scenario)
-    _check_ks(ks, Counter(s["task_id"] for s in numbered))
-    out = _prepare_output_dir(output_dir)
-    if out is not None and write_samples:
-        _check_or_write_samples(out, numbered)
-    judged = _previous_results(out, numbered)
+    numbered, out, judged = _start_run(
+        list(by_id), samples, scenario, ks, output_dir, write_samples
+    )
     start = time.perf_counter()
     appender = JsonlAppender(out / RESULTS_FILE) if out is not None else None
     try:

@@ -11,9 +11,7 @@ responses already in samples.jsonl are reused, not regenerated).
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
-import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -22,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hrm_codegen.evaluation.harness import OutputDirMismatchError, check_run_config, sample_texts
 from hrm_codegen.evaluation.polyglot.edits import (
     EDIT_FORMATS,
     MalformedResponseError,
@@ -43,7 +42,6 @@ from hrm_codegen.evaluation.polyglot.runner import (
 )
 from hrm_codegen.evaluation.results import (
     RESULTS_FILE,
-    RUN_CONFIG_FILE,
     SAMPLES_FILE,
     SUMMARY_FILE,
     EvalSummary,
@@ -60,10 +58,6 @@ TRY_STATUSES = ("passed", "failed", "timeout", "malformed", "error", "context_ex
 # A function that answers a prompt: (exercise, try number, prompt) -> response, or None when
 # there is no response for that try (a samples file without a try-2 line).
 Responder = Callable[[Exercise, int, str], "str | None"]
-
-
-class OutputDirMismatchError(ValueError):
-    """The output folder holds a Polyglot run with other responses or settings."""
 
 
 class ContextExhaustedError(Exception):
@@ -205,33 +199,36 @@ def solve_exercise(
     if not available:
         return {**line, "status": "unavailable", "reason": missing, "tries": []}
     files = {name: exercise.read(name) for name in exercise.solution_files}
-    prompt = first_prompt(exercise, edit_format, files)
     tries: list[TryResult] = []
-    try:
-        response = respond(exercise, 1, prompt)
-    except ContextExhaustedError as error:
-        response = None
-        tries.append(TryResult(1, "context_exceeded", "", reason=str(error)))
-    if response is not None:
+
+    def run_try(number: int, prompt: str, files: dict[str, str]) -> tuple[str | None, dict]:
+        """Try `number`: (its response, None when there is none; the files after it), its
+        result appended to `tries` (a prompt that does not fit fails the try)."""
+        try:
+            response = respond(exercise, number, prompt)
+        except ContextExhaustedError as error:
+            tries.append(TryResult(number, "context_exceeded", "", reason=str(error)))
+            return None, files
+        if response is None:
+            return None, files
         result, files = attempt(
-            exercise, 1, response, edit_format, files, sandbox=sandbox, timeout=timeout
+            exercise, number, response, edit_format, files, sandbox=sandbox, timeout=timeout
         )
         tries.append(result)
-        if result.status != "passed":
-            feedback = result.output if result.status != "malformed" else result.reason
-            prompt_2 = second_prompt(
+        return response, files
+
+    prompt = first_prompt(exercise, edit_format, files)
+    response, files = run_try(1, prompt, files)
+    if response is not None and tries[-1].status != "passed":
+        first = tries[-1]
+        feedback = first.output if first.status != "malformed" else first.reason
+        run_try(
+            2,
+            second_prompt(
                 exercise, edit_format, files, feedback, first=prompt, first_response=response
-            )
-            try:
-                response_2 = respond(exercise, 2, prompt_2)
-            except ContextExhaustedError as error:
-                response_2 = None
-                tries.append(TryResult(2, "context_exceeded", "", reason=str(error)))
-            if response_2 is not None:
-                result_2, files = attempt(
-                    exercise, 2, response_2, edit_format, files, sandbox=sandbox, timeout=timeout
-                )
-                tries.append(result_2)
+            ),
+            files,
+        )
     passed_1 = bool(tries) and tries[0].status == "passed"
     passed_2 = any(t.status == "passed" for t in tries)
     return {
@@ -374,15 +371,10 @@ def model_responder(
     top_p: float = 1.0,
     seed: int = 0,
 ) -> Responder:
-    """Answers from a causal LM, through the same generation as the pass@k harness:
-    `generation.generate` for our models, `generate_hf` for a transformers model. A prompt
+    """Answers from a causal LM, through the same generation as the pass@k harness
+    (`harness.sample_texts`: `generation.generate` for our models, `generate_hf` for a
+    transformers model). A prompt
     that does not fit the model's `max_seq_len` raises ContextExhaustedError (that try fails)."""
-    from hrm_codegen.generation import generate, generate_hf
-
-    transformers = sys.modules.get("transformers")
-    is_hf = transformers is not None and isinstance(model, transformers.PreTrainedModel)
-    run = generate_hf if is_hf else generate
-
     config = getattr(model, "config", None)
     limit = getattr(config, "max_seq_len", None) or getattr(config, "max_position_embeddings", None)
 
@@ -393,17 +385,16 @@ def model_responder(
                 raise ContextExhaustedError(
                     f"the try-{number} prompt has {tokens} tokens; the model's max_seq_len is {limit}"
                 )
-        texts = run(
+        texts = sample_texts(
             model,
             tokenizer,
             [prompt],
-            max_new_tokens=max_new_tokens,
-            do_sample=temperature > 0,
-            temperature=temperature if temperature > 0 else 1.0,
-            top_p=top_p,
             stop=["\n# Test results", "\n# Instructions"],
-            seed=seed,
+            temperature=temperature,
+            top_p=top_p,
+            max_new_tokens=max_new_tokens,
             batch_size=1,
+            seed=seed,
         )
         return texts[0][0]
 
@@ -418,18 +409,7 @@ def _resume(
     out: Path, settings: Mapping[str, Any], responses: Mapping[tuple[str, int], str] | None
 ) -> tuple[dict[str, dict], dict[tuple[str, int], str]]:
     """(finished results by task, responses generated before) from an earlier run in `out`."""
-    config_path = out / RUN_CONFIG_FILE
-    if config_path.exists():
-        previous = json.loads(config_path.read_text())
-        changed = sorted(
-            k for k in set(previous) | set(settings) if previous.get(k) != settings.get(k)
-        )
-        if changed:
-            raise OutputDirMismatchError(
-                f"{out} holds a Polyglot run with other settings ({', '.join(changed)}); use a "
-                "new --output folder (or delete this one)"
-            )
-    config_path.write_text(json.dumps(dict(settings), indent=2) + "\n")
+    check_run_config(out, settings, "a Polyglot run")
     samples_path = out / SAMPLES_FILE
     generated: dict[tuple[str, int], str] = {}
     if responses is not None:

@@ -20,18 +20,57 @@ BOOTSTRAP_SOURCE = (Path(__file__).with_name("bootstrap.py")).read_text(encoding
 BOOTSTRAP_CODE = marshal.dumps(
     compile(BOOTSTRAP_SOURCE, "bootstrap.py", "exec", dont_inherit=True, optimize=2)
 )
-_STUB = (
-    "import os, marshal\n"
-    f"_n, _b = {len(BOOTSTRAP_CODE)}, b''\n"
-    "while len(_b) < _n:\n"
-    "    _c = os.read(0, _n - len(_b))\n"
-    "    if not _c:\n"
-    "        os._exit(125)\n"
-    "    _b += _c\n"
-    "_c = marshal.loads(_b)\n"
-    "del _n, _b\n"
-    "exec(_c)\n"
+FORK_SERVER_SOURCE = (Path(__file__).with_name("forkserver_main.py")).read_text(encoding="utf-8")
+FORK_SERVER_CODE = marshal.dumps(
+    compile(FORK_SERVER_SOURCE, "forkserver_main.py", "exec", dont_inherit=True, optimize=2)
 )
+
+
+def _stub(size: int) -> str:
+    """Python that reads `size` bytes of marshalled code from stdin and runs it."""
+    return (
+        "import os, marshal\n"
+        f"_n, _b = {size}, b''\n"
+        "while len(_b) < _n:\n"
+        "    _c = os.read(0, _n - len(_b))\n"
+        "    if not _c:\n"
+        "        os._exit(125)\n"
+        "    _b += _c\n"
+        "_c = marshal.loads(_b)\n"
+        "del _n, _b\n"
+        "exec(_c)\n"
+    )
+
+
+def server_command(command: list[str]) -> list[str]:
+    """`command` (a bubblewrap command line ending in the interpreter) running the fork server.
+
+    The server is the sandbox's pid 1 (`--as-pid-1`): signals from inside the sandbox cannot
+    kill it, and no other process (one a program could ptrace and take over) outlives a program.
+    """
+    interpreter = interpreter_command()
+    if command[-len(interpreter) - 1 :] != ["--", *interpreter]:
+        raise ValueError("not a bubblewrap command line: the fork server needs bwrap")
+    if "--as-pid-1" not in _help_flags(command[0]):
+        raise ValueError(f"{command[0]} has no --as-pid-1 (bubblewrap 0.3+ needed)")
+    prefix = command[: -len(interpreter) - 1]
+    return [*prefix, "--as-pid-1", "--", *interpreter[:-1], _stub(len(FORK_SERVER_CODE))]
+
+
+_help_cache: dict[str, set[str]] = {}
+
+
+def _help_flags(bwrap: str) -> set[str]:
+    with _bwrap_lock:
+        if bwrap not in _help_cache:
+            help_text = subprocess.run(
+                [bwrap, "--help"], capture_output=True, text=True, timeout=10, check=False
+            ).stdout
+            _help_cache[bwrap] = set(help_text.split())
+        return _help_cache[bwrap]
+
+
+_STUB = _stub(len(BOOTSTRAP_CODE))
 
 
 def interpreter_command() -> list[str]:

@@ -75,7 +75,8 @@ def _cgroup_dirs() -> list[tuple[Path, tuple[str, ...]]]:
 
 
 class Cgroups:
-    """One child cgroup per program under a parent made for this run; cleaned up on close.
+    """One child cgroup per program (per worker's sandbox in the fork-server mode) under a parent
+    made for this run; cleaned up on close.
 
     The pids limit is what stops a fork bomb when we run as root (RLIMIT_NPROC is not enforced
     for uid 0), and the memory limit bounds a program's whole process tree, not each process.
@@ -202,6 +203,21 @@ class Cgroups:
                 except (OSError, ValueError):
                     continue
         return False
+
+    @staticmethod
+    def oom_kills(children: list[Path]) -> int:
+        """How many processes the kernel OOM-killed in these cgroups so far (a running count)."""
+        total = 0
+        for child in children:
+            for events in ("memory.events", "memory.oom_control"):
+                try:
+                    for line in (child / events).read_text().splitlines():
+                        key, _, value = line.partition(" ")
+                        if key == "oom_kill":
+                            total += int(value)
+                except (OSError, ValueError):
+                    continue
+        return total
 
     @staticmethod
     def remove(children: list[Path]) -> None:

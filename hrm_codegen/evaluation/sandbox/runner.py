@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm.auto import tqdm
 
@@ -47,6 +48,9 @@ from hrm_codegen.evaluation.sandbox.limits import (
     TAIL_BYTES,
 )
 from hrm_codegen.evaluation.sandbox.trusted import TRUSTED_CONTAINER_MODULES, prepare_tests
+
+if TYPE_CHECKING:
+    from hrm_codegen.evaluation.sandbox.forkserver import ForkServerPool
 
 
 class SandboxUnavailableError(RuntimeError):
@@ -168,10 +172,12 @@ class Launcher:
     memory_mb: int
     max_processes: int  # RLIMIT_NPROC for the bootstrap; 0 = leave unset
     cgroups: Cgroups | None
+    fork_servers: ForkServerPool | None = None  # set by run_in_pool in the fork-server mode
 
-    def argv(self, cgroups: list[Path]) -> list[str]:
+    def argv(self, cgroups: list[Path], command: list[str] | None = None) -> list[str]:
+        command = self.command if command is None else command
         if not cgroups:
-            return self.command
+            return command
         # A shell joins the cgroups, then execs the sandbox, so every descendant is counted.
         # Failing to join a required one is an error; a best-effort one is skipped.
         best_effort = self.cgroups.best_effort if self.cgroups else set()
@@ -183,7 +189,7 @@ class Launcher:
             'exec "$@"'
         )
         return ["/bin/sh", "-c", script, "hrm-sandbox", *required, "--", *optional, "--"] + [
-            *self.command
+            *command
         ]
 
 
@@ -468,8 +474,11 @@ def run_one(
     timeout: float,
     running: threading.Semaphore | None = None,
 ) -> ExecResult:
-    """Run one program in a fresh sandbox and judge it."""
-    seen = execute(program_spec(program), launcher, timeout, running)
+    """Run one program in a fresh sandbox (or a fresh child of a fork server) and judge it."""
+    if launcher.fork_servers is not None:
+        seen = launcher.fork_servers.execute(program_spec(program), timeout)
+    else:
+        seen = execute(program_spec(program), launcher, timeout, running)
     if isinstance(seen, ExecResult):
         return seen
     text = program.text if isinstance(program, SandboxProgram) else program
@@ -576,9 +585,13 @@ def run_programs(
     on_result: Callable[[int, ExecResult], None] | None = None,
     progress: bool = True,
     desc: str = "executing",
+    mode: str | None = None,
 ) -> list[ExecResult]:
     """Run each program in its own sandboxed interpreter, `workers` at a time.
 
+    `mode`: `process` starts a fresh sandbox per program; `fork` keeps one sandbox per worker
+    whose trusted server forks a fresh child per program (see forkserver.py; `bwrap` backend
+    only, `process` otherwise). None: $HRM_CODEGEN_SANDBOX_MODE, else `fork`.
     A str is one program, run as is; a SandboxProgram runs its tests against pristine built-ins
     and modules, comparing only trusted values (see SandboxProgram).
     Returns one ExecResult per program, in order. `on_result(index, result)` is called in the
@@ -611,7 +624,14 @@ def run_programs(
         on_result=on_result,
         progress=progress,
         desc=desc,
+        mode=_resolve_mode(mode),
     )
+
+
+def _resolve_mode(mode: str | None) -> str:
+    from hrm_codegen.evaluation.sandbox.forkserver import resolve_mode  # imports this module
+
+    return resolve_mode(mode)
 
 
 def run_in_pool(
@@ -625,6 +645,7 @@ def run_in_pool(
     on_result: Callable | None,
     progress: bool,
     desc: str,
+    mode: str = "process",
 ) -> list:
     """`run(item, launcher, running)` for each item, `workers` at a time; results in order.
 
@@ -640,6 +661,10 @@ def run_in_pool(
     if not items:
         return []
     launcher = make_launcher(backend, memory_mb, workers)
+    if mode == "fork" and backend == "bwrap":
+        from hrm_codegen.evaluation.sandbox.forkserver import ForkServerPool  # imports this module
+
+        launcher.fork_servers = ForkServerPool(launcher, workers)
     if os.geteuid() == 0 and not (launcher.cgroups and launcher.cgroups.limits_processes):
         warnings.warn(
             "running as root without a writable pids cgroup: RLIMIT_NPROC does not apply to "
@@ -672,6 +697,8 @@ def run_in_pool(
         # end within their timeout.
         pool.shutdown(wait=True, cancel_futures=True)
         bar.close()
+        if launcher.fork_servers is not None:
+            launcher.fork_servers.close()
         if launcher.cgroups is not None:
             launcher.cgroups.close()
             atexit.unregister(launcher.cgroups.close)
@@ -683,6 +710,7 @@ def run_program(
     timeout: float = DEFAULT_TIMEOUT_S,
     memory_mb: int = DEFAULT_MEMORY_MB,
     backend: str = "auto",
+    mode: str | None = None,
 ) -> ExecResult:
     """One program; see `run_programs`."""
-    return run_programs([program], timeout, memory_mb, 1, backend, progress=False)[0]
+    return run_programs([program], timeout, memory_mb, 1, backend, progress=False, mode=mode)[0]
