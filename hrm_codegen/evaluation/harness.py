@@ -204,28 +204,13 @@ def _judge(
     if pending:
         timings["samples_per_s"] = len(pending) / seconds
 
-    per_task = {task_id: [0, 0] for task_id in by_id}
-    counts = Counter({status: 0 for status in STATUSES})
-    for line in judged.values():
-        per_task[line["task_id"]][0] += 1
-        per_task[line["task_id"]][1] += bool(line["passed"])
-        counts[line["status"]] += 1
-    if counts["error"]:
-        warnings.warn(
-            f"{counts['error']} sample(s) could not be run by the sandbox (status 'error', counted "
-            "as not passed); see 'detail' in results.jsonl",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-    summary = EvalSummary(
-        benchmark=benchmark,
-        num_tasks=len(by_id),
-        n=min(n for n, _ in per_task.values()),
-        pass_at_k=mean_pass_at_k({t: (n, c) for t, (n, c) in per_task.items()}, ks),
-        counts=dict(counts),
-        per_task={t: (n, c) for t, (n, c) in per_task.items()},
+    summary = summarize_records(
+        benchmark,
+        list(by_id),
+        list(judged.values()),
+        ks=ks,
+        statuses=STATUSES,
         timings=timings,
-        failures=count_failure_causes(judged.values()),
         settings={
             "sandbox": backend,
             "timeout_s": timeout,
@@ -237,6 +222,47 @@ def _judge(
     if output_dir:
         write_summary(output_dir / SUMMARY_FILE, summary)
     return summary
+
+
+def summarize_records(
+    benchmark: str,
+    task_ids: Sequence[str],
+    records: Sequence[Mapping[str, Any]],
+    *,
+    ks: Sequence[int],
+    statuses: Sequence[str],
+    timings: dict[str, float],
+    settings: dict[str, Any],
+    breakdown: dict[str, Any] | None = None,
+) -> EvalSummary:
+    """The summary every benchmark writes from its judged `records` (results.jsonl lines with
+    `task_id`, `passed`, `status`): pass@k by the unbiased estimator, counts per status (every
+    one of `statuses`, zeros included), failures by cause; a loud warning for sandbox errors."""
+    per_task = {task_id: [0, 0] for task_id in task_ids}
+    counts = Counter(dict.fromkeys(statuses, 0))
+    for record in records:
+        per_task[record["task_id"]][0] += 1
+        per_task[record["task_id"]][1] += bool(record["passed"])
+        counts[record["status"]] += 1
+    if counts.get("error"):
+        warnings.warn(
+            f"{counts['error']} sample(s) could not be run by the sandbox (status 'error', counted "
+            "as not passed); see 'detail' in results.jsonl",
+            RuntimeWarning,
+            stacklevel=4,  # the caller of the benchmark's evaluate function
+        )
+    return EvalSummary(
+        benchmark=benchmark,
+        num_tasks=len(per_task),
+        n=min(n for n, _ in per_task.values()),
+        pass_at_k=mean_pass_at_k({t: (n, c) for t, (n, c) in per_task.items()}, tuple(ks)),
+        counts=dict(counts),
+        per_task={t: (n, c) for t, (n, c) in per_task.items()},
+        timings=timings,
+        failures=count_failure_causes(records),
+        settings=settings,
+        breakdown=breakdown or {},
+    )
 
 
 def evaluate_samples(

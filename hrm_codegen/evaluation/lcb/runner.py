@@ -10,7 +10,6 @@ cause, and pass@k with counts per difficulty under `breakdown["difficulty"]`.
 from __future__ import annotations
 
 import time
-import warnings
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from hrm_codegen.data.lcb import CodeExecutionProblem, LCBProblem, TestOutputProblem
-from hrm_codegen.evaluation.failures import count_failure_causes
 from hrm_codegen.evaluation.harness import (
     _check_ks,
     _check_or_write_samples,
     _prepare_output_dir,
     _previous_results,
+    summarize_records,
 )
 from hrm_codegen.evaluation.harness import number_samples as _number_samples
 from hrm_codegen.evaluation.lcb.compare import comparator
@@ -186,14 +185,12 @@ def summarize(
     timings: dict[str, float],
     settings: dict[str, Any],
 ) -> EvalSummary:
-    """pass@k (unbiased estimator) overall and per difficulty, counts by verdict and cause."""
+    """The harness's summary plus pass@k and counts per difficulty."""
     per_task = {task_id: [0, 0] for task_id in task_ids}
-    counts = Counter(dict.fromkeys(verdicts, 0))
     by_level: dict[str, Counter] = defaultdict(lambda: Counter(dict.fromkeys(verdicts, 0)))
     for record in records:
         per_task[record["task_id"]][0] += 1
         per_task[record["task_id"]][1] += bool(record["passed"])
-        counts[record["status"]] += 1
         by_level[difficulty.get(record["task_id"]) or "unknown"][record["status"]] += 1
     breakdown: dict[str, Any] = {"difficulty": {}}
     for level in sorted(
@@ -211,23 +208,14 @@ def summarize(
             "pass_at_k": mean_pass_at_k(members, usable) if usable else {},
             "counts": dict(by_level[level]),
         }
-    if counts.get("error"):
-        warnings.warn(
-            f"{counts['error']} sample(s) could not be run by the sandbox (status 'error', counted "
-            "as not passed); see 'detail' in results.jsonl",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-    return EvalSummary(
-        benchmark=benchmark,
-        num_tasks=len(per_task),
-        n=min(n for n, _ in per_task.values()),
-        pass_at_k=mean_pass_at_k({t: tuple(nc) for t, nc in per_task.items()}, ks),
-        counts=dict(counts),
-        per_task={t: (n, c) for t, (n, c) in per_task.items()},
+    return summarize_records(
+        benchmark,
+        task_ids,
+        records,
+        ks=ks,
+        statuses=verdicts,
         timings=timings,
         settings=settings,
-        failures=count_failure_causes(records),
         breakdown=breakdown,
     )
 
