@@ -743,7 +743,8 @@ def load_model(
     if model_type in registry.model_types():
         from hrm_codegen.tokenization import load_tokenizer
 
-        saved_type = json.loads((folder / "config.json").read_text()).get("model_type")
+        saved = json.loads((folder / "config.json").read_text())
+        saved_type = saved.get("model_type")
         if not registry.get_model_type(model_type).is_dir(folder):
             hint = saved_type if saved_type in registry.model_types() else "hf"
             raise ValueError(
@@ -751,7 +752,7 @@ def load_model(
                 f"{saved_type!r}; pass --model-type {hint}"
             )
         model = registry.load_model_dir(folder, device=device)
-        quantized = json.loads((folder / "config.json").read_text()).get("quantization")
+        quantized = saved.get("quantization")
         if torch_dtype is not None and quantized is None:  # quantized weights keep their dtype
             model = model.to(torch_dtype)
         source = tokenizer_path or folder
