@@ -269,3 +269,52 @@ def test_evaluate_cli_scores_bpb_with_an_inference_schedule_and_refuses_it_for_a
     args += ["--corpus-dir", str(corpus), "--h-cycles", "4"]
     assert evaluate_main(args) == 2
     assert "--h-cycles only apply to an HRM" in capsys.readouterr().err
+
+
+def test_runs_side_by_side_match_the_sequential_ones_and_log_to_files(smoke_study, tmp_path):
+    """study.jobs=2: two spawned workers train the same runs to the same numbers (up to float
+    rounding from the thread count) and write each run's output to <out>/logs/."""
+    import dataclasses
+
+    spec = dataclasses.replace(load_spec(smoke_study["cfg"]["study"]), jobs=2)
+    source = StudyRunner(spec, smoke_study["root"] / "out", log=lambda _: None)
+    source.prepare()
+    lines: list[str] = []
+    runner = StudyRunner(spec, tmp_path, log=lines.append)  # a lambda: pickling must drop it
+    runner.tokenizer_dir, runner.corpus_dir = source.tokenizer_dir, source.corpus_dir
+    keys = [RunKey("pretrain", arm, spec.lr_sweep[0], 0) for arm in ("hrm", "transformer_params")]
+    runner.for_each("train", keys)
+    for key in keys:
+        assert run_status(key.path(tmp_path)) == "done"
+        ours = final_metric(key.path(tmp_path), "val/bpb")
+        assert ours == pytest.approx(final_metric(key.path(source.out), "val/bpb"), rel=1e-4)
+        assert str(key.path(tmp_path)) in runner.log_path("train", key).read_text()
+    assert "2 at a time" in lines[0] and any("[2/2]" in line for line in lines)
+
+
+def test_a_failing_worker_stops_the_study_with_its_error(smoke_study, tmp_path):
+    import dataclasses
+
+    spec = dataclasses.replace(load_spec(smoke_study["cfg"]["study"]), jobs=2)
+    runner = StudyRunner(spec, tmp_path, log=lambda _: None)
+    with pytest.raises(KeyError, match="no_such_arm"):
+        runner.for_each("train", [RunKey("pretrain", "no_such_arm", 1e-3, s) for s in (0, 1)])
+
+
+def test_jobs_must_be_a_positive_int():
+    for bad in (0, "two"):
+        with pytest.raises(StudyConfigError, match="study.jobs"):
+            load_spec(study_node(f"study.jobs={bad}")["study"])
+
+
+def test_the_report_says_how_many_runs_trained_side_by_side(smoke_study):
+    from hrm_codegen.study.report import render_markdown
+
+    result = json.loads((smoke_study["root"] / "out" / "results.json").read_text())
+    assert result["protocol"]["jobs"] == 1
+    assert f"({result['machine']['torch_threads']} threads)" in render_markdown(result, "c", [])
+    result["protocol"]["jobs"] = 2
+    cpus = result["machine"]["cpus"]
+    assert f"2 runs side by side, {max(1, cpus // 2)} thread(s) each" in render_markdown(
+        result, "c", []
+    )

@@ -193,6 +193,7 @@ def collect(runner: StudyRunner) -> dict[str, Any]:
                 "overrides": list(spec.sft.overrides),
             },
             "test_time_multipliers": list(spec.test_time_multipliers),
+            "jobs": spec.jobs,
         },
         "arms": arms,
         "equal_tokens": _equal_tokens(runs, selected),
@@ -293,6 +294,12 @@ def render_markdown(result: dict[str, Any], command: str, plots: list[str]) -> s
         lines += [result["description"].strip(), ""]
     total = sum(s["seconds"] for s in result["sessions"])
     m = result["machine"]
+    jobs = int(p.get("jobs", 1))
+    threads = (
+        f"{m['torch_threads']} threads"
+        if jobs == 1
+        else f"{jobs} runs side by side, {max(1, m['cpus'] // jobs)} thread(s) each"
+    )
     lines += [
         "Reproduce (resumes, then rewrites this page and its plots):",
         "",
@@ -301,7 +308,7 @@ def render_markdown(result: dict[str, Any], command: str, plots: list[str]) -> s
         "```",
         "",
         f"Machine: {m.get('cpu_model') or m.get('gpu') or m['processor']}, {m['cpus']} CPUs, "
-        f"torch {m['torch']} ({m['torch_threads']} threads), Python {m['python']}. Study wall time "
+        f"torch {m['torch']} ({threads}), Python {m['python']}. Study wall time "
         f"{total / 60:.1f} min over {len(result['sessions'])} invocation(s).",
         "",
         "## Protocol (fixed before any run)",

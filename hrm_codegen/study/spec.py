@@ -72,6 +72,7 @@ class StudySpec:
     min_sweep_span: float = 4.0
     min_sweep_points: int = 3
     sft_arms: dict[str, SFTArmSpec] = field(default_factory=dict)
+    jobs: int = 1  # runs trained side by side (execution only; the protocol is the same)
 
     @property
     def all_arms(self) -> list[str]:
@@ -200,12 +201,23 @@ def load_spec(cfg: Any) -> StudySpec:
         min_sweep_span=min_span,
         min_sweep_points=min_points,
         sft_arms=sft_arms,
+        jobs=_jobs(cfg.get("jobs", 1)),
     )
     if pass_at_k is not None and spec.sft is None:
         raise StudyConfigError(
             "study.pass_at_k samples the fine-tuned models: add a study.sft stage"
         )
     return spec
+
+
+def _jobs(value: Any) -> int:
+    try:
+        jobs = int(value)
+    except (TypeError, ValueError):
+        jobs = 0
+    if jobs < 1:
+        raise StudyConfigError(f"study.jobs={value!r} must be an int >= 1 (runs side by side)")
+    return jobs
 
 
 def _sft_arm(arm: str, cfg: dict[str, Any]) -> SFTArmSpec:
