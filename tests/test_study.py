@@ -313,8 +313,5 @@ def test_the_report_says_how_many_runs_trained_side_by_side(smoke_study):
     result = json.loads((smoke_study["root"] / "out" / "results.json").read_text())
     assert result["protocol"]["jobs"] == 1
     assert f"({result['machine']['torch_threads']} threads)" in render_markdown(result, "c", [])
-    result["protocol"]["jobs"] = 2
-    cpus = result["machine"]["cpus"]
-    assert f"2 runs side by side, {max(1, cpus // 2)} thread(s) each" in render_markdown(
-        result, "c", []
-    )
+    result["protocol"].update(jobs=2, threads_per_job=3)
+    assert "2 runs side by side, 3 thread(s) each" in render_markdown(result, "c", [])

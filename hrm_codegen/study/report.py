@@ -114,7 +114,7 @@ def _stats(values: list[float]) -> dict[str, Any]:
 
 def collect(runner: StudyRunner) -> dict[str, Any]:
     """results.json's content."""
-    from hrm_codegen.study.runner import run_status
+    from hrm_codegen.study.runner import run_status, threads_per_job
 
     spec = runner.spec
     keys = runner.keys()
@@ -194,6 +194,7 @@ def collect(runner: StudyRunner) -> dict[str, Any]:
             },
             "test_time_multipliers": list(spec.test_time_multipliers),
             "jobs": spec.jobs,
+            "threads_per_job": threads_per_job(spec.jobs),
         },
         "arms": arms,
         "equal_tokens": _equal_tokens(runs, selected),
@@ -298,7 +299,7 @@ def render_markdown(result: dict[str, Any], command: str, plots: list[str]) -> s
     threads = (
         f"{m['torch_threads']} threads"
         if jobs == 1
-        else f"{jobs} runs side by side, {max(1, m['cpus'] // jobs)} thread(s) each"
+        else f"{jobs} runs side by side, {p.get('threads_per_job', 1)} thread(s) each"
     )
     lines += [
         "Reproduce (resumes, then rewrites this page and its plots):",

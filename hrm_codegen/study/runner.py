@@ -122,19 +122,18 @@ class StudyRunner:
         output_dir: str | Path,
         *,
         compose: Callable[[list[str]], Any] = compose_training_config,
-        log: Callable[[str], None] = print,
+        log: Callable[[str], None] | None = None,
     ) -> None:
         self.spec = spec
         self.out = Path(output_dir).expanduser()
         self.compose = compose
-        self.log = log
+        self.log = log or _print_now
         self.tokenizer_dir: Path | str | None = None
         self.corpus_dir: Path | None = None
-        self.jobs = max(1, int(spec.jobs))
 
     def __getstate__(self) -> dict[str, Any]:
         """Picklable for the worker processes (`jobs` > 1): they log to their own files."""
-        return {**self.__dict__, "log": print}
+        return {**self.__dict__, "log": _print_now}
 
     # ------------------------------------------------------------------ data
 
@@ -392,13 +391,12 @@ class StudyRunner:
     def for_each(self, method: str, keys: list[RunKey]) -> None:
         """`self.<method>(key)` for every key: in this process when `jobs` is 1, else in `jobs`
         spawned workers; the first failure stops the rest and is raised here."""
-        jobs = min(self.jobs, len(keys))
+        jobs = min(self.spec.jobs, len(keys))
         if jobs <= 1:
             for key in keys:
                 getattr(self, method)(key)
             return
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        threads = max(1, (cores or 1) // jobs)
+        threads = threads_per_job(jobs)
         self.log(f"{method}: {len(keys)} runs, {jobs} at a time ({threads} thread(s) each)")
         pool = ProcessPoolExecutor(
             jobs,
@@ -441,6 +439,17 @@ class StudyRunner:
             }
         )
         path.write_text(json.dumps(sessions, indent=2) + "\n")
+
+
+def threads_per_job(jobs: int) -> int:
+    """The CPU threads each of `jobs` side-by-side runs gets (the cores this process may use)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cores or 1) // max(1, jobs))
+
+
+def _print_now(message: str) -> None:
+    """The default log: printed at once, also when stdout is a file (progress of a long study)."""
+    print(message, flush=True)
 
 
 def _init_worker(threads: int) -> None:
