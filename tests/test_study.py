@@ -315,3 +315,32 @@ def test_the_report_says_how_many_runs_trained_side_by_side(smoke_study):
     assert f"({result['machine']['torch_threads']} threads)" in render_markdown(result, "c", [])
     result["protocol"].update(jobs=2, threads_per_job=3)
     assert "2 runs side by side, 3 thread(s) each" in render_markdown(result, "c", [])
+
+
+def _table_rows_widths(markdown: str) -> list[set[int]]:
+    """For every Markdown table in the text, the set of cell counts of its rows."""
+    tables: list[list[str]] = []
+    previous = ""
+    for line in markdown.splitlines():
+        if line.startswith("|"):
+            if not previous.startswith("|"):
+                tables.append([])
+            tables[-1].append(line)
+        previous = line
+    return [{row.count("|") - 1 for row in table} for table in tables]
+
+
+def test_every_report_table_is_well_formed_before_and_after_pass_at_k(smoke_study):
+    from hrm_codegen.study.report import render_markdown
+
+    result = json.loads((smoke_study["root"] / "out" / "results.json").read_text())
+    full = render_markdown(result, "c", [])
+    assert "pass@1" in full
+    for entry in result["arms"].values():  # as written while the fine-tuned runs await pass@k
+        entry.get("sft", {}).pop("pass_at_k", None)
+        entry.get("sft", {}).pop("pass_at_k_setup", None)
+    partial = render_markdown(result, "c", [])
+    assert "## After fine-tuning on MBPP" in partial and "pass@1" not in partial
+    for report in (full, partial):
+        widths = _table_rows_widths(report)
+        assert len(widths) >= 4 and all(len(w) == 1 for w in widths), widths

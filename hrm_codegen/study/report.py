@@ -449,17 +449,23 @@ def render_markdown(result: dict[str, Any], command: str, plots: list[str]) -> s
                 f"temperature {setup['temperature']} on {setup['tasks']} MBPP {setup['split']} tasks.",
                 "",
             ]
+        # One cell per column in every row: a header and separator of unequal width is not a
+        # table in Markdown, which a report written before pass@k ran would otherwise be.
         lines += [
-            "| arm | val/mbpp_bpb | val/bpb (corpus) | " + " | ".join(ks) + " |",
+            "| " + " | ".join(["arm", "val/mbpp_bpb", "val/bpb (corpus)", *ks]) + " |",
             "|---|---:|---:|" + "---:|" * len(ks),
         ]
         for arm, b in sft.items():
-            passes = " | ".join(_fmt(b.get("pass_at_k", {}).get(k), 4) for k in ks)
+            passes = [_fmt(b.get("pass_at_k", {}).get(k), 4) for k in ks]
             base = arms[arm].get("pretrained")
             label = f"{arm} (from `{base}`)" if base else arm
-            lines.append(
-                f"| {label} | {_fmt(b.get('final val/mbpp_bpb'))} | {_fmt(b.get('final val/bpb'))} | {passes} |"
-            )
+            cells = [
+                label,
+                _fmt(b.get("final val/mbpp_bpb")),
+                _fmt(b.get("final val/bpb")),
+                *passes,
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     sweep = [r for r in result["runs"] if r["stage"] == "pretrain" and r["seed"] == p["seeds"][0]]
     if sweep:
