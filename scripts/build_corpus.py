@@ -1,91 +1,86 @@
-"""Build the decontaminated pretraining corpus as token shards (+ meta.json).
+"""Build a named, pinned pretraining corpus as token shards with a manifest and a fingerprint.
 
-python scripts/build_corpus.py --output /data/corpus                  # stdlib + site-packages
-python scripts/build_corpus.py --output /data/corpus --source ~/src --tokenizer gpt2
-python scripts/build_corpus.py --output /data/corpus --hf-dataset codeparrot/codeparrot-clean --max-documents 100000
+python scripts/build_corpus.py --source stdlib --tokenizer code-bpe      # this Python's stdlib
+python scripts/build_corpus.py --source installed                        # pinned pip distributions
+python scripts/build_corpus.py --source debian                           # Go/Rust/Java/C++/JS, apt
+python scripts/build_corpus.py --source hf_python                        # a hub dataset at a commit
+python scripts/build_corpus.py --dir ~/src --output /data/corpus         # folders of your own
+
+Sources are the files in configs/corpus/ (or a yaml path); `--set key=value` overrides one of
+their settings (e.g. --set max_documents=1500). The manifest (meta.json) names the source's pin,
+the counts and the fingerprint; dropped.jsonl lists every dropped file and why.
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from hrm_codegen.data.corpus import build_corpus
-from hrm_codegen.data.corpus_filters import FilterConfig
+import yaml
+
+from hrm_codegen.data.corpus import build_corpus, build_named_corpus
 from hrm_codegen.tokenization import hrm_codegen_home
 
 
+def _setting(text: str) -> tuple[str, object]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(
+            f"--set {text!r}: expected key=value (e.g. max_documents=1500)"
+        )
+    key, value = text.split("=", 1)
+    return key, yaml.safe_load(value)
+
+
 def main() -> None:
-    defaults = FilterConfig()
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
+        "--source",
+        default=None,
+        help="a source in configs/corpus/ (stdlib, installed, debian, hf_python) or a yaml file",
+    )
+    parser.add_argument(
+        "--dir", action="append", help="a folder of source files instead of --source (repeatable)"
+    )
+    parser.add_argument("--set", action="append", type=_setting, default=[], metavar="KEY=VALUE")
+    parser.add_argument(
         "--output",
-        default=str(hrm_codegen_home() / "corpus"),
-        help="folder for the shards and meta.json (default: $HRM_CODEGEN_HOME/corpus, where training looks)",
+        default=None,
+        help="folder for the shards and meta.json (default: $HRM_CODEGEN_HOME/corpus/<source>, "
+        "where data.source=<source> looks; $HRM_CODEGEN_HOME/corpus for --dir)",
     )
     parser.add_argument(
         "--tokenizer", default="code-bpe", help="'code-bpe', 'gpt2' or a tokenizer path"
     )
     parser.add_argument(
-        "--source",
-        action="append",
-        help="folder of .py files (repeatable; default: stdlib + site-packages)",
-    )
-    parser.add_argument(
-        "--hf-dataset", default=None, help="stream this Hugging Face dataset instead of folders"
-    )
-    parser.add_argument("--text-column", default="content", help="text column of --hf-dataset")
-    parser.add_argument("--hf-split", default="train")
-    parser.add_argument(
-        "--max-documents", type=int, default=None, help="stop after this many files"
-    )
-    parser.add_argument("--val-fraction", type=float, default=0.01)
-    parser.add_argument(
         "--benchmark-data",
         default=None,
         help="MBPP/HumanEval folder for decontamination (default: $HRM_CODEGEN_DATA_DIR, then the hub)",
     )
-    parser.add_argument(
-        "--no-decontaminate",
-        action="store_true",
-        help="skip decontamination (recorded in meta.json)",
-    )
-    parser.add_argument("--ngram", type=int, default=10, help="decontamination n-gram length")
-    parser.add_argument("--min-bytes", type=int, default=defaults.min_bytes)
-    parser.add_argument("--max-bytes", type=int, default=defaults.max_bytes)
-    parser.add_argument("--max-line-length", type=int, default=defaults.max_line_length)
-    parser.add_argument("--max-mean-line-length", type=float, default=defaults.max_mean_line_length)
-    parser.add_argument("--min-alnum-fraction", type=float, default=defaults.min_alnum_fraction)
-    parser.add_argument("--shard-tokens", type=int, default=50_000_000)
+    parser.add_argument("--polyglot-dir", default=None, help="Polyglot benchmark folder")
+    parser.add_argument("--lcb-path", default=None, help="LiveCodeBench data for decontamination")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     parser.add_argument("--force", action="store_true", help="rebuild even when up to date")
     args = parser.parse_args()
 
-    filters = FilterConfig(
-        min_bytes=args.min_bytes,
-        max_bytes=args.max_bytes,
-        max_line_length=args.max_line_length,
-        max_mean_line_length=args.max_mean_line_length,
-        min_alnum_fraction=args.min_alnum_fraction,
-    )
-    build_corpus(
-        args.output,
-        tokenizer=args.tokenizer,
-        source_dirs=args.source,
-        hf_dataset=args.hf_dataset,
-        hf_text_column=args.text_column,
-        hf_split=args.hf_split,
-        max_documents=args.max_documents,
-        val_fraction=args.val_fraction,
-        filters=filters,
-        decontaminate=not args.no_decontaminate,
-        benchmark_path=args.benchmark_data,
-        ngram=args.ngram,
-        shard_tokens=args.shard_tokens,
-        workers=args.workers,
-        force=args.force,
-    )
+    if (args.source is None) == (args.dir is None):
+        parser.error("pass exactly one of --source NAME and --dir PATH")
+    home = hrm_codegen_home() / "corpus"
+    output = args.output or str(home / Path(args.source).stem if args.source else home)
+    options = {
+        "benchmark_path": args.benchmark_data,
+        "polyglot_dir": args.polyglot_dir,
+        "lcb_path": args.lcb_path,
+        "workers": args.workers,
+        "force": args.force,
+    }
+    if args.dir:
+        if args.set:
+            parser.error("--set applies to a --source config, not to --dir folders")
+        build_corpus(output, tokenizer=args.tokenizer, source_dirs=args.dir, **options)
+    else:
+        build_named_corpus(args.source, output, args.tokenizer, dict(args.set), **options)
 
 
 if __name__ == "__main__":

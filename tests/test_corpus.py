@@ -11,7 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-from hrm_codegen.data.corpus import PackedDataset, build_corpus, python_files
+from hrm_codegen.data.corpus import (
+    DROPPED_FILE,
+    CorpusSource,
+    Document,
+    PackedDataset,
+    build_corpus,
+    python_files,
+)
 from hrm_codegen.data.corpus_filters import (
     Decontaminator,
     FilterConfig,
@@ -323,50 +330,41 @@ def test_packed_dataset_reads_a_real_build(tmp_path, benchmark_dir, tokenizer_di
     assert dataset[2]["labels"].tolist() == stream[33:49].tolist()
 
 
-def test_streamed_hub_dataset_goes_through_the_same_pipeline(
-    tmp_path, benchmark_dir, tokenizer_dir, monkeypatch
-):
-    """The hub is never contacted in tests: `datasets.load_dataset` is replaced by a stream."""
-    import datasets
+class TextSource(CorpusSource):
+    """Documents given as texts (as the `hf` source yields its rows)."""
 
-    rows = [{"content": GOOD}, {"content": "x = 1\n"}, {"content": CONTAMINATED}, {"content": GOOD}]
-    calls = []
+    kind = "texts"
 
-    def fake_stream(name, split, streaming):
-        calls.append((name, split, streaming))
-        return iter(rows)
+    def __init__(self, texts: list[str]) -> None:
+        super().__init__()
+        self.texts = texts
 
-    monkeypatch.setattr(datasets, "load_dataset", fake_stream)
+    def list_documents(self):
+        for index, text in enumerate(self.texts):
+            yield Document(name=f"row{index}", language="python", text=text)
+
+
+def test_text_documents_go_through_the_same_pipeline(tmp_path, benchmark_dir, tokenizer_dir):
+    texts = [GOOD, "x = 1\n", CONTAMINATED, GOOD]
     meta = build_corpus(
-        tmp_path / "hub",
+        tmp_path / "texts",
         tokenizer=tokenizer_dir,
-        hf_dataset="someone/python-files",
+        source=TextSource(texts),
         benchmark_path=str(benchmark_dir),
         workers=1,
         progress=False,
     )
-    assert calls == [("someone/python-files", "train", True)]
-    assert meta["sources"] == {
-        "hf_dataset": "someone/python-files",
-        "column": "content",
-        "split": "train",
-    }
-    assert meta["files"] == {
-        "seen": 4,
-        "kept": 1,
-        "dropped": {"contaminated": 1, "duplicate": 1, "too_small": 1},
-    }
-    with pytest.raises(KeyError, match="--text-column"):
-        build_corpus(
-            tmp_path / "bad",
-            tokenizer=tokenizer_dir,
-            hf_dataset="someone/python-files",
-            hf_text_column="text",
-            decontaminate=False,
-            workers=1,
-            progress=False,
-        )
-    assert not list(tmp_path.glob("bad*"))  # a failed build leaves nothing behind
+    assert meta["source"]["kind"] == "texts" and meta["source"]["documents"] == 4
+    assert meta["files"]["seen"] == 4 and meta["files"]["kept"] == 1
+    assert meta["files"]["dropped"] == {"contaminated": 1, "duplicate": 1, "too_small": 1}
+    assert meta["files"]["contaminated_by"] == {"mbpp": 1}
+    dropped = [json.loads(line) for line in (tmp_path / "texts" / DROPPED_FILE).open()]
+    assert [(d["name"], d["reason"]) for d in dropped] == [
+        ("row1", "too_small"),
+        ("row2", "contaminated"),
+        ("row3", "duplicate"),
+    ]
+    assert dropped[2]["detail"] == "row0"  # the kept copy it duplicates
 
 
 def test_build_refuses_to_replace_a_folder_that_is_not_a_corpus(tmp_path, tokenizer_dir):

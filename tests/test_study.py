@@ -214,6 +214,36 @@ def test_the_report_and_its_published_copy_show_every_sweep_point_and_the_comman
         assert f"smoke_{name}.png" in published.read_text()
 
 
+def test_results_name_the_data_and_refuse_a_run_on_other_data(smoke_study, tmp_path):
+    import shutil
+
+    from hrm_codegen.data.corpus import read_manifest
+    from hrm_codegen.study import StudyConfigError
+    from hrm_codegen.study.report import write_report
+
+    out = smoke_study["root"] / "out"
+    results = json.loads((out / "results.json").read_text())
+    fingerprint = read_manifest(out / "prepare" / "corpus")["fingerprint"]
+    assert results["data"]["corpus_fingerprint"] == fingerprint
+    for run in _runs(results, stage="pretrain"):
+        assert run["provenance"]["corpus_fingerprint"] == fingerprint
+        assert run["provenance"]["intra_op_threads"] >= 1
+    assert fingerprint in smoke_study["report"].read_text()
+
+    # a copy of the study in which one run claims another corpus
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy, symlinks=True)
+    run_dir = copy / Path(_runs(results, stage="pretrain")[0]["run_dir"]).relative_to(out)
+    config = OmegaConf.load(run_dir / "config.yaml")
+    config.provenance.corpus_fingerprint = "0" * 64
+    OmegaConf.save(config, run_dir / "config.yaml")
+    spec = load_spec(smoke_study["cfg"]["study"])
+    runner = StudyRunner(spec, copy, log=lambda _: None)
+    runner.prepare()
+    with pytest.raises(StudyConfigError, match="0{64}.*cannot share one table"):
+        write_report(runner)
+
+
 def test_a_rerun_trains_nothing_and_rewrites_the_same_numbers(smoke_study, monkeypatch):
     import hrm_codegen.training as training
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 
 _WORD = re.compile(r"\w+")
@@ -99,31 +99,47 @@ def is_distinctive(gram: str, n: int) -> bool:
 class Decontaminator:
     """Flags text sharing an n-gram of normalised tokens with any of the benchmark texts.
 
-    Only distinctive benchmark n-grams (see `is_distinctive`) are kept for matching.
+    Only distinctive benchmark n-grams (see `is_distinctive`) are kept for matching. Texts given
+    as a mapping (benchmark name -> texts) let `match` say which benchmark a file overlaps.
     """
 
-    def __init__(self, benchmark_texts: Iterable[str], n: int = 10) -> None:
+    def __init__(
+        self, benchmark_texts: Iterable[str] | Mapping[str, Iterable[str]], n: int = 10
+    ) -> None:
         if n < 1:
             raise ValueError(f"n-gram length {n} must be >= 1")
         self.n = n
-        self.ngrams: set[str] = set()
-        for text in benchmark_texts:
-            grams = ngrams(normalized_tokens(text), n)
-            self.ngrams.update(gram for gram in grams if is_distinctive(gram, n))
+        labelled = (
+            benchmark_texts
+            if isinstance(benchmark_texts, Mapping)
+            else {"benchmark": benchmark_texts}
+        )
+        self.ngrams: dict[str, str] = {}
+        for name, texts in labelled.items():
+            for text in texts:
+                for gram in ngrams(normalized_tokens(text), n):
+                    if is_distinctive(gram, n):
+                        self.ngrams.setdefault(gram, name)
         if not self.ngrams:
             raise ValueError(
                 f"no {n}-grams in the benchmark texts: decontamination would check nothing"
             )
 
-    def first_match(self, text: str) -> str | None:
-        """The first shared n-gram (for reports), or None when the text is clean."""
+    def match(self, text: str) -> tuple[str, str] | None:
+        """(benchmark, the first shared n-gram), or None when the text is clean."""
         for gram in ngrams(normalized_tokens(text), self.n):
-            if gram in self.ngrams:
-                return gram
+            name = self.ngrams.get(gram)
+            if name is not None:
+                return name, gram
         return None
 
+    def first_match(self, text: str) -> str | None:
+        """The first shared n-gram (for reports), or None when the text is clean."""
+        found = self.match(text)
+        return None if found is None else found[1]
+
     def is_contaminated(self, text: str) -> bool:
-        return self.first_match(text) is not None
+        return self.match(text) is not None
 
 
 def benchmark_texts(data_path: str | None = None) -> list[str]:

@@ -32,6 +32,9 @@ def run_study_from_config(cfg: dict[str, Any], command: str = "") -> Path:
     spec = load_spec(cfg["study"])
     output = Path(cfg.get("output_dir") or Path("studies") / spec.name)
     runner = StudyRunner(spec, output)
+    if cfg.get("prepare_only"):
+        runner.prepare()
+        return runner.corpus_dir
     if cfg.get("report_only"):
         runner.prepare()
         return write_report(runner, publish_dir=cfg.get("publish_dir"), command=command)

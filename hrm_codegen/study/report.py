@@ -59,6 +59,7 @@ def run_summary(runner: StudyRunner, key: RunKey) -> dict[str, Any]:
     }
     curve = _curve(run_dir)
     out["curve"] = curve
+    out["provenance"] = _provenance(run_dir)
     state_file = run_dir / "checkpoint" / "trainer_state.json"
     if state_file.is_file():
         state = json.loads(state_file.read_text())
@@ -82,6 +83,60 @@ def run_summary(runner: StudyRunner, key: RunKey) -> dict[str, Any]:
     if "pass_at_k" in cache:
         out["pass_at_k"] = cache["pass_at_k"]
     return out
+
+
+def _provenance(run_dir: Path) -> dict[str, Any]:
+    """What the run recorded of its data and numeric environment (config.yaml `provenance`)."""
+    from omegaconf import OmegaConf
+
+    config = run_dir / "config.yaml"
+    if not config.is_file():
+        return {}
+    recorded = OmegaConf.load(config).get("provenance")
+    return OmegaConf.to_container(recorded) if recorded is not None else {}
+
+
+def data_record(runner: StudyRunner, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The study's corpus and tokenizer, by fingerprint, checked against every run's record.
+
+    Runs trained on another corpus or tokenizer than the study's cannot share its tables: a
+    mismatch (or a run that recorded none) is a `StudyConfigError` naming both fingerprints."""
+    from hrm_codegen.data.corpus import read_manifest
+    from hrm_codegen.study.spec import StudyConfigError
+    from hrm_codegen.tokenization import load_tokenizer, tokenizer_fingerprint
+
+    if runner.corpus_dir is None or runner.tokenizer_dir is None:
+        return {}
+    manifest = read_manifest(runner.corpus_dir)
+    expected = {
+        "corpus_fingerprint": manifest["fingerprint"],
+        "tokenizer_fingerprint": tokenizer_fingerprint(load_tokenizer(runner.tokenizer_dir)),
+    }
+    for run in runs:
+        if run["status"] == "new":
+            continue
+        keys = ["tokenizer_fingerprint"]
+        if run["stage"] == "pretrain":  # fine-tuning reads MBPP; its corpus is its start's
+            keys.append("corpus_fingerprint")
+        for key in keys:
+            found = run["provenance"].get(key)
+            if found != expected[key]:
+                raise StudyConfigError(
+                    f"{run['run_dir']} recorded {key.split('_')[0]} fingerprint {found} but the "
+                    f"study's is {expected[key]}; runs on other data cannot share one table: "
+                    "move that run away (it retrains) or point the study at its corpus"
+                )
+    return {
+        **expected,
+        "source": manifest.get("source", {}),
+        "files": manifest.get("files", {}),
+        "splits": {
+            split: {k: v for k, v in info.items() if k != "shards"}
+            for split, info in manifest.get("splits", {}).items()
+        },
+        "decontamination": (manifest.get("config") or {}).get("decontamination"),
+        "near_dedup": (manifest.get("config") or {}).get("near_dedup"),
+    }
 
 
 def _model_facts(run_dir: Path) -> dict[str, Any]:
@@ -196,6 +251,7 @@ def collect(runner: StudyRunner) -> dict[str, Any]:
             "jobs": spec.jobs,
             "threads_per_job": threads_per_job(spec.jobs),
         },
+        "data": data_record(runner, runs),
         "arms": arms,
         "equal_tokens": _equal_tokens(runs, selected),
         "runs": runs,
@@ -341,6 +397,7 @@ def render_markdown(result: dict[str, Any], command: str, plots: list[str]) -> s
         "- Spread: mean ± half the range over seeds (each seed's value in brackets). "
         '"Beyond seed noise" means every seed of one arm beats every seed of the other.',
         "",
+        *_data_lines(result.get("data") or {}, result["study"]),
     ]
     arms = result["arms"]
     if arms:
@@ -494,6 +551,40 @@ def render_markdown(result: dict[str, Any], command: str, plots: list[str]) -> s
 
 
 # ----------------------------------------------------------------------------- plots
+
+
+def _data_lines(data: dict[str, Any], study: str) -> list[str]:
+    """The report's "Data" section: what every run read, by fingerprint."""
+    if not data:
+        return []
+    source = data.get("source", {})
+    pins = ", ".join(
+        f"{k} {v}" for k, v in source.items() if k not in ("kind", "names_sha256") and v is not None
+    )
+    files = data.get("files", {})
+    dropped = ", ".join(f"{k} {v}" for k, v in (files.get("dropped") or {}).items())
+    splits = "; ".join(
+        f"{name}: {info.get('documents', 0):,} documents, {info.get('tokens', 0):,} tokens"
+        for name, info in data.get("splits", {}).items()
+    )
+    benchmarks = sorted((data.get("decontamination") or {}).get("benchmarks") or {})
+    lines = [
+        "## Data",
+        "",
+        f"- Corpus source `{source.get('kind', '?')}` ({pins}); ordered file list sha256 "
+        f"`{source.get('names_sha256', '?')}`.",
+        f"- Corpus fingerprint `{data['corpus_fingerprint']}` (sha256 of the tokenizer and the "
+        "ordered token shards); tokenizer fingerprint "
+        f"`{data['tokenizer_fingerprint']}`. Every run below recorded both, and they match.",
+        f"- Files: {files.get('seen', 0):,} seen, {files.get('kept', 0):,} kept; dropped: "
+        f"{dropped or 'none'} (decontaminated against {', '.join(benchmarks) or 'nothing'}"
+        f"{'; MinHash near-duplicates removed' if data.get('near_dedup') else ''}).",
+        f"- Splits: {splits}.",
+        f"- Rebuild and check it: `python scripts/run_study.py study={study} prepare_only=true` "
+        "prints the same fingerprint on any machine with the same Python.",
+        "",
+    ]
+    return lines
 
 
 def write_plots(result: dict[str, Any], folder: Path, prefix: str) -> list[str]:

@@ -139,7 +139,7 @@ class StudyRunner:
 
     def prepare(self) -> tuple[Path, Path]:
         """The study's tokenizer folder and corpus folder, built under `<out>/prepare` once."""
-        from hrm_codegen.data.corpus import build_corpus, stdlib_dir
+        from hrm_codegen.data.corpus import build_corpus, build_named_corpus
         from hrm_codegen.training.data import auto_tokenizer_dir
 
         p = self.spec.prepare
@@ -165,19 +165,23 @@ class StudyRunner:
             self.corpus_dir = Path(str(p["corpus_dir"])).expanduser()
         else:
             c = dict(p.get("corpus") or {})
-            sources = [Path(str(s)).expanduser() for s in c.get("source_dirs") or [stdlib_dir()]]
+            options = {"workers": c.pop("workers", None), "progress": c.pop("progress", True)}
             self.corpus_dir = self.out / "prepare" / "corpus"
-            self.log(f"prepare: corpus from {[str(s) for s in sources]}")
-            build_corpus(
-                self.corpus_dir,
-                tokenizer=self.tokenizer_dir,
-                source_dirs=sources,
-                max_documents=c.get("max_documents"),
-                val_fraction=float(c.get("val_fraction", 0.01)),
-                decontaminate=bool(c.get("decontaminate", True)),
-                workers=c.get("workers"),
-                progress=bool(c.get("progress", True)),
-            )
+            if c.get("source_dirs"):  # folders of one's own (tests, quick experiments)
+                self.log(f"prepare: corpus from folders {c['source_dirs']}")
+                build_corpus(
+                    self.corpus_dir,
+                    tokenizer=self.tokenizer_dir,
+                    source_dirs=[Path(str(s)).expanduser() for s in c["source_dirs"]],
+                    max_documents=c.get("max_documents"),
+                    val_fraction=float(c.get("val_fraction", 0.01)),
+                    decontaminate=c.get("decontaminate", True),
+                    **options,
+                )
+            else:  # a named, pinned source (configs/corpus/<source>.yaml) with overrides
+                name = str(c.pop("source", "stdlib"))
+                self.log(f"prepare: corpus from source {name} {c or ''}")
+                build_named_corpus(name, self.corpus_dir, self.tokenizer_dir, c, **options)
         return self.tokenizer_dir, self.corpus_dir
 
     # ------------------------------------------------------------------ training

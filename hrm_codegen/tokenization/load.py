@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
@@ -127,3 +128,14 @@ def load_tokenizer(name_or_path: str | os.PathLike) -> PreTrainedTokenizerFast:
         f"unknown tokenizer {name!r}: not 'gpt2', 'code-bpe', nor an existing path to a "
         "folder with tokenizer.json (or vocab.json + merges.txt) or to a tokenizer.json"
     )
+
+
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    """sha256 of a tokenizer's canonical serialised form (a `transformers` fast tokenizer, a
+    `tokenizers.Tokenizer`, or its JSON string): token ids are only comparable under equal ones."""
+    import hashlib
+
+    if hasattr(tokenizer, "backend_tokenizer"):
+        tokenizer = tokenizer.backend_tokenizer
+    text = tokenizer if isinstance(tokenizer, str) else tokenizer.to_str()
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

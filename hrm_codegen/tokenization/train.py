@@ -23,7 +23,12 @@ from pathlib import Path
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from tqdm.auto import tqdm
 
-from hrm_codegen.tokenization.load import EOS_TOKEN, PAD_TOKEN, default_code_bpe_dir
+from hrm_codegen.tokenization.load import (
+    EOS_TOKEN,
+    PAD_TOKEN,
+    default_code_bpe_dir,
+    tokenizer_fingerprint,
+)
 
 DEFAULT_VOCAB_SIZE = 16384
 CODE_PRETOKENIZE_PATTERN = (
@@ -134,6 +139,8 @@ def train_code_bpe(
         "vary_layouts": vary_layouts,
         "seed": seed,
         "pretokenize_pattern": CODE_PRETOKENIZE_PATTERN,
+        # what a corpus manifest and a run record as this tokenizer's identity
+        "fingerprint": tokenizer_fingerprint(tokenizer),
     }
     (output / "training.json").write_text(json.dumps(info, indent=2) + "\n")
     return output

@@ -34,6 +34,9 @@ class StageData:
     eval_tasks: list[Any] = field(default_factory=list)  # CodeTasks for pass@1 (SFT only)
     max_seq_len: int = 0
     description: str = ""
+    # What exactly the run reads: the corpus manifest's fingerprint (pretraining); recorded in the
+    # run's config and first metrics record, and compared across a study's runs.
+    fingerprints: dict[str, str] = field(default_factory=dict)
 
 
 class BatchOrder:
@@ -129,14 +132,24 @@ def _sft_data(data_cfg: dict[str, Any], tokenizer: Any, prefix_lm: bool = False)
 
 
 def _pretrain_data(data_cfg: dict[str, Any], tokenizer: Any) -> StageData:
-    from hrm_codegen.data.corpus import PackedDataset, stack_windows, tokenizer_fingerprint
+    from hrm_codegen.data.corpus import (
+        PackedDataset,
+        read_manifest,
+        stack_windows,
+        tokenizer_fingerprint,
+    )
     from hrm_codegen.tokenization import hrm_codegen_home
 
-    shard_dir = Path(str(data_cfg.get("shard_dir") or hrm_codegen_home() / "corpus")).expanduser()
+    source = data_cfg.get("source")
+    default = (
+        hrm_codegen_home() / "corpus" / str(source) if source else hrm_codegen_home() / "corpus"
+    )
+    shard_dir = Path(str(data_cfg.get("shard_dir") or default)).expanduser()
     if not (shard_dir / "meta.json").is_file():
+        build = f"--source {source}" if source else "--source stdlib"
         raise DataConfigError(
             f"no corpus at data.shard_dir={shard_dir} (meta.json missing): build it with "
-            f"`python scripts/build_corpus.py --output {shard_dir}` or set data.shard_dir"
+            f"`python scripts/build_corpus.py {build} --output {shard_dir}` or set data.shard_dir"
         )
     seq_len = int(data_cfg["max_seq_len"])
     try:
@@ -161,6 +174,7 @@ def _pretrain_data(data_cfg: dict[str, Any], tokenizer: Any) -> StageData:
         collate=stack_windows,
         max_seq_len=seq_len,
         description=f"corpus {shard_dir}: {len(train)} train windows of {seq_len}, {val_text}",
+        fingerprints={"corpus": read_manifest(shard_dir)["fingerprint"]},
     )
 
 

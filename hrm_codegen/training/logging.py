@@ -15,6 +15,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 METRICS_FILE = "metrics.jsonl"
+SUPERSEDED_FILE = "metrics.superseded.jsonl"
 LOGGER_NAMES = ("console", "jsonl", "wandb")
 
 
@@ -37,6 +38,14 @@ class RunLogger:
             raise ValueError(f"logger.name={name!r} is not one of {LOGGER_NAMES} (pick logger=...)")
         self.is_main = is_main
         self.metrics_path = run_dir / METRICS_FILE if (run_dir is not None and is_main) else None
+        if self.metrics_path is not None and self.metrics_path.is_file():
+            superseded = drop_rows_after(self.metrics_path, initial_step)
+            if superseded:
+                tqdm.write(
+                    f"resuming at step {initial_step}: {superseded} metrics rows logged after it "
+                    f"by the interrupted process moved to {SUPERSEDED_FILE}",
+                    file=sys.stdout,
+                )
         show_bar = bool(logger_cfg.get("progress_bar", True)) and is_main
         self.bar = tqdm(
             total=total_steps,
@@ -120,6 +129,28 @@ def _short(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.3g}" if abs(value) < 1e4 else f"{value:.3e}"
     return str(value)
+
+
+def drop_rows_after(path: Path, step: int) -> int:
+    """Move the rows of a metrics file logged after `step` (work a killed process did past its
+    last checkpoint, which the resumed run redoes) to `metrics.superseded.jsonl` beside it, so
+    that a killed and resumed run logs exactly what an uninterrupted one does. Returns how many."""
+    keep, later = [], []
+    for line in path.read_text().splitlines(keepends=True):
+        if not line.strip():
+            continue
+        try:
+            row_step = int(json.loads(line).get("step", 0))
+        except (json.JSONDecodeError, TypeError, ValueError):
+            row_step = step + 1  # a torn last line from a kill mid-write
+        (keep if row_step <= step else later).append(line if line.endswith("\n") else line + "\n")
+    if later:
+        with (path.parent / SUPERSEDED_FILE).open("a") as handle:
+            handle.writelines(later)
+        tmp = path.with_suffix(".jsonl.tmp")
+        tmp.write_text("".join(keep))
+        tmp.replace(path)
+    return len(later)
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from hrm_codegen.bpb import token_byte_lengths
 from hrm_codegen.model import registry
@@ -79,6 +79,7 @@ from hrm_codegen.training.run_dir import (  # run_dir_from_config is re-exported
     run_dir_of,
     write_config_snapshot,
 )
+from hrm_codegen.training.runtime import apply_threads, runtime_record
 
 # Errors a user can fix from the command line; the launcher prints them without a traceback.
 USER_ERRORS = (
@@ -146,6 +147,8 @@ class Trainer(LMStep):
             )
         validate_config(cfg)
         self.cfg = cfg
+        threads = cfg.get("threads") or {}
+        apply_threads(threads.get("intra_op"), threads.get("inter_op"))
         # accelerate keeps one process-wide state; reset its per-run part (precision, device
         # placement) so train() can run again in the same process with other settings.
         AcceleratorState._reset_state(reset_partial_state=False)
@@ -468,6 +471,9 @@ class Trainer(LMStep):
         cfg, acc = self.cfg, self.accelerator
         if self.dry_run:
             return self._dry_run()
+        provenance = self.provenance()
+        with open_dict(cfg):
+            cfg.provenance = provenance
         if self.is_main:
             write_config_snapshot(self.run_dir, cfg)
         max_steps = int(cfg.train.max_steps)
@@ -483,6 +489,7 @@ class Trainer(LMStep):
             initial_step=self.step,
             run_name=f"{cfg.experiment_name}/{self.run_dir.name}",
         )
+        logger.log({f"provenance/{k}": v for k, v in provenance.items()}, self.step)
         window: dict[str, float] = {}
         window_steps, window_start = 0, time.perf_counter()
         interrupted: int | None = None
@@ -562,6 +569,19 @@ class Trainer(LMStep):
             )
         out.update(self._progress())
         out["epoch"] = self.order.epoch + self.order.offset / self.order.num_samples
+        return out
+
+    def provenance(self) -> dict[str, Any]:
+        """The data and numeric environment this run (or this resumed part of it) ran on: the
+        corpus and tokenizer fingerprints, threads and library versions."""
+        from hrm_codegen.tokenization import tokenizer_fingerprint
+
+        out: dict[str, Any] = {
+            f"{name}_fingerprint": value for name, value in self.data.fingerprints.items()
+        }
+        out["tokenizer_fingerprint"] = tokenizer_fingerprint(self.tokenizer)
+        out.update(runtime_record())
+        out["processes"] = self.accelerator.num_processes
         return out
 
     def _progress(self) -> dict[str, float]:
