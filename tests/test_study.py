@@ -214,6 +214,13 @@ def test_the_report_and_its_published_copy_show_every_sweep_point_and_the_comman
         assert f"smoke_{name}.png" in published.read_text()
 
 
+def test_a_sequential_study_logs_each_run_as_it_finishes_with_an_eta(smoke_study):
+    finished = [line for line in smoke_study["stdout"].splitlines() if "elapsed, ETA" in line]
+    sweep = [line for line in finished if "train pretrain" in line][:6]
+    assert [line.split("[")[1].split(",")[0] for line in sweep] == [f"{i}/6" for i in range(1, 7)]
+    assert sweep[-1].endswith("ETA 0 s]")
+
+
 def test_results_name_the_data_and_refuse_a_run_on_other_data(smoke_study, tmp_path):
     import shutil
 
@@ -319,7 +326,10 @@ def test_runs_side_by_side_match_the_sequential_ones_and_log_to_files(smoke_stud
         ours = final_metric(key.path(tmp_path), "val/bpb")
         assert ours == pytest.approx(final_metric(key.path(source.out), "val/bpb"), rel=1e-4)
         assert str(key.path(tmp_path)) in runner.log_path("train", key).read_text()
-    assert "2 at a time" in lines[0] and any("[2/2]" in line for line in lines)
+    assert "2 at a time" in lines[0]
+    finished = [line for line in lines if "elapsed, ETA" in line]
+    assert [line.split("[")[1].split(",")[0] for line in finished] == ["1/2", "2/2"]
+    assert finished[-1].endswith("ETA 0 s]")
 
 
 def test_a_failing_worker_stops_the_study_with_its_error(smoke_study, tmp_path):

@@ -43,6 +43,7 @@ from hrm_codegen.rl.gspo import (
     token_log_probs,
 )
 from hrm_codegen.rl.rewards import RewardConfig, compute_rewards
+from hrm_codegen.tokenization import tokenizer_fingerprint
 from hrm_codegen.training.checkpointing import (
     CHECKPOINT_DIR,
     CheckpointError,
@@ -51,6 +52,7 @@ from hrm_codegen.training.checkpointing import (
 )
 from hrm_codegen.training.logging import RunLogger
 from hrm_codegen.training.optim import lr_at_step, optimizer_from_config, set_lr
+from hrm_codegen.training.runtime import apply_threads, runtime_record
 
 # How generated ids become text, as in `generation.generate` (special tokens such as EOS dropped).
 DECODE_KWARGS = {"skip_special_tokens": True, "clean_up_tokenization_spaces": False}
@@ -207,6 +209,8 @@ class GSPOLoop:
         from hrm_codegen.tokenization import load_tokenizer
 
         self.cfg = cfg
+        threads = cfg.get("threads") or {}
+        apply_threads(threads.get("intra_op"), threads.get("inter_op"))
         self.settings = GSPOSettings.from_config(cfg.get("gspo"))
         self.rank, self.world = _distributed()
         self.is_main = self.rank == 0
@@ -597,6 +601,8 @@ class GSPOLoop:
             f"process(es), {s.steps_per_generation} update(s) per generation, clip "
             f"[1-{s.eps_low}, 1+{s.eps_high}], beta {s.beta}"
         )
+        record = {"tokenizer_fingerprint": tokenizer_fingerprint(self.tokenizer), **runtime_record()}
+        logger.log({f"provenance/{k}": v for k, v in record.items()}, 0)
         log_interval = int(self.cfg.get("log_interval") or 1)
         checkpoint_interval = int(self.cfg.get("checkpoint_interval") or self.max_steps)
         progress = {"tokens_seen": 0, "train_seconds": 0.0}

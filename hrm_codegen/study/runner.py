@@ -36,7 +36,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -394,11 +394,16 @@ class StudyRunner:
 
     def for_each(self, method: str, keys: list[RunKey]) -> None:
         """`self.<method>(key)` for every key: in this process when `jobs` is 1, else in `jobs`
-        spawned workers; the first failure stops the rest and is raised here."""
+        spawned workers; the first failure stops the rest and is raised here. Each finished key
+        is logged as it finishes, with its count and an ETA from the mean time per key so far."""
+        if not keys:
+            return
+        progress = _Progress(method, len(keys), self.log)
         jobs = min(self.spec.jobs, len(keys))
         if jobs <= 1:
             for key in keys:
-                getattr(self, method)(key)
+                result = getattr(self, method)(key)
+                progress.done(key, result)
             return
         threads = threads_per_job(jobs)
         self.log(f"{method}: {len(keys)} runs, {jobs} at a time ({threads} thread(s) each)")
@@ -412,15 +417,9 @@ class StudyRunner:
             futures = {pool.submit(_run_in_worker, self, method, key): key for key in keys}
             pending = set(futures)
             while pending:
-                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
-                    key = futures[future]
-                    result = future.result()  # raises the worker's error
-                    status = result if isinstance(result, str) else "ok"
-                    self.log(
-                        f"  {method} {key.stage} {key.arm} lr={key.lr:g} seed={key.seed}: "
-                        f"{status} [{len(futures) - len(pending)}/{len(futures)}]"
-                    )
+                    progress.done(futures[future], future.result())  # raises the worker's error
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)
             raise
@@ -443,6 +442,30 @@ class StudyRunner:
             }
         )
         path.write_text(json.dumps(sessions, indent=2) + "\n")
+
+
+class _Progress:
+    """ "[i/N]" lines with the elapsed time and an ETA, one per finished key (a study's runs take
+    minutes each, so a line per run is the progress bar that stays honest in a log file)."""
+
+    def __init__(self, method: str, total: int, log: Callable[[str], None]) -> None:
+        self.method, self.total, self.log = method, total, log
+        self.finished = 0
+        self.start = time.perf_counter()
+
+    def done(self, key: RunKey, result: Any) -> None:
+        self.finished += 1
+        elapsed = time.perf_counter() - self.start
+        eta = elapsed / self.finished * (self.total - self.finished)
+        status = result if isinstance(result, str) else "ok"
+        self.log(
+            f"  {self.method} {key.stage} {key.arm} lr={key.lr:g} seed={key.seed}: {status} "
+            f"[{self.finished}/{self.total}, {_minutes(elapsed)} elapsed, ETA {_minutes(eta)}]"
+        )
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
 def threads_per_job(jobs: int) -> int:
