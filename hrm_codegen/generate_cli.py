@@ -22,6 +22,7 @@ from hrm_codegen.data.tasks import canonical_benchmark, program_parts
 from hrm_codegen.evaluation import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S, USER_ERRORS
 from hrm_codegen.generation import truncate_at_stop
 from hrm_codegen.quantization import QUANTIZE_CHOICES
+from hrm_codegen.runtime import apply_threads
 
 _DECODE = {"skip_special_tokens": True, "clean_up_tokenization_spaces": False}
 
@@ -63,6 +64,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     run.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S)
     run.add_argument("--memory-mb", type=int, default=DEFAULT_MEMORY_MB)
     run.add_argument("--sandbox", choices=["auto", "bwrap", "none-unsafe"], default="auto")
+    parser.add_argument(
+        "--threads",
+        default="auto",
+        help="CPU threads for the model: a number, or 'auto' (default: the cores not busy now)",
+    )
     return parser.parse_args(argv)
 
 
@@ -187,9 +193,16 @@ def generate_completions(
     args: argparse.Namespace, model, tokenizer, prompt: str, stop: list[str], out: TextIO
 ) -> list[str]:
     """The `--num-samples` generated texts, streamed to `out` (our models) or written when done
-    (HF models, which decode inside their own `generate`)."""
+    (HF models, which decode inside their own `generate`).
+
+    A progress bar on stderr (tokens, ETA; per token, not per sample) whenever nothing else shows
+    that decoding goes on: for HF models, and for ours when `out` is not the terminal (a file,
+    a pipe). Text streamed to the terminal is its own progress, and a bar drawn between its
+    characters would garble it.
+    """
     from hrm_codegen.generation import generate, generate_hf
 
+    streams_to_terminal = args.model_type != "hf" and _is_terminal(out)
     options = dict(
         max_new_tokens=args.max_new_tokens,
         num_samples=args.num_samples,
@@ -198,6 +211,7 @@ def generate_completions(
         top_p=args.top_p,
         stop=stop or None,
         seed=args.seed,
+        progress=_is_terminal(sys.stderr) and not streams_to_terminal,
     )
     if args.model_type == "hf":
         texts = generate_hf(model, tokenizer, [prompt], batch_size=1, **options)[0]
@@ -214,6 +228,13 @@ def generate_completions(
         for text in texts:
             print(text, file=out)
     return texts
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
 
 
 def judge(args: argparse.Namespace, task: CodeTask, texts: list[str], out: TextIO) -> list[bool]:
@@ -245,6 +266,7 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     args = parse_args(argv)
     try:
+        apply_threads(args.threads)
         if args.num_samples < 1:
             raise ValueError(f"--num-samples {args.num_samples}: give at least 1")
         if args.save_quantized and args.quantize is None:

@@ -27,7 +27,9 @@ from __future__ import annotations
 import hashlib
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 import torch
@@ -142,6 +144,59 @@ class StopStringWatcher:
 
 # `on_token(prompt_index, sample_index, token_id)`: a streaming hook, called as tokens are chosen.
 TokenCallback = Callable[[int, int, int], None]
+
+# `on_progress(units)`: how much decoding work was just done, for progress bars. Every sample is
+# worth `max_new_tokens` units: one as each of its tokens is chosen, the rest when it ends early
+# (EOS, a stop string, the model's max_seq_len), so a call's units always add up to
+# prompts x num_samples x max_new_tokens, and a bar over them moves per token and ends full.
+ProgressCallback = Callable[[int], None]
+
+_PROGRESS_HOOK: ContextVar[ProgressCallback | None] = ContextVar(
+    "generation_progress", default=None
+)
+
+
+@contextmanager
+def progress_hook(callback: ProgressCallback) -> Iterator[None]:
+    """Report the progress of every `generate_ids` / `generate` / `generate_hf` call inside the
+    block to `callback` (units as `ProgressCallback`), on top of their own `progress` bar.
+
+    For callers that reach generation through layers that only pass `progress: bool` (the
+    trainer's pass@1 goes through `evaluate_model`) and want their own bar, e.g. one nested under
+    the training bar. Decoding itself is unchanged.
+    """
+    token = _PROGRESS_HOOK.set(callback)
+    try:
+        yield
+    finally:
+        _PROGRESS_HOOK.reset(token)
+
+
+class _Progress:
+    """A generate call's own bar (`progress`) and the `progress_hook` callback, advanced together.
+
+    `report(units)` counts `units` x `copies` (a greedy row stands for every sample of its
+    prompt); it is None when nobody listens, so decoding does no bookkeeping then.
+    """
+
+    def __init__(self, total_samples: int, max_new_tokens: int, copies: int, progress: bool):
+        self.hook = _PROGRESS_HOOK.get()
+        self.copies, self.total_samples = copies, total_samples
+        self.bar = tqdm(
+            total=total_samples * max_new_tokens, desc="generate", unit="tok", disable=not progress
+        )
+        self.report = self._report if (progress or self.hook is not None) else None
+
+    def _report(self, units: int) -> None:
+        self.bar.update(units * self.copies)
+        if self.hook is not None:
+            self.hook(units * self.copies)
+
+    def samples_done(self, count: int) -> None:
+        self.bar.set_postfix_str(f"{count}/{self.total_samples} samples")
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def _derived_seed(seed: int, key: Sequence[int], index: int) -> int:
@@ -369,6 +424,8 @@ def _decode_rows(
     step_fn=None,
     static_batch: int | None = None,
     on_token: TokenCallback | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    row_units: int = 0,
 ) -> None:
     """Generate every row to its end, appending to `row.tokens`; rows share their prompt's prefill.
 
@@ -378,7 +435,8 @@ def _decode_rows(
     the batch is done; only then is the cache compacted, so a batch copies its cache at most
     log2(rows) times rather than once per finished row. With `step_fn` (fixed-shape decoding) the
     batch keeps its shape to the end, padded to `static_batch` rows with finished dummy rows so
-    that every chunk of a call has the shape the step was compiled for.
+    that every chunk of a call has the shape the step was compiled for. `on_progress` gets the
+    units of each step (`ProgressCallback`, each row worth `row_units`).
     """
     device = prefill.input_ids.device
     batch = list(rows)  # the rows in cache order, finished ones included
@@ -403,17 +461,22 @@ def _decode_rows(
         stepper = _EagerStepper(model, input_ids, attention_mask, cache, prefill.padded)
     while True:
         tokens = _choose_tokens(logits, batch, sampling)
+        units = 0  # progress: one per token kept, plus what a row ending now leaves unused
         for row, token in zip(batch, tokens):
             if row.done:
                 continue
             if token == eos_token_id:
                 row.done = True
+                units += row_units - len(row.tokens)
                 continue
             row.tokens.append(token)
             if on_token is not None:
                 on_token(row.prompt_index, row.sample_index, token)
             stopped = row.watcher is not None and row.watcher.update(row.tokens)
             row.done = stopped or len(row.tokens) >= row.budget
+            units += 1 + (row_units - len(row.tokens) if row.done else 0)
+        if on_progress is not None:
+            on_progress(units)
         keep = [b for b, row in enumerate(batch) if not row.done]
         if not keep:
             return
@@ -495,7 +558,9 @@ def generate_ids(
     fixed-shape steps on a static cache through `torch.compile` (CUDA graphs on CUDA); the prefill
     stays eager. The first call per batch shape pays the compilation. `on_token(prompt, sample,
     token)` is called for every token kept, as it is chosen (streaming; greedy decodes one row per
-    prompt, reported as sample 0).
+    prompt, reported as sample 0). `progress` shows a bar that moves per token (units as
+    `ProgressCallback`: tokens, with what a sample ending early leaves unused counted as done, so
+    its rate and ETA hold however early samples stop), with the samples finished beside it.
 
     Rows are also capped at `model.config.max_seq_len` tokens in total (prompt + new), with a warning.
     """
@@ -550,7 +615,9 @@ def generate_ids(
 
     was_training = model.training
     model.eval()
-    bar = tqdm(total=len(prompts) * num_samples, desc="generate", unit="seq", disable=not progress)
+    copies = num_samples if greedy else 1
+    tracker = _Progress(len(prompts) * num_samples, max_new_tokens, copies, progress)
+    samples_done = 0
     try:
         for group in groups:
             prefill = _prefill(
@@ -585,13 +652,15 @@ def generate_ids(
                     step_fn=step_fn,
                     static_batch=min(batch_size, len(prompts) * rows_per_prompt),
                     on_token=on_token,
+                    on_progress=tracker.report,
+                    row_units=max_new_tokens,
                 )
                 for row in rows:
-                    copies = num_samples if greedy else 1
                     results[row.prompt_index].extend(list(row.tokens) for _ in range(copies))
-                bar.update(len(rows) * (num_samples if greedy else 1))
+                samples_done += len(rows) * copies
+                tracker.samples_done(samples_done)
     finally:
-        bar.close()
+        tracker.close()
         if hasattr(model, "end_decoding"):
             model.end_decoding()
         model.train(was_training)
@@ -723,7 +792,9 @@ def generate_hf(
     cuda_devices = [device.index or 0] if device.type == "cuda" else []
     was_training = hf_model.training
     hf_model.eval()
-    bar = tqdm(total=len(prompts) * num_samples, desc="generate", unit="seq", disable=not progress)
+    copies = num_samples if greedy else 1
+    tracker = _Progress(len(prompts) * num_samples, max_new_tokens, copies, progress)
+    samples_done = 0
     try:
         for start in range(0, len(prompts), prompts_per_group):
             group = list(range(start, min(start + prompts_per_group, len(prompts))))
@@ -734,22 +805,49 @@ def generate_hf(
             }
             for first_sample in range(0, rows_per_prompt, batch_size):
                 count = min(batch_size, rows_per_prompt - first_sample)
+                watch = {}
+                if tracker.report is not None:
+                    rows = len(group) * count  # each row one sample
+                    watch["streamer"] = _StepStreamer(rows, max_new_tokens, tracker.report)
                 with torch.random.fork_rng(devices=cuda_devices):
                     if not greedy:
                         torch.manual_seed(_derived_seed(seed, group, first_sample))
-                    output = hf_model.generate(**encoded, num_return_sequences=count, **options)
+                    output = hf_model.generate(
+                        **encoded, num_return_sequences=count, **options, **watch
+                    )
                 new_tokens = output[:, encoded["input_ids"].shape[1] :].tolist()
                 for r, tokens in enumerate(new_tokens):
                     if eos_id is not None and eos_id in tokens:
                         tokens = tokens[: tokens.index(eos_id)]
                     text = truncate_at_stop(hf_tokenizer.decode(tokens, **_DECODE_KWARGS), stop)
-                    copies = num_samples if greedy else 1
                     results[group[r // count]].extend([text] * copies)
-                bar.update(len(new_tokens) * (num_samples if greedy else 1))
+                samples_done += len(new_tokens) * copies
+                tracker.samples_done(samples_done)
     finally:
-        bar.close()
+        tracker.close()
         hf_model.train(was_training)
     return results
+
+
+class _StepStreamer:
+    """A transformers streamer that only counts decoding steps, for `generate_hf`'s progress:
+    `generate` hands it the prompt first, then the batch's new tokens once per step, then calls
+    `end`. Every row is reported per step (an HF batch decodes until its last row ends), and
+    `end` reports what the rows' `max_new_tokens` budgets left unused."""
+
+    def __init__(self, rows: int, max_new_tokens: int, report: Callable[[int], None]):
+        self.rows, self.max_new_tokens, self.report = rows, max_new_tokens, report
+        self.prompt_seen, self.steps = False, 0
+
+    def put(self, value: torch.Tensor) -> None:
+        if not self.prompt_seen:
+            self.prompt_seen = True
+            return
+        self.steps += 1
+        self.report(self.rows)
+
+    def end(self) -> None:
+        self.report(self.rows * max(self.max_new_tokens - self.steps, 0))
 
 
 # --------------------------------------------------------------------------------------------------

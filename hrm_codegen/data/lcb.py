@@ -13,7 +13,8 @@ Three record kinds, read as LCB publishes them:
   `output` (a Python literal), `id`.
 
 Sources, first that works: an explicit path (a JSONL/JSON file or a folder), then
-`$HRM_CODEGEN_DATA_DIR/lcb/<kind>.jsonl`, then the hub (never used by the tests).
+`$HRM_CODEGEN_DATA_DIR/lcb/<kind>.jsonl`, then the hub (never used by the tests; reached through
+`hrm_codegen.data.mbpp.load_hub_dataset`, which gives up in seconds offline).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+from hrm_codegen.data.mbpp import data_dir_fix, first_line, load_hub_dataset
 from hrm_codegen.data.records import read_records
 
 DATA_DIR_ENV = "HRM_CODEGEN_DATA_DIR"
@@ -364,25 +366,30 @@ def _records(kind: str, path: str | os.PathLike | None, release: str | None) -> 
     return _records_from_hub(kind, release)
 
 
+def _local_fix(kind: str) -> str:
+    """Where an LCB file can come from, in command-line terms."""
+    flags = f", or pass --data /path/to/{Path(LOCAL_FILES[kind]).name} (LCB release records)"
+    return data_dir_fix(LOCAL_FILES[kind], flags)
+
+
 def _records_from_hub(kind: str, release: str | None) -> list[dict]:
     """LCB's hub datasets (network, or the local datasets cache when offline)."""
     try:
-        import datasets
+        import datasets  # noqa: F401  (load_hub_dataset needs it)
     except ImportError:
         raise FileNotFoundError(
-            f"no local LCB {kind} file: pass --data PATH (a JSONL of LCB records) or put it at "
-            f"${DATA_DIR_ENV}/{LOCAL_FILES[kind]}"
+            f"no local LCB {kind} file and no `datasets` package for the hub; {_local_fix(kind)}"
         ) from None
     options: dict[str, Any] = {"split": "test"}
     if kind == "codegeneration":
         tag = (release or "v6").strip().lower().removeprefix("release_")
         options.update(version_tag=f"release_{tag}", trust_remote_code=True)
     try:
-        return [dict(row) for row in datasets.load_dataset(HUB_DATASETS[kind], **options)]
+        return [dict(row) for row in load_hub_dataset(HUB_DATASETS[kind], **options)]
     except Exception as error:  # offline, no cache, or a datasets version without scripts
         raise FileNotFoundError(
-            f"could not load {HUB_DATASETS[kind]} from the hub ({error}); pass --data PATH "
-            f"(a JSONL of LCB records) or put it at ${DATA_DIR_ENV}/{LOCAL_FILES[kind]}"
+            f"could not load {HUB_DATASETS[kind]} from the hub ({first_line(error)}); "
+            f"{_local_fix(kind)}"
         ) from None
 
 

@@ -348,8 +348,11 @@ def _generator(model):
     """Our `generate` for our models, `generate_hf` for a transformers model (same shape)."""
     from hrm_codegen.generation import generate, generate_hf
 
-    transformers = sys.modules.get("transformers")
-    if transformers is not None and isinstance(model, transformers.PreTrainedModel):
+    # A transformers model exists only once transformers' modeling code is imported; asking the
+    # lazy `transformers` module for `PreTrainedModel` would import that code, and with it
+    # torchao and its load warnings, on every evaluation of our own models.
+    modeling = sys.modules.get("transformers.modeling_utils")
+    if modeling is not None and isinstance(model, modeling.PreTrainedModel):
         return generate_hf
     return generate
 

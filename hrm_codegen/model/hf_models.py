@@ -38,6 +38,11 @@ from hrm_codegen.model.layers import (
     prefix_token_types,
     swiglu_intermediate_size,
 )
+from hrm_codegen.quantization import silence_torchao_import_noise
+
+# Using any transformers model class imports torchao when it is installed, which warns about
+# kernels no model here needs (see silence_torchao_import_noise); drop exactly those warnings.
+silence_torchao_import_noise()
 
 HF_MODEL_TYPES = ("hrm_text", "llama")
 SPEC_NAME = "hrm_codegen.json"  # our fields transformers' config has no place for

@@ -43,6 +43,7 @@ from hrm_codegen.rl.gspo import (
     token_log_probs,
 )
 from hrm_codegen.rl.rewards import RewardConfig, compute_rewards
+from hrm_codegen.runtime import apply_threads, runtime_record
 from hrm_codegen.tokenization import tokenizer_fingerprint
 from hrm_codegen.training.checkpointing import (
     CHECKPOINT_DIR,
@@ -52,7 +53,6 @@ from hrm_codegen.training.checkpointing import (
 )
 from hrm_codegen.training.logging import RunLogger
 from hrm_codegen.training.optim import lr_at_step, optimizer_from_config, set_lr
-from hrm_codegen.training.runtime import apply_threads, runtime_record
 
 # How generated ids become text, as in `generation.generate` (special tokens such as EOS dropped).
 DECODE_KWARGS = {"skip_special_tokens": True, "clean_up_tokenization_spaces": False}
@@ -601,7 +601,10 @@ class GSPOLoop:
             f"process(es), {s.steps_per_generation} update(s) per generation, clip "
             f"[1-{s.eps_low}, 1+{s.eps_high}], beta {s.beta}"
         )
-        record = {"tokenizer_fingerprint": tokenizer_fingerprint(self.tokenizer), **runtime_record()}
+        record = {
+            "tokenizer_fingerprint": tokenizer_fingerprint(self.tokenizer),
+            **runtime_record(),
+        }
         logger.log({f"provenance/{k}": v for k, v in record.items()}, 0)
         log_interval = int(self.cfg.get("log_interval") or 1)
         checkpoint_interval = int(self.cfg.get("checkpoint_interval") or self.max_steps)

@@ -594,6 +594,7 @@ def write_plots(result: dict[str, Any], folder: Path, prefix: str) -> list[str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.ticker import EngFormatter
 
     arms = result["arms"]
     runs = [r for r in result["runs"] if r["stage"] == "pretrain"]
@@ -610,8 +611,10 @@ def write_plots(result: dict[str, Any], folder: Path, prefix: str) -> list[str]:
         fig.savefig(folder / f"{prefix}{name}.png", dpi=110)
         written.append(f"{prefix}{name}.png")
 
-    def band(x_key: str, scale: float, label_unit: str, name: str) -> None:
+    def band(x_key: str, scale: float, label_unit: str, name: str, si_unit: str = "") -> None:
         fig, ax = plt.subplots(figsize=(7, 4.5))
+        if si_unit:  # ticks with SI prefixes (500 GFLOPs, 2 TFLOPs) instead of "x1e12" and 0.003
+            ax.xaxis.set_major_formatter(EngFormatter(unit=si_unit))
         drawn = False
         for arm, entry in arms.items():
             chosen = [
@@ -649,7 +652,7 @@ def write_plots(result: dict[str, Any], folder: Path, prefix: str) -> list[str]:
             finish(fig, ax, label_unit, "val/bpb (corpus validation)", title, name)
         plt.close(fig)
 
-    band("flops", 1e12, "training FLOPs (x1e12)", "bpb_vs_flops")
+    band("flops", 1.0, "training compute (FLOPs)", "bpb_vs_flops", si_unit="FLOPs")
     band("train_seconds", 60.0, "training wall-clock (minutes)", "bpb_vs_time")
     band("tokens_seen", 1e6, "training tokens (millions)", "bpb_vs_tokens")
 

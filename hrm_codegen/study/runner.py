@@ -221,7 +221,9 @@ class StudyRunner:
         status = run_status(run_dir)
         if status in ("done", "diverged"):
             return status
-        overrides = self.overrides(key)
+        # the study's thread split, explicitly: `threads.intra_op=auto` would measure the load
+        # of this study's own other workers
+        overrides = [*self.overrides(key), f"threads.intra_op={threads_per_job(self.spec.jobs)}"]
         if status == "partial":
             overrides.append("resume=true")
             self.log(f"resume {run_dir}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,9 @@ from tqdm.auto import tqdm
 METRICS_FILE = "metrics.jsonl"
 SUPERSEDED_FILE = "metrics.superseded.jsonl"
 LOGGER_NAMES = ("console", "jsonl", "wandb")
+# The open loggers, newest last: waits inside training (evaluation) draw their bars under the
+# newest one's, and only when it shows one (`nested_bar`).
+_OPEN_LOGGERS: list[RunLogger] = []
 
 
 class RunLogger:
@@ -57,6 +61,9 @@ class RunLogger:
             file=sys.stdout,
         )
         self.plain_lines = is_main and not show_bar
+        self.shows_bar = show_bar
+        self._advanced_at: float | None = None  # when the last training step ended
+        _OPEN_LOGGERS.append(self)
         self.wandb_run = None
         if name == "wandb" and is_main and run_dir is not None:
             self.wandb_run = _start_wandb(run_dir, logger_cfg, config, run_name)
@@ -83,7 +90,24 @@ class RunLogger:
                 )
 
     def advance(self, steps: int = 1) -> None:
+        """Count `steps` finished training steps on the bar."""
         self.bar.update(steps)
+        self._advanced_at = time.perf_counter()
+
+    def resume_rate(self) -> None:
+        """Leave the time since the last `advance` (evaluation, checkpointing) out of the bar's
+        rate and ETA, which tqdm computes from wall time between updates: a 100 s evaluation
+        would otherwise read as one slow step and the ETA would jump. Call it when training
+        resumes; the time of the steps themselves is kept. Harmless to call after every step:
+        the bookkeeping between steps it leaves out is microseconds."""
+        if self.bar.disable or self._advanced_at is None:
+            return
+        paused = time.perf_counter() - self._advanced_at
+        # what tqdm's own `unpause` does, but from the end of the last step rather than from the
+        # last redraw, so steps not yet drawn keep their time
+        self.bar.start_t += paused
+        self.bar.last_print_t += paused
+        self._advanced_at = time.perf_counter()
 
     def print(self, message: str) -> None:
         """A line on the console that does not break the progress bar."""
@@ -92,9 +116,37 @@ class RunLogger:
 
     def close(self) -> None:
         self.bar.close()
+        if self in _OPEN_LOGGERS:
+            _OPEN_LOGGERS.remove(self)
         if self.wandb_run is not None:
             self.wandb_run.finish()
             self.wandb_run = None
+
+
+def nested_bar(total: int | None, desc: str, unit: str = "it") -> tqdm:
+    """A transient bar for a wait inside training (evaluation batches, pass@1 generation), drawn
+    under the training bar and erased when closed, so a long evaluation shows a count and an ETA
+    instead of a frozen training bar. Disabled (a no-op bar) unless an open `RunLogger` shows its
+    bar and stdout is a terminal: a run with `logger.progress_bar=false`, or writing to a log
+    file, gets no carriage-return noise from it."""
+    logger = _OPEN_LOGGERS[-1] if _OPEN_LOGGERS else None
+    show = logger is not None and logger.shows_bar and _is_terminal(sys.stdout)
+    return tqdm(
+        total=total,
+        desc=desc,
+        unit=unit,
+        leave=False,
+        disable=not show,
+        dynamic_ncols=True,
+        file=sys.stdout,
+    )
+
+
+def _is_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
 
 
 def _start_wandb(run_dir: Path, cfg: dict[str, Any], config: dict[str, Any], run_name: str) -> Any:

@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ import torch
 
 from hrm_codegen.bpb import BpbTotals, batch_bpb_totals, batched, dataset_bpb
 from hrm_codegen.training.data import count_label_tokens
+from hrm_codegen.training.logging import nested_bar
 
 
 @dataclass(frozen=True)
@@ -132,36 +133,66 @@ def validation_metrics(
     autocast: Callable[[], Any],
 ) -> dict[str, float]:
     """`val/loss`, `val/ppl` on up to `max_batches` batches of `val`, and bits per byte of each
-    set in `bpb_sets` (the validation split's own bpb comes from the same logits)."""
+    set in `bpb_sets` (the validation split's own bpb comes from the same logits).
+
+    Every batch counts on one transient bar under the training bar (`nested_bar`): on a busy CPU
+    an evaluation takes minutes, which a frozen training bar does not explain.
+    """
     if val is None or len(val) == 0:
         return {}
-    total, count = 0.0, 0
-    own = BpbTotals()
-    for cpu_batch in batched(val, collate, batch_size, max_batches):
-        batch = to_device(cpu_batch)
-        with autocast():
-            out = model(**batch)
-        n = count_label_tokens(batch)
-        total += float(lm_loss_of(out)) * n
-        count += n
-        loss_kind = getattr(model.config, "loss", "softmax")
-        own = own + batch_bpb_totals(out.logits, batch["labels"], byte_lengths, loss_kind)
-    loss = total / max(count, 1)
-    metrics = {"val/loss": loss, "val/ppl": math.exp(min(loss, 50.0))}
-    for name, (dataset, set_collate) in bpb_sets.items():
-        if dataset is val and (name == "val/bpb" or max_batches is None):
-            totals = own  # the same examples, already scored
-        else:
-            limit = max_batches if name == "val/bpb" else None  # MBPP: every task, always
+    # The sets not scored from the logits of `val`, with their batch limits (val/bpb: as val's;
+    # MBPP: every task, always).
+    apart = {
+        name: (dataset, set_collate, max_batches if name == "val/bpb" else None)
+        for name, (dataset, set_collate) in bpb_sets.items()
+        if not (dataset is val and (name == "val/bpb" or max_batches is None))
+    }
+    batches = _batch_count(len(val), batch_size, max_batches)
+    batches += sum(_batch_count(len(d), batch_size, limit) for d, _, limit in apart.values())
+    bar = nested_bar(batches, desc="eval", unit="batch")
+    try:
+        total, count = 0.0, 0
+        own = BpbTotals()
+        for cpu_batch in _counted(batched(val, collate, batch_size, max_batches), bar):
+            batch = to_device(cpu_batch)
+            with autocast():
+                out = model(**batch)
+            n = count_label_tokens(batch)
+            total += float(lm_loss_of(out)) * n
+            count += n
+            loss_kind = getattr(model.config, "loss", "softmax")
+            own = own + batch_bpb_totals(out.logits, batch["labels"], byte_lengths, loss_kind)
+        loss = total / max(count, 1)
+        metrics = {"val/loss": loss, "val/ppl": math.exp(min(loss, 50.0))}
+        for name in bpb_sets:
+            if name not in apart:
+                metrics[name] = own.bpb  # the same examples, already scored
+                continue
+            dataset, set_collate, limit = apart[name]
             totals = dataset_bpb(
                 model,
-                batched(dataset, set_collate, batch_size, limit),
+                _counted(batched(dataset, set_collate, batch_size, limit), bar),
                 byte_lengths,
                 device=device,
                 autocast=autocast,
             )
-        metrics[name] = totals.bpb
+            metrics[name] = totals.bpb
+    finally:
+        bar.close()
     return metrics
+
+
+def _batch_count(items: int, batch_size: int, max_batches: int | None) -> int:
+    """How many batches `batched` yields for `items` examples."""
+    count = -(-items // batch_size)
+    return count if max_batches is None else min(count, int(max_batches))
+
+
+def _counted(batches: Iterable[Any], bar: Any) -> Iterator[Any]:
+    """`batches`, each counted on `bar` once the consumer is done with it."""
+    for batch in batches:
+        yield batch
+        bar.update()
 
 
 def run_evaluators(

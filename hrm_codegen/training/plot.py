@@ -5,16 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from hrm_codegen.training.logging import read_metrics
+from hrm_codegen.training.logging import METRICS_FILE, read_metrics
 
-# (metric key in metrics.jsonl, panel title); a panel is drawn only when some run logged the key.
+# (metric key in metrics.jsonl, panel title, y-axis label); a panel is drawn only when some run
+# logged the key.
 PANELS = (
-    ("train/loss", "training loss"),
-    ("val/loss", "validation loss"),
-    ("val/pass@1", "validation pass@1 (greedy)"),
+    ("train/loss", "training loss", "loss (nats per label token)"),
+    ("val/loss", "validation loss", "loss (nats per label token)"),
+    ("val/pass@1", "validation pass@1 (greedy)", "pass@1 (fraction of tasks)"),
     # GSPO runs (hrm_codegen/rl): the sandbox reward and the share of groups that carry a gradient
-    ("train/reward_mean", "GSPO reward (mean per sample)"),
-    ("train/groups_with_signal", "groups with reward variance"),
+    ("train/reward_mean", "GSPO reward (mean per sample)", "reward"),
+    ("train/groups_with_signal", "groups with reward variance", "fraction of groups"),
 )
 
 
@@ -44,25 +45,36 @@ def run_label(run_dir: Path) -> str:
     return label
 
 
+def split_runs(paths: list[Path]) -> tuple[list[Path], list[Path]]:
+    """(run dirs, the rest): a shell glob such as `runs/<experiment>/*` also matches folders and
+    files that are no run (no metrics.jsonl), which a caller skips with a note."""
+    runs: list[Path] = []
+    rest: list[Path] = []
+    for path in map(Path, paths):
+        (runs if (path / METRICS_FILE).is_file() else rest).append(path)
+    return runs, rest
+
+
 def plot_runs(run_dirs: list[Path], out: Path, log_x: bool = False) -> Path:
     """Draw every run's curves into one figure at `out`; returns the path."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import EngFormatter
 
     if not run_dirs:
         raise ValueError(
             "no run dirs given: pass one or more runs/<experiment>/<timestamp> folders"
         )
     runs = [(Path(d), read_metrics(Path(d))) for d in run_dirs]
-    panels = [(k, t) for k, t in PANELS if any(metric_series(rows, k)[0] for _, rows in runs)]
+    panels = [p for p in PANELS if any(metric_series(rows, p[0])[0] for _, rows in runs)]
     if not panels:
         raise ValueError(
-            f"none of {[str(d) for d in run_dirs]} logged {[k for k, _ in PANELS]} with tokens_seen"
+            f"none of {[str(d) for d in run_dirs]} logged {[p[0] for p in PANELS]} with tokens_seen"
         )
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
-    for ax, (key, title) in zip(axes[0], panels):
+    for ax, (key, title, ylabel) in zip(axes[0], panels):
         for run_dir, rows in runs:
             tokens, values = metric_series(rows, key)
             if tokens:
@@ -75,10 +87,15 @@ def plot_runs(run_dirs: list[Path], out: Path, log_x: bool = False) -> Path:
                 )
         ax.set_title(title)
         ax.set_xlabel("tokens seen")
+        ax.set_ylabel(ylabel)
         if log_x:
             ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(EngFormatter())  # 200k, 1.5M: no "1e6" offset to decode
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
+        if len(runs) > 1:  # which curve is which run, in every panel
+            ax.legend(fontsize=8)
+    if len(runs) == 1:
+        fig.suptitle(run_label(runs[0][0]), fontsize=10)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)

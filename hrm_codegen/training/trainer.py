@@ -37,6 +37,7 @@ from hrm_codegen.model.registry import (  # re-exported: older code imports them
     model_classes,
     other_architecture_fields,
 )
+from hrm_codegen.runtime import apply_threads, runtime_record
 from hrm_codegen.training.checkpoint_manager import CheckpointManager
 from hrm_codegen.training.checkpointing import (
     BEST_DIR,
@@ -79,7 +80,6 @@ from hrm_codegen.training.run_dir import (  # run_dir_from_config is re-exported
     run_dir_of,
     write_config_snapshot,
 )
-from hrm_codegen.training.runtime import apply_threads, runtime_record
 
 # Errors a user can fix from the command line; the launcher prints them without a traceback.
 USER_ERRORS = (
@@ -148,7 +148,10 @@ class Trainer(LMStep):
         validate_config(cfg)
         self.cfg = cfg
         threads = cfg.get("threads") or {}
-        apply_threads(threads.get("intra_op"), threads.get("inter_op"))
+        try:
+            apply_threads(threads.get("intra_op"), threads.get("inter_op"))
+        except ValueError as error:
+            raise ConfigError(str(error)) from error
         # accelerate keeps one process-wide state; reset its per-run part (precision, device
         # placement) so train() can run again in the same process with other settings.
         AcceleratorState._reset_state(reset_partial_state=False)
@@ -527,6 +530,7 @@ class Trainer(LMStep):
                     elif eval_metrics and self._improves_best(eval_metrics):
                         self.save(eval_metrics, latest=False)  # best/ only
                         window_start = time.perf_counter()
+                    logger.resume_rate()  # nor is it in the bar's rate and ETA
                     if interrupted is not None:
                         break
         finally:
