@@ -167,12 +167,13 @@ class StudyRunner:
             c = dict(p.get("corpus") or {})
             options = {"workers": c.pop("workers", None), "progress": c.pop("progress", True)}
             self.corpus_dir = self.out / "prepare" / "corpus"
-            if c.get("source_dirs"):  # folders of one's own (tests, quick experiments)
-                self.log(f"prepare: corpus from folders {c['source_dirs']}")
+            folders = c.pop("source_dirs", None)
+            if folders:  # folders of one's own (tests, quick experiments)
+                self.log(f"prepare: corpus from folders {folders}")
                 build_corpus(
                     self.corpus_dir,
                     tokenizer=self.tokenizer_dir,
-                    source_dirs=[Path(str(s)).expanduser() for s in c["source_dirs"]],
+                    source_dirs=[Path(str(s)).expanduser() for s in folders],
                     max_documents=c.get("max_documents"),
                     val_fraction=float(c.get("val_fraction", 0.01)),
                     decontaminate=c.get("decontaminate", True),
