@@ -282,7 +282,7 @@ def small_model_note(
     import shlex
 
     samples = sum(summary.counts.values())
-    failed = sum(summary.failures.values())
+    failed = samples - summary.counts.get("passed", 0)
     causes = sorted(((n, c) for c, n in summary.failures.items() if n), reverse=True)
     why = ", ".join(f"{n} {cause}" for n, cause in causes) or "none classified"
     command = (

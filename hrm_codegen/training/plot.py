@@ -61,7 +61,7 @@ def plot_runs(run_dirs: list[Path], out: Path, log_x: bool = False) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import EngFormatter
+    from matplotlib.ticker import EngFormatter, MaxNLocator
 
     if not run_dirs:
         raise ValueError(
@@ -73,7 +73,9 @@ def plot_runs(run_dirs: list[Path], out: Path, log_x: bool = False) -> Path:
         raise ValueError(
             f"none of {[str(d) for d in run_dirs]} logged {[p[0] for p in PANELS]} with tokens_seen"
         )
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
+    fig, axes = plt.subplots(  # one tokens axis for all panels: a step reads the same everywhere
+        1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False, sharex=True
+    )
     for ax, (key, title, ylabel) in zip(axes[0], panels):
         for run_dir, rows in runs:
             tokens, values = metric_series(rows, key)
@@ -90,7 +92,9 @@ def plot_runs(run_dirs: list[Path], out: Path, log_x: bool = False) -> Path:
         ax.set_ylabel(ylabel)
         if log_x:
             ax.set_xscale("log")
-        ax.xaxis.set_major_formatter(EngFormatter())  # 200k, 1.5M: no "1e6" offset to decode
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(nbins=6))  # room for labels such as 1.25 M
+        ax.xaxis.set_major_formatter(EngFormatter())  # 200 k, 1.5 M: no "1e6" offset to decode
         ax.grid(alpha=0.3)
         if len(runs) > 1:  # which curve is which run, in every panel
             ax.legend(fontsize=8)
