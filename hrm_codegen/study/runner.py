@@ -113,6 +113,53 @@ def load_run_model(ckpt: Path) -> Any:
     return load_hf_model_dir(ckpt) if is_hf_model_dir(ckpt) else load_pretrained(ckpt)
 
 
+def prepare_study_data(
+    prepare: dict[str, Any], out: Path, mbpp_path: str | None, log: Callable[[str], None]
+) -> tuple[Path | str, Path]:
+    """A study's tokenizer and corpus (`prepare` of its config), built under `<out>/prepare` once:
+    the tokenizer named by `tokenizer_path`, else a small code BPE on MBPP train and the standard
+    library; the corpus at `corpus_dir`, else built from folders (`source_dirs`) or a named,
+    pinned source (`source`, default stdlib) with its settings overridden by the rest."""
+    from hrm_codegen.data.corpus import build_corpus, build_named_corpus
+    from hrm_codegen.training.data import auto_tokenizer_dir
+
+    p = prepare
+    tokenizer_dir: Path | str
+    if p.get("tokenizer_path"):  # e.g. code-bpe: the tokenizer an existing corpus was built with
+        tokenizer_dir = p["tokenizer_path"]
+    else:
+        tok_cfg = dict(p.get("tokenizer") or {})
+        data_cfg = {"stage": "sft", "benchmark": "mbpp", "path": mbpp_path, "train_split": "train"}
+        log("prepare: tokenizer (code BPE on MBPP train + the standard library)")
+        tokenizer_dir = auto_tokenizer_dir(
+            {"vocab_size": int(tok_cfg.get("vocab_size", 4096)), **tok_cfg},
+            data_cfg,
+            out / "prepare",
+        )
+    if p.get("corpus_dir"):
+        return tokenizer_dir, Path(str(p["corpus_dir"])).expanduser()
+    c = dict(p.get("corpus") or {})
+    options = {"workers": c.pop("workers", None), "progress": c.pop("progress", True)}
+    corpus_dir = out / "prepare" / "corpus"
+    folders = c.pop("source_dirs", None)
+    if folders:  # folders of one's own (tests, quick experiments)
+        log(f"prepare: corpus from folders {folders}")
+        build_corpus(
+            corpus_dir,
+            tokenizer=tokenizer_dir,
+            source_dirs=[Path(str(s)).expanduser() for s in folders],
+            max_documents=c.get("max_documents"),
+            val_fraction=float(c.get("val_fraction", 0.01)),
+            decontaminate=c.get("decontaminate", True),
+            **options,
+        )
+    else:  # a named, pinned source (configs/corpus/<source>.yaml) with overrides
+        name = str(c.pop("source", "stdlib"))
+        log(f"prepare: corpus from source {name} {c or ''}")
+        build_named_corpus(name, corpus_dir, tokenizer_dir, c, **options)
+    return tokenizer_dir, corpus_dir
+
+
 class StudyRunner:
     """One study in one output folder; `run()` does whatever is not done yet."""
 
@@ -139,50 +186,9 @@ class StudyRunner:
 
     def prepare(self) -> tuple[Path, Path]:
         """The study's tokenizer folder and corpus folder, built under `<out>/prepare` once."""
-        from hrm_codegen.data.corpus import build_corpus, build_named_corpus
-        from hrm_codegen.training.data import auto_tokenizer_dir
-
-        p = self.spec.prepare
-        if p.get(
-            "tokenizer_path"
-        ):  # e.g. code-bpe: the tokenizer an existing corpus was built with
-            self.tokenizer_dir = p["tokenizer_path"]
-        else:
-            tok_cfg = dict(p.get("tokenizer") or {})
-            data_cfg = {
-                "stage": "sft",
-                "benchmark": "mbpp",
-                "path": self.spec.mbpp_path,
-                "train_split": "train",
-            }
-            self.log("prepare: tokenizer (code BPE on MBPP train + the standard library)")
-            self.tokenizer_dir = auto_tokenizer_dir(
-                {"vocab_size": int(tok_cfg.get("vocab_size", 4096)), **tok_cfg},
-                data_cfg,
-                self.out / "prepare",
-            )
-        if p.get("corpus_dir"):
-            self.corpus_dir = Path(str(p["corpus_dir"])).expanduser()
-        else:
-            c = dict(p.get("corpus") or {})
-            options = {"workers": c.pop("workers", None), "progress": c.pop("progress", True)}
-            self.corpus_dir = self.out / "prepare" / "corpus"
-            folders = c.pop("source_dirs", None)
-            if folders:  # folders of one's own (tests, quick experiments)
-                self.log(f"prepare: corpus from folders {folders}")
-                build_corpus(
-                    self.corpus_dir,
-                    tokenizer=self.tokenizer_dir,
-                    source_dirs=[Path(str(s)).expanduser() for s in folders],
-                    max_documents=c.get("max_documents"),
-                    val_fraction=float(c.get("val_fraction", 0.01)),
-                    decontaminate=c.get("decontaminate", True),
-                    **options,
-                )
-            else:  # a named, pinned source (configs/corpus/<source>.yaml) with overrides
-                name = str(c.pop("source", "stdlib"))
-                self.log(f"prepare: corpus from source {name} {c or ''}")
-                build_named_corpus(name, self.corpus_dir, self.tokenizer_dir, c, **options)
+        self.tokenizer_dir, self.corpus_dir = prepare_study_data(
+            self.spec.prepare, self.out, self.spec.mbpp_path, self.log
+        )
         return self.tokenizer_dir, self.corpus_dir
 
     # ------------------------------------------------------------------ training
