@@ -132,3 +132,15 @@ def test_compare_runs_names_the_first_difference_and_the_final_gap(
     assert result.largest["val/bpb"] > 0
     text = comparison_text(base, other, result)
     assert "first difference: step 1" in text and "final val/bpb" in text
+
+
+def test_a_metric_only_one_run_logs_is_reported_not_a_mismatch(tmp_path):
+    rows_a = [{"step": 1, "train/loss": 2.5}, {"step": 2, "train/loss": 2.25}]
+    rows_b = [{**r, "flops_no_embed": 10.0 * r["step"]} for r in rows_a]
+    for name, rows in (("a", rows_a), ("b", rows_b), ("c", rows_b[:1])):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    same = compare_runs(tmp_path / "a", tmp_path / "b")
+    assert same.identical and same.unshared_metrics == ["flops_no_embed"] and same.compared == 2
+    shorter = compare_runs(tmp_path / "b", tmp_path / "c")
+    assert not shorter.identical and (2, "train/loss") in shorter.only_in_one

@@ -251,6 +251,53 @@ def test_results_name_the_data_and_refuse_a_run_on_other_data(smoke_study, tmp_p
         write_report(runner)
 
 
+def test_records_resume_a_study_on_a_fresh_machine_and_restore_what_a_stage_needs(
+    smoke_study, tmp_path
+):
+    """A study's records (no weights) stand in for its runs in a new output folder; a
+    fine-tuning run still to train retrains its pretraining start, which logs the same floats."""
+    import dataclasses
+    import shutil
+
+    from hrm_codegen.study.report import write_report
+
+    spec = dataclasses.replace(
+        load_spec(smoke_study["cfg"]["study"]), records_dir=str(tmp_path / "records")
+    )
+    source = StudyRunner(spec, smoke_study["root"] / "out", log=lambda _: None)
+    source.prepare()
+    keys = source.keys()
+    assert source.write_records() == len(keys["sweep"] + keys["seeds"] + keys["sft"])
+    before = json.loads((smoke_study["root"] / "out" / "results.json").read_text())
+
+    lines: list[str] = []
+    fresh = StudyRunner(spec, tmp_path / "fresh", log=lines.append)
+    fresh.prepare()
+    assert all(fresh.status(k) == "done" for k in keys["sweep"] + keys["sft"])
+    assert {a: fresh.selected_lr(a) for a in spec.arms} == {
+        a: e["selected_lr"] for a, e in before["arms"].items() if a in spec.arms
+    }
+    write_report(fresh)
+    after = json.loads((tmp_path / "fresh" / "results.json").read_text())
+    for arm, entry in before["arms"].items():
+        assert (
+            after["arms"][arm]["pretrain" if arm in spec.arms else "sft"]
+            == entry["pretrain" if arm in spec.arms else "sft"]
+        )
+
+    # one fine-tuning run lost its record: the study retrains it from a restored start
+    sft = next(k for k in keys["sft"] if k.arm == "hrm" and k.seed == 0)
+    shutil.rmtree(fresh.record_dir(sft))
+    with contextlib.redirect_stdout(io.StringIO()):
+        fresh.run()
+    start = RunKey("pretrain", "hrm", sft.lr, 0)
+    reproduced = json.loads((start.path(fresh.out) / "reproduced.json").read_text())
+    assert reproduced == {"identical": True, "differing": 0}
+    assert run_status(sft.path(fresh.out)) == "done"
+    assert not (fresh.out / "runs" / "pretrain" / "transformer_params").exists()  # not needed
+    assert any("restore pretrain hrm" in line for line in lines)
+
+
 def test_a_rerun_trains_nothing_and_rewrites_the_same_numbers(smoke_study, monkeypatch):
     import hrm_codegen.training as training
 

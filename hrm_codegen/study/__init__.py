@@ -29,13 +29,28 @@ def run_study_from_config(cfg: dict[str, Any], command: str = "") -> Path:
     from hrm_codegen.study.report import write_report
     from hrm_codegen.study.runner import StudyRunner
 
-    spec = load_spec(cfg["study"])
-    output = Path(cfg.get("output_dir") or Path("studies") / spec.name)
-    runner = StudyRunner(spec, output)
+    if (cfg["study"] or {}).get("kind") == "scaling":
+        from hrm_codegen.study.scaling import ScalingRunner, load_scaling_spec
+
+        spec: Any = load_scaling_spec(cfg["study"])
+        runner: Any = ScalingRunner(
+            spec, Path(cfg.get("output_dir") or Path("studies") / spec.name)
+        )
+    else:
+        spec = load_spec(cfg["study"])
+        runner = StudyRunner(spec, Path(cfg.get("output_dir") or Path("studies") / spec.name))
     if cfg.get("prepare_only"):
         runner.prepare()
         return runner.corpus_dir
     if cfg.get("report_only"):
         runner.prepare()
-        return write_report(runner, publish_dir=cfg.get("publish_dir"), command=command)
+        if runner.records_root() is not None:
+            runner.log(
+                f"recorded {runner.write_records()} finished runs in {runner.records_root()}"
+            )
+        if isinstance(spec, StudySpec):
+            return write_report(runner, publish_dir=cfg.get("publish_dir"), command=command)
+        from hrm_codegen.study.scaling_report import write_scaling_report
+
+        return write_scaling_report(runner, publish_dir=cfg.get("publish_dir"), command=command)
     return runner.run(publish_dir=cfg.get("publish_dir"), command=command)

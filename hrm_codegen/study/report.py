@@ -43,11 +43,12 @@ def _curve(run_dir: Path) -> list[dict[str, float]]:
 
 
 def run_summary(runner: StudyRunner, key: RunKey) -> dict[str, Any]:
-    """Everything the report says about one run."""
-    from hrm_codegen.study.runner import EVAL_FILE, read_json, run_status
+    """Everything the report says about one run (from its folder here, else its record)."""
+    from hrm_codegen.study.records import REPRODUCED_FILE, run_facts, trainer_state
+    from hrm_codegen.study.runner import EVAL_FILE, read_json
 
-    run_dir = key.path(runner.out)
-    status = run_status(run_dir)
+    folder = runner.source(key)
+    status = runner.status(key)
     out: dict[str, Any] = {
         "stage": key.stage,
         "arm": key.arm,
@@ -55,14 +56,14 @@ def run_summary(runner: StudyRunner, key: RunKey) -> dict[str, Any]:
         "lr": key.lr,
         "train_lr": key.lr * (runner.spec.sft.lr_scale if key.stage == "sft" else 1.0),
         "status": status,
-        "run_dir": str(run_dir),
+        "run_dir": str(key.path(runner.out)),
+        "from_record": folder != key.path(runner.out),
     }
-    curve = _curve(run_dir)
+    curve = _curve(folder)
     out["curve"] = curve
-    out["provenance"] = _provenance(run_dir)
-    state_file = run_dir / "checkpoint" / "trainer_state.json"
-    if state_file.is_file():
-        state = json.loads(state_file.read_text())
+    out["provenance"] = _provenance(folder)
+    state = trainer_state(folder)
+    if state:
         out.update(
             steps=state["step"],
             tokens=state["tokens_seen"],
@@ -71,17 +72,22 @@ def run_summary(runner: StudyRunner, key: RunKey) -> dict[str, Any]:
         )
         if state.get("train_seconds"):
             out["tok_s"] = state["tokens_seen"] / state["train_seconds"]
-        out.update(_model_facts(run_dir))
+        out.update(run_facts(folder, model_facts))
     for metric in CURVE_KEYS:
         values = [p[metric] for p in curve if metric in p]
         if values:
             out[f"final {metric}"] = values[-1] if status != "diverged" else math.inf
             out[f"best {metric}"] = min(values)
-    cache = read_json(run_dir / EVAL_FILE)
+    cache = read_json(folder / EVAL_FILE)
     if "test_time" in cache:
         out["test_time"] = cache["test_time"]
     if "pass_at_k" in cache:
         out["pass_at_k"] = cache["pass_at_k"]
+    reproduced = read_json(key.path(runner.out) / REPRODUCED_FILE) or read_json(
+        folder / REPRODUCED_FILE
+    )
+    if reproduced:
+        out["reproduced"] = reproduced
     return out
 
 
@@ -139,7 +145,11 @@ def data_record(runner: StudyRunner, runs: list[dict[str, Any]]) -> dict[str, An
     }
 
 
-def _model_facts(run_dir: Path) -> dict[str, Any]:
+def model_facts(run_dir: Path) -> dict[str, Any]:
+    """Parameters and training FLOPs per token of a run's model, with and without embedding and
+    LM head (at 1-3M parameters the head dominates, and the choice moves fitted exponents: both
+    are reported); for recurrent models also the parameters applied once (`params_once`) and
+    reused (`params_shared`) and the mean applications per block (`reuse`) of the loop law."""
     from omegaconf import OmegaConf
 
     from hrm_codegen.study.runner import load_run_model
@@ -147,13 +157,25 @@ def _model_facts(run_dir: Path) -> dict[str, Any]:
 
     model = load_run_model(run_dir / "checkpoint")
     seq_len = int(OmegaConf.load(run_dir / "config.yaml").data.max_seq_len)
-    return {
+    flops = flops_count(model)
+    facts: dict[str, Any] = {
         "model_type": model.model_type,
         "params": model.num_parameters(),
         "params_body": model.num_parameters(exclude_embeddings=True),
-        "flops_per_token": flops_count(model).training_flops_per_token(seq_len),
+        "flops_per_token": flops.training_flops_per_token(seq_len),
+        "flops_per_token_body": flops.training_flops_per_token(seq_len, exclude_embeddings=True),
         "depth": getattr(model.config, "n_layers", None),
     }
+    config = model.config
+    h_cycles, l_cycles = getattr(config, "H_cycles", None), getattr(config, "L_cycles", None)
+    h_layers, l_layers = getattr(config, "H_layers", None), getattr(config, "L_layers", None)
+    if h_cycles and l_cycles and h_layers and l_layers:
+        # per segment the H blocks run H_cycles times, the L blocks H_cycles x L_cycles times
+        applications = h_cycles * h_layers + h_cycles * l_cycles * l_layers
+        facts["reuse"] = applications / (h_layers + l_layers)
+        facts["params_shared"] = facts["params_body"]
+        facts["params_once"] = facts["params"] - facts["params_body"]
+    return facts
 
 
 def _stats(values: list[float]) -> dict[str, Any]:
@@ -169,12 +191,12 @@ def _stats(values: list[float]) -> dict[str, Any]:
 
 def collect(runner: StudyRunner) -> dict[str, Any]:
     """results.json's content."""
-    from hrm_codegen.study.runner import run_status, threads_per_job
+    from hrm_codegen.study.runner import threads_per_job
 
     spec = runner.spec
     keys = runner.keys()
     runs = [run_summary(runner, k) for k in keys["sweep"] + keys["seeds"] + keys["sft"]]
-    sweep_done = all(run_status(k.path(runner.out)) in ("done", "diverged") for k in keys["sweep"])
+    sweep_done = all(runner.status(k) in ("done", "diverged") for k in keys["sweep"])
     selected = {arm: runner.selected_lr(arm) for arm in spec.all_arms} if sweep_done else {}
     arms: dict[str, Any] = {}
     for arm, lr in selected.items():

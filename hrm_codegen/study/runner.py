@@ -41,6 +41,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hrm_codegen.study.records import (
+    REPRODUCED_FILE,
+    is_recorded,
+    record_status,
+    write_record,
+)
 from hrm_codegen.study.spec import StudySpec, finite_or_inf, lr_tag
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
@@ -219,15 +225,89 @@ class StudyRunner:
                 out.append(f"data.path={spec.mbpp_path}")
         return out
 
+    # ------------------------------------------------------------------ status and records
+
+    def records_root(self) -> Path | None:
+        """`<records_dir>/runs` (relative paths from the repository root), or None."""
+        if not self.spec.records_dir:
+            return None
+        root = Path(str(self.spec.records_dir)).expanduser()
+        return (root if root.is_absolute() else CONFIG_DIR.parent / root) / "runs"
+
+    def record_dir(self, key: RunKey) -> Path | None:
+        root = self.records_root()
+        return None if root is None else root / key.path(Path(".")).relative_to("runs")
+
+    def status(self, key: RunKey) -> str:
+        """done / diverged / partial / new: the run's own folder, else its committed record."""
+        local = run_status(key.path(self.out))
+        if local != "new":
+            return local
+        return record_status(self.record_dir(key))
+
+    def source(self, key: RunKey) -> Path:
+        """The folder that stands for a run: its own when finished here, else its record."""
+        run_dir = key.path(self.out)
+        if run_status(run_dir) in ("done", "diverged"):
+            return run_dir
+        record = self.record_dir(key)
+        return record if record is not None and is_recorded(record) else run_dir
+
+    def write_record(self, key: RunKey) -> None:
+        """The run's record, when it finished here and the study keeps records."""
+        from hrm_codegen.study.report import model_facts
+
+        record, run_dir = self.record_dir(key), key.path(self.out)
+        if record is not None and run_status(run_dir) in ("done", "diverged"):
+            write_record(run_dir, record, model_facts)
+
+    def write_records(self) -> int:
+        """Records of every run finished here (e.g. before a session ends); returns how many."""
+        keys = self.keys()
+        done = [k for k in keys["sweep"] + keys["seeds"] + keys["sft"]]
+        written = 0
+        for key in done:
+            if run_status(key.path(self.out)) in ("done", "diverged"):
+                self.write_record(key)
+                written += 1
+        return written
+
+    def restore(self, key: RunKey) -> str:
+        """Make a recorded run's weights exist here (a later stage starts from them): train it
+        again and record whether it logged the record's floats bit for bit."""
+        from hrm_codegen.training.repeat import compare_runs
+
+        if run_status(key.path(self.out)) in ("done", "diverged"):
+            return "here"
+        record = self.record_dir(key)
+        self.log(f"restore {key.stage} {key.arm} lr={key.lr:g} seed={key.seed} from its record")
+        status = self._train_here(key)
+        if record is not None and is_recorded(record):
+            result = compare_runs(record, key.path(self.out))
+            verdict = {"identical": result.identical, "differing": result.differing}
+            (key.path(self.out) / REPRODUCED_FILE).write_text(json.dumps(verdict) + "\n")
+            self.log(f"  logged the record's floats again bit for bit: {result.identical}")
+        self.write_record(key)
+        return status
+
+    # ------------------------------------------------------------------ training
+
     def train(self, key: RunKey) -> str:
-        """Train one run unless it is done; returns its final status."""
+        """Train one run unless it is done (here or in its record); returns its final status."""
+        status = self.status(key)
+        if status in ("done", "diverged"):
+            self.write_record(key)
+            return status
+        status = self._train_here(key)
+        self.write_record(key)
+        return status
+
+    def _train_here(self, key: RunKey) -> str:
         from hrm_codegen.train_cli import run_training
         from hrm_codegen.training import NonFiniteLossError
 
         run_dir = key.path(self.out)
         status = run_status(run_dir)
-        if status in ("done", "diverged"):
-            return status
         # the study's thread split, explicitly: `threads.intra_op=auto` would measure the load
         # of this study's own other workers
         overrides = [*self.overrides(key), f"threads.intra_op={threads_per_job(self.spec.jobs)}"]
@@ -255,7 +335,7 @@ class StudyRunner:
         scores = [
             (
                 final_metric(
-                    RunKey("pretrain", arm, lr, seed).path(self.out), self.spec.select_metric
+                    self.source(RunKey("pretrain", arm, lr, seed)), self.spec.select_metric
                 ),
                 lr,
             )
@@ -270,7 +350,7 @@ class StudyRunner:
             RunKey("pretrain", arm, lr, spec.seeds[0]) for arm in spec.arms for lr in spec.lr_sweep
         ]
         out: dict[str, list[RunKey]] = {"sweep": sweep, "seeds": [], "sft": []}
-        if all(run_status(k.path(self.out)) in ("done", "diverged") for k in sweep):
+        if all(self.status(k) in ("done", "diverged") for k in sweep):
             for arm in spec.all_arms:
                 lr = self.selected_lr(arm)
                 if arm in spec.arms:
@@ -298,14 +378,26 @@ class StudyRunner:
         from hrm_codegen.evaluation.likelihood import bpb_dataset
         from hrm_codegen.tokenization import load_tokenizer
 
-        run_dir = key.path(self.out)
-        if run_status(run_dir) != "done":
+        if self.status(key) != "done":
             return {}
-        cache = self._eval_cache(run_dir)
+        cache = self._eval_cache(self.source(key))
+        if cache.get("test_time_applicable") is False:
+            return {}
+        wanted = ["x1"] + [
+            f"{m_}_x{m}" for m in self.spec.test_time_multipliers if m != 1 for m_ in ("H", "L")
+        ]
+        if all(name in cache.get("test_time", {}) for name in wanted):
+            return cache["test_time"]
+        self.restore(key)  # the weights, when only the record is here
+        run_dir = key.path(self.out)
+        cache = {**cache, **self._eval_cache(run_dir)}
         results: dict[str, float] = cache.get("test_time", {})
         ckpt = run_dir / "checkpoint"
         model = load_run_model(ckpt).eval()
         if not hasattr(model, "set_inference_schedule"):
+            cache["test_time_applicable"] = False  # a model without recurrence to scale
+            self._save_eval(run_dir, cache)
+            self.write_record(key)
             return {}
         todo = [("x1", None, None)]
         for m in self.spec.test_time_multipliers:
@@ -330,17 +422,20 @@ class StudyRunner:
         model.set_inference_schedule()
         cache["test_time"] = results
         self._save_eval(run_dir, cache)
+        self.write_record(key)
         return results
 
     def pass_at_k(self, key: RunKey) -> dict[str, Any]:
         """Unbiased pass@k from sampling the fine-tuned model on MBPP validation tasks (cached)."""
         p = self.spec.pass_at_k
-        run_dir = key.path(self.out)
-        if p is None or run_status(run_dir) != "done":
+        if p is None or self.status(key) != "done":
             return {}
-        cache = self._eval_cache(run_dir)
+        cache = self._eval_cache(self.source(key))
         if "pass_at_k" in cache:
             return cache["pass_at_k"]
+        self.restore(key)  # the weights, when only the record is here
+        run_dir = key.path(self.out)
+        cache = {**cache, **self._eval_cache(run_dir)}
         from hrm_codegen.data import load_benchmark
         from hrm_codegen.evaluation.harness import evaluate_model
         from hrm_codegen.tokenization import load_tokenizer
@@ -373,6 +468,7 @@ class StudyRunner:
         }
         cache["pass_at_k"] = result
         self._save_eval(run_dir, cache)
+        self.write_record(key)
         return result
 
     # ------------------------------------------------------------------ the whole study
@@ -388,6 +484,7 @@ class StudyRunner:
         keys = self.keys()
         # the first seed's fine-tuning starts from sweep runs; a later seed's waits for its seed run
         first = self.spec.seeds[0]
+        self.for_each("restore", self._starts_to_restore(keys))
         self.for_each("train", keys["seeds"] + [k for k in keys["sft"] if k.seed == first])
         self.for_each("train", [k for k in keys["sft"] if k.seed != first])
         selected = [
@@ -400,6 +497,23 @@ class StudyRunner:
         self.for_each("pass_at_k", keys["sft"])
         self._record_session(time.perf_counter() - start, command)
         return write_report(self, publish_dir=publish_dir, command=command)
+
+    def _starts_to_restore(self, keys: dict[str, list[RunKey]]) -> list[RunKey]:
+        """Pretraining runs that are only records here but that a fine-tuning run still to train
+        (or a fine-tuned run still to sample) starts from: restored once each, before the
+        workers need them (two workers restoring one run would collide)."""
+        needed: list[RunKey] = []
+        for key in keys["sft"]:
+            ready = self.status(key) == "done" and (
+                run_status(key.path(self.out)) == "done"
+                or "pass_at_k" in self._eval_cache(self.source(key))
+                or self.spec.pass_at_k is None
+            )
+            start = RunKey("pretrain", self.spec.base_arm(key.arm), key.lr, key.seed)
+            local = run_status(start.path(self.out)) == "done"
+            if not ready and not local and self.status(start) == "done" and start not in needed:
+                needed.append(start)
+        return needed
 
     def for_each(self, method: str, keys: list[RunKey]) -> None:
         """`self.<method>(key)` for every key: in this process when `jobs` is 1, else in `jobs`

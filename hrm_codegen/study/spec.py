@@ -73,6 +73,9 @@ class StudySpec:
     min_sweep_points: int = 3
     sft_arms: dict[str, SFTArmSpec] = field(default_factory=dict)
     jobs: int = 1  # runs trained side by side (execution only; the protocol is the same)
+    # where finished runs' records (metrics, no weights) go, relative to the repository: a study
+    # that spans sessions on fresh machines resumes from them (study/records.py)
+    records_dir: str | None = None
 
     @property
     def all_arms(self) -> list[str]:
@@ -202,6 +205,7 @@ def load_spec(cfg: Any) -> StudySpec:
         min_sweep_points=min_points,
         sft_arms=sft_arms,
         jobs=_jobs(cfg.get("jobs", 1)),
+        records_dir=cfg.get("records_dir"),
     )
     if pass_at_k is not None and spec.sft is None:
         raise StudyConfigError(

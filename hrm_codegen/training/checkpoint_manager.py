@@ -8,12 +8,20 @@
 and, when `metrics` improve on the best so far, `<run>/best` too (see `checkpointing.publish_checkpoint`
 for why every instant is safe). The best value is kept in each folder's trainer_state.json, so a
 resumed run keeps comparing against the real best, also when `best/` was written after the latest.
+
+    manager = CheckpointManager(run_dir, keep_steps=[2000, 4000])  # train.keep_checkpoints
+    if manager.keeps(step): manager.save(step, ...)                 # checkpoints/step_0002000/
+
+A save at a kept step marks its folder (a `keep` file) so pruning never removes it: one long
+warmup-stable-decay run then leaves checkpoints that shorter budgets branch their cooldowns from
+(`branch_from`, see the trainer).
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +32,7 @@ from hrm_codegen.training.checkpointing import (
     CHECKPOINT_DIR,
     STATE_FILE,
     CheckpointError,
+    kept_checkpoints,
     latest_checkpoint,
     load_ema_weights,
     load_model_weights,
@@ -57,8 +66,10 @@ def infer_best_mode(metric: str, mode: str | None = None) -> str:
 class CheckpointManager:
     """Saves and restores one run's checkpoints; only the main process writes (`is_main`).
 
-    `best_metric=None` keeps no `best/`. The manager does not gather RNG states or synchronise
-    processes: a multi-process caller gathers what it wants in `extra_state` and waits itself."""
+    `best_metric=None` keeps no `best/`. `keep_steps`: steps whose checkpoints are never pruned
+    (the caller saves at them: `keeps(step)`). The manager does not gather RNG states or
+    synchronise processes: a multi-process caller gathers what it wants in `extra_state` and waits
+    itself."""
 
     def __init__(
         self,
@@ -67,9 +78,11 @@ class CheckpointManager:
         best_metric: str | None = "val/loss",
         best_mode: str | None = None,
         is_main: bool = True,
+        keep_steps: Iterable[int] = (),
     ) -> None:
         self.run_dir = Path(run_dir)
         self.is_main = is_main
+        self.keep_steps = frozenset(int(step) for step in keep_steps)
         self.best_metric = best_metric
         self.best_mode = infer_best_mode(best_metric, best_mode) if best_metric else None
         self.best_value: float | None = None
@@ -89,6 +102,15 @@ class CheckpointManager:
         """`<run>/best` when it exists."""
         path = self.run_dir / BEST_DIR
         return path if (path / STATE_FILE).is_file() else None
+
+    @property
+    def kept(self) -> list[Path]:
+        """The run's kept step folders (`checkpoints/step_<7 digits>/` holding a `keep` file)."""
+        return kept_checkpoints(self.run_dir)
+
+    def keeps(self, step: int) -> bool:
+        """Whether `step` is one of `keep_steps`: the loop must save there, and the save is kept."""
+        return int(step) in self.keep_steps
 
     # ------------------------------------------------------------------ best tracking
 
@@ -142,13 +164,14 @@ class CheckpointManager:
         latest: bool = True,
     ) -> Path | None:
         """Save a checkpoint at `step` as the latest (`latest=True`) and/or as the best (when
-        `metrics` improve on it); returns the step folder, or None when neither applies (and on
-        non-main processes, which write nothing). `extra_state` lands in trainer_state.json beside
-        `step` and `best`."""
+        `metrics` improve on it), kept from pruning when `keeps(step)`; returns the step folder, or
+        None when none of these applies (and on non-main processes, which write nothing).
+        `extra_state` lands in trainer_state.json beside `step` and `best`."""
         improved = self.improves(metrics)
+        keep = self.keeps(step)
         if metrics and self.best_metric in (metrics or {}):
             self.best_seen = True
-        if not (latest or improved):
+        if not (latest or improved or keep):
             return None
         if improved:
             self.best_value, self.best_step = float(metrics[self.best_metric]), int(step)
@@ -167,6 +190,7 @@ class CheckpointManager:
             config_yaml=config_yaml,
             ema=ema,
             scaler=scaler,
+            keep=keep,
         )
 
     def restore(

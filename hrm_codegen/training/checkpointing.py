@@ -10,7 +10,10 @@ Layout of a run dir (the names live in `hrm_codegen.model.checkpoint`, which eve
   an old-style `checkpoint/` directory was being replaced).
 - `best` -> `checkpoints/<step folder>`: the best by `train.best_metric` (see `CheckpointManager`).
 
-Folders no pointer names are removed after each swap. One checkpoint folder holds:
+Folders no pointer names are removed after each swap, except kept ones: a folder holding a `keep`
+file (written by `train.keep_checkpoints`, before the folder is renamed into place) is never pruned,
+so a long run's checkpoints at chosen steps stay to be branched from (`branch_from`). One checkpoint
+folder holds:
 
 - `config.json`, `model.safetensors`: the model (`save_pretrained`; the EMA weights when EMA is on),
   loadable with `hrm_codegen.model.load_pretrained`.
@@ -59,6 +62,9 @@ OPTIMIZER_FILE = "optimizer.pt"
 CONFIG_YAML = "config.yaml"
 PARTIAL_PREFIX = ".partial-"
 TRASH_PREFIX = ".trash-"
+# In a step folder: exempt it from pruning (`train.keep_checkpoints`). Inside the folder rather than
+# in a list beside it, so it is written with the folder, moves with it, and outlives config changes.
+KEEP_FILE = "keep"
 # Config fields that may differ between a checkpoint and the model it is loaded into: they change how
 # the same weights run or train, not which weights exist.
 RUNTIME_MODEL_FIELDS = frozenset(
@@ -134,6 +140,7 @@ def publish_checkpoint(
     *,
     step: int,
     pointers: Iterable[str] = (CHECKPOINT_DIR,),
+    keep: bool = False,
 ) -> Path:
     """Write a new checkpoint with `write(folder)` and point each name in `pointers` at it.
 
@@ -141,8 +148,9 @@ def publish_checkpoint(
     renamed to `checkpoints/step_<step>` (a fresh name, never one a pointer uses), and each
     pointer (`<run>/checkpoint`, `<run>/best`) is then replaced atomically by a relative symlink.
     An old-style `checkpoint/` directory is first moved into `checkpoints/` (where
-    `latest_checkpoint` still finds it). Folders no pointer names are removed last. Returns the
-    step folder."""
+    `latest_checkpoint` still finds it). Folders no pointer names are removed last, except kept
+    ones: `keep=True` marks this one so (its `keep` file is written before the rename, so no
+    instant sees it complete but prunable). Returns the step folder."""
     run_dir = Path(run_dir)
     store = run_dir / CHECKPOINTS_DIR
     store.mkdir(parents=True, exist_ok=True)
@@ -150,6 +158,11 @@ def publish_checkpoint(
     if partial.exists():
         shutil.rmtree(partial)
     write(partial)
+    if keep:
+        marker = partial / KEEP_FILE
+        marker.write_text(f"step {step}: kept by train.keep_checkpoints, never pruned\n")
+        _fsync_file(marker)
+        _fsync_dir(partial)
     final = _fresh_name(store, f"step_{step:07d}")
     os.rename(partial, final)
     _fsync_dir(store)
@@ -175,10 +188,25 @@ def point_at(pointer: Path, target: Path) -> None:
     os.replace(link, pointer)
 
 
+def is_kept(folder: Path) -> bool:
+    """Whether `folder` is a step folder marked to outlive pruning (`train.keep_checkpoints`); a
+    hidden partial or trash folder never is, even when its writer already wrote the mark."""
+    return not folder.name.startswith(".") and (folder / KEEP_FILE).is_file()
+
+
+def kept_checkpoints(run_dir: Path) -> list[Path]:
+    """The kept step folders of a run (`train.keep_checkpoints`), by step."""
+    store = Path(run_dir) / CHECKPOINTS_DIR
+    if not store.is_dir():
+        return []
+    return sorted((p for p in store.iterdir() if p.is_dir() and is_kept(p)), key=lambda p: p.name)
+
+
 def prune_checkpoints(run_dir: Path, keep: Iterable[Path] = ()) -> None:
     """Remove checkpoint folders that neither `<run>/checkpoint` nor `<run>/best` (nor `keep`)
-    names, leftovers of killed writers, and an earlier version's `checkpoint.old`/`.tmp`. Each is
-    renamed to a hidden trash name before deletion, so a half-deleted folder never looks complete."""
+    names and that are not kept (`is_kept`), leftovers of killed writers, and an earlier version's
+    `checkpoint.old`/`.tmp`. Each is renamed to a hidden trash name before deletion, so a
+    half-deleted folder never looks complete."""
     run_dir = Path(run_dir)
     store = run_dir / CHECKPOINTS_DIR
     named = {p.resolve() for p in keep}
@@ -191,7 +219,7 @@ def prune_checkpoints(run_dir: Path, keep: Iterable[Path] = ()) -> None:
             link.unlink()
     doomed = [run_dir / LEGACY_OLD_DIR, run_dir / f"{CHECKPOINT_DIR}.tmp"]
     if store.is_dir():
-        doomed += [p for p in store.iterdir() if p.resolve() not in named]
+        doomed += [p for p in store.iterdir() if p.resolve() not in named and not is_kept(p)]
     for path in doomed:
         if not path.exists() or path.is_symlink():
             continue
@@ -239,16 +267,17 @@ def save_checkpoint(
 
 
 def publish_checkpoint_files(
-    run_dir: Path, *, step: int, pointers: Iterable[str], **files: Any
+    run_dir: Path, *, step: int, pointers: Iterable[str], keep: bool = False, **files: Any
 ) -> Path:
     """`publish_checkpoint` of a folder written by `write_checkpoint_files(folder, **files)`: the
-    one way a training checkpoint is saved (`save_checkpoint`, `CheckpointManager.save`).
-    Returns the step folder."""
+    one way a training checkpoint is saved (`save_checkpoint`, `CheckpointManager.save`); `keep`
+    exempts it from pruning. Returns the step folder."""
     return publish_checkpoint(
         run_dir,
         lambda folder: write_checkpoint_files(folder, **files),
         step=step,
         pointers=pointers,
+        keep=keep,
     )
 
 
@@ -400,6 +429,7 @@ __all__ = [
     "CHECKPOINTS_DIR",
     "CHECKPOINT_DIR",
     "CONFIG_YAML",
+    "KEEP_FILE",
     "MODEL_SPEC_FILE",
     "OPTIMIZER_FILE",
     "STATE_FILE",
@@ -409,6 +439,8 @@ __all__ = [
     "checkpoint_step",
     "find_latest_run",
     "is_complete_checkpoint",
+    "is_kept",
+    "kept_checkpoints",
     "latest_checkpoint",
     "load_ema_weights",
     "load_model_weights",

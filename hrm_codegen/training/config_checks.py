@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from hrm_codegen.model.registry import ModelConfigError
 from hrm_codegen.training.checkpoint_manager import infer_best_mode
+from hrm_codegen.training.optim import COOLDOWN_SHAPES, SCHEDULES
 
 MIXED_PRECISION = ("no", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
@@ -92,6 +93,7 @@ NUMBERS: dict[str, Number] = {
     "train.stop_at_step": _count("1000", nullable=True),
     "train.flop_budget": _positive("1e15", nullable=True),
     "train.warmup_fraction": Number("0.1", low=0, high=1, open_high=True, nullable=True),
+    "train.cooldown_fraction": Number("0.2", low=0, high=1),
     "eval.interval": _count("200"),
     "eval.max_batches": _count("20", nullable=True),
     "eval.batch_size": _count("8"),
@@ -252,10 +254,58 @@ def validate_config(cfg: DictConfig) -> None:
             infer_best_mode(str(train.best_metric), train.get("best_mode"))
         except ValueError as error:
             raise ConfigError(str(error)) from error
+    check_schedule(cfg)
     if cfg.init_from and cfg.init_from_upstream:
         raise ConfigError("set init_from or init_from_upstream, not both")
     if cfg.init_from_upstream and cfg.model.type != "hrm":
         raise ConfigError("init_from_upstream loads a Sapient HRM checkpoint: it needs model=hrm")
+
+
+def check_schedule(cfg: DictConfig) -> None:
+    """The learning-rate schedule, kept checkpoints and `branch_from` settings on their own; what
+    needs the branch checkpoint (its step, architecture, data) is checked by the trainer."""
+    train = cfg.train
+    schedule = train.get("schedule", "cosine")
+    if schedule not in SCHEDULES:
+        raise ConfigError(
+            f"train.schedule={_shown(schedule)} is not one of {SCHEDULES}; pass e.g. "
+            "train.schedule=wsd"
+        )
+    shape = train.get("cooldown_shape", "sqrt")
+    if shape not in COOLDOWN_SHAPES:
+        raise ConfigError(
+            f"train.cooldown_shape={_shown(shape)} is not one of {COOLDOWN_SHAPES}; pass e.g. "
+            "train.cooldown_shape=sqrt"
+        )
+    keep = train.get("keep_checkpoints")
+    if keep is not None:
+        if not OmegaConf.is_list(keep) and not isinstance(keep, (list, tuple)):
+            raise ConfigError(
+                f"train.keep_checkpoints={_shown(keep)} is not a list of steps; pass e.g. "
+                "train.keep_checkpoints=[1600,3200]"
+            )
+        for index, step in enumerate(keep):
+            check_number(f"train.keep_checkpoints[{index}]", step, _count("1600"))
+        late = [int(step) for step in keep if int(step) > int(train.max_steps)]
+        if late and train.get("flop_budget") is None:  # a budget sets max_steps later
+            raise ConfigError(
+                f"train.keep_checkpoints={list(keep)} names steps {late} past train.max_steps="
+                f"{train.max_steps}, which this run never reaches; drop them or raise max_steps"
+            )
+    if not cfg.get("branch_from"):
+        return
+    for other in ("resume", "init_from", "init_from_upstream"):
+        if cfg.get(other):
+            raise ConfigError(
+                f"set branch_from or {other}, not both (branch_from starts a new run from a "
+                "checkpoint's full training state; a preempted branch continues with resume=true "
+                "and branch_from=null)"
+            )
+    if schedule != "wsd":
+        raise ConfigError(
+            f"branch_from cools a warmup-stable-decay run down early, but train.schedule="
+            f"{schedule}; pass train.schedule=wsd (as the run branched from)"
+        )
 
 
 __all__ = [
@@ -267,5 +317,6 @@ __all__ = [
     "check_heads",
     "check_number",
     "check_numbers",
+    "check_schedule",
     "validate_config",
 ]

@@ -42,6 +42,14 @@ without `progress` A_bwd is its mean over the whole schedule (what a FLOP budget
 transformers' Llama is a plain stack: A_fwd = A_bwd = its layers. Their blocks hold a few more
 weights than ours (HRM-Text: the attention's sigmoid gate, d² more; Llama: two norm weights),
 which P_b counts.
+
+Without embedding and LM head (`exclude_embeddings=True`): the same counts less the LM head's
+2·P_head forward and 4·P_head backward per segment (and its look-ahead forward), i.e. less 6·d·V per
+token for a plain model (the embedding lookup costs nothing either way). That is the compute
+Kaplan et al. (2020) fit their scaling laws against (C ≈ 6·N per token, N the non-embedding
+parameters, `num_parameters(exclude_embeddings=True)`; here plus the attention term), while
+Chinchilla-style fits count every parameter, and the head's share differs between a small and a
+large vocabulary; so runs record both (`flops`, `flops_no_embed`).
 """
 
 from __future__ import annotations
@@ -73,26 +81,48 @@ class FlopsCount:
         attn = 4.0 * seq_len * self.hidden_size  # forward attention FLOPs per block application
         return (2.0 * self.block_params + attn) * self.forward_blocks
 
-    def segment_flops_per_token(self, seq_len: int) -> float:
-        """Forward + backward model FLOPs of one segment for one token of a `seq_len` sequence."""
-        attn = 4.0 * seq_len * self.hidden_size
-        forward = self._blocks_forward(seq_len) + 2.0 * self.head_params
-        backward = (4.0 * self.block_params + 2.0 * attn) * self.backward_blocks
-        return forward + backward + 4.0 * self.head_params
+    def _head(self, exclude_embeddings: bool) -> int:
+        """The LM head's weights as counted: none for the non-embedding count."""
+        return 0 if exclude_embeddings else self.head_params
 
-    def lookahead_flops_per_token(self, seq_len: int) -> float:
+    def segment_flops_per_token(self, seq_len: int, *, exclude_embeddings: bool = False) -> float:
+        """Forward + backward model FLOPs of one segment for one token of a `seq_len` sequence
+        (`exclude_embeddings`: without the LM head's)."""
+        head = self._head(exclude_embeddings)
+        attn = 4.0 * seq_len * self.hidden_size
+        forward = self._blocks_forward(seq_len) + 2.0 * head
+        backward = (4.0 * self.block_params + 2.0 * attn) * self.backward_blocks
+        return forward + backward + 4.0 * head
+
+    def lookahead_flops_per_token(self, seq_len: int, *, exclude_embeddings: bool = False) -> float:
         """Forward FLOPs of one gradient-free ACT look-ahead segment (0 without ACT)."""
         if not self.bootstrap_segments:
             return 0.0
-        return self._blocks_forward(seq_len) + (
-            2.0 * self.head_params if self.bootstrap_head else 0
-        )
+        head = self._head(exclude_embeddings)
+        return self._blocks_forward(seq_len) + (2.0 * head if self.bootstrap_head else 0)
 
-    def training_flops_per_token(self, seq_len: int) -> float:
+    def training_flops_per_token(self, seq_len: int, *, exclude_embeddings: bool = False) -> float:
         """Forward + backward model FLOPs for one token in a sequence of `seq_len` tokens (with
-        ACT: the most it can cost, every segment run)."""
-        segments = self.segments * self.segment_flops_per_token(seq_len)
-        return segments + self.bootstrap_segments * self.lookahead_flops_per_token(seq_len)
+        ACT: the most it can cost, every segment run); `exclude_embeddings`: without the LM head's
+        (the embedding is a lookup and costs nothing in either count)."""
+        segment = self.segment_flops_per_token(seq_len, exclude_embeddings=exclude_embeddings)
+        lookahead = self.lookahead_flops_per_token(seq_len, exclude_embeddings=exclude_embeddings)
+        return self.segments * segment + self.bootstrap_segments * lookahead
+
+    def head_flops_per_token(self, segments: float = 1.0) -> float:
+        """The LM head's forward + backward FLOPs for one token that runs `segments` segments with
+        a backward (1 without ACT), plus its look-ahead head forward when ACT has one. It does not
+        depend on the sequence length, so the trainer can take it off the FLOPs a step ran however
+        the step's micro-batches were padded (`non_embedding_flops`)."""
+        lookahead = 2.0 * self.head_params if self.bootstrap_head else 0.0
+        return 6.0 * self.head_params * segments + self.bootstrap_segments * lookahead
+
+    def non_embedding_flops(self, flops: float, tokens: float, segments: float = 1.0) -> float:
+        """`flops` that `tokens` tokens ran (a training step's, as executed) less the LM head's
+        share: exact without ACT; with ACT pass the mean segments per sequence (`act_steps`), exact
+        when every row has the same length (packed windows) and a length-unweighted estimate for
+        padded rows."""
+        return flops - tokens * self.head_flops_per_token(segments)
 
 
 def hrm_module_schedule(h_cycles: int, l_cycles: int) -> list[str]:

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 import torch
 
 from hrm_codegen.training.data import DataConfigError, count_label_tokens
-from hrm_codegen.training.optim import lr_at_step, set_lr
+from hrm_codegen.training.optim import lr_from_config, set_lr
 from hrm_codegen.training.periodic_eval import lm_loss_of
 from hrm_codegen.training.run_dir import display_path
 
@@ -65,13 +65,7 @@ class LMStep:
         anyway). Training-mode ACT back-propagates segment by segment (`_act_backward`)."""
         acc = self.accelerator
         world = acc.num_processes
-        lr = lr_at_step(
-            self.step,
-            base_lr=float(self.cfg.train.lr),
-            warmup_steps=int(self.cfg.train.warmup_steps),
-            max_steps=int(self.cfg.train.max_steps),
-            min_ratio=float(self.cfg.train.lr_min_ratio),
-        )
+        lr = lr_from_config(self.step, self.cfg.train)  # cosine or WSD (train.schedule)
         set_lr(self.optimizer, lr)
         progress = getattr(self.model, "set_training_progress", None)
         if progress is not None:  # a schedule inside the model, e.g. HRM-Text's L_bp warm-up

@@ -52,6 +52,7 @@ class RunComparison:
     compared: int = 0
     differing: int = 0
     only_in_one: list[tuple[int, str]] = field(default_factory=list)
+    unshared_metrics: list[str] = field(default_factory=list)  # logged by one run only
     first_difference: tuple[int, str, Any, Any] | None = None
     largest: dict[str, float] = field(default_factory=dict)  # metric -> max |a - b|
     final: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # metric -> (a, b) last step
@@ -71,7 +72,13 @@ def _distance(a: Any, b: Any) -> float:
 def compare_runs(run_a: str | Path, run_b: str | Path) -> RunComparison:
     """Every (step, metric) both runs logged, compared exactly (after the JSON round trip)."""
     a, b = comparable_rows(Path(run_a)), comparable_rows(Path(run_b))
-    out = RunComparison(only_in_one=sorted(set(a) ^ set(b)))
+    # a metric one run never logs (a newer version's extra counter) is reported, not a mismatch;
+    # a metric both log must be logged at the same steps
+    shared_metrics = {m for _, m in a} & {m for _, m in b}
+    out = RunComparison(
+        only_in_one=sorted(k for k in set(a) ^ set(b) if k[1] in shared_metrics),
+        unshared_metrics=sorted(({m for _, m in a} | {m for _, m in b}) - shared_metrics),
+    )
     for key in sorted(set(a) & set(b)):
         out.compared += 1
         if a[key] == b[key]:
@@ -95,6 +102,10 @@ def comparison_text(run_a: Path, run_b: Path, result: RunComparison) -> str:
     for key in sorted(set(prov_a) | set(prov_b)):
         if prov_a.get(key) != prov_b.get(key):
             lines.append(f"  provenance {key}: A {prov_a.get(key)!r}  B {prov_b.get(key)!r}")
+    if result.unshared_metrics:
+        lines.append(
+            f"  logged by one run only (not compared): {', '.join(result.unshared_metrics)}"
+        )
     if result.identical:
         lines.append(f"identical: all {result.compared} logged values equal bit for bit")
         return "\n".join(lines)

@@ -21,6 +21,7 @@ every label token of the global batch however it is split into micro-batches and
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -42,7 +43,11 @@ from hrm_codegen.training.checkpoint_manager import CheckpointManager
 from hrm_codegen.training.checkpointing import (
     BEST_DIR,
     CHECKPOINT_DIR,
+    CONFIG_YAML,
+    STATE_FILE,
     CheckpointError,
+    check_architecture,
+    latest_checkpoint,
     load_model_weights,
     resolve_checkpoint_dir,
     rng_state,
@@ -60,8 +65,13 @@ from hrm_codegen.training.ema import EMA
 from hrm_codegen.training.flops import flops_count, peak_flops
 from hrm_codegen.training.lm_step import LMStep, MicroBatch, NonFiniteLossError
 from hrm_codegen.training.lm_step import with_lengths as _with_lengths  # noqa: F401 - old name
-from hrm_codegen.training.logging import RunLogger
-from hrm_codegen.training.optim import optimizer_from_config
+from hrm_codegen.training.logging import METRICS_FILE, RunLogger
+from hrm_codegen.training.optim import (
+    cooldown_start,
+    lr_at_step,
+    optimizer_from_config,
+    schedule_from_config,
+)
 from hrm_codegen.training.periodic_eval import (
     EvalContext,
     EvalSchedule,
@@ -177,7 +187,13 @@ class Trainer(LMStep):
         if cfg.resume and self.dry_run:
             raise ConfigError("dry_run=true cannot resume (it writes nothing); drop one of them")
         init_ckpt = resolve_checkpoint_dir(str(cfg.init_from)) if cfg.init_from else None
-        source_ckpt = self.resume_ckpt or init_ckpt
+        # branch_from: this new run starts from another run's full training state (as resume)
+        self.branch_ckpt = (
+            resolve_checkpoint_dir(str(cfg.branch_from)) if cfg.get("branch_from") else None
+        )
+        if self.branch_ckpt is not None:
+            self._check_branch_run_dir()
+        source_ckpt = self.resume_ckpt or self.branch_ckpt or init_ckpt
 
         set_seed(int(cfg.seed))  # the same initial weights on every process
         cache_root = _cache_root()
@@ -245,6 +261,7 @@ class Trainer(LMStep):
         self.step = 0
         self.tokens_seen = 0
         self.flops_seen = 0.0  # cumulative training FLOPs (forward + backward as executed)
+        self.flops_no_embed_seen = 0.0  # the same without the LM head's (flops.py)
         self.train_seconds = 0.0  # cumulative wall time of training steps (not eval/checkpoints)
         self.last_good_checkpoint: Path | None = None
         self.checkpoints = (
@@ -253,12 +270,16 @@ class Trainer(LMStep):
                 best_metric=t.get("best_metric"),
                 best_mode=t.get("best_mode"),
                 is_main=self.is_main,
+                keep_steps=t.get("keep_checkpoints") or (),
             )
             if self.run_dir is not None
             else None
         )
         if self.resume_ckpt is not None:
             self._restore(self.resume_ckpt)
+        elif self.branch_ckpt is not None:
+            self._check_branch_source(self.branch_ckpt)
+            self._restore(self.branch_ckpt)
         else:
             set_seed(int(cfg.seed) + acc.process_index)  # per-process randomness (ACT exploration)
 
@@ -267,6 +288,9 @@ class Trainer(LMStep):
         self.flops = flops_count(self.model)
         self.peak = peak_flops(acc.device)
         self._resolve_schedule()
+        if self.branch_ckpt is not None:
+            self._check_branch_schedule(self.branch_ckpt)
+            self._copy_parent_metrics(self.branch_ckpt)
         self.byte_lengths = token_byte_lengths(self.tokenizer)
         self.bpb_sets = (
             build_bpb_sets(cfg, self.data, self.tokenizer, self._print) if self.is_main else {}
@@ -299,6 +323,21 @@ class Trainer(LMStep):
                 "per token)"
             )
         max_steps = int(t.max_steps)
+        if t.get("keep_for_budgets"):
+            # the cooldown starts of shorter FLOP budgets under this run's FLOPs per step, in
+            # budget order: a scaling study branches each budget's cooldown from them
+            if t.get("keep_checkpoints"):
+                raise ConfigError(
+                    "train.keep_for_budgets resolves train.keep_checkpoints: give one of them"
+                )
+            per_step = self.flops_per_step_estimate()
+            fraction = float(t.get("cooldown_fraction", 0.2))
+            t.keep_checkpoints = [
+                cooldown_start(max(1, round(float(b) / per_step)), fraction)
+                for b in t.keep_for_budgets
+            ]
+            if self.checkpoints is not None:
+                self.checkpoints.keep_steps = frozenset(int(k) for k in t.keep_checkpoints)
         if t.get("warmup_fraction") is not None:
             t.warmup_steps = round(float(t.warmup_fraction) * max_steps)
         if cfg.eval.get("points") is not None:
@@ -329,6 +368,140 @@ class Trainer(LMStep):
         per_example = [n * self.flops.training_flops_per_token(n) for n in lengths]
         return self.global_batch * sum(per_example) / len(per_example)
 
+    # ------------------------------------------------------------------ branching a cooldown
+
+    # `branch_from` serves several budgets with one long warmup-stable-decay run: a shorter budget's
+    # run is the long run's steps up to its own cooldown start, then its cooldown. So instead of
+    # training it from scratch, it starts from the long run's checkpoint at (or before) that step,
+    # restored exactly as `resume` restores (`_restore`), into a new run dir. Everything that would
+    # make it differ from the from-scratch run is refused up front, as one-line ConfigErrors.
+
+    def _check_branch_run_dir(self) -> None:
+        """A branch writes a new run: not into the run it branches from, nor over another run
+        (its metrics.jsonl is seeded with the parent's rows, which must not mix with others)."""
+        if self.run_dir is None:  # dry_run: writes nothing
+            return
+        parent = run_dir_of(self.branch_ckpt)
+        if Path(self.run_dir).resolve() == parent.resolve():
+            raise ConfigError(
+                f"branch_from={self.branch_ckpt} lies in this run dir {self.run_dir}; a branch "
+                "writes a new run: pass another run_dir (or leave it to Hydra)"
+            )
+        if latest_checkpoint(self.run_dir) is not None or (self.run_dir / METRICS_FILE).exists():
+            raise ConfigError(
+                f"run_dir={self.run_dir} already holds a run; a branch starts a new one (to "
+                "continue a preempted branch pass resume=true and branch_from=null)"
+            )
+
+    def _branch_parent_config(self, ckpt: Path) -> DictConfig | None:
+        """The resolved config the parent saved with the checkpoint (None if it has none)."""
+        path = ckpt / CONFIG_YAML
+        return OmegaConf.load(path) if path.is_file() else None  # type: ignore[return-value]
+
+    def _check_branch_source(self, ckpt: Path) -> None:
+        """Refuse a branch checkpoint of another architecture or another data stream (examples,
+        corpus, order, global batch): continuing it would not be this run's own history."""
+        try:
+            check_architecture(ckpt, self.model)
+        except CheckpointError as error:
+            raise ConfigError(f"branch_from: {error}") from error
+        state = json.loads((ckpt / STATE_FILE).read_text())
+        samples = int(state["data"]["num_samples"])
+        if samples != len(self.data.train):
+            raise ConfigError(
+                f"branch_from={ckpt} was trained on {samples} examples, this config builds "
+                f"{len(self.data.train)}; a branch continues the same data (match the data.* "
+                "settings of its run)"
+            )
+        batch = state.get("global_batch_size")
+        if batch is not None and int(batch) != self.global_batch:
+            raise ConfigError(
+                f"branch_from={ckpt} was trained with global batches of {batch} sequences, this "
+                f"config gives {self.global_batch}; match train.micro_batch_size x "
+                "train.grad_accum_steps x processes"
+            )
+        parent = self._branch_parent_config(ckpt)
+        if parent is None:
+            return
+        if int(parent.seed) != int(self.cfg.seed):
+            raise ConfigError(
+                f"branch_from={ckpt} ran with seed={parent.seed} (its data order), this config "
+                f"has seed={self.cfg.seed}; pass seed={parent.seed}"
+            )
+        provenance = parent.get("provenance") or {}
+        for name, ours in self.data.fingerprints.items():
+            theirs = provenance.get(f"{name}_fingerprint")
+            if theirs is not None and theirs != ours:
+                raise ConfigError(
+                    f"branch_from={ckpt} was trained on a {name} with fingerprint {theirs}, "
+                    f"this config reads {ours}; a branch continues the same data"
+                )
+        theirs_data = OmegaConf.to_container(parent.data, resolve=True)
+        ours_data = OmegaConf.to_container(self.cfg.data, resolve=True)
+        for key in sorted(set(theirs_data) & set(ours_data) - {"path", "shard_dir"}):
+            if theirs_data[key] != ours_data[key]:
+                raise ConfigError(
+                    f"branch_from={ckpt} was trained with data.{key}={theirs_data[key]!r}, this "
+                    f"config sets {ours_data[key]!r}; a branch continues the same data"
+                )
+
+    def _check_branch_schedule(self, ckpt: Path) -> None:
+        """Refuse a branch that a from-scratch run of this config would not have passed through:
+        restored past this run's cooldown start (its last steps ran at a rate this run would
+        already have lowered), or with learning rates up to the branch step that differ from this
+        config's (another peak, warm-up or schedule, or the parent's own cooldown had begun)."""
+        ours_kw = schedule_from_config(self.cfg.train)
+        max_steps, fraction = ours_kw["max_steps"], ours_kw["cooldown_fraction"]
+        start = cooldown_start(max_steps, fraction)
+        if self.step > start:
+            raise ConfigError(
+                f"branch_from={ckpt} is at step {self.step}, past this run's cooldown start "
+                f"{start} (train.max_steps={max_steps}, train.cooldown_fraction={fraction}); "
+                f"branch from a checkpoint at or before step {start}"
+            )
+        parent = self._branch_parent_config(ckpt)
+        if parent is None:
+            return
+        theirs_kw = schedule_from_config(parent.train)  # read once: a long run has many steps
+        for step in range(self.step):
+            theirs, ours = lr_at_step(step, **theirs_kw), lr_at_step(step, **ours_kw)
+            if theirs != ours:
+                raise ConfigError(
+                    f"branch_from={ckpt}: its run trained step {step} at lr={theirs:.6g}, this "
+                    f"config's schedule gives {ours:.6g}; a branch must share train.lr, "
+                    "warmup_steps and the stable phase with its run up to the branch step"
+                )
+
+    def _copy_parent_metrics(self, ckpt: Path) -> None:
+        """Seed this run's metrics.jsonl with the parent's rows up to the branch step."""
+        # Why: those steps are this run's history too (a from-scratch run of this budget logs the
+        # same rows bit for bit, tests/test_wsd.py), and plots and compare_runs read one
+        # metrics.jsonl per run, so without them the branch's curve would start at the branch.
+        if not self.is_main or self.run_dir is None:
+            return
+        source = run_dir_of(ckpt) / METRICS_FILE
+        rows: list[str] = []
+        if source.is_file():
+            for line in source.read_text().splitlines():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:  # a torn last line of a parent still running
+                    continue
+                if isinstance(row, dict) and int(row.get("step", 0)) <= self.step:
+                    rows.append(line + "\n")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / METRICS_FILE).write_text("".join(rows))
+        self._print(
+            f"branch: {len(rows)} metrics rows of {display_path(run_dir_of(ckpt))} up to step "
+            f"{self.step} copied into {display_path(self.run_dir / METRICS_FILE)}"
+        )
+        if self.step % int(self.cfg.log_interval):
+            self._print(
+                f"note: the branch step {self.step} is not a multiple of log_interval="
+                f"{self.cfg.log_interval}: the first training window after it averages fewer "
+                "steps than a from-scratch run's"
+            )
+
     # ------------------------------------------------------------------ checkpoint state
 
     def _restore(self, ckpt: Path) -> None:
@@ -339,6 +512,13 @@ class Trainer(LMStep):
         self.step = int(state["step"])
         self.tokens_seen = int(state["tokens_seen"])
         self.flops_seen = float(state.get("flops_seen", 0.0))
+        no_embed = state.get("flops_no_embed_seen")
+        if no_embed is None:  # saved before the counter existed: take the LM head's share off
+            # (exact without ACT; with ACT it assumes one segment per token)
+            no_embed = flops_count(self.model).non_embedding_flops(
+                self.flops_seen, self.tokens_seen
+            )
+        self.flops_no_embed_seen = float(no_embed)
         self.train_seconds = float(state.get("train_seconds", 0.0))
         position = state["data"]
         if position["num_samples"] != len(self.data.train):
@@ -362,7 +542,8 @@ class Trainer(LMStep):
 
             set_seed(int(self.cfg.seed) + self.step + index)
         self.last_good_checkpoint = ckpt
-        self._print(f"resumed {ckpt} at step {self.step}")
+        verb = "branched from" if ckpt == self.branch_ckpt else "resumed"
+        self._print(f"{verb} {ckpt} at step {self.step}")
 
     def save(self, metrics: dict[str, float] | None = None, *, latest: bool = True) -> Path:
         """Write a checkpoint at this step (main process) after gathering every process's RNG
@@ -373,6 +554,7 @@ class Trainer(LMStep):
         state = {
             "tokens_seen": self.tokens_seen,
             "flops_seen": self.flops_seen,
+            "flops_no_embed_seen": self.flops_no_embed_seen,
             "train_seconds": self.train_seconds,
             "data": self.order.state_dict(),
             "global_batch_size": self.global_batch,
@@ -503,7 +685,15 @@ class Trainer(LMStep):
                     step_start = time.perf_counter()
                     metrics = self.train_step(self._micro_batches())
                     self.train_seconds += time.perf_counter() - step_start
-                    self.flops_seen += float(metrics["flops"])
+                    step_flops = float(metrics["flops"])
+                    self.flops_seen += step_flops
+                    # The LM head costs the same per token at any padded length, so its share comes
+                    # off the step's FLOPs as run; with ACT per segment run (act_steps on average).
+                    act_steps = float(metrics.get("act_steps", 1.0))
+                    segments = act_steps if self.flops.segments > 1 else 1.0
+                    self.flops_no_embed_seen += self.flops.non_embedding_flops(
+                        step_flops, float(metrics["tokens"]), segments
+                    )
                     logger.advance()
                     for key, value in metrics.items():
                         window[key] = window.get(key, 0.0) + value
@@ -524,7 +714,8 @@ class Trainer(LMStep):
                                 + " ".join(f"{k}={v:.4g}" for k, v in eval_metrics.items())
                             )
                         window_start = time.perf_counter()  # evaluation time is not training time
-                    if schedule.checkpoints(self.step) or interrupted is not None:
+                    kept = self.checkpoints.keeps(self.step)  # train.keep_checkpoints
+                    if schedule.checkpoints(self.step) or kept or interrupted is not None:
                         self.save(eval_metrics)
                         window_start = time.perf_counter()
                     elif eval_metrics and self._improves_best(eval_metrics):
@@ -594,6 +785,7 @@ class Trainer(LMStep):
         return {
             "tokens_seen": self.tokens_seen,
             "flops": self.flops_seen,
+            "flops_no_embed": self.flops_no_embed_seen,
             "train_seconds": self.train_seconds,
         }
 
