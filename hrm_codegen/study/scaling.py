@@ -26,7 +26,7 @@ no sweep library knows them.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,9 @@ class ScalingSpec:
     records_dir: str | None = None  # relative to the repository root (study/records.py)
     flops_per_second_per_job: float | None = None
     description: str = ""
+    # the report's fits: bootstrap resamples, the two arms whose frontiers may cross, and how
+    # many decades beyond the data the crossover is looked for
+    fits: dict[str, Any] = field(default_factory=dict)
 
     @property
     def lr_factor(self) -> float:
@@ -153,6 +156,7 @@ def load_scaling_spec(cfg: Any) -> ScalingSpec:
         records_dir=cfg.get("records_dir"),
         flops_per_second_per_job=float(rate) if rate else None,
         description=str(cfg.get("description") or ""),
+        fits=dict(cfg.get("fits") or {}),
     )
 
 
@@ -346,7 +350,12 @@ class ScalingRunner(StudyRunner):
         while True:
             longs = [k for k in self.long_keys() if self.status(k) not in ("done", "diverged")]
             self.for_each("train", longs)
-            branches = [k for k in self.branch_keys() if self.status(k) not in ("done", "diverged")]
+            branches = [
+                k
+                for k in self.branch_keys()
+                if self.status(k) not in ("done", "diverged")
+                and self.status(ScalingKey(k.arm_name, k.size, k.lr, k.seed)) == "done"
+            ]  # a long run added by an edge extension trains in the next round first
             # a branch starts from its long run's kept checkpoint: long runs that are only
             # records here train again first (once each, before the workers branch from them)
             starts = {ScalingKey(k.arm_name, k.size, k.lr, k.seed) for k in branches}
