@@ -397,3 +397,34 @@ def test_the_note_quotes_a_checkpoint_path_with_spaces():
     lines = small_model_note(_summary(0.0, {}), 1000, model_type="llama", ckpt="my runs/a")
     assert "--model-type llama --ckpt 'my runs/a' --metric bpb" in lines[1]
     assert "20 of 20 samples failed (none classified" in lines[0]
+
+
+def test_the_note_says_how_the_runs_bits_per_byte_moved_against_a_uniform_guess(tmp_path):
+    import json
+    import math
+
+    from hrm_codegen.data.tasks import CodeTask
+    from hrm_codegen.evaluation.cli import _bpb_moves, training_bpb_context
+
+    class ByteTokenizer:  # one token per byte, 256 of them
+        def __call__(self, text, add_special_tokens=False):
+            return {"input_ids": list(text.encode("utf-8"))}
+
+        def __len__(self):
+            return 256
+
+    run = tmp_path / "runs" / "20260101-000000"
+    run.mkdir(parents=True)
+    rows = [{"step": 5, "train/loss": 3.0}, {"step": 10, "val/mbpp_bpb": 3.5},
+            {"step": 20, "val/mbpp_bpb": 2.75}]  # fmt: skip
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    task = CodeTask(
+        task_id="Mbpp/601", benchmark="mbpp", prompt="Add one.", reference_solution="def f(x):\n"
+        "    return x + 1", tests=("assert f(1) == 2",), entry_point=None,
+    )  # fmt: skip
+    context = training_bpb_context(tmp_path / "runs", ByteTokenizer(), [task])
+    assert context["first"] == (10, 3.5) and context["last"] == (20, 2.75)
+    assert context["uniform"] == pytest.approx(math.log2(256))  # one byte per token: 8 bits
+    text = _bpb_moves(context)
+    assert "3.50 at step 10 -> 2.75 at step 20" in text and "uniformly scores 8.00" in text
+    assert _bpb_moves({}) == ""

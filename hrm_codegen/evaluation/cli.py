@@ -256,7 +256,10 @@ def run_evaluation(
     print(f"wrote {Path(output) / SAMPLES_FILE}, {RESULTS_FILE} and {SUMMARY_FILE}")
     if ckpt is not None:  # a model was loaded (the --samples path has none to size)
         parameters = sum(p.numel() for p in model.parameters())
-        for line in small_model_note(summary, parameters, model_type=model_type, ckpt=ckpt):
+        context = training_bpb_context(ckpt, tok, tasks)
+        for line in small_model_note(
+            summary, parameters, model_type=model_type, ckpt=ckpt, bpb=context
+        ):
             print(line)
     return summary
 
@@ -270,8 +273,43 @@ SMALL_MODEL_PARAMETERS = 50_000_000
 TINY_PASS_AT_1 = 0.01
 
 
+def training_bpb_context(ckpt: str | Path, tok: Any, tasks: list[CodeTask]) -> dict[str, Any]:
+    """What the quick start's bits per byte on MBPP did: the first and last `val/mbpp_bpb` its
+    run logged (metrics.jsonl beside the checkpoint), and the score of a model that guesses
+    uniformly among its tokens (log2 V bits per token over these tasks' bytes per token): the
+    untrained baseline the user's model is measured against."""
+    import json
+    import math
+
+    from hrm_codegen.data.prompts import format_target
+
+    out: dict[str, Any] = {}
+    texts = [format_target(task) for task in tasks]
+    n_bytes = sum(len(t.encode("utf-8")) for t in texts)
+    n_tokens = sum(len(tok(t, add_special_tokens=False)["input_ids"]) for t in texts)
+    if n_bytes:
+        out["uniform"] = math.log2(len(tok)) * n_tokens / n_bytes
+    folder = Path(ckpt).resolve()
+    runs = sorted(folder.glob("*/metrics.jsonl"), key=lambda m: m.stat().st_mtime)
+    candidates = [runs[-1].parent] if runs else []  # a folder of runs: its latest, as loaded
+    for candidate in (*candidates, folder, *list(folder.parents)[:3]):
+        metrics = candidate / "metrics.jsonl"
+        if metrics.is_file():
+            rows = [json.loads(line) for line in metrics.open() if line.strip()]
+            curve = [(r["step"], r["val/mbpp_bpb"]) for r in rows if "val/mbpp_bpb" in r]
+            if curve:
+                out["first"], out["last"] = curve[0], curve[-1]
+            break
+    return out
+
+
 def small_model_note(
-    summary: EvalSummary, parameters: int, *, model_type: str, ckpt: str | Path
+    summary: EvalSummary,
+    parameters: int,
+    *,
+    model_type: str,
+    ckpt: str | Path,
+    bpb: dict[str, Any] | None = None,
 ) -> list[str]:
     """2-3 lines after the table when a small model's pass@1 is (near) zero: what it got and
     why, and what moves at this scale (bits per byte on MBPP), so a 0% from the quick start is
@@ -293,10 +331,24 @@ def small_model_note(
         f"note: pass@1 {100 * pass_at_1:.2f}% is what a {parameters / 1e6:.1f}M-parameter model "
         f"is expected to get: {failed} of {samples} samples failed ({why}; each sample's cause "
         f"is in {RESULTS_FILE}).",
-        f"What moves at this scale is bits per byte on MBPP (lower is better): {command}",
+        f"What moves at this scale is bits per byte on MBPP, lower is better{_bpb_moves(bpb)}: "
+        f"{command}",
         "A pass@1 worth reading needs larger models trained on a GPU: see docs/results/ "
         "(cpu_small.md: CPU-scale runs; gpu.md: GPU runs).",
     ]
+
+
+def _bpb_moves(bpb: dict[str, Any] | None) -> str:
+    """ ", here 3.41 at step 100 -> 2.62 at step 200 (a uniform guess: 4.10)" from the context."""
+    if not bpb:
+        return ""
+    parts = []
+    if "first" in bpb:
+        (s0, v0), (s1, v1) = bpb["first"], bpb["last"]
+        parts.append(f"this run's val/mbpp_bpb went {v0:.2f} at step {s0} -> {v1:.2f} at step {s1}")
+    if "uniform" in bpb:
+        parts.append(f"an untrained model guessing uniformly scores {bpb['uniform']:.2f}")
+    return f" ({'; '.join(parts)})" if parts else ""
 
 
 def _best_of_n_evaluation(
