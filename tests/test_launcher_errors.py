@@ -175,3 +175,17 @@ def test_heads_that_do_not_divide_the_width_are_named_before_head_dim_parity():
     with pytest.raises(ConfigError, match="model.num_key_value_heads=3; pass e.g."):
         validate_config(compose_config("model=llama", "model.num_key_value_heads=3"))
     validate_config(compose_config("model.hidden_size=96", "model.num_heads=3"))  # head_dim 32
+
+
+def test_gspo_checks_numbers_and_its_schedule_up_front():
+    from omegaconf import OmegaConf
+
+    from hrm_codegen.rl.loop import GSPOConfigError, GSPOLoop
+    from hrm_codegen.training.config_checks import ConfigError
+
+    cfg = OmegaConf.create({"train": {"lr": "abc", "schedule": "cosine"}, "gspo": {}})
+    with pytest.raises(ConfigError, match=r"train\.lr='abc' is not a number"):
+        GSPOLoop(cfg)
+    cfg = OmegaConf.create({"train": {"lr": 1e-5, "schedule": "wsd"}, "gspo": {}})
+    with pytest.raises(GSPOConfigError, match="cosine only"):
+        GSPOLoop(cfg)

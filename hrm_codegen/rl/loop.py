@@ -51,6 +51,7 @@ from hrm_codegen.training.checkpointing import (
     resolve_checkpoint_dir,
     save_checkpoint,
 )
+from hrm_codegen.training.config_checks import check_numbers
 from hrm_codegen.training.logging import RunLogger
 from hrm_codegen.training.optim import lr_at_step, optimizer_from_config, set_lr
 
@@ -208,6 +209,12 @@ class GSPOLoop:
         from hrm_codegen.model import load_pretrained
         from hrm_codegen.tokenization import load_tokenizer
 
+        check_numbers(cfg)  # every numeric value, one line per mistake (as the LM loop)
+        if str(cfg.train.get("schedule", "cosine")) != "cosine":
+            raise GSPOConfigError(
+                f"train.schedule={cfg.train.schedule}: loop=gspo decays its learning rate by "
+                "cosine only; pass train.schedule=cosine"
+            )
         self.cfg = cfg
         threads = cfg.get("threads") or {}
         apply_threads(threads.get("intra_op"), threads.get("inter_op"))
