@@ -310,7 +310,8 @@ class StudyRunner:
         status = run_status(run_dir)
         # the study's thread split, explicitly: `threads.intra_op=auto` would measure the load
         # of this study's own other workers
-        overrides = [*self.overrides(key), f"threads.intra_op={threads_per_job(self.spec.jobs)}"]
+        threads = self.spec.threads or threads_per_job(self.spec.jobs)
+        overrides = [*self.overrides(key), f"threads.intra_op={threads}"]
         if status == "partial":
             overrides.append("resume=true")
             self.log(f"resume {run_dir}")

@@ -66,6 +66,7 @@ class ScalingSpec:
     # the report's fits: bootstrap resamples, the two arms whose frontiers may cross, and how
     # many decades beyond the data the crossover is looked for
     fits: dict[str, Any] = field(default_factory=dict)
+    threads: int | None = None  # per run (null: the cores split between the jobs)
 
     @property
     def lr_factor(self) -> float:
@@ -157,6 +158,7 @@ def load_scaling_spec(cfg: Any) -> ScalingSpec:
         flops_per_second_per_job=float(rate) if rate else None,
         description=str(cfg.get("description") or ""),
         fits=dict(cfg.get("fits") or {}),
+        threads=int(cfg["threads"]) if cfg.get("threads") else None,
     )
 
 

@@ -76,6 +76,9 @@ class StudySpec:
     # where finished runs' records (metrics, no weights) go, relative to the repository: a study
     # that spans sessions on fresh machines resumes from them (study/records.py)
     records_dir: str | None = None
+    # intra-op threads per run (null: the cores split between the `jobs` workers); tiny models
+    # train faster on one thread than on two that must wake each other for every small op
+    threads: int | None = None
 
     @property
     def all_arms(self) -> list[str]:
@@ -206,6 +209,7 @@ def load_spec(cfg: Any) -> StudySpec:
         sft_arms=sft_arms,
         jobs=_jobs(cfg.get("jobs", 1)),
         records_dir=cfg.get("records_dir"),
+        threads=int(cfg["threads"]) if cfg.get("threads") else None,
     )
     if pass_at_k is not None and spec.sft is None:
         raise StudyConfigError(
