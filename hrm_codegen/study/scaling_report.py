@@ -92,6 +92,7 @@ def fit_arms(points: list[dict[str, Any]], spec_fits: dict[str, Any]) -> dict[st
     from hrm_codegen.study import fits
 
     n_boot = int(spec_fits.get("bootstrap", 1000))
+    n_holdout = int(spec_fits.get("holdout_resamples", 200))
     compare = list(spec_fits.get("compare") or [])
     decades = float(spec_fits.get("decades", 2.0))
     out: dict[str, Any] = {}
@@ -115,7 +116,9 @@ def fit_arms(points: list[dict[str, Any]], spec_fits: dict[str, Any]) -> dict[st
                 )
                 entry["failed_draws"] = boot.n_failed
                 boots[arm], costs[arm] = boot, cost
-                holdout = fits.holdout_prediction(mine, fits.fit_records, budget_key="budget")
+                holdout = fits.holdout_prediction(
+                    mine, fits.fit_records, budget_key="budget", n_resamples=n_holdout
+                )
                 entry["holdout"] = {k: v for k, v in holdout.items() if k != "fit"}
                 baseline = spec_fits.get("loop_baseline")
                 recurrent = any("params_shared" in r for r in mine)
