@@ -43,6 +43,8 @@ def run_study_from_config(cfg: dict[str, Any], command: str = "") -> Path:
         runner.prepare()
         return runner.corpus_dir
     if cfg.get("report_only"):
+        # the page names the command that resumes the study and rewrites it, not this rebuild
+        command = " ".join(a for a in command.split(" ") if a != "report_only=true")
         runner.prepare()
         if runner.records_root() is not None:
             runner.log(
