@@ -8,13 +8,11 @@ import io
 import json
 import os
 import shutil
-import sysconfig
-from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
-from training_fixtures import STDLIB_MODULES, write_tiny_mbpp
+from training_fixtures import copy_stdlib_modules, write_tiny_mbpp
 
 from hrm_codegen.study import StudyConfigError, run_study_from_config
 from hrm_codegen.study.runner import CONFIG_DIR, run_status
@@ -32,11 +30,7 @@ def scaling_node(*overrides: str) -> dict:
 def scaling_study(tmp_path_factory):
     root = tmp_path_factory.mktemp("scaling")
     mbpp = write_tiny_mbpp(root / "mbpp.jsonl")
-    sources = root / "src"
-    sources.mkdir()
-    stdlib = Path(sysconfig.get_paths()["stdlib"])
-    for name in STDLIB_MODULES:
-        shutil.copy(stdlib / f"{name}.py", sources / f"{name}.py")
+    sources = copy_stdlib_modules(root / "src")
     saved = os.environ.get("HRM_CODEGEN_HOME")
     os.environ["HRM_CODEGEN_HOME"] = str(root / "home")
     cfg = scaling_node(

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
-from training_fixtures import STDLIB_MODULES, write_tiny_mbpp
+from training_fixtures import copy_stdlib_modules, write_tiny_mbpp
 
 from hrm_codegen.study import StudyConfigError, load_spec, run_study_from_config
 from hrm_codegen.study.runner import RunKey, StudyRunner, final_metric, run_status
@@ -73,16 +73,9 @@ def test_lr_tags_are_distinct_and_readable():
 @pytest.fixture(scope="module")
 def smoke_study(tmp_path_factory):
     """study=smoke on the tiny MBPP fixture and a corpus of eight standard-library modules."""
-    import shutil
-    import sysconfig
-
     root = tmp_path_factory.mktemp("study")
     mbpp = write_tiny_mbpp(root / "mbpp.jsonl")
-    sources = root / "src"
-    sources.mkdir()
-    stdlib = Path(sysconfig.get_paths()["stdlib"])
-    for name in STDLIB_MODULES:
-        shutil.copy(stdlib / f"{name}.py", sources / f"{name}.py")
+    sources = copy_stdlib_modules(root / "src")
     saved = os.environ.get("HRM_CODEGEN_HOME")
     os.environ["HRM_CODEGEN_HOME"] = str(root / "home")
     cfg = study_node(

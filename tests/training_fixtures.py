@@ -62,6 +62,15 @@ def write_tiny_mbpp(path: Path) -> Path:
 STDLIB_MODULES = ("bisect", "colorsys", "keyword", "textwrap", "string", "heapq", "glob", "fnmatch")
 
 
+def copy_stdlib_modules(folder: Path) -> Path:
+    """The eight small standard-library modules, copied into `folder` (a study's source dirs)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    for name in STDLIB_MODULES:
+        shutil.copy(stdlib / f"{name}.py", folder / f"{name}.py")
+    return folder
+
+
 def build_tiny_corpus(root: Path, tokenizer_dir: Path, val_fraction: float = 0.5) -> Path:
     """Token shards of eight small standard-library modules (ASCII text), split half and half."""
     from hrm_codegen.data.corpus import build_corpus
