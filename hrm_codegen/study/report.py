@@ -13,6 +13,7 @@ import json
 import math
 import platform
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -728,18 +729,32 @@ def write_report(
     # the command that ran the study reproduces it; a report_only rebuild just rewrites the page
     ran = [s["command"] for s in result["sessions"] if "report_only" not in s.get("command", "")]
     command = ran[0] if ran and ran[0] else command
+    return write_pages(runner, result, command, write_plots, render_markdown, publish_dir)
+
+
+def write_pages(
+    runner: Any,
+    result: dict[str, Any],
+    command: str,
+    plots_fn: Callable[[dict[str, Any], Path, str], list[str]],
+    render_fn: Callable[[dict[str, Any], str, list[str]], str],
+    publish_dir: str | Path | None = None,
+) -> Path:
+    """results.json, report.md and plots in the study folder; with `publish_dir`, also
+    `<publish_dir>/<study>.md` with its plots beside it as `<study>_*.png` (every study kind)."""
     out = runner.out
+    out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
-    plots = write_plots(result, out, "")
+    plots = plots_fn(result, out, "")
     report = out / "report.md"
-    report.write_text(render_markdown(result, command, plots))
+    report.write_text(render_fn(result, command, plots))
     if publish_dir is not None:
         publish = Path(publish_dir)
         publish.mkdir(parents=True, exist_ok=True)
         prefix = f"{result['study']}_"
         for name in plots:
             shutil.copy(out / name, publish / f"{prefix}{name}")
-        page = render_markdown(result, command, [f"{prefix}{name}" for name in plots])
+        page = render_fn(result, command, [f"{prefix}{name}" for name in plots])
         (publish / f"{result['study']}.md").write_text(page)
         runner.log(f"published {publish / (result['study'] + '.md')}")
     runner.log(f"wrote {report} and {out / 'results.json'}")

@@ -349,25 +349,9 @@ def write_scaling_report(
     runner: ScalingRunner, publish_dir: str | Path | None = None, command: str = ""
 ) -> Path:
     """results.json, report.md and plots in the study folder (and `<publish_dir>/<name>.md`)."""
-    import shutil
+    from hrm_codegen.study.report import write_pages
 
-    out = runner.out
-    out.mkdir(parents=True, exist_ok=True)
-    result = collect(runner)
-    (out / "results.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
-    plots = write_plots(result, out, "")
-    report = out / "report.md"
-    report.write_text(render_markdown(result, command, plots))
-    if publish_dir is not None:
-        target = Path(publish_dir)
-        target.mkdir(parents=True, exist_ok=True)
-        prefix = f"{runner.spec.name}_"
-        for name in plots:
-            shutil.copy(out / name, target / f"{prefix}{name}")
-        published = render_markdown(result, command, [f"{prefix}{n}" for n in plots])
-        (target / f"{runner.spec.name}.md").write_text(published)
-    runner.log(f"wrote {report} and {out / 'results.json'}")
-    return report
+    return write_pages(runner, collect(runner), command, write_plots, render_markdown, publish_dir)
 
 
 __all__ = ["collect", "fit_arms", "select_points", "write_scaling_report"]
