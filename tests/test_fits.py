@@ -25,6 +25,7 @@ from hrm_codegen.study.fits import (
     fit_loop_records,
     fit_records,
     frontier,
+    frontier_band,
     holdout_prediction,
     tokens_per_param,
 )
@@ -294,6 +295,7 @@ def test_crossover_ci_says_no_crossover_within_decades():
     assert out["no_crossover_within_decades"] and out["frac_no_crossover"] == 1.0
     assert out["range"] == (1e16, pytest.approx(1e20)) and out["a_lower_at_top"] == 1.0
     assert out["ci"] == (math.inf, math.inf) and "no crossover within 1 decades" in out["statement"]
+    assert len(out["draws"]) == 200 and all(math.isinf(d) for d in out["draws"])
 
     # half the draws cross inside the range: no such statement can be made
     _, crossing = crossing_pair(1e18)
@@ -302,6 +304,21 @@ def test_crossover_ci_says_no_crossover_within_decades():
     assert not out["no_crossover_within_decades"]
     assert out["frac_no_crossover"] == pytest.approx(0.5)
     assert out["ci"][0] == pytest.approx(1e18, rel=1e-3) and out["ci"][1] == math.inf
+
+
+def test_frontier_band_brackets_the_frontier_of_the_draws():
+    c = np.geomspace(1e16, 1e20, 7)
+    same = frontier_band(manual_boot([TRUE] * 20), CHINCHILLA, c)
+    assert same["n_draws"] == 20 and same["C"] == pytest.approx(list(c))
+    assert same["lo"] == pytest.approx(same["L"]) and same["hi"] == pytest.approx(same["L"])
+
+    # draws whose irreducible loss spreads by +-0.05: the band is about that wide everywhere
+    shifted = [LawFit(1.7 + g, 400.0, 0.34, 410.0, 0.28) for g in np.linspace(-0.05, 0.05, 41)]
+    band = frontier_band(manual_boot([TRUE, *shifted]), CHINCHILLA, c)
+    truth = np.asarray(frontier(TRUE, CHINCHILLA, c)[2])
+    assert np.all(np.asarray(band["lo"]) < truth) and np.all(truth < np.asarray(band["hi"]))
+    width = np.asarray(band["hi"]) - np.asarray(band["lo"])
+    assert width == pytest.approx(np.full(7, 0.095), abs=0.01)
 
 
 def test_crossover_ci_from_fitted_arms():

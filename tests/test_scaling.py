@@ -115,7 +115,16 @@ def test_the_report_fits_every_arm_and_names_the_data(scaling_study):
     report = scaling_study["report"].read_text()
     assert results["data"]["corpus_fingerprint"] in report
     assert "## Every run" in report and budget_tag(4e9) not in report
-    assert (scaling_study["root"] / "out" / "isoflop.png").is_file()
+    for plot in ("isoflop.png", "frontiers.png", "crossover.png"):
+        assert (scaling_study["root"] / "out" / plot).is_file(), plot
+    for entry in results["fits"]["all"]["arms"].values():
+        band = entry.get("frontier")
+        if band:  # the law fitted: a band over the same C grid, ordered
+            assert len(band["C"]) == len(band["L"]) == len(band["lo"]) == len(band["hi"]) == 40
+            assert all(lo <= hi for lo, hi in zip(band["lo"], band["hi"]))
+    cross = results["fits"]["all"].get("crossover")
+    if cross:
+        assert len(cross["draws"]) == cross["n_draws"]
 
 
 def test_lr_extension_follows_the_edge_rule(scaling_study):
@@ -134,6 +143,15 @@ def test_lr_extension_follows_the_edge_rule(scaling_study):
                 assert values == list(spec.lr_sweep)
 
 
+def test_the_estimate_takes_a_rate_per_size():
+    node = scaling_node("study.estimate.flops_per_second_per_job={w16: 1e9, w32: 2e9}")["study"]
+    spec = load_scaling_spec(node)
+    one_rate = load_scaling_spec(scaling_node()["study"]).estimate()
+    # half the grid's FLOPs run twice as fast: three quarters of the single-rate hours
+    assert spec.estimate()["hours"] == pytest.approx(0.75 * one_rate["hours"])
+    assert spec.estimate()["flops"] == one_rate["flops"]
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [
@@ -141,6 +159,7 @@ def test_lr_extension_follows_the_edge_rule(scaling_study):
         ("study.lr_sweep=[1e-3,2e-3]", "at least 3"),
         ("study.schedule.cooldown_fraction=1.5", "cooldown_fraction"),
         ("study.select_metric=val/test_bpb", "never select on a test split"),
+        ("study.estimate.flops_per_second_per_job={w16: 1e9}", "for every size"),
     ],
 )
 def test_scaling_protocol_mistakes_are_one_line(override, message):

@@ -57,6 +57,7 @@ __all__ = [
     "fit_loop_records",
     "fit_records",
     "frontier",
+    "frontier_band",
     "holdout_prediction",
     "tokens_per_param",
 ]
@@ -702,6 +703,28 @@ def bootstrap_fits(
 # ------------------------------------------------------------------------------------ crossover
 
 
+def frontier_band(
+    boot: BootstrapResult, cost: Cost, C: ArrayLike, *, level: float = 0.95
+) -> dict[str, list[float]]:
+    """The frontier L*(C) of the all-runs fit with a pointwise percentile band over the
+    bootstrap draws (failed draws skipped): what a frontier plot with a CI band draws."""
+    c = _positive("C", np.atleast_1d(np.asarray(C, dtype=float)))
+    point = np.asarray(frontier(boot.point, cost, c)[2], dtype=float)
+    rows = [np.asarray(frontier(f, cost, c)[2], dtype=float) for f in boot.fits if f is not None]
+    if rows:
+        lo, hi = np.percentile(np.vstack(rows), [50 * (1 - level), 50 * (1 + level)], axis=0)
+    else:
+        lo = hi = np.full_like(point, math.nan)
+    return {
+        "C": c.tolist(),
+        "L": point.tolist(),
+        "lo": np.asarray(lo).tolist(),
+        "hi": np.asarray(hi).tolist(),
+        "level": level,
+        "n_draws": len(rows),
+    }
+
+
 def crossover(
     fit_a: LawFit,
     cost_a: Cost,
@@ -798,6 +821,8 @@ def crossover_ci(
         "no_crossover_within_decades": none,
         "a_lower_at_top": float(np.mean(lower_at_top)) if lower_at_top else math.nan,
         "statement": statement,
+        # every paired draw's crossover (inf: none in range), for the distribution plot
+        "draws": sorted(float(v) for v in arr),
     }
 
 

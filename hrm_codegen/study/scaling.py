@@ -26,6 +26,7 @@ no sweep library knows them.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,7 +62,9 @@ class ScalingSpec:
     mbpp_path: str | None = None
     jobs: int = 1
     records_dir: str | None = None  # relative to the repository root (study/records.py)
-    flops_per_second_per_job: float | None = None
+    # measured training rate of one job: one number, or one per size (narrow models run far
+    # below the wide ones' rate: per-op overhead dominates)
+    flops_per_second_per_job: float | dict[str, float] | None = None
     description: str = ""
     # the report's fits: bootstrap resamples, the two arms whose frontiers may cross, and how
     # many decades beyond the data the crossover is looked for
@@ -81,8 +84,11 @@ class ScalingSpec:
         per_long = self.budgets[-1] + self.cooldown_fraction * sum(self.budgets[:-1])
         total = longs * per_long
         out = {"runs": longs * len(self.budgets), "flops": total}
-        if self.flops_per_second_per_job:
-            out["hours"] = total / (self.flops_per_second_per_job * self.jobs) / 3600
+        rate = self.flops_per_second_per_job
+        if rate:
+            per_size = rate if isinstance(rate, dict) else dict.fromkeys(self.sizes, rate)
+            seconds = sum(total / len(self.sizes) / per_size[size] for size in self.sizes)
+            out["hours"] = seconds / self.jobs / 3600
         return out
 
 
@@ -138,6 +144,15 @@ def load_scaling_spec(cfg: Any) -> ScalingSpec:
         raise StudyConfigError(f"study.lr_edge_extension={extension} must be >= 0")
     estimate = dict(cfg.get("estimate") or {})
     rate = estimate.get("flops_per_second_per_job")
+    if isinstance(rate, Mapping):
+        rate = {str(k): float(v) for k, v in rate.items()}
+        if set(rate) != set(sizes) or min(rate.values()) <= 0:
+            raise StudyConfigError(
+                f"study.estimate.flops_per_second_per_job={rate} must give a positive rate for "
+                f"every size ({', '.join(sizes)}) or be one number"
+            )
+    elif rate:
+        rate = float(rate)
     return ScalingSpec(
         name=name,
         arms=arms,
@@ -155,7 +170,7 @@ def load_scaling_spec(cfg: Any) -> ScalingSpec:
         mbpp_path=cfg.get("mbpp_path"),
         jobs=_jobs(cfg.get("jobs", 1)),
         records_dir=cfg.get("records_dir"),
-        flops_per_second_per_job=float(rate) if rate else None,
+        flops_per_second_per_job=rate or None,
         description=str(cfg.get("description") or ""),
         fits=dict(cfg.get("fits") or {}),
         threads=int(cfg["threads"]) if cfg.get("threads") else None,

@@ -15,6 +15,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from hrm_codegen.study.scaling import ScalingKey, ScalingRunner
 
 CONVENTIONS = {
@@ -102,6 +104,9 @@ def fit_arms(points: list[dict[str, Any]], spec_fits: dict[str, Any]) -> dict[st
         block: dict[str, Any] = {"arms": {}}
         boots: dict[str, Any] = {}
         costs: dict[str, Any] = {}
+        # one C grid for every arm's frontier band: the data's budgets out to `decades` beyond
+        c_all = [r["flops"] for r in records]
+        c_grid = np.geomspace(min(c_all), max(c_all) * 10.0**decades, 40) if c_all else np.array([])
         for arm in arms:
             mine = [r for r in records if r["arm"] == arm]
             entry: dict[str, Any] = {"points": len(mine)}
@@ -115,6 +120,7 @@ def fit_arms(points: list[dict[str, Any]], spec_fits: dict[str, Any]) -> dict[st
                     fits.tokens_per_param(boot.point, cost, c_top)
                 )
                 entry["failed_draws"] = boot.n_failed
+                entry["frontier"] = fits.frontier_band(boot, cost, c_grid)
                 boots[arm], costs[arm] = boot, cost
                 holdout = fits.holdout_prediction(
                     mine, fits.fit_records, budget_key="budget", n_resamples=n_holdout
@@ -342,6 +348,62 @@ def write_plots(result: dict[str, Any], folder: Path, prefix: str) -> list[str]:
     fig.savefig(folder / name, dpi=110)
     plt.close(fig)
     names.append(name)
+    names += _frontier_plots(result, folder, prefix, plt)
+    return names
+
+
+def _frontier_plots(result: dict[str, Any], folder: Path, prefix: str, plt: Any) -> list[str]:
+    """The frontiers L*(C) with their bootstrap bands on one chart (a panel per convention), and
+    the bootstrap distribution of the compared arms' crossover."""
+    names = []
+    blocks = [(c, result["fits"].get(c) or {}) for c in CONVENTIONS]
+    if not any("frontier" in e for _, b in blocks for e in b.get("arms", {}).values()):
+        return names
+    fig, axes = plt.subplots(1, len(blocks), figsize=(5.5 * len(blocks), 3.8), squeeze=False)
+    for ax, (convention, block) in zip(axes[0], blocks):
+        for arm, entry in block.get("arms", {}).items():
+            band = entry.get("frontier")
+            if not band:
+                continue
+            (line,) = ax.plot(band["C"], band["L"], label=arm)
+            ax.fill_between(band["C"], band["lo"], band["hi"], color=line.get_color(), alpha=0.2)
+        mine = [r for r in result["points"] if math.isfinite(r["loss"])]
+        c_key = CONVENTIONS[convention][1]
+        if mine and all(c_key in r for r in mine):
+            ax.scatter([r[c_key] for r in mine], [r["loss"] for r in mine], s=6, c="0.5")
+        ax.set_xscale("log")
+        ax.set_xlabel("training FLOPs" + ("" if convention == "all" else " (no embedding/head)"))
+        ax.set_ylabel("frontier val/bpb (95% band)")
+        ax.set_title(f"compute-optimal frontier, N counting {convention}")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    name = f"{prefix}frontiers.png"
+    fig.savefig(folder / name, dpi=110)
+    plt.close(fig)
+    names.append(name)
+
+    crossings = [(c, b["crossover"]) for c, b in blocks if b.get("crossover")]
+    if crossings:
+        fig, axes = plt.subplots(
+            1, len(crossings), figsize=(5 * len(crossings), 3.4), squeeze=False
+        )
+        for ax, (convention, cross) in zip(axes[0], crossings):
+            draws = np.asarray(cross.get("draws") or [], dtype=float)
+            finite = draws[np.isfinite(draws)]
+            if finite.size:
+                ax.hist(np.log10(finite), bins=30)
+            lo, hi = cross["range"]
+            ax.axvspan(math.log10(lo), math.log10(hi), color="0.9", zorder=0)
+            ax.set_xlabel("log10 crossover FLOPs (shaded: search range)")
+            ax.set_ylabel("bootstrap draws")
+            a, b = cross["arms"]
+            none = draws.size - finite.size
+            ax.set_title(f"{a} vs {b} ({convention}): {none}/{draws.size} draws never cross")
+        fig.tight_layout()
+        name = f"{prefix}crossover.png"
+        fig.savefig(folder / name, dpi=110)
+        plt.close(fig)
+        names.append(name)
     return names
 
 
