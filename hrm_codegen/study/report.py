@@ -388,8 +388,9 @@ def render_markdown(result: dict[str, Any], command: str, plots: list[str]) -> s
         "```",
         "",
         f"Machine: {m.get('cpu_model') or m.get('gpu') or m['processor']}, {m['cpus']} CPUs, "
-        f"torch {m['torch']} ({threads}), Python {m['python']}. Study wall time "
-        f"{total / 60:.1f} min over {len(result['sessions'])} invocation(s).",
+        f"torch {m['torch']} ({threads}), Python {m['python']}. Wall time of the invocations "
+        f"that ran to their end: {total / 60:.1f} min over {len(result['sessions'])} (one stopped "
+        "early, e.g. at a session's end, is not counted; each run's own train time is below).",
         "",
         "## Protocol (fixed before any run)",
         "",

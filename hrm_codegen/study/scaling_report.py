@@ -229,8 +229,9 @@ def render_markdown(result: dict[str, Any], command: str, plots: list[str]) -> s
     m = result["machine"]
     lines += [
         f"Machine: {m.get('cpu_model') or m.get('gpu') or m['processor']}, {m['cpus']} CPUs, "
-        f"torch {m['torch']}. Wall time {total / 60:.1f} min over {len(result['sessions'])} "
-        "invocation(s).",
+        f"torch {m['torch']}. Wall time of the invocations that ran to their end: "
+        f"{total / 60:.1f} min over {len(result['sessions'])} (one stopped early, e.g. at a "
+        "session's end, is not counted).",
         "",
         "## Protocol (fixed before any run)",
         "",
