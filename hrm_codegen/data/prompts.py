@@ -183,6 +183,15 @@ _EXECUTION_EXAMPLE = (
 )
 
 
+def format_exec_prompt(code: str, call: str) -> str:
+    """The `exec` benchmark's prompt: the program and the open assertion, nothing else (its
+    models are trained from scratch on exactly this format; the answer ends at a newline)."""
+    return normalize_newlines(f"{code.rstrip()}\nassert {call} == ")
+
+
+EXEC_ANSWER_STOP = ("\n", EOS_TEXT)
+
+
 def format_lcb_execution_prompt(code: str, call: str) -> str:
     """Code execution: the program and a call; the answer is the returned value as a literal."""
     intro = (

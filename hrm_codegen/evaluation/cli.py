@@ -46,6 +46,8 @@ from hrm_codegen.runtime import apply_threads
 MBPP_DEFAULT_SPLIT = "test"  # tasks 11-510, the split MBPP results are reported on
 CODE_BENCHMARKS = ("mbpp", "mbpp_sanitized", "humaneval", "toy")
 LCB_BENCHMARKS = ("lcb_codegeneration", "lcb_selfrepair", "lcb_testoutput", "lcb_execution")
+# generated output prediction graded as lcb_execution (data/exec_programs.py): --data FOLDER
+EXEC_BENCHMARK = "exec"
 # Errors caused by the user's input (bad flags, files, checkpoints), shown without a traceback.
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, SandboxUnavailableError)
 
@@ -443,17 +445,24 @@ def run_lcb_evaluation(
     h_cycles: int | None = None,
     l_cycles: int | None = None,
     segments: int | None = None,
+    split: str | None = None,
 ) -> EvalSummary:
-    """One LCB scenario from the command line: load records, get samples (file or model),
-    judge or grade, print the table. `timeout` is per test (LCB's 6 s by default)."""
+    """One LCB scenario (or `exec`, graded as `lcb_execution`) from the command line: load
+    records, get samples (file or model), judge or grade, print the table. `timeout` is per
+    test (LCB's 6 s by default); `split` is an exec split (default test)."""
     from hrm_codegen.data import lcb as lcb_data
     from hrm_codegen.data import prompts
     from hrm_codegen.evaluation.harness import check_run_config, generate_texts
     from hrm_codegen.evaluation.lcb import runner, selfrepair
     from hrm_codegen.evaluation.lcb.compare import comparator
 
-    if benchmark not in LCB_BENCHMARKS:
+    if benchmark not in (*LCB_BENCHMARKS, EXEC_BENCHMARK):
         raise ValueError(f"--benchmark {benchmark!r} is not an LCB scenario ({LCB_BENCHMARKS})")
+    if benchmark == EXEC_BENCHMARK and data is None:
+        raise ValueError(
+            "--benchmark exec needs --data FOLDER (build it with "
+            "`python scripts/build_exec_benchmark.py --out FOLDER`)"
+        )
     if limit is not None and limit < 1:
         raise ValueError(f"--limit {limit}: give a positive number of problems")
     ks = parse_ks(k)
@@ -564,7 +573,18 @@ def run_lcb_evaluation(
                 runner, selfrepair, prompts,
             )  # fmt: skip
     else:
-        if benchmark == "lcb_testoutput":
+        stop = prompts.LCB_ANSWER_STOP
+        if benchmark == EXEC_BENCHMARK:
+            from hrm_codegen.data.exec_programs import load_exec_problems
+
+            def load(folder):
+                return load_exec_problems(folder, split or "test")
+
+            def prompt(p):
+                return prompts.format_exec_prompt(p.code, p.input)
+
+            stop = prompts.EXEC_ANSWER_STOP
+        elif benchmark == "lcb_testoutput":
             load = lcb_data.load_lcb_testoutput
 
             def prompt(p):
@@ -577,9 +597,7 @@ def run_lcb_evaluation(
             def prompt(p):
                 return prompts.format_lcb_execution_prompt(p.code, p.input)
 
-        problems, given = select_or_generate(
-            load(data), lambda p: p.task_id, prompt, prompts.LCB_ANSWER_STOP
-        )
+        problems, given = select_or_generate(load(data), lambda p: p.task_id, prompt, stop)
         summary = runner.evaluate_lcb_predictions(
             benchmark, problems, given, ks=ks, output_dir=out, timings=timings
         )
@@ -704,13 +722,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     tasks = parser.add_argument_group("tasks")
     tasks.add_argument(
         "--benchmark",
-        choices=[*CODE_BENCHMARKS, *LCB_BENCHMARKS, "polyglot"],
+        choices=[*CODE_BENCHMARKS, *LCB_BENCHMARKS, EXEC_BENCHMARK, "polyglot"],
         help="required for pass@k; with --metric bpb --data mbpp, which MBPP (default mbpp)",
     )
     tasks.add_argument(
         "--split",
         help="MBPP split: prompt, test, validation, train or all (default: test for a model; "
-        "with --samples, every task the file has samples for)",
+        "with --samples, every task the file has samples for); exec: train, validation, test "
+        "or test_hard (default test)",
     )
     tasks.add_argument("--limit", type=int, help="only the first N tasks")
     lcb = parser.add_argument_group("LiveCodeBench (--benchmark lcb_*)")
@@ -917,9 +936,10 @@ def main(argv: list[str] | None = None) -> int:
             "quantize": args.quantize,
             **schedule,
         }
-        if args.benchmark in LCB_BENCHMARKS:
+        if args.benchmark in (*LCB_BENCHMARKS, EXEC_BENCHMARK):
             run_lcb_evaluation(
                 **common,
+                split=args.split,
                 data=args.data,
                 previous=args.previous,
                 release=args.release,

@@ -313,10 +313,11 @@ def evaluate_lcb_predictions(
 ) -> EvalSummary:
     """Grade test-output-prediction (`lcb_testoutput`) or code-execution (`lcb_execution`)
     answers by parsing them (`grading`); nothing is executed."""
-    if scenario not in ("lcb_testoutput", "lcb_execution"):
+    if scenario not in ("lcb_testoutput", "lcb_execution", "exec"):
         raise ValueError(
-            f"{scenario!r} is not a prediction scenario (lcb_testoutput, lcb_execution)"
+            f"{scenario!r} is not a prediction scenario (lcb_testoutput, lcb_execution, exec)"
         )
+    # exec (generated programs, data/exec_programs.py) is graded exactly as lcb_execution
     grade: Callable[[Any, str], Grade] = (
         grade_testoutput if scenario == "lcb_testoutput" else grade_execution
     )
