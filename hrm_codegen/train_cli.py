@@ -44,6 +44,8 @@ def pass_at_1_evaluator(model: torch.nn.Module, context: Any) -> dict[str, float
     tasks = list(getattr(context.data, "eval_tasks", None) or [])
     if not (bool(e.pass_at_1) and cfg.data.stage == "sft" and tasks):
         return {}
+    if cfg.data.benchmark == "exec":
+        return exec_accuracy_evaluator(model, context, tasks[: int(e.limit)] if e.limit else tasks)
     from hrm_codegen.evaluation.harness import evaluate_model
     from hrm_codegen.generation import progress_hook
     from hrm_codegen.training.logging import nested_bar
@@ -72,6 +74,29 @@ def pass_at_1_evaluator(model: torch.nn.Module, context: Any) -> dict[str, float
             progress=False,
         )
     return {"val/pass@1": float(summary.pass_at_k["pass@1"]), "val/pass@1_tasks": len(tasks)}
+
+
+def exec_accuracy_evaluator(model: torch.nn.Module, context: Any, tasks: list) -> dict[str, float]:
+    """Greedy exact-match accuracy on exec validation tasks, graded as LCB's code execution
+    (`ast` literals, nothing run): the metric an exec study selects on."""
+    from hrm_codegen.data.prompts import EXEC_ANSWER_STOP
+    from hrm_codegen.evaluation.harness import generate_texts
+    from hrm_codegen.evaluation.lcb.grading import grade_execution
+
+    e = context.cfg.eval
+    prompts = {t.task_id: t.prompt() for t in tasks}
+    with context.autocast():
+        texts = generate_texts(
+            model,
+            context.tokenizer,
+            prompts,
+            stop=EXEC_ANSWER_STOP,
+            max_new_tokens=int(e.get("exec_max_new_tokens") or 48),
+            batch_size=int(e.batch_size),
+            progress=False,
+        )
+    right = sum(grade_execution(t.problem((1,)), texts[t.task_id][0]).passed for t in tasks)
+    return {"val/exec_acc": right / len(tasks), "val/exec_acc_tasks": len(tasks)}
 
 
 def lm_evaluators(cfg: DictConfig) -> tuple[Any, ...]:

@@ -161,3 +161,34 @@ def test_no_program_shares_a_13_gram_with_mbpp_or_humaneval(data_dir):
     check = Decontaminator(benchmark_texts(str(data_dir)), n=13)
     hits = [p.text for p in generate_programs(0, 2000) if check.is_contaminated(p.text)]
     assert hits == []
+
+
+def test_a_model_trains_on_exec_and_reports_accuracy(built, tmp_path, monkeypatch):
+    import contextlib
+    import io
+
+    from hydra import compose, initialize_config_dir
+
+    from hrm_codegen.study.runner import CONFIG_DIR
+    from hrm_codegen.train_cli import run_training as train
+
+    out, _ = built
+    monkeypatch.setenv("HRM_CODEGEN_HOME", str(tmp_path / "home"))
+    overrides = [
+        "experiment=smoke", "logger=jsonl", "data=exec", f"data.path={out}",
+        f"run_dir={tmp_path / 'run'}", "train.max_steps=6", "eval.interval=6",
+        "eval.pass_at_1=true", "eval.limit=4", "eval.mbpp_bpb=false", "threads.intra_op=1",
+    ]  # fmt: skip
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("codegen_base", overrides=overrides)
+    with contextlib.redirect_stdout(io.StringIO()):
+        run_dir = train(cfg)
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").open()]
+    evals = [r for r in rows if "val/exec_acc" in r]
+    assert evals and evals[-1]["val/exec_acc_tasks"] == 4 and 0 <= evals[-1]["val/exec_acc"] <= 1
+    assert "val/exec_bpb" in evals[-1] and "val/mbpp_bpb" not in evals[-1]
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        bad = compose("codegen_base", overrides=[*overrides, "data.path=null"])
+    with pytest.raises(ValueError, match="data.benchmark=exec needs data.path"):
+        train(bad)

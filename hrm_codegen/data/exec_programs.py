@@ -66,6 +66,11 @@ class ExecTask:
 
         return format_exec_prompt(self.code, self.call)
 
+    def target(self) -> str:
+        """What the model is trained to write after the prompt: the literal, nothing more (the
+        end-of-text token that follows ends it; evaluation also stops at a newline)."""
+        return self.output
+
     def problem(self, edges: Sequence[int]) -> CodeExecutionProblem:
         """As LCB's code-execution record (graded by the same scorer), its difficulty the
         step bucket."""

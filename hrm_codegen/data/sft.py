@@ -102,7 +102,10 @@ class SFTDataset(Dataset):
         seed: int = 0,
         timeout: int = 10,
         workers: int | None = None,
+        examples: list[SFTExample] | None = None,
     ) -> None:
+        """`examples` (prompt/target pairs made elsewhere, e.g. the exec benchmark's) replace
+        those built from `tasks`."""
         if max_seq_len < 3:
             raise ValueError(f"max_seq_len={max_seq_len} leaves no room for BOS, text and EOS")
         if tokenizer.bos_token_id is None or tokenizer.eos_token_id is None:
@@ -114,7 +117,8 @@ class SFTDataset(Dataset):
         self.examples: list[SFTExample] = []
         self.items: list[dict[str, torch.Tensor]] = []
         self.num_dropped = 0
-        examples = build_sft_examples(tasks, augment, seed, timeout, workers)
+        if examples is None:
+            examples = build_sft_examples(tasks, augment, seed, timeout, workers)
         prompts = tokenizer([e.prompt for e in examples], add_special_tokens=False)["input_ids"]
         targets = tokenizer([e.target for e in examples], add_special_tokens=False)["input_ids"]
         pairs = zip(examples, prompts, targets)

@@ -90,8 +90,23 @@ def build_stage_data(
 
 
 def load_tasks(data_cfg: dict[str, Any], split: str, limit: int | None) -> list[Any]:
+    """The split's `CodeTask`s, or `ExecTask`s for `data.benchmark=exec` (`data.path`: the
+    folder `scripts/build_exec_benchmark.py` wrote)."""
     from hrm_codegen.data import load_benchmark
 
+    if data_cfg["benchmark"] == "exec":
+        from hrm_codegen.data.exec_programs import load_exec_tasks
+
+        if not data_cfg.get("path"):
+            raise DataConfigError(
+                "data.benchmark=exec needs data.path=FOLDER (build it with "
+                "`python scripts/build_exec_benchmark.py --out FOLDER`)"
+            )
+        try:
+            tasks = load_exec_tasks(data_cfg["path"], split)
+        except FileNotFoundError as error:
+            raise DataConfigError(str(error)) from error
+        return tasks[:limit] if limit else tasks
     tasks = load_benchmark(data_cfg["benchmark"], split=split, path=data_cfg.get("path"))
     if not tasks:
         raise DataConfigError(
@@ -106,8 +121,15 @@ def _sft_data(data_cfg: dict[str, Any], tokenizer: Any, prefix_lm: bool = False)
     max_len = int(data_cfg["max_seq_len"])
     train_tasks = load_tasks(data_cfg, data_cfg["train_split"], data_cfg.get("train_limit"))
     val_tasks = load_tasks(data_cfg, data_cfg["val_split"], data_cfg.get("val_limit"))
-    train = SFTDataset(train_tasks, tokenizer, max_len, augment=int(data_cfg.get("augment") or 0))
-    val = SFTDataset(val_tasks, tokenizer, max_len)
+    if data_cfg["benchmark"] == "exec":  # prompt and answer come with the generated tasks
+        if data_cfg.get("augment"):
+            raise DataConfigError("data.augment rewrites MBPP solutions; exec has none (use 0)")
+        train = SFTDataset([], tokenizer, max_len, examples=exec_examples(train_tasks))
+        val = SFTDataset([], tokenizer, max_len, examples=exec_examples(val_tasks))
+    else:
+        augment = int(data_cfg.get("augment") or 0)
+        train = SFTDataset(train_tasks, tokenizer, max_len, augment=augment)
+        val = SFTDataset(val_tasks, tokenizer, max_len)
     if len(train) == 0:
         raise DataConfigError(
             f"every one of the {len(train_tasks)} training tasks is longer than "
@@ -129,6 +151,13 @@ def _sft_data(data_cfg: dict[str, Any], tokenizer: Any, prefix_lm: bool = False)
             f"{len(val)} validation examples"
         ),
     )
+
+
+def exec_examples(tasks: list[Any]) -> list[Any]:
+    """SFT pairs of exec tasks: the program with its open assertion, then the answer."""
+    from hrm_codegen.data.sft import SFTExample
+
+    return [SFTExample(t.task_id, 0, t.prompt(), t.target()) for t in tasks]
 
 
 def _pretrain_data(data_cfg: dict[str, Any], tokenizer: Any) -> StageData:
@@ -208,10 +237,11 @@ def auto_tokenizer_dir(tok_cfg: dict[str, Any], data_cfg: dict[str, Any], cache_
     """The folder of the small code BPE `build_tokenizer` trains for this data (trained once)."""
     from hrm_codegen.data.prompts import format_prompt, format_target
 
-    texts = [
-        format_prompt(task) + format_target(task)
-        for task in load_tasks(data_cfg, data_cfg["train_split"], None)
-    ]
+    train_tasks = load_tasks(data_cfg, data_cfg["train_split"], None)
+    if data_cfg["benchmark"] == "exec":
+        texts = [task.prompt() + task.target() for task in train_tasks]
+    else:
+        texts = [format_prompt(task) + format_target(task) for task in train_tasks]
     texts += list(stdlib_texts(float(tok_cfg.get("stdlib_mb") or 0)))
     vocab_size = int(tok_cfg["vocab_size"])
     digest = hashlib.sha256(str(vocab_size).encode())

@@ -91,7 +91,10 @@ def build_bpb_sets(
             emit(f"note: val/bpb is off: eval.bpb_corpus={e.bpb_corpus}: {error}")
     if data_cfg.stage == "sft":
         if data.val is not None and len(data.val):
-            sets["val/mbpp_bpb"] = (data.val, data.collate)
+            # the fine-tuning data's own bpb: val/mbpp_bpb for either MBPP, val/exec_bpb, ...
+            benchmark = str(data_cfg.get("benchmark") or "mbpp")
+            name = "mbpp" if benchmark.startswith("mbpp") else benchmark
+            sets[f"val/{name}_bpb"] = (data.val, data.collate)
     elif e.get("mbpp_bpb", True):
         mbpp_cfg = {"benchmark": e.get("mbpp_benchmark") or "mbpp", "path": e.get("mbpp_path")}
         try:
