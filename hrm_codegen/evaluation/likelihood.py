@@ -27,16 +27,17 @@ def apply_inference_schedule(
     l_cycles: int | None = None,
     segments: int | None = None,
 ) -> dict[str, int]:
-    """Set an HRM's inference schedule; returns the schedule now in force (empty for others).
+    """Set an HRM's or HRM-Text's inference schedule; returns the schedule now in force (empty
+    for others).
 
     A transformer has no recurrence to scale: asking for one is an error, not a silent no-op.
     """
     asked = {"h_cycles": h_cycles, "l_cycles": l_cycles, "segments": segments}
-    if not hasattr(model, "set_inference_schedule"):
+    if not getattr(model, "recurrent", False):
         given = [f"--{k.replace('_', '-')}" for k, v in asked.items() if v is not None]
         if given:
             raise ValueError(
-                f"{', '.join(given)} only apply to an HRM (this model is "
+                f"{', '.join(given)} only apply to an HRM or HRM-Text (this model is "
                 f"{getattr(model, 'model_type', type(model).__name__)}); drop them"
             )
         return {}

@@ -21,6 +21,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -207,6 +209,7 @@ class HFCache:
     `max_len`, `batch_size`): generation.py decodes HF models exactly as ours."""
 
     def __init__(self, hf_config: Any, batch_size: int, max_len: int, inner: Any = None):
+        """`hf_config` None: layers are created as they are first written."""
         from transformers import DynamicCache
 
         if batch_size < 1 or max_len < 1:
@@ -267,7 +270,14 @@ class HFCausalLM(nn.Module):
         self.config = config
         self.model_type = config.model_type
         self.hf = hf_model if hf_model is not None else _new_hf_model(config)
+        self.recurrent = config.model_type == "hrm_text"  # has cycles to schedule (Llama: no)
         self.bp_cycles = config.bp_schedule_list()[-1]
+        # HRM-Text's depth other than the configured one: at inference (set_inference_schedule)
+        # or for one randomized-depth training step (set_training_cycles)
+        self.inference_h_cycles: int | None = None
+        self.inference_l_cycles: int | None = None
+        self.training_h_cycles: int | None = None
+        self.training_l_cycles: int | None = None
         if config.model_type == "hrm_text":
             self.set_training_progress(0.0)
 
@@ -279,10 +289,82 @@ class HFCausalLM(nn.Module):
         if self.config.model_type != "hrm_text":
             return 0
         self.bp_cycles = bp_cycles_at(self.config, fraction)
-        raw = self.config.bp_schedule_list(last=self.bp_cycles)
-        # HrmTextModel reads this list (left-padded to H_cycles with 1s) on every forward
-        self.hf.model.L_bp_cycles_padded = [1] * (self.config.H_cycles - len(raw)) + raw
+        # HrmTextModel reads this list (left-padded to H_cycles with 1s) on every forward; a
+        # forward at another depth sets its own (_depth_in_force)
+        self.hf.model.L_bp_cycles_padded = self._bp_padded(
+            self.config.H_cycles, self.config.L_cycles
+        )
         return self.bp_cycles
+
+    def _bp_padded(self, h_cycles: int, l_cycles: int) -> list[int]:
+        """transformers' `L_bp_cycles_padded` for `h_cycles` H cycles: the configured schedule
+        (warm-up included) for the last cycles, 1 before them, each at most `l_cycles`."""
+        raw = self.config.bp_schedule_list(last=self.bp_cycles)[-h_cycles:]
+        return [min(k, l_cycles) for k in [1] * (h_cycles - len(raw)) + raw]
+
+    # ------------------------------------------------------------------------- depth
+
+    def _require_recurrence(self, what: str) -> None:
+        if self.config.model_type != "hrm_text":
+            raise ValueError(
+                f"{what} only applies to a recurrent model (HRM, HRM-Text); this model is "
+                f"{self.config.model_type}"
+            )
+
+    def set_inference_schedule(
+        self, h_cycles: int | None = None, l_cycles: int | None = None, segments: int | None = None
+    ) -> None:
+        """HRM-Text at another depth than trained, for evaluation (see our HRM's method of the
+        same name); it has no segments, so `segments` may only be None or 1."""
+        self._require_recurrence("an inference schedule (--h-cycles/--l-cycles)")
+        if segments not in (None, 1):
+            raise ValueError(f"segments={segments}: HRM-Text runs one segment (it has no ACT)")
+        for name, value in (("h_cycles", h_cycles), ("l_cycles", l_cycles)):
+            if value is not None and int(value) < 1:
+                raise ValueError(f"set_inference_schedule({name}={value}): must be >= 1 (or None)")
+        self.inference_h_cycles = int(h_cycles) if h_cycles is not None else None
+        self.inference_l_cycles = int(l_cycles) if l_cycles is not None else None
+
+    def set_training_cycles(self, h_cycles: int | None = None, l_cycles: int | None = None) -> None:
+        """This training step's depth (randomized-depth training, training/depth.py)."""
+        self._require_recurrence("randomized depth")
+        self.training_h_cycles = int(h_cycles) if h_cycles is not None else None
+        self.training_l_cycles = int(l_cycles) if l_cycles is not None else None
+
+    @property
+    def h_cycles(self) -> int:
+        if self.training and self.training_h_cycles:
+            return self.training_h_cycles
+        return self.inference_h_cycles or self.config.H_cycles
+
+    @property
+    def l_cycles(self) -> int:
+        if self.training and self.training_l_cycles:
+            return self.training_l_cycles
+        return self.inference_l_cycles or self.config.L_cycles
+
+    @property
+    def num_segments_eval(self) -> int:
+        return 1
+
+    @contextmanager
+    def _depth_in_force(self) -> Iterator[None]:
+        """transformers' model reads its depth from its config on every forward: set this
+        forward's H/L cycles (and cache slots) there, and put the configured ones back after."""
+        if self.config.model_type != "hrm_text":
+            yield
+            return
+        inner = self.hf.model
+        hf_config = inner.config
+        h, l_cycles = self.h_cycles, self.l_cycles
+        saved = (hf_config.H_cycles, hf_config.L_cycles, hf_config.num_hidden_layers)
+        hf_config.H_cycles, hf_config.L_cycles = h, l_cycles
+        hf_config.num_hidden_layers = hf_config.num_layers_per_stack * h * (l_cycles + 1)
+        inner.L_bp_cycles_padded = self._bp_padded(h, l_cycles)
+        try:
+            yield
+        finally:
+            hf_config.H_cycles, hf_config.L_cycles, hf_config.num_hidden_layers = saved
 
     # ------------------------------------------------------------------------- contract
 
@@ -304,8 +386,11 @@ class HFCausalLM(nn.Module):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> HFCache:
-        """A growing transformers cache (device and dtype follow the keys written into it)."""
-        return HFCache(self.hf.config, batch_size, max_len)
+        """A growing transformers cache (device and dtype follow the keys written into it).
+        HRM-Text's grows its layer slots as they are written (no config), so a deeper inference
+        schedule than trained fits."""
+        hrm_text = self.config.model_type == "hrm_text"
+        return HFCache(None if hrm_text else self.hf.config, batch_size, max_len)
 
     def forward(
         self,
@@ -333,15 +418,16 @@ class HFCausalLM(nn.Module):
         kwargs: dict[str, Any] = {}
         if token_type_ids is not None:
             kwargs["token_type_ids"] = token_type_ids
-        out = self.hf(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            cache=None if cache is None else cache.inner,
-            use_cache=cache is not None,
-            logits_to_keep=logits_to_keep,
-            **kwargs,
-        )
+        with self._depth_in_force():
+            out = self.hf(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                cache=None if cache is None else cache.inner,
+                use_cache=cache is not None,
+                logits_to_keep=logits_to_keep,
+                **kwargs,
+            )
         result = CausalLMOutput(logits=out.logits)
         if labels is not None:
             result.lm_loss = result.loss = token_cross_entropy(c.loss, out.logits, labels)

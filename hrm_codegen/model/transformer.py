@@ -73,6 +73,7 @@ class TransformerConfig:
 class TransformerForCausalLM(PretrainedModel):
     model_type = "transformer"
     config_class = TransformerConfig
+    recurrent = False  # no cycles to schedule
 
     def __init__(self, config: TransformerConfig):
         super().__init__()

@@ -395,7 +395,7 @@ class StudyRunner:
         results: dict[str, float] = cache.get("test_time", {})
         ckpt = run_dir / "checkpoint"
         model = load_run_model(ckpt).eval()
-        if not hasattr(model, "set_inference_schedule"):
+        if not getattr(model, "recurrent", False):
             cache["test_time_applicable"] = False  # a model without recurrence to scale
             self._save_eval(run_dir, cache)
             self.write_record(key)

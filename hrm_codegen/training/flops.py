@@ -150,7 +150,10 @@ def flops_count(model: torch.nn.Module, *, progress: float | None = None) -> Flo
     if "hrm" in str(model_type).lower():
         h_layers, l_layers = int(cfg.H_layers), int(cfg.L_layers)
         block_params = _params_per_block(model, h_layers + l_layers)
-        schedule = hrm_module_schedule(int(cfg.H_cycles), int(cfg.L_cycles))
+        # this training step's depth when randomized (training/depth.py), else the configured one
+        h = getattr(model, "training_h_cycles", None) or int(cfg.H_cycles)
+        l_cycles = getattr(model, "training_l_cycles", None) or int(cfg.L_cycles)
+        schedule = hrm_module_schedule(int(h), int(l_cycles))
         layers = {"L": l_layers, "H": h_layers}
         bp_steps = min(int(getattr(cfg, "bp_steps", 2)), len(schedule))
         forward_blocks = sum(layers[m] for m in schedule)
@@ -181,11 +184,18 @@ def _hf_flops_count(model: torch.nn.Module, head_params: int, progress: float | 
         return FlopsCount(block_params, head_params, hidden, len(layers), len(layers))
     stack = model.hf.model.H_module.layers
     block_params = sum(p.numel() for p in stack[0].parameters())
-    n, h_cycles = len(stack), int(cfg.H_cycles)
-    forward_blocks = h_cycles * (int(cfg.L_cycles) + 1) * n
+    # this training step's depth when randomized (training/depth.py), else the configured one
+    h_cycles = int(getattr(model, "training_h_cycles", None) or cfg.H_cycles)
+    l_cycles = int(getattr(model, "training_l_cycles", None) or cfg.L_cycles)
+    n = len(stack)
+    forward_blocks = h_cycles * (l_cycles + 1) * n
 
     def backward_at(last: int) -> int:
-        return n * sum(hrm_text_backward_applications(h_cycles, cfg.bp_schedule_list(last=last)))
+        # the configured schedule's last entries for a shallower or deeper model (1 before them),
+        # each at most the L steps run: what HFCausalLM._bp_padded hands transformers
+        raw = cfg.bp_schedule_list(last=last)[-h_cycles:]
+        steps = [min(k, l_cycles) for k in raw]
+        return n * sum(hrm_text_backward_applications(h_cycles, steps))
 
     if progress is not None or cfg.L_bp_warmup_to is None:
         backward: float = backward_at(bp_cycles_at(cfg, progress or 0.0))

@@ -61,6 +61,7 @@ from hrm_codegen.training.data import (
     build_stage_data,
     build_tokenizer,
 )
+from hrm_codegen.training.depth import depth_sampler
 from hrm_codegen.training.ema import EMA
 from hrm_codegen.training.flops import flops_count, peak_flops
 from hrm_codegen.training.lm_step import LMStep, MicroBatch, NonFiniteLossError
@@ -285,6 +286,8 @@ class Trainer(LMStep):
 
         self.ddp_model, self.optimizer = acc.prepare(self.model, self.optimizer)
         self.train_model = torch.compile(self.ddp_model) if cfg.compile else self.ddp_model
+        self.depth = depth_sampler(cfg.train, self.model, int(cfg.seed))
+        self._flops_by_depth: dict[int, Any] = {}
         self.flops = flops_count(self.model)
         self.peak = peak_flops(acc.device)
         self._resolve_schedule()
@@ -315,7 +318,7 @@ class Trainer(LMStep):
                     "only part of its budget; set train.max_steps instead"
                 )
             per_step = self.flops_per_step_estimate()
-            steps = max(1, round(float(t.flop_budget) / per_step))
+            steps = self.steps_for_budget(float(t.flop_budget))
             t.max_steps = steps
             self._print(
                 f"train.flop_budget={float(t.flop_budget):.3g}: {steps} steps of "
@@ -330,10 +333,9 @@ class Trainer(LMStep):
                 raise ConfigError(
                     "train.keep_for_budgets resolves train.keep_checkpoints: give one of them"
                 )
-            per_step = self.flops_per_step_estimate()
             fraction = float(t.get("cooldown_fraction", 0.2))
             t.keep_checkpoints = [
-                cooldown_start(max(1, round(float(b) / per_step)), fraction)
+                cooldown_start(self.steps_for_budget(float(b)), fraction)
                 for b in t.keep_for_budgets
             ]
             if self.checkpoints is not None:
@@ -361,12 +363,36 @@ class Trainer(LMStep):
         lengths = self._sample_lengths()
         return sum(lengths) / len(lengths)
 
-    def flops_per_step_estimate(self) -> float:
+    def flops_per_step_estimate(self, depth: int | None = None) -> float:
         """Training FLOPs of one optimiser step: global batch x (mean length x FLOPs per token at
-        that length), from a sample of up to 256 training examples (exact for packed windows)."""
+        that length), from a sample of up to 256 training examples (exact for packed windows);
+        `depth`: at that randomized depth (else the configured one)."""
+        count = self.flops if depth is None else self.flops_at_depth(depth)
         lengths = self._sample_lengths()
-        per_example = [n * self.flops.training_flops_per_token(n) for n in lengths]
+        per_example = [n * count.training_flops_per_token(n) for n in lengths]
         return self.global_batch * sum(per_example) / len(per_example)
+
+    def flops_at_depth(self, depth: int) -> Any:
+        """The FLOP model of one randomized depth (cached)."""
+        if depth not in self._flops_by_depth:
+            assert self.depth is not None
+            self.depth.set_depth(self.model, depth)
+            self._flops_by_depth[depth] = flops_count(self.model)
+            self.depth.set_depth(self.model, None)
+        return self._flops_by_depth[depth]
+
+    def steps_for_budget(self, budget: float) -> int:
+        """Optimiser steps that spend `budget` FLOPs: budget / FLOPs per step, rounded; with
+        randomized depth, the first step count whose summed FLOPs (each step at the depth it
+        will draw) reach the budget, rounded the same way (the draws are known in advance)."""
+        if self.depth is None:
+            return max(1, round(budget / self.flops_per_step_estimate()))
+        spent, step = 0.0, 0
+        while True:
+            cost = self.flops_per_step_estimate(self.depth.draw(step))
+            if spent + cost / 2 >= budget and step > 0:
+                return step
+            spent, step = spent + cost, step + 1
 
     # ------------------------------------------------------------------ branching a cooldown
 
@@ -683,7 +709,13 @@ class Trainer(LMStep):
             with StopSignal() as stop:
                 while self.step < stop_at:
                     step_start = time.perf_counter()
+                    if self.depth is not None:  # this step's drawn depth, and its FLOP model
+                        depth = self.depth.draw(self.step)
+                        self.flops = self.flops_at_depth(depth)
+                        self.depth.set_depth(self.model, depth)
                     metrics = self.train_step(self._micro_batches())
+                    if self.depth is not None:
+                        metrics["depth"] = float(depth)
                     self.train_seconds += time.perf_counter() - step_start
                     step_flops = float(metrics["flops"])
                     self.flops_seen += step_flops
