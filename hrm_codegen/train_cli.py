@@ -78,25 +78,20 @@ def pass_at_1_evaluator(model: torch.nn.Module, context: Any) -> dict[str, float
 
 def exec_accuracy_evaluator(model: torch.nn.Module, context: Any, tasks: list) -> dict[str, float]:
     """Greedy exact-match accuracy on exec validation tasks, graded as LCB's code execution
-    (`ast` literals, nothing run): the metric an exec study selects on."""
-    from hrm_codegen.data.prompts import EXEC_ANSWER_STOP
-    from hrm_codegen.evaluation.harness import generate_texts
-    from hrm_codegen.evaluation.lcb.grading import grade_execution
+    (`ast` literals, nothing run)."""
+    from hrm_codegen.evaluation.exec_score import score_exec_model
 
     e = context.cfg.eval
-    prompts = {t.task_id: t.prompt() for t in tasks}
     with context.autocast():
-        texts = generate_texts(
+        score = score_exec_model(
             model,
             context.tokenizer,
-            prompts,
-            stop=EXEC_ANSWER_STOP,
+            tasks,
+            edges=(1,),
             max_new_tokens=int(e.get("exec_max_new_tokens") or 48),
             batch_size=int(e.batch_size),
-            progress=False,
         )
-    right = sum(grade_execution(t.problem((1,)), texts[t.task_id][0]).passed for t in tasks)
-    return {"val/exec_acc": right / len(tasks), "val/exec_acc_tasks": len(tasks)}
+    return {"val/exec_acc": score["accuracy"], "val/exec_acc_tasks": len(tasks)}
 
 
 def lm_evaluators(cfg: DictConfig) -> tuple[Any, ...]:

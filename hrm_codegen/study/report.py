@@ -17,12 +17,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hrm_codegen.study.exec_report import exec_data_record, exec_markdown, exec_plots
 from hrm_codegen.study.spec import finite_or_inf
 
 if TYPE_CHECKING:
     from hrm_codegen.study.runner import RunKey, StudyRunner
 
-CURVE_KEYS = ("val/bpb", "val/mbpp_bpb", "val/loss")
+CURVE_KEYS = ("val/bpb", "val/mbpp_bpb", "val/exec_bpb", "val/loss")
 PLOTS = ("bpb_vs_flops", "bpb_vs_time", "bpb_vs_tokens", "lr_sweep", "test_time")
 
 
@@ -84,6 +85,8 @@ def run_summary(runner: StudyRunner, key: RunKey) -> dict[str, Any]:
         out["test_time"] = cache["test_time"]
     if "pass_at_k" in cache:
         out["pass_at_k"] = cache["pass_at_k"]
+    if "exec" in cache:
+        out["exec"] = cache["exec"]
     reproduced = read_json(key.path(runner.out) / REPRODUCED_FILE) or read_json(
         folder / REPRODUCED_FILE
     )
@@ -216,7 +219,14 @@ def collect(runner: StudyRunner) -> dict[str, Any]:
             if not chosen:
                 continue
             block: dict[str, Any] = {"seeds": [r["seed"] for r in chosen]}
-            for metric in ("final val/bpb", "best val/bpb", "final val/mbpp_bpb", "final val/loss"):
+            for metric in (
+                "final val/bpb",
+                "best val/bpb",
+                "final val/mbpp_bpb",
+                "final val/exec_bpb",
+                "best val/exec_bpb",
+                "final val/loss",
+            ):
                 if any(metric in r for r in chosen):
                     block[metric] = _stats([r.get(metric, math.inf) for r in chosen])
             for fact in (
@@ -241,6 +251,10 @@ def collect(runner: StudyRunner) -> dict[str, Any]:
                 block["pass_at_k_setup"] = {
                     k: passes[0][k] for k in ("num_samples", "tasks", "temperature", "split")
                 }
+            if any(r.get("exec") for r in chosen):
+                from hrm_codegen.study.exec_report import exec_arm_block
+
+                block["exec"] = exec_arm_block(chosen)
             times = [r["test_time"] for r in chosen if "test_time" in r]
             if times:
                 block["test_time"] = {k: _stats([t[k] for t in times if k in t]) for k in times[0]}
@@ -261,6 +275,7 @@ def collect(runner: StudyRunner) -> dict[str, Any]:
             "common": list(spec.common),
             "pretrain": {
                 "flop_budget": spec.pretrain.flop_budget,
+                "max_steps": spec.pretrain.max_steps,
                 "overrides": list(spec.pretrain.overrides),
             },
             "sft": None
@@ -274,7 +289,9 @@ def collect(runner: StudyRunner) -> dict[str, Any]:
             "jobs": spec.jobs,
             "threads_per_job": threads_per_job(spec.jobs),
         },
-        "data": data_record(runner, runs),
+        "data": exec_data_record(runner, runs)
+        if spec.prepare.get("exec")
+        else data_record(runner, runs),
         "arms": arms,
         "equal_tokens": _equal_tokens(runs, selected),
         "runs": runs,
@@ -299,6 +316,8 @@ def _equal_tokens(runs: list[dict[str, Any]], selected: dict[str, float]) -> dic
     if not chosen:
         return {}
     tokens = min(r["tokens"] for r in chosen)
+    if not any("val/bpb" in p for r in chosen for p in r["curve"]):
+        return {}  # no corpus bpb (an exec study): nothing to compare at equal tokens
     per_arm: dict[str, list[float]] = {}
     for r in chosen:
         points = [(p["tokens_seen"], p["val/bpb"]) for p in r["curve"] if "val/bpb" in p]
@@ -367,8 +386,29 @@ def _si(value: float | None) -> str:
     return f"{value:.3g}"
 
 
+def _budget_line(stage: dict[str, Any]) -> str:
+    if stage.get("max_steps"):
+        return (
+            f"- Training budget: {stage['max_steps']} optimiser steps per run, the same batch "
+            "for every arm (equal examples and about equal tokens; FLOPs differ by arm)."
+        )
+    return (
+        f"- Pretraining budget: {_si(stage['flop_budget'])}FLOPs of training per run "
+        "(forward + backward as executed, hrm_codegen/training/flops.py); each arm's steps follow "
+        "from its FLOPs per token."
+    )
+
+
+def headline_metric(result: dict[str, Any]) -> str:
+    """The validation metric the tables and curves show: the study's selection metric when it is
+    a curve metric (val/exec_bpb for an exec study), else val/bpb."""
+    select = result["protocol"].get("select_metric")
+    return select if select in CURVE_KEYS else "val/bpb"
+
+
 def render_markdown(result: dict[str, Any], command: str, plots: list[str]) -> str:
     p = result["protocol"]
+    bpb = headline_metric(result)
     lines = [f"# Study `{result['study']}`", ""]
     if result["description"]:
         lines += [result["description"].strip(), ""]
@@ -396,11 +436,9 @@ def render_markdown(result: dict[str, Any], command: str, plots: list[str]) -> s
         "",
         "- Arms: "
         + "; ".join(f"`{a}`: `{' '.join(o) or '(defaults)'}`" for a, o in p["arms"].items()),
-        f"- Pretraining budget: {_si(p['pretrain']['flop_budget'])}FLOPs of training per run "
-        "(forward + backward as executed, hrm_codegen/training/flops.py); each arm's steps follow "
-        "from its FLOPs per token.",
+        _budget_line(p["pretrain"]),
         f"- Learning-rate sweep {p['lr_sweep']} on seed {p['seeds'][0]}, selected per arm by the "
-        f"lowest final `{p['select_metric']}` (corpus validation split); seeds {p['seeds'][1:]} "
+        f"lowest final `{p['select_metric']}` (validation split); seeds {p['seeds'][1:]} "
         "then run at the selected value.",
     ]
     if p["sft"]:
@@ -422,14 +460,17 @@ def render_markdown(result: dict[str, Any], command: str, plots: list[str]) -> s
         '"Beyond seed noise" means every seed of one arm beats every seed of the other.',
         "",
         *_data_lines(result.get("data") or {}, result["study"]),
+        *exec_markdown(result),
     ]
     arms = result["arms"]
     if arms:
         lines += [
-            "## Pretraining at equal training FLOPs (selected learning rate)",
+            "## Pretraining at equal training FLOPs (selected learning rate)"
+            if not p["pretrain"].get("max_steps")
+            else "## Training at equal steps (selected learning rate)",
             "",
             "| arm | params (w/o emb+head) | train FLOPs/token | lr | steps | tokens | FLOPs "
-            "| val/bpb final | val/bpb best | val/mbpp_bpb | train time | tokens/s |",
+            f"| {bpb} final | {bpb} best | val/mbpp_bpb | train time | tokens/s |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for arm, entry in arms.items():
@@ -441,13 +482,13 @@ def render_markdown(result: dict[str, Any], command: str, plots: list[str]) -> s
                 f"{_si(b.get('flops_per_token'))} | {entry['selected_lr']:g} | {b.get('steps', '-')} | "
                 f"{_si(b['tokens']['mean']) if 'tokens' in b else '-'} | "
                 f"{_si(b['flops']['mean']) if 'flops' in b else '-'} | "
-                f"{_fmt(b.get('final val/bpb'))} | {_fmt(b.get('best val/bpb'))} | "
+                f"{_fmt(b.get(f'final {bpb}'))} | {_fmt(b.get(f'best {bpb}'))} | "
                 f"{_fmt(b.get('final val/mbpp_bpb'))} | "
                 f"{b['train_seconds']['mean'] / 60:.1f} min | "
                 f"{b['tok_s']['mean']:.0f} |"
                 if "train_seconds" in b and "tok_s" in b
                 else f"| {arm} | {_si(b.get('params'))} | ... | ... | ... | ... | ... | "
-                f"{_fmt(b.get('final val/bpb'))} | {_fmt(b.get('best val/bpb'))} | "
+                f"{_fmt(b.get(f'final {bpb}'))} | {_fmt(b.get(f'best {bpb}'))} | "
                 f"{_fmt(b.get('final val/mbpp_bpb'))} | - | - |"
             )
         lines.append("")
@@ -466,16 +507,16 @@ def render_markdown(result: dict[str, Any], command: str, plots: list[str]) -> s
                 "",
             ]
         first = next(iter(arms))
-        ref = arms[first].get("pretrain", {}).get("final val/bpb")
+        ref = arms[first].get("pretrain", {}).get(f"final {bpb}")
         if ref:
             lines += [
-                f"Differences in final val/bpb against `{first}` (negative: `{first}` is better):",
+                f"Differences in final {bpb} against `{first}` (negative: `{first}` is better):",
                 "",
-                "| arm | Δ val/bpb | beyond seed noise |",
+                f"| arm | Δ {bpb} | beyond seed noise |",
                 "|---|---:|---|",
             ]
             for arm, entry in list(arms.items())[1:]:
-                other = entry.get("pretrain", {}).get("final val/bpb")
+                other = entry.get("pretrain", {}).get(f"final {bpb}")
                 if "pretrained" in entry:
                     continue  # no pretraining runs of its own
                 if other and math.isfinite(other["mean"]) and math.isfinite(ref["mean"]):
@@ -553,14 +594,14 @@ def render_markdown(result: dict[str, Any], command: str, plots: list[str]) -> s
         lines += [
             "## Every sweep point (pretraining, first seed)",
             "",
-            "| arm | lr | status | steps | val/bpb final | val/bpb best | val/mbpp_bpb | selected |",
+            f"| arm | lr | status | steps | {bpb} final | {bpb} best | val/mbpp_bpb | selected |",
             "|---|---:|---|---:|---:|---:|---:|---|",
         ]
         for r in sweep:
             chosen = arms.get(r["arm"], {}).get("selected_lr") == r["lr"]
             lines.append(
                 f"| {r['arm']} | {r['lr']:g} | {r['status']} | {r.get('steps', '-')} | "
-                f"{r.get('final val/bpb', math.nan):.3f} | {r.get('best val/bpb', math.nan):.3f} | "
+                f"{r.get(f'final {bpb}', math.nan):.3f} | {r.get(f'best {bpb}', math.nan):.3f} | "
                 f"{r.get('final val/mbpp_bpb', math.nan):.3f} | {'yes' if chosen else ''} |"
             )
         lines.append("")
@@ -579,7 +620,7 @@ def render_markdown(result: dict[str, Any], command: str, plots: list[str]) -> s
 
 def _data_lines(data: dict[str, Any], study: str) -> list[str]:
     """The report's "Data" section: what every run read, by fingerprint."""
-    if not data:
+    if not data or "exec_fingerprint" in data:  # the exec benchmark: exec_report.exec_markdown
         return []
     source = data.get("source", {})
     pins = ", ".join(
@@ -623,6 +664,7 @@ def write_plots(result: dict[str, Any], folder: Path, prefix: str) -> list[str]:
     arms = result["arms"]
     runs = [r for r in result["runs"] if r["stage"] == "pretrain"]
     written: list[str] = []
+    bpb = headline_metric(result)
     colours = {arm: f"C{i}" for i, arm in enumerate(result["protocol"]["arms"])}
 
     def finish(fig: Any, ax: Any, xlabel: str, ylabel: str, title: str, name: str) -> None:
@@ -647,11 +689,7 @@ def write_plots(result: dict[str, Any], folder: Path, prefix: str) -> list[str]:
                 if r["arm"] == arm and r["lr"] == entry["selected_lr"] and r["curve"]
             ]
             curves = [
-                [
-                    (p[x_key] / scale, p["val/bpb"])
-                    for p in r["curve"]
-                    if "val/bpb" in p and x_key in p
-                ]
+                [(p[x_key] / scale, p[bpb]) for p in r["curve"] if bpb in p and x_key in p]
                 for r in chosen
             ]
             curves = [c for c in curves if c]
@@ -673,7 +711,7 @@ def write_plots(result: dict[str, Any], folder: Path, prefix: str) -> list[str]:
             drawn = True
         if drawn:
             title = f"{name.replace('_', ' ')} (band: seed range)"
-            finish(fig, ax, label_unit, "val/bpb (corpus validation)", title, name)
+            finish(fig, ax, label_unit, f"{bpb} (validation)", title, name)
         plt.close(fig)
 
     band("flops", 1.0, "training compute (FLOPs)", "bpb_vs_flops", si_unit="FLOPs")
@@ -685,7 +723,7 @@ def write_plots(result: dict[str, Any], folder: Path, prefix: str) -> list[str]:
         fig, ax = plt.subplots(figsize=(6, 4))
         for arm in result["protocol"]["arms"]:
             points = sorted(
-                (r["lr"], r.get("final val/bpb", math.inf)) for r in sweep if r["arm"] == arm
+                (r["lr"], r.get(f"final {bpb}", math.inf)) for r in sweep if r["arm"] == arm
             )
             xs = [x for x, y in points if math.isfinite(y)]
             ys = [y for x, y in points if math.isfinite(y)]
@@ -693,7 +731,7 @@ def write_plots(result: dict[str, Any], folder: Path, prefix: str) -> list[str]:
                 ax.plot(xs, ys, "o-", color=colours[arm], label=arm)
         ax.set_xscale("log")
         title = f"learning-rate sweep (seed {result['protocol']['seeds'][0]})"
-        finish(fig, ax, "learning rate", "final val/bpb", title, "lr_sweep")
+        finish(fig, ax, "learning rate", f"final {bpb}", title, "lr_sweep")
         plt.close(fig)
 
     tt = {
@@ -718,6 +756,7 @@ def write_plots(result: dict[str, Any], folder: Path, prefix: str) -> list[str]:
         xlabel, ylabel = "inference cycles / trained cycles", "val/bpb (mean over seeds)"
         finish(fig, ax, xlabel, ylabel, "test-time recurrence", "test_time")
         plt.close(fig)
+    written += exec_plots(result, folder, prefix, plt, colours)
     return written
 
 

@@ -47,7 +47,7 @@ from hrm_codegen.study.records import (
     record_status,
     write_record,
 )
-from hrm_codegen.study.spec import StudySpec, finite_or_inf, lr_tag
+from hrm_codegen.study.spec import StudyConfigError, StudySpec, finite_or_inf, lr_tag
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 EVAL_FILE = "study_eval.json"
@@ -131,6 +131,8 @@ def prepare_study_data(
 
     p = prepare
     tokenizer_dir: Path | str
+    if p.get("exec"):  # generated output-prediction tasks instead of a corpus
+        return prepare_exec_data(p, out, log)
     if p.get("tokenizer_path"):  # e.g. code-bpe: the tokenizer an existing corpus was built with
         tokenizer_dir = p["tokenizer_path"]
     else:
@@ -164,6 +166,43 @@ def prepare_study_data(
         log(f"prepare: corpus from source {name} {c or ''}")
         build_named_corpus(name, corpus_dir, tokenizer_dir, c, **options)
     return tokenizer_dir, corpus_dir
+
+
+def prepare_exec_data(
+    prepare: dict[str, Any], out: Path, log: Callable[[str], None]
+) -> tuple[Path, Path]:
+    """The exec benchmark (`prepare.exec`: build_exec_benchmark's settings, `expect_fingerprint`
+    optional) under `<out>/prepare/exec`, rebuilt only when its settings change, and a code BPE
+    trained on its train split (`prepare.tokenizer.vocab_size`)."""
+    from hrm_codegen.evaluation.exec_build import build_exec_benchmark
+    from hrm_codegen.training.data import auto_tokenizer_dir
+
+    settings = dict(prepare["exec"])
+    expect = settings.pop("expect_fingerprint", None)
+    folder = out / "prepare" / "exec"
+    meta = read_json(folder / "meta.json")
+    wanted = {"seed": 0, **settings}
+    built = meta.get("settings", {})
+    if not meta or any(built.get(k) != v for k, v in wanted.items() if k in built):
+        log(f"prepare: exec benchmark {settings}")
+        meta = build_exec_benchmark(folder, **settings, log=log)
+    else:
+        log(f"{folder} is up to date (same settings); nothing to do")
+    if expect and meta["fingerprint"] != expect:
+        raise StudyConfigError(
+            f"the exec benchmark built here has fingerprint {meta['fingerprint']}, the study "
+            f"expects {expect} (prepare.exec.expect_fingerprint): another Python or generator "
+            "version changes the programs; rebuild on the pinned Python or update the pin"
+        )
+    tok_cfg = dict(prepare.get("tokenizer") or {})
+    data_cfg = {"stage": "sft", "benchmark": "exec", "path": str(folder), "train_split": "train"}
+    log("prepare: tokenizer (code BPE on the exec train split)")
+    tokenizer_dir = auto_tokenizer_dir(
+        {"vocab_size": int(tok_cfg.get("vocab_size", 1024)), "stdlib_mb": 0},
+        data_cfg,
+        out / "prepare",
+    )
+    return tokenizer_dir, folder
 
 
 class StudyRunner:
@@ -211,12 +250,14 @@ class StudyRunner:
             f"experiment_name=study-{spec.name}",
             f"seed={key.seed}",
             f"train.lr={key.lr * stage.lr_scale!r}",
-            f"train.flop_budget={stage.flop_budget!r}",
+            *stage.budget_overrides(),
             f"run_dir={key.path(self.out)}",
         ]
         if spec.mbpp_path:
             out.append(f"eval.mbpp_path={spec.mbpp_path}")
-        if key.stage == "pretrain":
+        if key.stage == "pretrain" and self.spec.prepare.get("exec"):  # from scratch on exec
+            out += [f"tokenizer.path={self.tokenizer_dir}", f"data.path={self.corpus_dir}"]
+        elif key.stage == "pretrain":
             out += [f"tokenizer.path={self.tokenizer_dir}", f"data.shard_dir={self.corpus_dir}"]
         else:
             source = RunKey("pretrain", spec.base_arm(key.arm), key.lr, key.seed)
@@ -472,6 +513,64 @@ class StudyRunner:
         self.write_record(key)
         return result
 
+    def exec_accuracy(self, key: RunKey) -> dict[str, Any]:
+        """Exact-match accuracy on the exec test splits by step bucket, at the trained depth and
+        (recurrent arms) at each test-time multiplier of the H cycles; for an ACT model also the
+        segments its Q head asks for against the steps (cached in the run's eval file)."""
+        e = self.spec.exec_eval
+        if e is None or self.status(key) != "done":
+            return {}
+        cache = self._eval_cache(self.source(key))
+        results: dict[str, Any] = dict(cache.get("exec", {}))
+        multipliers = self.spec.test_time_multipliers
+        wanted = [f"x{m}" for m in multipliers] if cache.get("exec_recurrent", True) else ["x1"]
+        if results and all(name in results for name in wanted):
+            return results
+        self.restore(key)  # the weights, when only the record is here
+        run_dir = key.path(self.out)
+        cache = {**cache, **self._eval_cache(run_dir)}
+        from hrm_codegen.data.exec_programs import load_exec_tasks
+        from hrm_codegen.evaluation.exec_score import act_segments, score_exec_model
+        from hrm_codegen.tokenization import load_tokenizer
+
+        ckpt = run_dir / "checkpoint"
+        model, tokenizer = load_run_model(ckpt).eval(), load_tokenizer(ckpt)
+        recurrent = bool(getattr(model, "recurrent", False))
+        cache["exec_recurrent"] = recurrent
+        edges = read_json(Path(str(self.corpus_dir)) / "meta.json")["edges"]
+        splits = {
+            s: load_exec_tasks(self.corpus_dir, s)[: e.limit] if e.limit else
+            load_exec_tasks(self.corpus_dir, s) for s in e.splits
+        }  # fmt: skip
+        for m in multipliers if recurrent else (1,):
+            if f"x{m}" in results:
+                continue
+            self.log(f"exec accuracy {key.arm} seed={key.seed} x{m}")
+            if recurrent:
+                model.set_inference_schedule(h_cycles=model.config.H_cycles * m)
+            results[f"x{m}"] = {
+                split: score_exec_model(
+                    model,
+                    tokenizer,
+                    tasks,
+                    edges=edges,
+                    max_new_tokens=e.max_new_tokens,
+                    batch_size=e.batch_size,
+                )  # fmt: skip
+                for split, tasks in splits.items()
+            }
+            if recurrent:
+                model.set_inference_schedule()
+        act = getattr(model, "q_head", None) is not None and model.config.halt_max_steps > 1
+        if act and "act" not in results:
+            results["act"] = {
+                split: act_segments(model, tokenizer, t) for split, t in splits.items()
+            }
+        cache["exec"] = results
+        self._save_eval(run_dir, cache)
+        self.write_record(key)
+        return results
+
     # ------------------------------------------------------------------ the whole study
 
     def run(self, publish_dir: str | Path | None = None, command: str = "") -> Path:
@@ -493,7 +592,9 @@ class StudyRunner:
             for arm in self.spec.arms
             for seed in self.spec.seeds
         ]
-        if len(self.spec.test_time_multipliers) > 1:
+        if self.spec.exec_eval is not None:  # exec studies: accuracy instead of corpus bpb
+            self.for_each("exec_accuracy", selected)
+        elif len(self.spec.test_time_multipliers) > 1:
             self.for_each("test_time_compute", selected)
         self.for_each("pass_at_k", keys["sft"])
         self._record_session(time.perf_counter() - start, command)

@@ -26,9 +26,16 @@ class StageSpec:
     """One training stage: its budget and the overrides every arm's run of it gets."""
 
     name: str  # "pretrain" | "sft"
-    flop_budget: float
+    flop_budget: float | None  # training FLOPs per run (equal compute) ...
     overrides: tuple[str, ...] = ()
     lr_scale: float = 1.0  # sft: the arm's selected pretraining lr times this
+    max_steps: int | None = None  # ... or optimiser steps per run (equal tokens/examples)
+
+    def budget_overrides(self) -> list[str]:
+        """What makes every arm's run of this stage the same size."""
+        if self.max_steps is not None:
+            return ["train.flop_budget=null", f"train.max_steps={self.max_steps}"]
+        return [f"train.flop_budget={self.flop_budget!r}"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +49,17 @@ class PassAtKSpec:
     batch_size: int
     timeout: float
     split: str = "validation"
+
+
+@dataclass(frozen=True)
+class ExecEvalSpec:
+    """Exact-match accuracy of every selected run on the exec benchmark's test splits, by step
+    bucket, at the trained depth and at each test-time multiplier (recurrent arms)."""
+
+    splits: tuple[str, ...] = ("test", "test_hard")
+    limit: int | None = None  # tasks per split (None: all)
+    max_new_tokens: int = 48
+    batch_size: int = 32
 
 
 @dataclass(frozen=True)
@@ -79,6 +97,7 @@ class StudySpec:
     # intra-op threads per run (null: the cores split between the `jobs` workers); tiny models
     # train faster on one thread than on two that must wake each other for every small op
     threads: int | None = None
+    exec_eval: ExecEvalSpec | None = None
 
     @property
     def all_arms(self) -> list[str]:
@@ -102,16 +121,51 @@ class StudySpec:
 
 
 def _stage(name: str, cfg: Any) -> StageSpec:
-    if cfg is None or "flop_budget" not in cfg:
-        raise StudyConfigError(f"study.{name}.flop_budget is required (training FLOPs per run)")
-    budget = float(cfg["flop_budget"])
-    if not budget > 0:
-        raise StudyConfigError(f"study.{name}.flop_budget={budget} must be positive")
+    given = [k for k in ("flop_budget", "max_steps") if cfg is not None and cfg.get(k) is not None]
+    if len(given) != 1:
+        raise StudyConfigError(
+            f"study.{name} needs exactly one of flop_budget (training FLOPs per run: equal "
+            f"compute) or max_steps (equal steps, so equal examples/tokens); got {given or 'none'}"
+        )
+    budget = steps = None
+    if given == ["flop_budget"]:
+        budget = float(cfg["flop_budget"])
+        if not budget > 0:
+            raise StudyConfigError(f"study.{name}.flop_budget={budget} must be positive")
+    else:
+        steps = int(cfg["max_steps"])
+        if steps < 1:
+            raise StudyConfigError(f"study.{name}.max_steps={steps} must be >= 1")
     return StageSpec(
         name=name,
         flop_budget=budget,
         overrides=tuple(str(o) for o in cfg.get("overrides") or ()),
         lr_scale=float(cfg.get("lr_scale", 1.0)),
+        max_steps=steps,
+    )
+
+
+def _exec_eval(cfg: Any) -> ExecEvalSpec | None:
+    if not cfg:
+        return None
+    cfg = dict(cfg)
+    unknown = sorted(set(cfg) - {"splits", "limit", "max_new_tokens", "batch_size"})
+    if unknown:
+        raise StudyConfigError(
+            f"study.exec_eval: unknown key(s) {unknown}; use splits, limit, max_new_tokens, "
+            "batch_size"
+        )
+    splits = tuple(str(s) for s in cfg.get("splits") or ("test", "test_hard"))
+    bad = [s for s in splits if s not in ("validation", "test", "test_hard")]
+    if bad:
+        raise StudyConfigError(
+            f"study.exec_eval.splits={list(splits)}: evaluate on validation, test or test_hard"
+        )
+    return ExecEvalSpec(
+        splits=splits,
+        limit=int(cfg["limit"]) if cfg.get("limit") else None,
+        max_new_tokens=int(cfg.get("max_new_tokens", 48)),
+        batch_size=int(cfg.get("batch_size", 32)),
     )
 
 
@@ -210,7 +264,13 @@ def load_spec(cfg: Any) -> StudySpec:
         jobs=_jobs(cfg.get("jobs", 1)),
         records_dir=cfg.get("records_dir"),
         threads=int(cfg["threads"]) if cfg.get("threads") else None,
+        exec_eval=_exec_eval(cfg.get("exec_eval")),
     )
+    if spec.exec_eval is not None and not spec.prepare.get("exec"):
+        raise StudyConfigError(
+            "study.exec_eval scores runs on the exec benchmark: add study.prepare.exec (its "
+            "build settings)"
+        )
     if pass_at_k is not None and spec.sft is None:
         raise StudyConfigError(
             "study.pass_at_k samples the fine-tuned models: add a study.sft stage"

@@ -9,6 +9,7 @@ pure function of (seed, position) so a resumed run sees exactly the batches it w
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import sysconfig
@@ -140,11 +141,16 @@ def _sft_data(data_cfg: dict[str, Any], tokenizer: Any, prefix_lm: bool = False)
         pad_to_multiple_of=data_cfg.get("pad_to_multiple_of"),
         prefix_lm=prefix_lm,
     )
+    fingerprints = {}
+    if data_cfg["benchmark"] == "exec":  # the built benchmark's identity (its meta.json)
+        meta = json.loads((Path(str(data_cfg["path"])) / "meta.json").read_text())
+        fingerprints["exec"] = str(meta["fingerprint"])
     return StageData(
         train=train,
         val=val,
         collate=collate,
         eval_tasks=val_tasks,
+        fingerprints=fingerprints,
         max_seq_len=max_len,
         description=(
             f"{data_cfg['benchmark']} SFT: {len(train)} train examples from {len(train_tasks)} tasks, "
