@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -26,10 +27,16 @@ def exec_node(*overrides: str) -> dict:
 @pytest.fixture(scope="module")
 def exec_study(tmp_path_factory):
     root = tmp_path_factory.mktemp("exec_study")
+    saved = os.environ.get("HRM_CODEGEN_HOME")
+    os.environ["HRM_CODEGEN_HOME"] = str(root / "home")  # the shared exec build goes here
     cfg = exec_node(f"output_dir={root / 'out'}", f"study.records_dir={root / 'records'}")
     with contextlib.redirect_stdout(io.StringIO()):
         report = run_study_from_config(cfg, command="python scripts/run_study.py study=smoke_exec")
-    return {"cfg": cfg, "root": root, "report": report}
+    yield {"cfg": cfg, "root": root, "report": report}
+    if saved is None:
+        os.environ.pop("HRM_CODEGEN_HOME", None)
+    else:
+        os.environ["HRM_CODEGEN_HOME"] = saved
 
 
 def test_every_selected_run_is_scored_by_difficulty_and_depth(exec_study):
@@ -62,6 +69,8 @@ def test_every_selected_run_is_scored_by_difficulty_and_depth(exec_study):
         assert heading in page, heading
     assert data["exec_fingerprint"] in page
     assert (exec_study["root"] / "out" / "exec_by_steps.png").is_file()
+    built = list((exec_study["root"] / "home" / "exec").glob("exec-*/meta.json"))
+    assert len(built) == 1  # built once, under HRM_CODEGEN_HOME, for every study with its settings
 
 
 def test_records_alone_rebuild_the_exec_report(exec_study, tmp_path):

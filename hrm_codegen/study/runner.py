@@ -30,6 +30,7 @@ selection), and the loop is short.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import multiprocessing
 import os
@@ -179,7 +180,11 @@ def prepare_exec_data(
 
     settings = dict(prepare["exec"])
     expect = settings.pop("expect_fingerprint", None)
-    folder = out / "prepare" / "exec"
+    # shared by every study with the same settings (the build takes minutes and is deterministic)
+    from hrm_codegen.tokenization import hrm_codegen_home
+
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+    folder = hrm_codegen_home() / "exec" / f"exec-{digest}"
     meta = read_json(folder / "meta.json")
     wanted = {"seed": 0, **settings}
     built = meta.get("settings", {})
