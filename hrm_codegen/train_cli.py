@@ -44,7 +44,7 @@ def pass_at_1_evaluator(model: torch.nn.Module, context: Any) -> dict[str, float
     tasks = list(getattr(context.data, "eval_tasks", None) or [])
     if not (bool(e.pass_at_1) and cfg.data.stage == "sft" and tasks):
         return {}
-    if cfg.data.benchmark == "exec":
+    if cfg.data.get("benchmark") == "exec":
         return exec_accuracy_evaluator(model, context, tasks[: int(e.limit)] if e.limit else tasks)
     from hrm_codegen.evaluation.harness import evaluate_model
     from hrm_codegen.generation import progress_hook

@@ -281,3 +281,53 @@ def test_a_samples_file_is_judged_as_given_unless_a_split_is_asked_for(
     assert match(None, 1) == (["Mbpp/2"], ["Mbpp/2"], [])
     with pytest.raises(ValueError, match="none of the 3 samples"):
         match("validation", None)
+
+
+def test_generation_sharded_over_two_ranks_equals_one_process(
+    data: Path, tmp_path: Path, gpt2_dir: Path
+) -> None:
+    """`accelerate launch` (two gloo ranks on the CPU): each rank generates its share of the
+    tasks into its own part, rank 0 merges them in task order and judges; greedy samples and
+    verdicts equal the one-process run, and a rerun resumes without generating again."""
+    import torch
+
+    from hrm_codegen.model import HRMConfig, HRMForCausalLM
+    from hrm_codegen.tokenization import load_tokenizer
+
+    tokenizer = load_tokenizer(gpt2_dir)
+    torch.manual_seed(0)
+    config = HRMConfig(
+        vocab_size=len(tokenizer), max_seq_len=512, hidden_size=32, num_heads=2,
+        H_layers=1, L_layers=1, H_cycles=1, L_cycles=1, bp_steps=2,
+    )  # fmt: skip
+    ckpt = tmp_path / "run" / "checkpoint"
+    HRMForCausalLM(config).save_pretrained(ckpt)
+    tokenizer.save_pretrained(str(ckpt))
+    common = ["--model-type", "hrm", "--ckpt", str(ckpt.parent), "--benchmark", "mbpp",
+              "--limit", "3", "--max-new-tokens", "8", "--device", "cpu", "--no-progress",
+              "--timeout", "5", "--memory-mb", "256"]  # fmt: skip
+    one = evaluate(*common, "--output", str(tmp_path / "one"), data_dir=data)
+    assert one.returncode == 0, one.stderr
+    env = dict(os.environ, HRM_CODEGEN_DATA_DIR=str(data), OMP_NUM_THREADS="1",
+               HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")  # fmt: skip
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
+              "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+              "--dynamo_backend", "no", str(SCRIPT), *common, "--output", str(tmp_path / "two")]  # fmt: skip
+    two = subprocess.run(launch, capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    assert two.returncode == 0, two.stdout[-2000:] + two.stderr[-3000:]
+    assert two.stdout.count("| pass@1") == one.stdout.count("| pass@1")  # rank 0 alone reports
+
+    def lines(folder: str) -> list[dict]:
+        path = tmp_path / folder / "samples.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines()]
+
+    keys = ("task_id", "sample_index", "completion")
+    assert [{k: s[k] for k in keys} for s in lines("two")] == [{k: s[k] for k in keys} for s in lines("one")]  # fmt: skip
+    parts = sorted(p.name for p in (tmp_path / "two").glob("samples.part*"))
+    assert parts == ["samples.part0-of2.jsonl", "samples.part1-of2.jsonl"]
+    part1 = [json.loads(x)["task_id"] for x in (tmp_path / "two" / parts[1]).read_text().splitlines()]  # fmt: skip
+    assert part1 == ["Mbpp/12"]  # rank 1 generated the second task only
+    summary = lambda f: json.loads((tmp_path / f / "summary.json").read_text())  # noqa: E731
+    assert summary("two")["per_task"] == summary("one")["per_task"]
+    again = subprocess.run(launch, capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    assert again.returncode == 0 and summary("two")["timings"]["generation_s"] < 1.0

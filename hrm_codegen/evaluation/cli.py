@@ -9,6 +9,7 @@ calls `main`.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -153,7 +154,9 @@ def run_evaluation(
     quantize: str | None = None,
     best_of: int | None = None,
     rank: str = "logprob",
-) -> EvalSummary:
+    shard: tuple[int, int] | None = None,
+    barrier: Any = None,
+) -> EvalSummary | None:
     """The command line's work: pick tasks, get samples (file or model), judge, print a table.
 
     `h_cycles`/`l_cycles`/`segments` set an HRM's inference schedule (test-time compute).
@@ -247,6 +250,8 @@ def run_evaluation(
             sandbox=sandbox,
             progress=progress,
             compile=compile,
+            shard=shard,
+            barrier=barrier,
             run_info={
                 "model_type": model_type,
                 "ckpt": str(Path(ckpt).resolve()),
@@ -254,6 +259,8 @@ def run_evaluation(
                 **({"quantize": quantize} if quantize else {}),
             },
         )
+    if summary is None:  # a rank other than 0 of a sharded run: rank 0 judges and reports
+        return None
     print(format_table(summary))
     print(f"wrote {Path(output) / SAMPLES_FILE}, {RESULTS_FILE} and {SUMMARY_FILE}")
     if ckpt is not None:  # a model was loaded (the --samples path has none to size)
@@ -860,6 +867,26 @@ def _check_flags(args: argparse.Namespace) -> None:
         )
 
 
+def launched_shard(args: argparse.Namespace) -> tuple[tuple[int, int] | None, Any, str | None]:
+    """Under `accelerate launch` with several processes: (rank, world), the barrier and this
+    rank's device, so generation shards over the processes; else (None, None, None)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None, None, None
+    if args.ckpt is None or args.best_of is not None:
+        raise ValueError(
+            "several processes shard generation from a model: give --model-type/--ckpt "
+            "(judge a --samples file, or --best-of, in one process)"
+        )
+    if args.output is None:
+        raise ValueError("a sharded evaluation needs --output (the ranks meet in that folder)")
+    from accelerate import PartialState
+
+    # on the CPU the ranks meet over gloo (accelerate needs `cpu=True` to start that group)
+    state = PartialState(cpu=args.device == "cpu")
+    device = "cpu" if args.device == "cpu" else str(state.device)
+    return (state.process_index, state.num_processes), state.wait_for_everyone, device
+
+
 def main(argv: list[str] | None = None) -> int:
     """`scripts/evaluate.py`: 0 on success, 2 on a user error (printed without a traceback)."""
     args = parse_args(argv)
@@ -955,9 +982,13 @@ def main(argv: list[str] | None = None) -> int:
             if args.data is not None:
                 raise ValueError("--data is for --metric bpb and --benchmark lcb_*")
             timeout = DEFAULT_TIMEOUT_S if args.timeout is None else args.timeout
+            shard, barrier, device = launched_shard(args)
+            if shard is not None:
+                common["device"] = device
             run_evaluation(
-                **common, split=args.split, timeout=timeout, best_of=args.best_of, rank=args.rank
-            )
+                **common, split=args.split, timeout=timeout, best_of=args.best_of, rank=args.rank,
+                shard=shard, barrier=barrier,
+            )  # fmt: skip
     except USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -484,8 +484,16 @@ def evaluate_model(
     run_info: Mapping[str, Any] | None = None,
     dtype: str | None = None,
     compile: bool = False,
-) -> EvalSummary:
+    shard: tuple[int, int] | None = None,
+    barrier: Callable[[], None] | None = None,
+) -> EvalSummary | None:
     """Generate `num_samples` completions per task, then judge them (see `evaluate_samples`).
+
+    `shard=(rank, world)` with `barrier` (e.g. accelerate's `wait_for_everyone`): this process
+    generates the tasks at positions rank, rank + world, ... into its own part file
+    (`samples.part<rank>-of<world>.jsonl`, resumed like samples.jsonl); after the barrier rank 0
+    merges the parts in task order and judges, and the other ranks return None. Greedy output
+    is the one-process run's (each task's prompt is decoded the same way wherever it runs).
 
     `temperature=0` is greedy decoding. With `output_dir`, generations are appended to
     samples.jsonl task by task, so a rerun regenerates only tasks that were not finished;
@@ -510,6 +518,11 @@ def evaluate_model(
             UserWarning,
             stacklevel=2,
         )
+    rank, world = shard or (0, 1)
+    if world > 1 and (output_dir is None or barrier is None):
+        raise ValueError(
+            "sharded generation needs an output_dir and a barrier (the ranks meet there)"
+        )
     out = _prepare_output_dir(output_dir)
     settings = {
         "benchmark": benchmark,
@@ -521,9 +534,18 @@ def evaluate_model(
         **(dict(run_info) if run_info else {}),
     }
     done: dict[str, list[dict[str, Any]]] = {}
-    if out is not None:
+    if out is not None and world > 1:
+        if rank == 0:  # checks (and records) the settings once, before the others read them
+            done = _resume_generation(out, settings, by_id, num_samples)
+        barrier()
+        if rank != 0:
+            done = _resume_generation(out, settings, by_id, num_samples, write=False)
+        part = out / f"samples.part{rank}-of{world}.jsonl"
+        done.update(_complete_lines(part, num_samples, repair=True))
+    elif out is not None:
         done = _resume_generation(out, settings, by_id, num_samples)
-    todo = [task for task in tasks if task.task_id not in done]
+    mine = [t for i, t in enumerate(tasks) if i % world == rank]
+    todo = [task for task in mine if task.task_id not in done]
     start = time.perf_counter()
     if todo:
         from hrm_codegen.data.prompts import extract_completion, format_prompt, stop_sequences
@@ -543,7 +565,7 @@ def evaluate_model(
                 }
                 for index, text in enumerate(generations)
             ],
-            path=out / SAMPLES_FILE if out is not None else None,
+            path=(part if world > 1 else out / SAMPLES_FILE) if out is not None else None,
             num_samples=num_samples,
             temperature=temperature,
             top_p=top_p,
@@ -556,6 +578,21 @@ def evaluate_model(
         )
         done.update((task.task_id, task_lines) for task, task_lines in zip(todo, lines))
     generation_s = time.perf_counter() - start
+    if world > 1:
+        barrier()
+        if rank != 0:
+            return None
+        assert out is not None
+        for other in range(world):  # every rank's part, complete tasks only
+            done.update(_complete_lines(out / f"samples.part{other}-of{world}.jsonl", num_samples))
+        missing = [t.task_id for t in tasks if t.task_id not in done]
+        if missing:
+            raise RuntimeError(
+                f"{len(missing)} task(s) have no samples after every rank finished (first: "
+                f"{missing[0]}); rerun the same command: each rank resumes its part"
+            )
+        # the parts merged in task order: samples.jsonl as one process would have written it
+        write_jsonl(out / SAMPLES_FILE, [line for t in tasks for line in done[t.task_id]])
     samples = [
         {k: line[k] for k in ("task_id", "sample_index", "completion")}
         for task in tasks
@@ -595,10 +632,35 @@ def check_run_config(out: Path, settings: Mapping[str, Any], what: str) -> None:
     path.write_text(json.dumps(dict(settings), indent=2) + "\n")
 
 
-def _resume_generation(
-    out: Path, settings: dict[str, Any], by_id: Mapping[str, CodeTask], num_samples: int
+def _complete_lines(
+    path: Path, num_samples: int, repair: bool = False
 ) -> dict[str, list[dict[str, Any]]]:
-    """Finished generations in `out` (all samples of a task), after checking the settings match."""
+    """The tasks of a generation file with all their samples, each sorted by sample index
+    (`repair`: rewrite the file without a task cut short, so that appending redoes it)."""
+    if not path.exists():
+        return {}
+    grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for line in read_jsonl(path, repair_tail=True):
+        grouped[line["task_id"]].append(line)
+    done = {
+        task_id: sorted(lines, key=lambda line: line["sample_index"])
+        for task_id, lines in grouped.items()
+        if len(lines) == num_samples
+    }
+    if repair and len(done) != len(grouped):
+        write_jsonl(path, [line for lines in done.values() for line in lines])
+    return done
+
+
+def _resume_generation(
+    out: Path,
+    settings: dict[str, Any],
+    by_id: Mapping[str, CodeTask],
+    num_samples: int,
+    write: bool = True,
+) -> dict[str, list[dict[str, Any]]]:
+    """Finished generations in `out` (all samples of a task), after checking the settings match
+    (`write=False`: only check them, as ranks other than 0 of a sharded run do)."""
     config_path = out / RUN_CONFIG_FILE
     samples_path = out / SAMPLES_FILE
     if samples_path.exists() and not config_path.exists():
@@ -606,7 +668,10 @@ def _resume_generation(
             f"{samples_path} exists but {config_path} does not: the folder was not written by "
             "evaluate_model; use a new --output folder, or judge those samples with --samples"
         )
-    check_run_config(out, settings, "an evaluation")
+    if write:
+        check_run_config(out, settings, "an evaluation")
+    elif json.loads(config_path.read_text()) != json.loads(json.dumps(dict(settings))):
+        raise OutputDirMismatchError(f"{out} holds an evaluation made with other settings")
     if not samples_path.exists():
         return {}
     grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)

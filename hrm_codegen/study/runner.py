@@ -356,7 +356,11 @@ class StudyRunner:
         status = run_status(run_dir)
         # the study's thread split, explicitly: `threads.intra_op=auto` would measure the load
         # of this study's own other workers
-        threads = self.spec.threads or threads_per_job(self.spec.jobs)
+        executor = getattr(self.spec, "executor", None)
+        remote = executor is not None and executor.kind != "local"  # a job's CPUs are its own
+        threads = self.spec.threads or (
+            executor.cpus_per_run if remote else threads_per_job(self.spec.jobs)
+        )
         overrides = [*self.overrides(key), f"threads.intra_op={threads}"]
         if status == "partial":
             overrides.append("resume=true")
@@ -629,19 +633,36 @@ class StudyRunner:
         if not keys:
             return
         progress = _Progress(method, len(keys), self.log)
+        executor = getattr(self.spec, "executor", None)
+        if executor is not None and executor.kind != "local":  # Slurm jobs or Ray tasks
+            from hrm_codegen.study.executors import run_keys
+
+            run_keys(self, method, keys, progress, _run_in_worker)
+            return
         jobs = min(self.spec.jobs, len(keys))
         if jobs <= 1:
             for key in keys:
                 result = getattr(self, method)(key)
                 progress.done(key, result)
             return
+        from hrm_codegen.study.executors import gpu_groups, visible_gpus
+
         threads = threads_per_job(jobs)
-        self.log(f"{method}: {len(keys)} runs, {jobs} at a time ({threads} thread(s) each)")
+        # with GPUs, each worker its own (more workers than GPUs is refused); CPU runs as before
+        groups = gpu_groups(visible_gpus(), jobs) if _uses_gpus(self.spec) else []
+        gpu_note = f", GPUs {' | '.join(groups)}" if groups else ""
+        self.log(
+            f"{method}: {len(keys)} runs, {jobs} at a time ({threads} thread(s) each{gpu_note})"
+        )
+        context = multiprocessing.get_context("spawn")
+        devices = context.Manager().Queue() if groups else None
+        for group in groups:
+            devices.put(group)
         pool = ProcessPoolExecutor(
             jobs,
-            mp_context=multiprocessing.get_context("spawn"),
+            mp_context=context,
             initializer=_init_worker,
-            initargs=(threads,),
+            initargs=(threads, devices),
         )
         try:
             futures = {pool.submit(_run_in_worker, self, method, key): key for key in keys}
@@ -709,7 +730,16 @@ def _print_now(message: str) -> None:
     print(message, flush=True)
 
 
-def _init_worker(threads: int) -> None:
+def _uses_gpus(spec: Any) -> bool:
+    """Whether a study's runs train on GPUs (`device=cpu` in its shared settings: no)."""
+    return "device=cpu" not in tuple(getattr(spec, "common", ()))
+
+
+def _init_worker(threads: int, devices: Any = None) -> None:
+    """A local worker: its GPU(s) (`CUDA_VISIBLE_DEVICES`, before anything touches CUDA) and
+    its CPU threads."""
+    if devices is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = devices.get()
     import torch
 
     torch.set_num_threads(threads)

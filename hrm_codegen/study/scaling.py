@@ -70,6 +70,7 @@ class ScalingSpec:
     # many decades beyond the data the crossover is looked for
     fits: dict[str, Any] = field(default_factory=dict)
     threads: int | None = None  # per run (null: the cores split between the jobs)
+    executor: Any = None  # where runs execute (study/executors.py)
 
     @property
     def lr_factor(self) -> float:
@@ -94,7 +95,7 @@ class ScalingSpec:
 
 def load_scaling_spec(cfg: Any) -> ScalingSpec:
     """A `ScalingSpec` from the `study` node (a mapping); one clear error per mistake."""
-    from hrm_codegen.study.spec import _jobs
+    from hrm_codegen.study.spec import _executor, _jobs
 
     cfg = dict(cfg)
     name = str(cfg.get("name") or "")
@@ -174,6 +175,7 @@ def load_scaling_spec(cfg: Any) -> ScalingSpec:
         description=str(cfg.get("description") or ""),
         fits=dict(cfg.get("fits") or {}),
         threads=int(cfg["threads"]) if cfg.get("threads") else None,
+        executor=_executor(cfg.get("executor")),
     )
 
 

@@ -98,6 +98,8 @@ class StudySpec:
     # train faster on one thread than on two that must wake each other for every small op
     threads: int | None = None
     exec_eval: ExecEvalSpec | None = None
+    # where runs execute: local workers, Slurm jobs (submitit) or Ray tasks (study/executors.py)
+    executor: Any = None
 
     @property
     def all_arms(self) -> list[str]:
@@ -265,6 +267,7 @@ def load_spec(cfg: Any) -> StudySpec:
         records_dir=cfg.get("records_dir"),
         threads=int(cfg["threads"]) if cfg.get("threads") else None,
         exec_eval=_exec_eval(cfg.get("exec_eval")),
+        executor=_executor(cfg.get("executor")),
     )
     if spec.exec_eval is not None and not spec.prepare.get("exec"):
         raise StudyConfigError(
@@ -276,6 +279,12 @@ def load_spec(cfg: Any) -> StudySpec:
             "study.pass_at_k samples the fine-tuned models: add a study.sft stage"
         )
     return spec
+
+
+def _executor(value: Any) -> Any:
+    from hrm_codegen.study.executors import load_executor_spec
+
+    return load_executor_spec(value)
 
 
 def _jobs(value: Any) -> int:
