@@ -351,3 +351,36 @@ def test_generate_texts_resumes_by_key(tmp_path: Path, monkeypatch) -> None:
     ]  # fmt: skip
     with pytest.raises(ValueError, match="num_samples=0"):
         harness.generate_texts(model, None, {"a": "A"}, stop=[], num_samples=0)
+
+
+def test_a_sharded_rank_killed_mid_task_resumes_its_part_only(tiny_checkpoint: Path, tmp_path):
+    """Two ranks played in one process (the barrier is a no-op): a rank's part loses its last
+    line as a kill would leave it; the rerun regenerates just that task, and rank 0 merges both
+    parts into the one-process samples.jsonl."""
+    model, tokenizer = load_model("transformer", tiny_checkpoint.parent)
+    tasks = TASKS + [TASKS[0].__class__(**{**TASKS[0].__dict__, "task_id": "Mbpp/3"})]
+    options = {"max_new_tokens": 6, "timeout": 2.0, "memory_mb": 256, "progress": False}
+    single = evaluate_model(model, tokenizer, tasks, output_dir=tmp_path / "one", **options)
+    out = tmp_path / "two"
+    # rank 0 first: its share done, rank 1's missing, so it refuses to judge an incomplete set
+    with pytest.raises(RuntimeError, match="1 task\\(s\\) have no samples"):
+        evaluate_model(model, tokenizer, tasks, output_dir=out, shard=(0, 2), barrier=lambda: None, **options)  # fmt: skip
+    assert evaluate_model(model, tokenizer, tasks, output_dir=out, shard=(1, 2), barrier=lambda: None, **options) is None  # fmt: skip
+    part = out / "samples.part1-of2.jsonl"
+    assert [json.loads(x)["task_id"] for x in part.read_text().splitlines()] == ["Mbpp/2"]
+    part.write_text("")  # killed before its only task was written
+    calls = []
+    real = harness._generate_appending
+    harness_generate = lambda *a, **k: calls.append([t.task_id for t in a[2]]) or real(*a, **k)  # noqa: E731
+    import unittest.mock
+
+    with unittest.mock.patch.object(harness, "_generate_appending", harness_generate):
+        evaluate_model(model, tokenizer, tasks, output_dir=out, shard=(1, 2), barrier=lambda: None, **options)  # fmt: skip
+        merged = evaluate_model(model, tokenizer, tasks, output_dir=out, shard=(0, 2), barrier=lambda: None, **options)  # fmt: skip
+    assert calls == [["Mbpp/2"]]  # only the task the kill lost; rank 0's share was done
+
+    def lines(folder: str) -> list[dict]:
+        rows = map(json.loads, (tmp_path / folder / "samples.jsonl").read_text().splitlines())
+        return [{k: s[k] for k in ("task_id", "sample_index", "completion")} for s in rows]
+
+    assert lines("two") == lines("one") and merged.per_task == single.per_task
