@@ -193,6 +193,7 @@ def prepare_exec_data(
         meta = build_exec_benchmark(folder, **settings, log=log)
     else:
         log(f"{folder} is up to date (same settings); nothing to do")
+    log(f"exec benchmark {folder}: fingerprint {meta['fingerprint']}")
     if expect and meta["fingerprint"] != expect:
         raise StudyConfigError(
             f"the exec benchmark built here has fingerprint {meta['fingerprint']}, the study "
