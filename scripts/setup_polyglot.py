@@ -3,9 +3,10 @@
     python scripts/setup_polyglot.py                      # install jest + babel once (npm)
     python scripts/setup_polyglot.py --check tests/fixtures/polyglot   # run example solutions
 
-jest goes to $HRM_CODEGEN_POLYGLOT_CACHE (default ~/.cache/hrm_codegen/polyglot/jest) and is
-used offline from there. The other toolchains come from system packages:
-`apt-get install g++ cmake nodejs npm cargo golang-go default-jdk junit5`.
+jest goes to $HRM_CODEGEN_POLYGLOT_CACHE/jest (default ~/.cache/hrm_codegen/polyglot/jest), the
+folder the test runner reads, and is used offline from there. The other toolchains come from
+system packages (install what is missing; on a system whose nodejs bundles npm, leave npm out):
+`apt-get install g++ cmake nodejs npm cargo golang-go default-jdk-headless junit5 libassertj-core-java`.
 """
 
 import argparse
@@ -24,7 +25,6 @@ from hrm_codegen.evaluation.polyglot.benchmark import check_examples
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--target", help="folder for jest (default: the polyglot cache)")
     parser.add_argument("--no-install", action="store_true", help="only report / check")
     parser.add_argument("--check", metavar="DATA", help="run the example solutions under DATA")
     parser.add_argument("--languages", help="comma-separated languages to check")
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if not args.no_install:
-            print(f"jest installed in {install_polyglot_toolchains(args.target)}")
+            print(f"jest installed in {install_polyglot_toolchains()}")
         for language in LANGUAGES:
             available, missing = toolchain_status(language)
             print(f"{language:<11} {'ok' if available else 'unavailable: ' + missing}")

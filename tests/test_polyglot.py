@@ -417,3 +417,19 @@ def test_a_prompt_longer_than_the_model_context_fails_that_exercise_only() -> No
     summary = evaluate_polyglot([exercise], respond=respond, sandbox=SANDBOX, progress=False)
     assert summary.errors["exhausted_context_windows"] == 1
     assert summary.counts["failed"] == 1 and summary.pass_at_k["pass_rate_2"] == 0.0
+
+
+def test_java_tests_keep_tiered_compilation_and_only_javac_runs_c1_alone() -> None:
+    """C1-only JIT (-XX:TieredStopAtLevel=1) made a compute-heavy Java test take 2.3x the CPU
+    time; it stays on javac (short-lived) and is gone from the JVM that runs the tests."""
+    from hrm_codegen.evaluation.polyglot.languages import test_command, toolchain_status
+
+    if not toolchain_status("java")[0]:
+        pytest.skip(f"java toolchain unavailable: {toolchain_status('java')[1]}")
+    (exercise,) = load_exercises(FIXTURES, exercises=["java/reverse-string"])
+    with Workspace(SANDBOX, exercise.name) as workspace:
+        workspace.exercise.mkdir()
+        script = test_command(exercise, workspace).script
+    javac, run = script.split(" && ")[1], script.split(" && ")[2]
+    assert "javac" in javac and "-J-XX:TieredStopAtLevel=1" in javac
+    assert "-jar" in run and "TieredStopAtLevel" not in run and "-XX:+UseSerialGC" in run

