@@ -108,12 +108,16 @@ def test_ray_runs_the_same_study_to_the_same_numbers(lean):
         lean, "ray", "~study.arms.transformer_params", "study.seeds=[0]",
         "+study.executor={kind: ray, cpus_per_run: 1}",
     )  # fmt: skip
+    # ray.init installs its own SIGTERM/SIGINT handlers in this process and leaves them there
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
         with contextlib.redirect_stdout(io.StringIO()):
             run_study_from_config(node)
     finally:
         ray.shutdown()
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
     ours, local = finals(lean, "ray"), finals(lean, "local")
     assert len(ours) == 3 and ours == {k: local[k] for k in ours}
 
