@@ -137,3 +137,49 @@ def test_prediction_records_parse() -> None:
     execution = load_lcb_execution(FIXTURES / "execution.jsonl")
     assert [p.task_id for p in execution] == ["sample_0", "sample_1"]
     assert execution[0].input == "doubleWrap(s = 'ab')"
+
+
+def _hub_copy(cache: Path, repo: str, files: dict[str, bytes]) -> None:
+    """A dataset repository as the hub cache lays it out: blobs/<sha256>, snapshots/<commit>/
+    links to them, refs/main naming the commit."""
+    import hashlib
+    import os
+
+    commit = "0" * 39 + "1"
+    root = cache / f"datasets--{repo.replace('/', '--')}"
+    for name, data in files.items():
+        blob = root / "blobs" / hashlib.sha256(data).hexdigest()
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        blob.write_bytes(data)
+        link = root / "snapshots" / commit / name
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(os.path.relpath(blob, link.parent))
+    (root / "refs").mkdir(parents=True, exist_ok=True)
+    (root / "refs" / "main").write_text(commit)
+
+
+def test_the_hub_loader_reads_a_local_copy_in_the_hubs_layout(tmp_path, monkeypatch):
+    """Offline, the hub's data files come from the hub cache: code_generation_lite's cumulative
+    release files (its loading script is not run), the other scenarios' JSON Lines."""
+    from huggingface_hub import constants
+
+    from hrm_codegen.data import lcb
+
+    cache = tmp_path / "hub"
+    lines = CODEGEN.read_text().splitlines(keepends=True)
+    _hub_copy(cache, "livecodebench/code_generation_lite", {
+        "test.jsonl": "".join(lines[:1]).encode(), "test2.jsonl": "".join(lines[1:]).encode(),
+    })  # fmt: skip
+    _hub_copy(cache, "livecodebench/execution-v2", {"data/test.jsonl": (FIXTURES / "execution.jsonl").read_bytes()})  # fmt: skip
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.delenv("HRM_CODEGEN_DATA_DIR", raising=False)
+    assert lcb.release_files("release_v3") == ["test.jsonl", "test2.jsonl", "test3.jsonl"]
+    everything = load_lcb_codegen(release="v2")  # test.jsonl + test2.jsonl, as the file holds
+    assert [p.question_id for p in everything] == [p.question_id for p in load_lcb_codegen(CODEGEN, release="v2")]  # fmt: skip
+    with pytest.raises(FileNotFoundError, match="lacks test3.jsonl for release v3"):
+        load_lcb_codegen(release="v3")
+    assert [p.task_id for p in load_lcb_execution()] == [p.task_id for p in load_lcb_execution(FIXTURES / "execution.jsonl")]  # fmt: skip
+    with pytest.raises(FileNotFoundError, match="could not load livecodebench/test_generation"):
+        lcb.load_lcb_testoutput()

@@ -13,8 +13,8 @@ Three record kinds, read as LCB publishes them:
   `output` (a Python literal), `id`.
 
 Sources, first that works: an explicit path (a JSONL/JSON file or a folder), then
-`$HRM_CODEGEN_DATA_DIR/lcb/<kind>.jsonl`, then the hub (never used by the tests; reached through
-`hrm_codegen.data.mbpp.load_hub_dataset`, which gives up in seconds offline).
+`$HRM_CODEGEN_DATA_DIR/lcb/<kind>.jsonl`, then the hub's data files through the hub cache
+(`_records_from_hub`; offline, only the cache: tested on a local copy in the hub's layout).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from hrm_codegen.data.mbpp import data_dir_fix, first_line, load_hub_dataset
+from hrm_codegen.data.mbpp import data_dir_fix, first_line
 from hrm_codegen.data.records import read_records
 
 DATA_DIR_ENV = "HRM_CODEGEN_DATA_DIR"
@@ -50,8 +50,8 @@ HUB_DATASETS = {
 DIFFICULTIES = ("easy", "medium", "hard")
 PLATFORMS = ("leetcode", "codeforces", "atcoder")
 # LCB's releases are cumulative: release_vN holds every problem from May 2023 to the end of its
-# window. For a local file the window is applied to `contest_date`; the hub loader asks for the
-# release's own `version_tag`, which is exact.
+# window. The window is applied to `contest_date`, for a local file and for the hub's files
+# (`release_files`: the release's own files, cumulative).
 RELEASE_START = date(2023, 5, 1)
 RELEASE_END = {
     "v1": date(2024, 3, 31),
@@ -372,25 +372,56 @@ def _local_fix(kind: str) -> str:
     return data_dir_fix(LOCAL_FILES[kind], flags)
 
 
+def release_files(release: str | None) -> list[str]:
+    """The hub files of code_generation_lite that make up a cumulative release: `test.jsonl`
+    (release_v1), then `test2.jsonl` ... `test<N>.jsonl` (what its loading script reads)."""
+    key = (release or "v6").strip().lower().removeprefix("release_")
+    release_window(key)  # an unknown release is refused by name
+    number = int(key.removeprefix("v"))
+    return ["test.jsonl", *(f"test{i}.jsonl" for i in range(2, number + 1))]
+
+
 def _records_from_hub(kind: str, release: str | None) -> list[dict]:
-    """LCB's hub datasets (network, or the local datasets cache when offline)."""
+    """LCB's hub datasets, read from the repository's data files through the hub cache (the
+    network, or only the cache when offline: `HF_HUB_OFFLINE`).
+
+    Why files, not `datasets.load_dataset`: code_generation_lite is a dataset *script*, which
+    `datasets` 4 and later no longer run; its data is plain JSON Lines per release, read here
+    in release order. The other two repositories are read the same way (JSON Lines or parquet)."""
+    import huggingface_hub
+
+    from hrm_codegen.data.corpus.hub import hub_offline
+
+    repo = HUB_DATASETS[kind]
+    patterns = release_files(release) if kind == "codegeneration" else ["*.jsonl", "*.parquet"]
     try:
-        import datasets  # noqa: F401  (load_hub_dataset needs it)
-    except ImportError:
+        folder = Path(
+            huggingface_hub.snapshot_download(
+                repo_id=repo,
+                repo_type="dataset",
+                allow_patterns=patterns,
+                local_files_only=hub_offline(),
+            )
+        )
+    except Exception as error:  # offline without a cached copy, hub unreachable, no such repo
         raise FileNotFoundError(
-            f"no local LCB {kind} file and no `datasets` package for the hub; {_local_fix(kind)}"
+            f"could not load {repo} from the hub ({first_line(error)}); {_local_fix(kind)}"
         ) from None
-    options: dict[str, Any] = {"split": "test"}
     if kind == "codegeneration":
-        tag = (release or "v6").strip().lower().removeprefix("release_")
-        options.update(version_tag=f"release_{tag}", trust_remote_code=True)
-    try:
-        return [dict(row) for row in load_hub_dataset(HUB_DATASETS[kind], **options)]
-    except Exception as error:  # offline, no cache, or a datasets version without scripts
-        raise FileNotFoundError(
-            f"could not load {HUB_DATASETS[kind]} from the hub ({first_line(error)}); "
-            f"{_local_fix(kind)}"
-        ) from None
+        missing = [name for name in patterns if not (folder / name).is_file()]
+        if missing:
+            raise FileNotFoundError(
+                f"{repo} at {folder} lacks {', '.join(missing)} for release {release or 'v6'}; "
+                f"{_local_fix(kind)}"
+            )
+        files = [folder / name for name in patterns]
+    else:
+        files = sorted(
+            p for p in folder.rglob("*") if p.is_file() and p.suffix in (".jsonl", ".parquet")
+        )
+        if not files:
+            raise FileNotFoundError(f"{repo} at {folder} holds no data files; {_local_fix(kind)}")
+    return [record for file in files for record in read_records(file)]
 
 
 def load_lcb_codegen(
