@@ -111,7 +111,10 @@ def test_ray_runs_the_same_study_to_the_same_numbers(lean):
     # ray.init installs its own SIGTERM/SIGINT handlers in this process and leaves them there
     handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        try:
+            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        except Exception as error:  # the machine cannot host a local Ray instance (not our code)
+            pytest.skip(f"a local Ray instance cannot start here: {error}")
         with contextlib.redirect_stdout(io.StringIO()):
             run_study_from_config(node)
     finally:
