@@ -56,7 +56,7 @@ def test_protocol_violations_are_refused_before_anything_runs(override, message)
 
 
 def test_every_shipped_study_config_is_a_valid_protocol():
-    for name in ("smoke", "cpu_small", "a100"):
+    for name in ("smoke", "cpu_small", "a100", "cpu_exec", "cpu_exec_steps"):
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
             cfg = compose("run_study", overrides=[f"study={name}"])
         spec = load_spec(OmegaConf.to_container(cfg, resolve=True)["study"])
