@@ -92,6 +92,11 @@ def test_records_alone_rebuild_the_report_and_a_long_run_is_retrained_bit_for_bi
         runner.run()
     long = ScalingKey("transformer_params", "w32", spec.lr_sweep[1], 0)
     assert json.loads((long.path(runner.out) / "reproduced.json").read_text())["identical"]
+    # restored only as far as the branch starts (its cooldown start), not to the long run's end
+    config = OmegaConf.load(long.path(runner.out) / "config.yaml")
+    state = json.loads((long.path(runner.out) / "checkpoint" / "trainer_state.json").read_text())
+    assert state["step"] == min(config.train.keep_checkpoints) < config.train.max_steps
+    assert runner.status(long) == "done"  # the record is the finished run
     original = branch.path(scaling_study["root"] / "out")
     assert compare_runs(original, branch.path(runner.out)).identical
     assert run_status(ScalingKey("hrm", "w16", spec.lr_sweep[0], 0).path(runner.out)) == "new"

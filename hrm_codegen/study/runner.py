@@ -349,7 +349,7 @@ class StudyRunner:
         self.write_record(key)
         return status
 
-    def _train_here(self, key: RunKey) -> str:
+    def _train_here(self, key: RunKey, extra: tuple[str, ...] = ()) -> str:
         from hrm_codegen.train_cli import run_training
         from hrm_codegen.training import NonFiniteLossError
 
@@ -362,7 +362,7 @@ class StudyRunner:
         threads = self.spec.threads or (
             executor.cpus_per_run if remote else threads_per_job(self.spec.jobs)
         )
-        overrides = [*self.overrides(key), f"threads.intra_op={threads}"]
+        overrides = [*self.overrides(key), f"threads.intra_op={threads}", *extra]
         if status == "partial":
             overrides.append("resume=true")
             self.log(f"resume {run_dir}")

@@ -35,6 +35,8 @@ from hrm_codegen.study.records import is_recorded, record_status, write_record
 from hrm_codegen.study.runner import StudyRunner, run_status
 from hrm_codegen.study.spec import ARM_NAME, StudyConfigError, lr_tag
 
+PREFIX_FILE = "restored_prefix.json"  # a long run trained again only as far as its branches need
+
 
 def budget_tag(budget: float) -> str:
     """A folder-safe tag for a FLOP budget (1.5e12 -> 'b1.5e12')."""
@@ -283,7 +285,67 @@ class ScalingRunner(StudyRunner):
 
     def status(self, key: ScalingKey) -> str:  # type: ignore[override]
         local = run_status(key.path(self.out))
+        if local == "partial" and (key.path(self.out) / PREFIX_FILE).is_file():
+            # a long run restored only as far as its pending branches start: its record is
+            # the finished run
+            return record_status(self.record_dir(key))
         return local if local != "new" else record_status(self.record_dir(key))
+
+    def restore(self, key: ScalingKey) -> str:  # type: ignore[override]
+        """A recorded long run's weights for its pending branches: trained again only up to the
+        latest cooldown start they branch from (`train.stop_at_step`; at most a third of the
+        long run for this grid's budgets), its logged floats compared with the record's up to
+        there (`reproduced.json`)."""
+        import json
+
+        from omegaconf import OmegaConf
+
+        from hrm_codegen.study.records import REPRODUCED_FILE
+        from hrm_codegen.training.repeat import compare_runs
+
+        run_dir, record = key.path(self.out), self.record_dir(key)
+        if key.budget is not None or run_status(run_dir) in ("done", "diverged"):
+            return super().restore(key)  # type: ignore[arg-type]
+        if record is None or not is_recorded(record):
+            return super().restore(key)  # type: ignore[arg-type]
+        config = OmegaConf.load(record / "config.yaml")
+        kept = dict(zip((float(b) for b in config.train.keep_for_budgets),
+                        (int(s) for s in config.train.keep_checkpoints)))  # fmt: skip
+        needed = [
+            kept[float(b)]
+            for b in self.spec.budgets[:-1]
+            if self.status(ScalingKey(key.arm_name, key.size, key.lr, key.seed, b))
+            not in ("done", "diverged")
+        ]
+        if not needed:
+            return "here"
+        stop = max(needed)
+        prefix = run_dir / PREFIX_FILE
+        if prefix.is_file() and json.loads(prefix.read_text())["stop_at_step"] >= stop:
+            return "here"
+        self.log(f"restore long {key.arm} lr={key.lr:g} seed={key.seed} up to step {stop}")
+        if run_dir.exists():
+            import shutil
+
+            shutil.rmtree(run_dir)
+        self._train_here(key, extra=(f"train.stop_at_step={stop}",))  # type: ignore[arg-type]
+        result = compare_runs(record, run_dir)
+        # every value both logged is the same; before the stop both logged the same keys (the
+        # stop itself may add an evaluation the full run did not make at that step)
+        ok = result.differing == 0 and all(step >= stop for step, _ in result.only_in_one)
+        if ok:  # the branches copy this history: the record's rows, without the stop's eval
+            # (this machine's own provenance row at step 0 stays)
+            def rows(folder: Path) -> list[str]:
+                return [r for r in (folder / "metrics.jsonl").read_text().splitlines() if r.strip()]
+
+            ours = [r for r in rows(run_dir) if json.loads(r).get("step", 0) == 0]
+            theirs = [r for r in rows(record) if 0 < json.loads(r).get("step", 0) <= stop]
+            (run_dir / "metrics.jsonl").write_text("\n".join(ours + theirs) + "\n")
+        verdict = {"identical": ok, "differing": result.differing, "up_to_step": stop}
+        prefix.write_text(json.dumps({"stop_at_step": stop}) + "\n")
+        (run_dir / REPRODUCED_FILE).write_text(json.dumps(verdict) + "\n")
+        self.log(f"  logged the record's floats again bit for bit up to step {stop}: {ok}")
+        return "restored"
 
     def source(self, key: ScalingKey) -> Path:  # type: ignore[override]
         run_dir = key.path(self.out)
