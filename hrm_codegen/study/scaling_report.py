@@ -122,10 +122,13 @@ def fit_arms(points: list[dict[str, Any]], spec_fits: dict[str, Any]) -> dict[st
                 entry["failed_draws"] = boot.n_failed
                 entry["frontier"] = fits.frontier_band(boot, cost, c_grid)
                 boots[arm], costs[arm] = boot, cost
-                holdout = fits.holdout_prediction(
-                    mine, fits.fit_records, budget_key="budget", n_resamples=n_holdout
-                )
-                entry["holdout"] = {k: v for k, v in holdout.items() if k != "fit"}
+                try:  # needs runs below the largest budget: its own error, the law stands
+                    holdout = fits.holdout_prediction(
+                        mine, fits.fit_records, budget_key="budget", n_resamples=n_holdout
+                    )
+                    entry["holdout"] = {k: v for k, v in holdout.items() if k != "fit"}
+                except fits._FIT_ERRORS as error:
+                    entry["holdout_error"] = f"{type(error).__name__}: {error}"
                 baseline = spec_fits.get("loop_baseline")
                 recurrent = any("params_shared" in r for r in mine)
                 # phi in the every-parameter convention only: the embedding and head are the
