@@ -633,10 +633,11 @@ def check_run_config(out: Path, settings: Mapping[str, Any], what: str) -> None:
 
 
 def _complete_lines(
-    path: Path, num_samples: int, repair: bool = False
+    path: Path, num_samples: int, repair: bool = False, known: Mapping[str, Any] | None = None
 ) -> dict[str, list[dict[str, Any]]]:
     """The tasks of a generation file with all their samples, each sorted by sample index
-    (`repair`: rewrite the file without a task cut short, so that appending redoes it)."""
+    (`repair`: rewrite the file without a task cut short, so that appending redoes it; `known`:
+    only these task ids count)."""
     if not path.exists():
         return {}
     grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -645,7 +646,7 @@ def _complete_lines(
     done = {
         task_id: sorted(lines, key=lambda line: line["sample_index"])
         for task_id, lines in grouped.items()
-        if len(lines) == num_samples
+        if (known is None or task_id in known) and len(lines) == num_samples
     }
     if repair and len(done) != len(grouped):
         write_jsonl(path, [line for lines in done.values() for line in lines])
@@ -672,19 +673,8 @@ def _resume_generation(
         check_run_config(out, settings, "an evaluation")
     elif json.loads(config_path.read_text()) != json.loads(json.dumps(dict(settings))):
         raise OutputDirMismatchError(f"{out} holds an evaluation made with other settings")
-    if not samples_path.exists():
-        return {}
-    grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for line in read_jsonl(samples_path, repair_tail=True):
-        grouped[line["task_id"]].append(line)
-    done = {
-        task_id: sorted(lines, key=lambda line: line["sample_index"])
-        for task_id, lines in grouped.items()
-        if task_id in by_id and len(lines) == num_samples
-    }
-    if len(done) != len(grouped):  # drop partial tasks (a crash mid-task): they are redone
-        write_jsonl(samples_path, [line for lines in done.values() for line in lines])
-    return done
+    # a task cut short by a crash is dropped from the file: it is redone
+    return _complete_lines(samples_path, num_samples, repair=True, known=by_id)
 
 
 def generate_texts(
