@@ -34,6 +34,7 @@ from hrm_codegen.losses import LOSS_TYPES, token_cross_entropy
 from hrm_codegen.model.kv_cache import check_cache_fits, checked_batch_index
 from hrm_codegen.model.layers import (
     CausalLMOutput,
+    CycleSchedule,
     cached_length,
     check_forward_inputs,
     default_position_ids,
@@ -260,7 +261,7 @@ class HFCache:
 # ----------------------------------------------------------------------------- adapter
 
 
-class HFCausalLM(nn.Module):
+class HFCausalLM(CycleSchedule, nn.Module):
     """A transformers causal LM with our model contract. `self.hf` is the transformers model."""
 
     embedding_parameter_names = ("model.embed_tokens.weight", "lm_head.weight")
@@ -272,12 +273,6 @@ class HFCausalLM(nn.Module):
         self.hf = hf_model if hf_model is not None else _new_hf_model(config)
         self.recurrent = config.model_type == "hrm_text"  # has cycles to schedule (Llama: no)
         self.bp_cycles = config.bp_schedule_list()[-1]
-        # HRM-Text's depth other than the configured one: at inference (set_inference_schedule)
-        # or for one randomized-depth training step (set_training_cycles)
-        self.inference_h_cycles: int | None = None
-        self.inference_l_cycles: int | None = None
-        self.training_h_cycles: int | None = None
-        self.training_l_cycles: int | None = None
         if config.model_type == "hrm_text":
             self.set_training_progress(0.0)
 
@@ -328,20 +323,7 @@ class HFCausalLM(nn.Module):
     def set_training_cycles(self, h_cycles: int | None = None, l_cycles: int | None = None) -> None:
         """This training step's depth (randomized-depth training, training/depth.py)."""
         self._require_recurrence("randomized depth")
-        self.training_h_cycles = int(h_cycles) if h_cycles is not None else None
-        self.training_l_cycles = int(l_cycles) if l_cycles is not None else None
-
-    @property
-    def h_cycles(self) -> int:
-        if self.training and self.training_h_cycles:
-            return self.training_h_cycles
-        return self.inference_h_cycles or self.config.H_cycles
-
-    @property
-    def l_cycles(self) -> int:
-        if self.training and self.training_l_cycles:
-            return self.training_l_cycles
-        return self.inference_l_cycles or self.config.L_cycles
+        super().set_training_cycles(h_cycles, l_cycles)
 
     @property
     def num_segments_eval(self) -> int:

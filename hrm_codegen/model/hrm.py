@@ -31,6 +31,7 @@ from hrm_codegen.model.layers import (
     AttentionInputs,
     Block,
     CausalLMOutput,
+    CycleSchedule,
     RotaryEmbedding,
     ScaledEmbedding,
     make_linear,
@@ -149,7 +150,7 @@ class ReasoningModule(nn.Module):
         return h
 
 
-class HRMForCausalLM(PretrainedModel):
+class HRMForCausalLM(CycleSchedule, PretrainedModel):
     model_type = "hrm"
     config_class = HRMConfig
     recurrent = True  # has cycles to schedule (set_inference_schedule, set_training_cycles)
@@ -167,9 +168,6 @@ class HRMForCausalLM(PretrainedModel):
         self.lm_head = make_linear(config.hidden_size, config.vocab_size)
         self.inference_h_cycles: int | None = None  # see set_inference_schedule
         self.inference_l_cycles: int | None = None
-        # randomized-depth training: this step's cycles (set_training_cycles), training mode only
-        self.training_h_cycles: int | None = None
-        self.training_l_cycles: int | None = None
         self.inference_segments: int | None = None
         self.decode_segments: int | None = None  # see prepare_for_decoding
         self.q_head = None
@@ -201,28 +199,6 @@ class HRMForCausalLM(PretrainedModel):
         self.inference_h_cycles = int(h_cycles) if h_cycles is not None else None
         self.inference_l_cycles = int(l_cycles) if l_cycles is not None else None
         self.inference_segments = int(segments) if segments is not None else None
-
-    def set_training_cycles(self, h_cycles: int | None = None, l_cycles: int | None = None) -> None:
-        """This training step's depth (randomized-depth training, training/depth.py); None: the
-        configured one. Applies in training mode only: evaluation runs the configured depth (the
-        trained mean) or an inference schedule."""
-        for name, value in (("h_cycles", h_cycles), ("l_cycles", l_cycles)):
-            if value is not None and int(value) < 1:
-                raise ValueError(f"set_training_cycles({name}={value}): must be >= 1 (or None)")
-        self.training_h_cycles = int(h_cycles) if h_cycles is not None else None
-        self.training_l_cycles = int(l_cycles) if l_cycles is not None else None
-
-    @property
-    def h_cycles(self) -> int:
-        if self.training and self.training_h_cycles:
-            return self.training_h_cycles
-        return self.inference_h_cycles or self.config.H_cycles
-
-    @property
-    def l_cycles(self) -> int:
-        if self.training and self.training_l_cycles:
-            return self.training_l_cycles
-        return self.inference_l_cycles or self.config.L_cycles
 
     @property
     def schedule_is_trained(self) -> bool:

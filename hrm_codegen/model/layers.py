@@ -529,3 +529,35 @@ def _static_attention_inputs(
     cos, sin = rotary(position_ids)
     mask = attention_mask.bool()[:, None, None, :]  # [B, 1, 1, max_len]
     return AttentionInputs(cos=cos, sin=sin, mask=mask, is_causal=False)
+
+
+class CycleSchedule:
+    """The cycles a recurrent model runs now, for our HRM and the HRM-Text adapter alike: a
+    training step's drawn depth (training mode, `set_training_cycles`, training/depth.py), else
+    an inference schedule (`inference_h_cycles`/`inference_l_cycles`), else `config`'s."""
+
+    inference_h_cycles: int | None = None
+    inference_l_cycles: int | None = None
+    training_h_cycles: int | None = None
+    training_l_cycles: int | None = None
+
+    def set_training_cycles(self, h_cycles: int | None = None, l_cycles: int | None = None) -> None:
+        """This training step's depth; None: the configured one. Applies in training mode only:
+        evaluation runs the configured depth (the trained mean) or an inference schedule."""
+        for name, value in (("h_cycles", h_cycles), ("l_cycles", l_cycles)):
+            if value is not None and int(value) < 1:
+                raise ValueError(f"set_training_cycles({name}={value}): must be >= 1 (or None)")
+        self.training_h_cycles = int(h_cycles) if h_cycles is not None else None
+        self.training_l_cycles = int(l_cycles) if l_cycles is not None else None
+
+    @property
+    def h_cycles(self) -> int:
+        if self.training and self.training_h_cycles:  # type: ignore[attr-defined]
+            return self.training_h_cycles
+        return self.inference_h_cycles or self.config.H_cycles  # type: ignore[attr-defined]
+
+    @property
+    def l_cycles(self) -> int:
+        if self.training and self.training_l_cycles:  # type: ignore[attr-defined]
+            return self.training_l_cycles
+        return self.inference_l_cycles or self.config.L_cycles  # type: ignore[attr-defined]
