@@ -32,7 +32,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from hrm_codegen.data.mbpp import data_dir_fix, first_line
+from hrm_codegen.data.mbpp import data_dir_fix, first_line, hub_snapshot
 from hrm_codegen.data.records import read_records
 
 DATA_DIR_ENV = "HRM_CODEGEN_DATA_DIR"
@@ -388,21 +388,10 @@ def _records_from_hub(kind: str, release: str | None) -> list[dict]:
     Why files, not `datasets.load_dataset`: code_generation_lite is a dataset *script*, which
     `datasets` 4 and later no longer run; its data is plain JSON Lines per release, read here
     in release order. The other two repositories are read the same way (JSON Lines or parquet)."""
-    import huggingface_hub
-
-    from hrm_codegen.data.corpus.hub import hub_offline
-
     repo = HUB_DATASETS[kind]
     patterns = release_files(release) if kind == "codegeneration" else ["*.jsonl", "*.parquet"]
     try:
-        folder = Path(
-            huggingface_hub.snapshot_download(
-                repo_id=repo,
-                repo_type="dataset",
-                allow_patterns=patterns,
-                local_files_only=hub_offline(),
-            )
-        )
+        folder = hub_snapshot(repo, allow_patterns=patterns)
     except Exception as error:  # offline without a cached copy, hub unreachable, no such repo
         raise FileNotFoundError(
             f"could not load {repo} from the hub ({first_line(error)}); {_local_fix(kind)}"

@@ -198,6 +198,26 @@ def load_hub_dataset(name: str, *args: Any, **kwargs: Any) -> Any:
         raise HubUnavailable(f"{reason}, and the local cache has no copy{detail}") from None
 
 
+def hub_snapshot(repo_id: str, *, repo_type: str = "dataset", **kwargs: Any) -> Path:
+    """`huggingface_hub.snapshot_download` that fails in seconds, as `load_hub_dataset` does.
+
+    Offline or with the hub unreachable after one quick request, only the hub cache is read;
+    without a copy there it raises `HubUnavailable` naming the reason."""
+    import huggingface_hub
+
+    variable = offline_variable()
+    reason = f"{variable} is set" if variable else hub_unreachable()
+    try:
+        folder = huggingface_hub.snapshot_download(
+            repo_id=repo_id, repo_type=repo_type, local_files_only=reason is not None, **kwargs
+        )
+    except Exception:
+        if reason is None:
+            raise
+        raise HubUnavailable(f"{reason}, and the local cache has no copy") from None
+    return Path(folder)
+
+
 def data_dir_fix(filename: str, flags: str) -> str:
     """The command-line fix for a missing benchmark file: the variable to set, then `flags`."""
     return (
