@@ -18,7 +18,7 @@ from hydra import compose, initialize_config_dir
 from hrm_codegen.data import load_benchmark
 from hrm_codegen.data.prompts import format_prompt, format_target
 from hrm_codegen.generation import encode_prompt
-from hrm_codegen.model import TransformerConfig, TransformerForCausalLM
+from hrm_codegen.model import HRMConfig, HRMForCausalLM, TransformerConfig, TransformerForCausalLM
 from hrm_codegen.tokenization import load_tokenizer, train_code_bpe
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,12 +33,55 @@ def toy_tokenizer_dir() -> Path:
     return train_code_bpe(iter(texts), 300, folder, progress=False)
 
 
-def make_toy_checkpoint(folder: Path, steps: int = 60, seed: int = 0) -> Path:
-    """Train a tiny model on the toy train split for `steps` full-batch steps; save it + tokenizer."""
-    tasks = load_benchmark("toy", "train")
+def _copy_toy_tokenizer(folder: Path) -> None:
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
         if (toy_tokenizer_dir() / name).is_file():
             shutil.copy(toy_tokenizer_dir() / name, folder / name)
+
+
+def make_toy_act_hrm_checkpoint(folder: Path, seed: int = 0, halt_max_steps: int = 3) -> Path:
+    """An untrained tiny HRM with ACT halting (Q head, `halt_max_steps` segments) + tokenizer.
+
+    The Q head starts at "always continue" (zero weight, bias -5): every prompt would get
+    `halt_max_steps` segments. Random weights, with the halt bias set to the median of
+    q_continue - q_halt after one segment over the toy prompts, make half of them halt after the
+    first segment and the others go on: a GSPO step has prompts at different segment counts.
+    """
+    _copy_toy_tokenizer(folder)
+    tokenizer = load_tokenizer(folder)
+    torch.manual_seed(seed)
+    config = HRMConfig(
+        vocab_size=len(tokenizer),
+        max_seq_len=192,
+        hidden_size=32,
+        num_heads=2,
+        expansion=2.0,
+        H_layers=1,
+        L_layers=1,
+        H_cycles=1,
+        L_cycles=2,
+        enable_q_head=True,
+        halt_max_steps=halt_max_steps,
+    )
+    model = HRMForCausalLM(config).eval()
+    with torch.no_grad():
+        model.q_head.weight.normal_(0.0, 1.0)
+        model.q_head.bias.zero_()
+        model.set_inference_schedule(segments=1)
+        margins = []
+        for task in load_benchmark("toy"):
+            out = model(torch.tensor([encode_prompt(tokenizer, format_prompt(task))]))
+            margins.append(float(out.q_continue_logits[0] - out.q_halt_logits[0]))
+        model.set_inference_schedule()
+        model.q_head.bias[0] = torch.tensor(margins).median()
+    model.save_pretrained(folder)
+    return folder
+
+
+def make_toy_checkpoint(folder: Path, steps: int = 60, seed: int = 0) -> Path:
+    """Train a tiny model on the toy train split for `steps` full-batch steps; save it + tokenizer."""
+    tasks = load_benchmark("toy", "train")
+    _copy_toy_tokenizer(folder)
     tokenizer = load_tokenizer(folder)
     torch.manual_seed(seed)
     config = TransformerConfig(

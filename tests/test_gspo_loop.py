@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import os
 import socket
 from pathlib import Path
@@ -13,13 +14,23 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from gspo_fixtures import CONFIG_DIR, gspo_config, make_toy_checkpoint
+from gspo_fixtures import (
+    CONFIG_DIR,
+    gspo_config,
+    make_toy_act_hrm_checkpoint,
+    make_toy_checkpoint,
+)
 from hydra import compose, initialize_config_dir
 from safetensors.torch import load_file
 
+from hrm_codegen.data.prompts import format_prompt
+from hrm_codegen.generation import encode_prompt, generate_ids
 from hrm_codegen.model import load_pretrained
 from hrm_codegen.rl import GSPOLoop, train_gspo
-from hrm_codegen.rl.loop import GSPOConfigError
+from hrm_codegen.rl import loop as loop_module
+from hrm_codegen.rl.gspo import token_log_probs
+from hrm_codegen.rl.loop import GSPOConfigError, forced_segments
+from hrm_codegen.rl.rewards import Reward
 from hrm_codegen.training.logging import read_metrics
 from hrm_codegen.training.plot import plot_runs
 
@@ -107,6 +118,103 @@ def test_missing_init_from_is_named(tmp_path):
         )
     with pytest.raises(GSPOConfigError, match="init_from"):
         GSPOLoop(cfg)
+
+
+# ------------------------------------------------------------------------------ ACT halting
+
+
+def test_an_act_hrm_samples_and_scores_each_prompt_at_the_segments_generation_decides(
+    tmp_path, monkeypatch
+):
+    (tmp_path / "act").mkdir()
+    ckpt = make_toy_act_hrm_checkpoint(tmp_path / "act")
+    overrides = ("gspo.tasks_per_step=4", "gspo.steps_per_generation=2", "gspo.max_new_tokens=12")
+    loop = GSPOLoop(gspo_config(ckpt, tmp_path / "run", *overrides))
+    assert loop.act
+    # Rewards 1, 0, 1, 0 in every group: each has signal, whatever the untrained model writes.
+    monkeypatch.setattr(
+        loop_module,
+        "compute_rewards",
+        lambda tasks, completions, config, truncated=None: [
+            Reward(float(i % 2), bool(i % 2), "stub") for i in range(len(tasks))
+        ],
+    )
+    calls, batches = [], []
+    objective, sample = loop_module.gspo_objective, loop.sample
+
+    def spy_objective(logp_new, logp_old, *args, **kwargs):
+        out = objective(logp_new, logp_old, *args, **kwargs)
+        calls.append((logp_old, out))
+        return out
+
+    monkeypatch.setattr(loop_module, "gspo_objective", spy_objective)
+    monkeypatch.setattr(
+        loop, "sample", lambda *a, **k: batches.append(sample(*a, **k)) or batches[-1]
+    )
+    before = load_pretrained(ckpt).eval()
+    metrics = loop.step_once()
+    (batch,) = batches
+    group = loop.settings.group_size
+
+    # Sampling: each prompt's count is the one generate_ids decides for that prompt alone, and its
+    # rows are the tokens generate_ids samples for it (rows are seeded by prompt and sample).
+    counts = batch.segments[::group].tolist()
+    assert len(set(counts)) > 1, counts  # the fixture's Q head splits the prompts
+    decided = []
+    prepare = before.prepare_for_decoding
+    monkeypatch.setattr(
+        before, "prepare_for_decoding", lambda *a: decided.append(prepare(*a)) or decided[-1]
+    )
+    tok = loop.tokenizer
+    for p, task in enumerate(batch.tasks[::group]):
+        prompt = encode_prompt(tok, format_prompt(task))
+        (alone,) = generate_ids(
+            before,
+            [prompt],
+            max_new_tokens=loop.settings.max_new_tokens,
+            num_samples=group,
+            do_sample=True,
+            temperature=loop.settings.temperature,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+            stop=loop.stop,
+            tokenizer=tok,
+            seed=int(loop.cfg.seed) * 7919,
+            batch_size=loop.settings.generation_batch_size,
+        )
+        assert decided[-1] == counts[p]
+        for j, tokens in enumerate(alone):
+            row = p * group + j
+            start = len(prompt) - 1
+            sampled = batch.targets[row, start : start + len(tokens)].tolist()
+            assert sampled == tokens
+    assert metrics["train/act_segments"] == pytest.approx(sum(counts) / len(counts))
+
+    # Scoring: the old policy's log-probs are each row's at its own count, not at another one.
+    (first_old, first), (_, second) = calls  # one micro-batch, two updates
+    for row in range(batch.input_ids.shape[0]):
+        n = int(batch.mask[row].sum())
+        start = int(batch.mask[row].nonzero()[0])
+        ids, targets = batch.input_ids[row : row + 1], batch.targets[row : row + 1]
+        at = {}
+        for count in (1, 2):
+            with torch.no_grad(), forced_segments(before, count):
+                logits = before(ids).logits
+            at[count] = token_log_probs(logits, targets)[0, start : start + n]
+        own = int(batch.segments[row])
+        other = 1 if own == 2 else 2
+        torch.testing.assert_close(first_old[row, start : start + n], at[own], atol=1e-5, rtol=0)
+        assert (first_old[row, start : start + n] - at[other]).abs().max() > 1e-3
+    # ... and the policy's are taken the same way: the first update is exactly on policy.
+    assert torch.equal(first.ratio, torch.ones_like(first.ratio))
+    assert not torch.equal(second.ratio, torch.ones_like(second.ratio))  # the first step moved it
+    assert metrics["train/updates_skipped"] == 0 and math.isfinite(metrics["train/loss"])
+    changed = [
+        name
+        for name, param in loop.model.named_parameters()
+        if not torch.equal(param, before.get_parameter(name))
+    ]
+    assert any(name.startswith("lm_head") for name in changed), changed
 
 
 # ------------------------------------------------------------------------------ DDP

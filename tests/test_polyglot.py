@@ -154,7 +154,7 @@ def test_java_tests_written_with_assertj_run() -> None:
 def test_malformed_diffs_are_counted_with_their_reason(tmp_path: Path) -> None:
     exercise = exercise_of("python")
     not_found = "leap.py\n<<<<<<< SEARCH\ndef leap(year):\n=======\ndef f():\n>>>>>>> REPLACE\n"
-    outside = "helper.py\n<<<<<<< SEARCH\n=======\nX = 1\n>>>>>>> REPLACE\n"
+    outside = "../helper.py\n<<<<<<< SEARCH\n=======\nX = 1\n>>>>>>> REPLACE\n"
     summary = evaluate_polyglot(
         [exercise],
         edit_format="diff",
@@ -167,7 +167,7 @@ def test_malformed_diffs_are_counted_with_their_reason(tmp_path: Path) -> None:
     first, second = line["tries"]
     assert first["status"] == second["status"] == "malformed"
     assert "was not found" in first["reason"] and "def leap(year):" in first["reason"]
-    assert "'helper.py'" in second["reason"] and "not one of the solution files" in second["reason"]
+    assert "'../helper.py'" in second["reason"] and "not one of the solution" in second["reason"]
     assert summary.errors["malformed_responses"] == 2
     assert summary.errors["malformed_search_not_found"] == 1
     assert summary.errors["malformed_file_outside_solution"] == 1

@@ -195,8 +195,8 @@ def test_apply_response_in_order_and_its_malformed_cases() -> None:
     with pytest.raises(MalformedResponseError, match="was not found in the file") as error:
         apply_response(block("leap.py", "    return 0\n", "x\n"), "diff", files)
     assert "return 0" in error.value.reason
-    with pytest.raises(MalformedResponseError, match="'other.py', which is not one of"):
-        apply_response(block("other.py", "", "x\n"), "diff", files)
+    with pytest.raises(MalformedResponseError, match="'../other.py', which is not one of"):
+        apply_response(block("../other.py", "", "x\n"), "diff", files)
     # an edit of a test file is dropped, whatever the format
     edit_test = block("leap_test.py", "", "x\n") + block("leap.py", "    pass\n", "    return 1\n")
     applied = apply_response(edit_test, "diff", files, ["leap_test.py"])

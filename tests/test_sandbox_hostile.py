@@ -10,9 +10,13 @@ environment, and no process left behind.
 
 from __future__ import annotations
 
+import errno
+import json
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -223,3 +227,149 @@ def test_no_process_outlives_its_program(hostile_run: HostileRun) -> None:
             if SLEEPER_MARK in cmdline:
                 survivors.append(entry)
     assert not survivors
+
+
+# ------------------------------------------------------------------------------ kernel keyrings
+
+# The invoking user's kernel keys are no namespace's: bubblewrap's sandbox inherits the session
+# keyring, and the user's keyrings are listed in /proc/keys and reachable by serial with the
+# user's permissions. A sandboxed program here knows everything an attacker could: the serials
+# of the keys and of the keyrings holding them, and their descriptions.
+KEYRING_SYSCALLS = {"x86_64": (248, 249, 250), "aarch64": (217, 218, 219)}  # add, request, ctl
+
+KEYRING_PROBE = """
+import ctypes, json
+ADD_KEY, REQUEST_KEY, KEYCTL = __NUMBERS__
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+
+
+def call(*args):
+    args = [ctypes.c_long(a) if isinstance(a, int) else a for a in args]
+    result = libc.syscall(*args)
+    return result if result >= 0 else -ctypes.get_errno()
+
+
+def read(key):
+    buf = ctypes.create_string_buffer(4096)
+    n = call(KEYCTL, 11, key, buf, 4096)  # KEYCTL_READ
+    return buf.raw[:n].decode(errors="replace") if n >= 0 else n
+
+
+seen = {}
+for name in ("/proc/keys", "/proc/key-users"):
+    try:
+        seen[name] = open(name).read()
+    except OSError as error:
+        seen[name] = repr(error)
+for ring in __RINGS__ + [-3, -4, -5]:  # possess the host's keyrings: link them into @s
+    seen[f"link {ring}"] = call(KEYCTL, 8, ring, -3)
+for key in __KEYS__:
+    seen[f"read {key}"] = read(key)
+for description in __DESCRIPTIONS__:
+    for ring in (-3, -4, -5):
+        found = call(KEYCTL, 10, ring, b"user", description.encode(), 0)  # KEYCTL_SEARCH
+        seen[f"search {ring} {description}"] = read(found) if found > 0 else found
+    found = call(REQUEST_KEY, b"user", description.encode(), None, 0)
+    seen[f"request {description}"] = read(found) if found > 0 else found
+for ring in __PLANT_IN__:  # leave a key for the host, or for the next program
+    seen[f"add {ring}"] = call(ADD_KEY, b"user", b"hrm-planted", b"x", 1, ring)
+print(json.dumps(seen))
+"""
+
+# Runs in its own process, so that the session keyring it joins, and the keys it adds to it,
+# go when it exits; the key it adds to the user's keyring is unlinked, and expires anyway.
+KEYRING_HOST = """
+import ctypes, io, json, os, sys
+from hrm_codegen.evaluation.sandbox import run_programs
+ADD_KEY, REQUEST_KEY, KEYCTL = __NUMBERS__
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+
+
+def call(*args):
+    args = [ctypes.c_long(a) if isinstance(a, int) else a for a in args]
+    result = libc.syscall(*args)
+    return result if result >= 0 else -ctypes.get_errno()
+
+
+def contents(ring):
+    buf = ctypes.create_string_buffer(4096)
+    n = call(KEYCTL, 11, ring, buf, 4096)
+    return sorted(buf.raw[i : i + 4] for i in range(0, max(n, 0), 4))
+
+
+session = call(KEYCTL, 1, None)  # KEYCTL_JOIN_SESSION_KEYRING: a fresh anonymous one
+user_ring = call(KEYCTL, 0, -4, 1)  # KEYCTL_GET_KEYRING_ID
+if session < 0 or user_ring < 0:
+    print(json.dumps({"skip": f"no kernel keyrings here: {os.strerror(-min(session, user_ring))}"}))
+    sys.exit(0)
+call(KEYCTL, 8, -4, -3)  # the user keyring in the session, as pam_keyinit links it at login
+secrets = {"hrm-canary-session": "canary-in-session-keyring", "hrm-canary-user": "canary-in-user"}
+keys = [
+    call(ADD_KEY, b"user", name.encode(), value.encode(), len(value), ring)
+    for (name, value), ring in zip(secrets.items(), (-3, -4))
+]
+call(KEYCTL, 15, keys[1], 300)  # KEYCTL_SET_TIMEOUT: gone in 5 minutes whatever happens
+try:
+    probe = (
+        __PROBE__.replace("__RINGS__", repr([session, user_ring]))
+        .replace("__KEYS__", repr(keys))
+        .replace("__DESCRIPTIONS__", repr(list(secrets)))
+    )
+    before = {ring: contents(ring) for ring in (session, user_ring)}
+    out = {"secrets": secrets, "keys": keys}
+    attack = probe.replace("__PLANT_IN__", "(-3, -4, -5)")
+    for mode in ("fork", "process"):
+        (result,) = run_programs(
+            [attack], timeout=10, memory_mb=512, backend="bwrap", progress=False, mode=mode
+        )
+        out[mode] = [result.status, result.detail, result.stdout_tail]
+    out["unchanged"] = before == {ring: contents(ring) for ring in (session, user_ring)}
+    control = io.StringIO()
+    stdout, sys.stdout = sys.stdout, control
+    try:
+        exec(probe.replace("__PLANT_IN__", "()"), {"__name__": "__main__"})  # unsandboxed
+    finally:
+        sys.stdout = stdout
+    out["control"] = control.getvalue()
+finally:
+    call(KEYCTL, 9, keys[1], -4)  # KEYCTL_UNLINK from the user keyring
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.skipif(
+    os.uname().machine not in KEYRING_SYSCALLS, reason="keyring system call numbers unknown"
+)
+def test_a_sandboxed_program_cannot_reach_the_invoking_users_keyrings() -> None:
+    if bwrap_status()[0] is None:
+        pytest.skip(f"bubblewrap cannot run here: {bwrap_status()[1]}")
+    numbers = repr(KEYRING_SYSCALLS[os.uname().machine])
+    probe = KEYRING_PROBE.replace("__NUMBERS__", numbers)
+    host = KEYRING_HOST.replace("__NUMBERS__", numbers).replace("__PROBE__", repr(probe))
+    done = subprocess.run(
+        [sys.executable, "-c", host], capture_output=True, text=True, timeout=120, cwd=REPO
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.splitlines()[-1])
+    if "skip" in out:
+        pytest.skip(out["skip"])
+    secrets = out["secrets"]
+    # The probe is a real attack: run unsandboxed it reads both keys.
+    control = json.loads(out["control"])
+    for key, value in zip(out["keys"], secrets.values()):
+        assert control[f"read {key}"] == value
+    for mode in ("fork", "process"):
+        status, detail, stdout = out[mode]
+        assert status == "passed", (mode, detail)  # it ran to its end
+        seen = json.loads(stdout.strip().splitlines()[-1])
+        leaked = [
+            (what, value)
+            for what, value in seen.items()
+            if any(text in str(value) for text in [*secrets, *secrets.values()])
+        ]
+        assert not leaked, (mode, leaked)
+        calls = {what: value for what, value in seen.items() if not what.startswith("/proc")}
+        assert all(value == -errno.EPERM for value in calls.values()), (mode, calls)
+    assert out["unchanged"], "a sandboxed program changed the host's keyrings"

@@ -7,6 +7,9 @@ One step (`GSPOLoop.step`):
 2. `gspo.group_size` samples per task from the current policy (`generate_ids`, temperature
    `gspo.temperature`, no top-p/top-k, so the sampling distribution is the policy whose ratio is
    taken), cut at the benchmark's stop strings; a row that ended on EOS keeps EOS as its last action.
+   An HRM with ACT halting samples each prompt's group at the number of segments its Q head asks
+   for (generation's rule, `prepare_for_decoding`, applied to that prompt alone), and every
+   log-probability of its rows (policy, old policy, reference) is taken at that same number.
 3. Rewards from the sandbox (`rewards.compute_rewards`), group-normalised advantages.
 4. `gspo.steps_per_generation` AdamW updates of the GSPO objective on the batch (micro-batched,
    gradients summed over ranks by hand), against log-probs of the policy that sampled it.
@@ -19,11 +22,13 @@ The run dir has what the LM trainer writes (`config.yaml`, `metrics.jsonl` with 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -168,6 +173,37 @@ class SampledBatch:
     truncated: list[bool]
     prompt_tokens: int
     completion_tokens: int
+    # [N] the ACT segments each row was sampled with (its prompt's decision); None without ACT
+    segments: torch.Tensor | None = None
+
+
+def uses_act_halting(model: torch.nn.Module) -> bool:
+    """Whether `model` decides its number of segments per prompt (an HRM with a Q head and
+    halt_max_steps > 1): its training-mode forward is then ACT with random exploration, not the
+    policy generation samples from, so GSPO scores it at the sampled segment count instead."""
+    config = getattr(model, "config", None)
+    return (
+        hasattr(model, "prepare_for_decoding")
+        and getattr(model, "q_head", None) is not None
+        and int(getattr(config, "halt_max_steps", 1)) > 1
+    )
+
+
+@contextlib.contextmanager
+def forced_segments(model: torch.nn.Module, segments: int) -> Iterator[None]:
+    """Run `model` at `segments` ACT segments, as generation ran it: evaluation mode (the
+    forward generation samples from; the HRM has no dropout, so gradients are the training
+    mode's), with `set_inference_schedule(segments=...)`; mode and schedule are put back after."""
+    was_training = model.training
+    h_cycles, l_cycles = model.inference_h_cycles, model.inference_l_cycles
+    previous = model.inference_segments
+    model.eval()
+    model.set_inference_schedule(h_cycles, l_cycles, segments)
+    try:
+        yield
+    finally:
+        model.set_inference_schedule(h_cycles, l_cycles, previous)
+        model.train(was_training)
 
 
 def _distributed() -> tuple[int, int]:
@@ -237,13 +273,7 @@ class GSPOLoop:
         self.init_dir = resolve_checkpoint_dir(str(cfg.init_from))
         torch.manual_seed(int(cfg.seed))
         self.model = load_pretrained(self.init_dir, device=self.device)
-        if getattr(self.model.config, "enable_q_head", False) and (
-            getattr(self.model.config, "halt_max_steps", 1) > 1
-        ):
-            raise GSPOConfigError(
-                f"{self.init_dir} is an HRM with adaptive halting (ACT); GSPO scores completions "
-                "with the plain forward, so fine-tune without the Q head (model.enable_q_head=false)"
-            )
+        self.act = uses_act_halting(self.model)
         if not (self.init_dir / "tokenizer.json").is_file():
             raise CheckpointError(f"{self.init_dir} has no tokenizer.json to sample with")
         self.tokenizer = load_tokenizer(self.init_dir)
@@ -295,25 +325,57 @@ class GSPOLoop:
 
     # ------------------------------------------------------------------ sampling
 
+    def decide_segments(self, prompts: list[list[int]]) -> list[int] | None:
+        """Each prompt's ACT segment count under the current policy; None without ACT halting.
+
+        Generation's rule (`prepare_for_decoding`: the first segment whose Q head, at the prompt's
+        last token, prefers halting, else halt_max_steps), called as `generate_ids` calls it on a
+        prefill group, but on each prompt alone: generation gives a group the max over its
+        prompts, which would make a prompt's count depend on the prompts batched with it; alone,
+        it is the count `generate_ids` decides for that prompt, and scoring can replay it.
+        """
+        if not self.act:
+            return None
+        was_training = self.model.training
+        self.model.eval()
+        counts = []
+        try:
+            for prompt in prompts:
+                ids = torch.tensor([prompt], dtype=torch.long, device=self.device)
+                counts.append(int(self.model.prepare_for_decoding(ids, torch.ones_like(ids))))
+        finally:
+            self.model.end_decoding()
+            self.model.train(was_training)
+        return counts
+
     def sample(self, tasks: list[CodeTask], seed: int) -> SampledBatch:
         """`group_size` completions per task from the current policy, padded for scoring."""
         s, tok = self.settings, self.tokenizer
         prompts = [encode_prompt(tok, format_prompt(task)) for task in tasks]
         pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-        ids = generate_ids(
-            self.model,
-            prompts,
-            max_new_tokens=s.max_new_tokens,
-            num_samples=s.group_size,
-            do_sample=True,
-            temperature=s.temperature,
-            eos_token_id=tok.eos_token_id,
-            pad_token_id=pad,
-            stop=self.stop,
-            tokenizer=tok,
-            seed=seed,
-            batch_size=s.generation_batch_size,
-        )
+        options = {
+            "max_new_tokens": s.max_new_tokens,
+            "num_samples": s.group_size,
+            "do_sample": True,
+            "temperature": s.temperature,
+            "eos_token_id": tok.eos_token_id,
+            "pad_token_id": pad,
+            "stop": self.stop,
+            "tokenizer": tok,
+            "seed": seed,
+            "batch_size": s.generation_batch_size,
+        }
+        counts = self.decide_segments(prompts)
+        if counts is None:
+            ids = generate_ids(self.model, prompts, **options)
+        else:  # one call per segment count; rows are seeded by (seed, prompt, sample), not batch
+            ids = [[] for _ in prompts]
+            for count in sorted(set(counts)):
+                chosen = [i for i, c in enumerate(counts) if c == count]
+                with forced_segments(self.model, count):
+                    part = generate_ids(self.model, [prompts[i] for i in chosen], **options)
+                for i, samples in zip(chosen, part):
+                    ids[i] = samples
         rows, row_tasks, completions, truncated = [], [], [], []
         max_len = int(self.model.config.max_seq_len)
         for task, prompt, samples in zip(tasks, prompts, ids):
@@ -348,15 +410,40 @@ class GSPOLoop:
             truncated=truncated,
             prompt_tokens=sum(len(p) for p, _ in rows),
             completion_tokens=sum(len(a) for _, a in rows),
+            segments=(
+                None
+                if counts is None
+                else torch.tensor(counts, dtype=torch.long).repeat_interleave(s.group_size)
+            ),
         )
 
-    def log_probs(self, model: torch.nn.Module, rows: torch.Tensor, batch: SampledBatch):
-        """Per-token log-probs [len(rows), S] of the sampled tokens under `model` (tempered)."""
+    def log_probs(
+        self, model: torch.nn.Module, rows: torch.Tensor, batch: SampledBatch
+    ) -> tuple[torch.Tensor, int]:
+        """Per-token log-probs [len(rows), S] of the sampled tokens under `model` (tempered).
+
+        With ACT, each row at the segment count it was sampled with (`forced_segments`), rows of
+        one count in one forward: the policy, the old policy and the reference are all scored so,
+        on the same rows in the same batches, so the first update's ratios are exactly 1.
+        """
         width = int(batch.mask[rows].sum(0).nonzero().max()) + 1 if len(rows) else 1
         input_ids = batch.input_ids[rows, :width].to(self.device)
         targets = batch.targets[rows, :width].to(self.device)
-        logits = model(input_ids).logits  # right padding: causal attention never sees it
-        return token_log_probs(logits, targets, self.settings.temperature), width
+        temperature = self.settings.temperature
+        if batch.segments is None:
+            logits = model(input_ids).logits  # right padding: causal attention never sees it
+            return token_log_probs(logits, targets, temperature), width
+        counts = batch.segments[rows]
+        parts, order = [], []
+        for count in sorted(set(counts.tolist())):
+            pick = (counts == count).nonzero().flatten()
+            index = pick.to(self.device)
+            with forced_segments(model, count):
+                logits = model(input_ids[index]).logits
+            parts.append(token_log_probs(logits, targets[index], temperature))
+            order.append(pick)
+        inverse = torch.argsort(torch.cat(order)).to(self.device)
+        return torch.cat(parts)[inverse], width
 
     # ------------------------------------------------------------------ one step
 
@@ -388,10 +475,11 @@ class GSPOLoop:
                 batch.prompt_tokens,
                 len(active),
                 sum(r.malformed for r in rewards),
+                int(batch.segments.sum()) if batch.segments is not None else 0,
             ]
         )
         n, reward_sum, reward_sq, passed, groups, with_signal = sums[:6]
-        completion_tokens, prompt_tokens, active_global, malformed = sums[6:]
+        completion_tokens, prompt_tokens, active_global, malformed, segments = sums[6:]
         update = self._update(batch, advantages, active, int(active_global))
         done = time.perf_counter()
         self.tokens_seen += int(prompt_tokens + completion_tokens)
@@ -410,6 +498,8 @@ class GSPOLoop:
             "train/lr": self.optimizer.param_groups[0]["lr"],
             **update,
         }
+        if self.act:  # the mean ACT segments the samples were drawn (and scored) with
+            metrics["train/act_segments"] = segments / n
         return metrics
 
     def _update(

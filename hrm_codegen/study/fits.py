@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy.optimize import brentq, minimize, minimize_scalar
+from tqdm.auto import tqdm
 
 __all__ = [
     "BootstrapResult",
@@ -660,6 +661,7 @@ def bootstrap_fits(
     pair_by: str | None = "seed",
     derived: Mapping[str, Callable[[LawFit], float]] | None = None,
     warm_start: bool = True,
+    progress: str | None = None,
 ) -> BootstrapResult:
     """Refit on `n_resamples` resamples of the runs, drawn with replacement.
 
@@ -675,7 +677,8 @@ def bootstrap_fits(
     `warm_start` each refit also starts from the point fit (`fit_fn(sample, inits=...)`), on top
     of its own grid starts: cheap insurance against the local minimum `fit_law` describes, which
     would otherwise put spurious E -> 0 draws into the intervals. It needs a `fit_fn` with an
-    `inits` keyword; pass warm_start=False for one without.
+    `inits` keyword; pass warm_start=False for one without. `progress` labels a progress bar
+    (with its ETA) over the refits, which take minutes for a study's worth of runs.
     """
     derived = dict(derived or {})
     point = _as_fit(fit_fn(records))
@@ -687,7 +690,10 @@ def bootstrap_fits(
     rng = np.random.default_rng(seed)
     fits: list[LawFit | None] = []
     rows: list[dict[str, float]] = []
-    for _ in range(n_resamples):
+    draws_bar = tqdm(
+        range(n_resamples), desc=progress, disable=progress is None, leave=False, unit="fit"
+    )
+    for _ in draws_bar:
         pick = rng.integers(0, len(groups), len(groups))
         sample = [records[i] for g in pick for i in groups[g]]
         try:
@@ -839,6 +845,7 @@ def holdout_prediction(
     pair_by: str | None = "seed",
     budget_key: str | None = None,
     rtol: float = 0.02,
+    progress: str | None = None,
 ) -> dict[str, Any]:
     """Fit on every budget but the largest and predict the largest-budget runs.
 
@@ -855,7 +862,9 @@ def holdout_prediction(
     held = [rec for rec, h in zip(records, held_mask) if h]
     if not train:
         raise ValueError("every run is at the largest budget: nothing to fit on")
-    boot = bootstrap_fits(train, fit_fn, n_resamples=n_resamples, seed=seed, pair_by=pair_by)
+    boot = bootstrap_fits(
+        train, fit_fn, n_resamples=n_resamples, seed=seed, pair_by=pair_by, progress=progress
+    )
     fit = boot.point
     residuals = np.log(_column(train, "loss")) - np.log(fit.predict_records(train))
     rng = np.random.default_rng(seed + 1)

@@ -111,7 +111,10 @@ def fit_arms(points: list[dict[str, Any]], spec_fits: dict[str, Any]) -> dict[st
             mine = [r for r in records if r["arm"] == arm]
             entry: dict[str, Any] = {"points": len(mine)}
             try:
-                boot = fits.bootstrap_fits(mine, fits.fit_records, n_resamples=n_boot)
+                label = f"{convention} {arm}"
+                boot = fits.bootstrap_fits(
+                    mine, fits.fit_records, n_resamples=n_boot, progress=f"fit {label}"
+                )
                 cost = fits.cost_from_records(mine)
                 c_top = max(r["flops"] for r in mine)
                 entry["law"] = boot.summary()
@@ -124,7 +127,11 @@ def fit_arms(points: list[dict[str, Any]], spec_fits: dict[str, Any]) -> dict[st
                 boots[arm], costs[arm] = boot, cost
                 try:  # needs runs below the largest budget: its own error, the law stands
                     holdout = fits.holdout_prediction(
-                        mine, fits.fit_records, budget_key="budget", n_resamples=n_holdout
+                        mine,
+                        fits.fit_records,
+                        budget_key="budget",
+                        n_resamples=n_holdout,
+                        progress=f"held-out {label}",
                     )
                     entry["holdout"] = {k: v for k, v in holdout.items() if k != "fit"}
                 except fits._FIT_ERRORS as error:
@@ -140,7 +147,10 @@ def fit_arms(points: list[dict[str, Any]], spec_fits: dict[str, Any]) -> dict[st
                     pooled = mine + [r for r in records if r["arm"] == baseline]
                     try:
                         loop = fits.bootstrap_fits(
-                            pooled, fits.fit_loop_records, n_resamples=n_boot
+                            pooled,
+                            fits.fit_loop_records,
+                            n_resamples=n_boot,
+                            progress=f"phi {label} with {baseline}",
                         )
                         entry["loop_law"] = {**loop.summary(), "baseline": baseline}
                     except fits._FIT_ERRORS as error:

@@ -115,11 +115,12 @@ class RunLogger:
             tqdm.write(message, file=sys.stdout)
 
     def close(self) -> None:
+        """Close the bar and finish the W&B run, whose files are complete when this returns."""
         self.bar.close()
         if self in _OPEN_LOGGERS:
             _OPEN_LOGGERS.remove(self)
         if self.wandb_run is not None:
-            self.wandb_run.finish()
+            _finish_wandb(self.wandb_run)
             self.wandb_run = None
 
 
@@ -167,6 +168,24 @@ def _start_wandb(run_dir: Path, cfg: dict[str, Any], config: dict[str, Any], run
         dir=str(run_dir),
         config=config,
     )
+
+
+def _finish_wandb(run: Any) -> None:
+    """Finish a W&B run so that its files are complete when this returns.
+
+    `run.finish()` alone does not promise that: wandb-core buffers the tail of the transaction log
+    (`run-*.wandb`, the whole of an offline run) and writes it when it closes the run's stream,
+    which it does on a finish notice the SDK sends without waiting. A reader right after (`wandb
+    sync` in the same notebook, a test) could miss the last history rows, or every record of a
+    short run. Tearing the service down waits for its process to exit, after it has closed every
+    stream. Only when no other run of this process is active, so a caller's own run keeps its
+    service; the next `wandb.init` starts a new one.
+    """
+    import wandb
+
+    run.finish()
+    if wandb.run is None:
+        wandb.teardown()
 
 
 def _scalar(value: Any) -> Any:

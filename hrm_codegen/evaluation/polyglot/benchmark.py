@@ -26,13 +26,21 @@ from hrm_codegen.evaluation.polyglot.edits import (
     MalformedResponseError,
     apply_response,
 )
-from hrm_codegen.evaluation.polyglot.exercises import Exercise, load_exercises
+from hrm_codegen.evaluation.polyglot.exercises import (
+    Exercise,
+    example_solution,
+    exercise_files,
+    load_exercises,
+)
 from hrm_codegen.evaluation.polyglot.languages import (
+    AIDER_COMPAT,
+    check_aider_compat,
     enable_all_tests,
     exercise_toolchain_status,
+    reference_status,
     test_command,
 )
-from hrm_codegen.evaluation.polyglot.prompts import first_prompt, second_prompt
+from hrm_codegen.evaluation.polyglot.prompts import first_prompt, format_files, second_prompt
 from hrm_codegen.evaluation.polyglot.runner import (
     DEFAULT_TEST_TIMEOUT_S,
     SANDBOXES,
@@ -101,7 +109,9 @@ class PolyglotSummary(EvalSummary):
     `pass_at_k` holds the overall `pass_rate_1`, `pass_rate_2` and `percent_well_formed`
     (fractions of the exercises whose toolchain is present, like pass@k); `per_language` the
     same per language with its counts; `errors` the malformed responses (by reason kind),
-    timeouts and runner errors; `unavailable` the languages skipped and why.
+    timeouts and runner errors; `unavailable` what was skipped and why: a language whose
+    exercises all went for one reason (its toolchain is missing), else each exercise by task id
+    (a crate, a jar this machine lacks).
     """
 
     per_language: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -113,19 +123,30 @@ class PolyglotSummary(EvalSummary):
 # One test run, one try, one exercise
 
 
+def _make_writable(folder: Path) -> None:
+    """Give the owner write access throughout a copy: a read-only benchmark folder (a shared
+    mount) copies read-only, and inside the sandbox, without root's override, cargo could not
+    write Cargo.lock nor a response replace a file."""
+    for path in [folder, *folder.rglob("*")]:
+        if not path.is_symlink():
+            path.chmod(path.stat().st_mode | (0o700 if path.is_dir() else 0o600))
+
+
 def run_tests(
     exercise: Exercise,
     files: Mapping[str, str],
     *,
     sandbox: str = "bwrap",
     timeout: float = DEFAULT_TEST_TIMEOUT_S,
+    aider_compat: str | None = None,
 ) -> tuple[str, str, float]:
     """(status, trimmed output, seconds) of the exercise's tests against solution `files`.
 
     The copy is made from the exercise folder itself, so the test files are always the
     original ones, whatever a response did; `.meta` is left out (the example solution; the
     Exercism C++ CMakeLists would build `.meta/example.cpp` instead of the response if present).
-    `sandbox` is `bwrap` or `none-unsafe` (see `runner.resolve_sandbox`).
+    `sandbox` is `bwrap` or `none-unsafe` (see `runner.resolve_sandbox`); `aider_compat`
+    enables the tests as aider does (`languages.AIDER_COMPAT`).
     """
     with Workspace(sandbox, exercise.name) as workspace:
         shutil.copytree(
@@ -134,12 +155,13 @@ def run_tests(
             ignore=lambda folder, names: [".meta"] if Path(folder) == exercise.path else [],
             symlinks=False,
         )
+        _make_writable(workspace.exercise)
         for name, text in files.items():
             target = workspace.exercise / name
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text, encoding="utf-8")
-        enable_all_tests(exercise, workspace.exercise)
-        command = test_command(exercise, workspace)
+        enable_all_tests(exercise, workspace.exercise, aider_compat)
+        command = test_command(exercise, workspace, aider_compat)
         result = workspace.run(command.script, command.env, timeout=timeout)
         output = trim_output(result.output, workspace.stand_ins())
     if result.timed_out:
@@ -151,6 +173,13 @@ def run_tests(
     return status, output, result.duration
 
 
+def fixed_files(exercise: Exercise) -> list[str]:
+    """The exercise's files a response cannot change (edits dropped): all but the solution and
+    test files, .meta and .docs aside (a response naming those is dropped as a hidden path)."""
+    own = {*exercise.solution_files, *exercise.test_files}
+    return [f for f in exercise_files(exercise) if f not in own and not f.startswith(".")]
+
+
 def attempt(
     exercise: Exercise,
     number: int,
@@ -160,13 +189,18 @@ def attempt(
     *,
     sandbox: str,
     timeout: float,
+    aider_compat: str | None = None,
 ) -> tuple[TryResult, dict[str, str]]:
     """Apply `response` to `files` and run the tests; (the try, the files it left)."""
     try:
-        applied = apply_response(response, edit_format, files, exercise.test_files)
+        applied = apply_response(
+            response, edit_format, files, exercise.test_files, fixed_files(exercise)
+        )
     except MalformedResponseError as error:
         return TryResult(number, "malformed", response, reason=error.reason), dict(files)
-    status, output, seconds = run_tests(exercise, applied.files, sandbox=sandbox, timeout=timeout)
+    status, output, seconds = run_tests(
+        exercise, applied.files, sandbox=sandbox, timeout=timeout, aider_compat=aider_compat
+    )
     reason = output.splitlines()[-1] if status == "error" and output else ""
     result = TryResult(
         number,
@@ -187,6 +221,7 @@ def solve_exercise(
     edit_format: str,
     sandbox: str,
     timeout: float = DEFAULT_TEST_TIMEOUT_S,
+    aider_compat: str | None = None,
 ) -> dict[str, Any]:
     """Both tries of one exercise (try 2 only after a failed try 1): its results.jsonl line."""
     line: dict[str, Any] = {
@@ -212,7 +247,14 @@ def solve_exercise(
         if response is None:
             return None, files
         result, files = attempt(
-            exercise, number, response, edit_format, files, sandbox=sandbox, timeout=timeout
+            exercise,
+            number,
+            response,
+            edit_format,
+            files,
+            sandbox=sandbox,
+            timeout=timeout,
+            aider_compat=aider_compat,
         )
         tries.append(result)
         return response, files
@@ -324,10 +366,21 @@ def summarize(
         settings=dict(settings),
         per_language={language: _rates(group) for language, group in sorted(by_language.items())},
         errors=dict(errors),
-        unavailable={
-            line["language"]: line["reason"] for line in lines if line["status"] == "unavailable"
-        },
+        unavailable=_unavailable(by_language),
     )
+
+
+def _unavailable(by_language: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, str]:
+    """{language: reason} when all its exercises went for one reason, else {task_id: reason}."""
+    found: dict[str, str] = {}
+    for language, group in sorted(by_language.items()):
+        skipped = [line for line in group if line["status"] == "unavailable"]
+        reasons = {line["reason"] for line in skipped}
+        if skipped and len(skipped) == len(group) and len(reasons) == 1:
+            found[language] = reasons.pop()
+        else:
+            found.update((line["task_id"], line["reason"]) for line in skipped)
+    return found
 
 
 # --------------------------------------------------------------------------------------------------
@@ -460,6 +513,7 @@ def evaluate_polyglot(
     progress: bool = True,
     run_info: Mapping[str, Any] | None = None,
     workers: int = 1,
+    aider_compat: str | None = None,
 ) -> PolyglotSummary:
     """Run both tries of every exercise and summarise; give `responses` or `respond`.
 
@@ -467,7 +521,9 @@ def evaluate_polyglot(
     exercise; a missing try-2 response leaves a failed try 1 failed. `respond` is called for
     each try that is needed (e.g. `model_responder`). `workers` exercises run at once with
     `responses` (each test run is itself a multi-process build); a model runs one at a time.
+    `aider_compat` (one of `AIDER_COMPAT`) enables the tests as aider's harness does.
     """
+    check_aider_compat(aider_compat)
     if edit_format not in EDIT_FORMATS:
         raise ValueError(f"--edit-format {edit_format!r} unknown; use one of {EDIT_FORMATS}")
     if (responses is None) == (respond is None):
@@ -493,6 +549,7 @@ def evaluate_polyglot(
         "benchmark": BENCHMARK,
         "edit_format": edit_format,
         "test_timeout_s": timeout,
+        "aider_compat": aider_compat,
         "source": "samples" if responses is not None else "model",
         **(dict(run_info) if run_info else {}),
     }
@@ -524,7 +581,12 @@ def evaluate_polyglot(
 
     def solve(exercise: Exercise) -> dict[str, Any]:
         return solve_exercise(
-            exercise, answer, edit_format=edit_format, sandbox=backend, timeout=timeout
+            exercise,
+            answer,
+            edit_format=edit_format,
+            sandbox=backend,
+            timeout=timeout,
+            aider_compat=aider_compat,
         )
 
     try:
@@ -565,28 +627,32 @@ def check_examples(
     sandbox: str = "auto",
     timeout: float = DEFAULT_TEST_TIMEOUT_S,
     progress: bool = True,
+    aider_compat: str | None = None,
 ) -> list[dict[str, Any]]:
     """Run every exercise's example solution: does each toolchain work, and how long does a
-    test run take? One row per exercise: task_id, status (`unavailable` without toolchain),
-    wall and CPU seconds (the test processes' user+system time; None under bubblewrap, which
-    does not pass it up), and the output if not passed.
+    test run take? One row per exercise: task_id, status (`unavailable`, with the reason, when
+    the toolchain or something the exercise or its reference needs is missing here), wall and
+    CPU seconds (the test processes' user+system time; None under bubblewrap, which does not
+    pass it up), and the output if not passed.
     """
     import resource
 
     from tqdm.auto import tqdm
 
-    from hrm_codegen.evaluation.polyglot.exercises import example_solution
-
     backend = resolve_sandbox(sandbox)
     rows = []
     for exercise in tqdm(exercises, desc="checking examples", disable=not progress):
-        available, missing = exercise_toolchain_status(exercise)
+        available, missing = reference_status(exercise)
         if not available:
             rows.append({"task_id": exercise.task_id, "status": "unavailable", "reason": missing})
             continue
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         status, output, seconds = run_tests(
-            exercise, example_solution(exercise), sandbox=backend, timeout=timeout
+            exercise,
+            example_solution(exercise),
+            sandbox=backend,
+            timeout=timeout,
+            aider_compat=aider_compat,
         )
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -597,6 +663,21 @@ def check_examples(
             row["output"] = output
         rows.append(row)
     return rows
+
+
+def reference_samples(exercises: Sequence[Exercise]) -> list[dict[str, Any]]:
+    """Samples-file lines answering try 1 of each exercise with its example solution in the
+    `whole` format (`example_solution`: extra reference files at their own names): run with
+    `--samples`, every exercise whose reference `check_examples` passes must pass, and every
+    response be well-formed."""
+    return [
+        {
+            "task_id": exercise.task_id,
+            "try": 1,
+            "response": "The reference solution.\n\n" + format_files(example_solution(exercise)),
+        }
+        for exercise in exercises
+    ]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -626,9 +707,19 @@ def add_polyglot_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         help=f"seconds per test run, build included (default {DEFAULT_TEST_TIMEOUT_S:g})",
     )
+    group.add_argument(
+        "--aider-compat",
+        nargs="?",
+        const=AIDER_COMPAT[0],
+        choices=AIDER_COMPAT,
+        help="enable the tests as aider's harness does, to set rates beside its leaderboard: "
+        "JavaScript only xtest (not xit), Java only @Disabled(...); 2025-02 (the default when "
+        "given bare) runs all C++ tests as aider has since 2025-02-06, 2024-12 only those ahead "
+        "of EXERCISM_RUN_ALL_TESTS, as for the leaderboard's earlier rows (see README)",
+    )
 
 
-POLYGLOT_FLAGS = ("edit_format", "languages", "exercises", "test_timeout")
+POLYGLOT_FLAGS = ("edit_format", "languages", "exercises", "test_timeout", "aider_compat")
 
 
 def _split(value: str | Sequence[str] | None) -> list[str] | None:
@@ -644,9 +735,10 @@ def run_polyglot(options: argparse.Namespace | Any) -> PolyglotSummary:
     Reads `data` (required: the folder holding `<language>/exercises/practice/`),
     `edit_format`, `languages`, `exercises`, `limit`, `samples` or `model_type` + `ckpt`
     (+ `tokenizer`, `device`, `dtype`, `quantize`, `temperature`, `top_p`, `max_new_tokens`,
-    `seed`, `h_cycles`/`l_cycles`/`segments`), `output`, `test_timeout`, `sandbox`,
-    `workers` (exercises at once, samples files only), `no_progress`; missing or None
-    attributes take their defaults (whole, 180 s, auto, 1 worker). Prints the table and returns the summary.
+    `seed`, `h_cycles`/`l_cycles`/`segments`), `output`, `test_timeout`, `aider_compat`,
+    `sandbox`, `workers` (exercises at once, samples files only), `no_progress`; missing or
+    None attributes take their defaults (whole, 180 s, our test rules, auto, 1 worker). Prints
+    the table and returns the summary.
     """
     get = lambda name, default=None: getattr(options, name, default)  # noqa: E731
     if not get("data"):
@@ -667,6 +759,7 @@ def run_polyglot(options: argparse.Namespace | Any) -> PolyglotSummary:
         "sandbox": get("sandbox") or "auto",
         "timeout": (DEFAULT_TEST_TIMEOUT_S if get("test_timeout") is None else get("test_timeout")),
         "progress": not get("no_progress", False),
+        "aider_compat": get("aider_compat"),
     }
     workers = get("workers") or 1
     if samples is not None:
@@ -738,6 +831,9 @@ def format_polyglot_table(summary: PolyglotSummary) -> str:
             f"{language:<12} {rates['exercises']:>9}  {100 * rates['pass_rate_1']:6.1f}%"
             f"  {100 * rates['pass_rate_2']:6.1f}%  {100 * rates['percent_well_formed']:6.1f}%"
         )
+    for task_id, reason in summary.unavailable.items():
+        if "/" in task_id:
+            rows.append(f"unavailable: {task_id}: {reason}")
     if summary.errors.get("malformed_responses"):
         rows.append(f"malformed responses: {summary.errors['malformed_responses']}")
     return "\n".join(rows)
@@ -754,9 +850,11 @@ __all__ = [
     "attempt",
     "check_examples",
     "evaluate_polyglot",
+    "fixed_files",
     "format_polyglot_table",
     "model_responder",
     "read_responses",
+    "reference_samples",
     "run_polyglot",
     "run_tests",
     "solve_exercise",

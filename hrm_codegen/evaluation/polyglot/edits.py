@@ -13,8 +13,13 @@
 (5 to 9 marker characters). A block is applied to the first exact occurrence of its search
 text, else to the first run of lines equal to it once leading whitespace is ignored, else the
 response is malformed. Edits to test files are dropped (the tests are restored before every
-run anyway), so editing a test never changes a verdict; an edit naming any other file outside
-the solution files makes the response malformed, as does a search text that is not found.
+run anyway), so editing a test never changes a verdict. As in aider's benchmark, a response may
+create new files inside the exercise (Java's `Frame.java` beside `BowlingGame.java`; in `diff`
+an empty SEARCH creates one); edits to the exercise's other existing files (build files, test
+helpers, read-only "editor" files) and new files that the test harness would pick up as tests
+or configuration (`conftest.py`, `*_test.go`, `build.rs`, hidden folders, ...) are dropped like
+test edits, so that no response changes which tests run or how. A name that is no plausible
+file inside the exercise makes the response malformed, as does a search text that is not found.
 """
 
 from __future__ import annotations
@@ -24,6 +29,23 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 EDIT_FORMATS = ("whole", "diff")
+
+# New files a response may not add (dropped like test edits): what a test runner or build
+# would pick up as tests or configuration.
+_HARNESS_NAMES = frozenset(
+    {
+        "conftest.py", "pytest.ini", "tox.ini", "setup.cfg", "pyproject.toml", "pytest.py",
+        "sitecustomize.py", "usercustomize.py", "CMakeLists.txt", "Makefile", "build.rs",
+        "Cargo.toml", "Cargo.lock", "go.mod", "go.sum", "go.work", "package.json",
+        "build.gradle", "settings.gradle", "gradlew",
+    }
+)  # fmt: skip
+_HARNESS_FILE = re.compile(
+    r"(_test\.go|\.(spec|test)\.[cm]?[jt]sx?|_test\.py|_test\.cpp|(jest|babel)\.config\.\w+)$"
+    r"|^test_\w*\.py$"
+)
+_HARNESS_FOLDERS = ("tests/", "test/", "src/test/")  # Rust, C++ and Java test folders
+_FILE_NAME = re.compile(r"^[\w.+-]+(/[\w.+-]+)*$")
 
 _FENCE = re.compile(r"^\s*(```+|~~~+)")
 _SEARCH = re.compile(r"^<{5,9} SEARCH\s*$")
@@ -63,24 +85,43 @@ def _clean_file_name(line: str) -> str:
     return name
 
 
-def resolve_file_name(
-    name: str, solution_files: Sequence[str], test_files: Sequence[str]
-) -> tuple[str, str]:
-    """(kind, file) for a name a response gave: kind is "solution", "test" or "other".
+def _is_harness(name: str) -> bool:
+    base = name.rsplit("/", 1)[-1]
+    return (
+        any(part.startswith(".") for part in name.split("/"))
+        or base in _HARNESS_NAMES
+        or bool(_HARNESS_FILE.search(base))
+        or name.startswith(_HARNESS_FOLDERS)
+    )
 
-    A name matches a file by its full relative path or, when unambiguous, by its base name,
-    since models often drop the folders.
+
+def resolve_file_name(
+    name: str,
+    solution_files: Sequence[str],
+    test_files: Sequence[str],
+    fixed_files: Sequence[str] = (),
+) -> tuple[str, str]:
+    """(kind, file) for a name a response gave.
+
+    kind is "solution", "test", "fixed" (another file the exercise has, or a new name the test
+    harness would pick up: both dropped), "new" (a file to create) or "other" (no plausible
+    file name inside the exercise). A name matches a file by its full relative path or, when
+    unambiguous, by its base name, since models often drop the folders.
     """
     cleaned = name.replace("\\", "/").removeprefix("./")
-    for kind, files in (("solution", solution_files), ("test", test_files)):
+    kinds = (("solution", solution_files), ("test", test_files), ("fixed", fixed_files))
+    for kind, files in kinds:
         if cleaned in files:
             return kind, cleaned
     base = cleaned.rsplit("/", 1)[-1]
-    for kind, files in (("solution", solution_files), ("test", test_files)):
+    for kind, files in kinds:
         same = [f for f in files if f.rsplit("/", 1)[-1] == base]
         if len(same) == 1:
             return kind, same[0]
-    return "other", cleaned
+    parts = cleaned.split("/")
+    if not _FILE_NAME.match(cleaned) or ".." in parts or "." not in base.strip("."):
+        return "other", cleaned
+    return ("fixed" if _is_harness(cleaned) else "new"), cleaned
 
 
 def _closes(line: str, fence: str) -> bool:
@@ -223,11 +264,14 @@ def apply_response(
     edit_format: str,
     files: Mapping[str, str],
     test_files: Sequence[str] = (),
+    fixed_files: Sequence[str] = (),
 ) -> AppliedResponse:
-    """The solution `files` (name -> text) after applying `response` in `edit_format`.
+    """The solution `files` (name -> text) after applying `response` in `edit_format`, with
+    the files it creates added.
 
-    Raises MalformedResponseError (with the reason) when the response cannot be applied as a
-    whole; no partial result is returned.
+    `fixed_files` are the exercise's other files (build files, helpers, editor files), whose
+    edits are dropped as test edits are. Raises MalformedResponseError (with the reason) when
+    the response cannot be applied as a whole; no partial result is returned.
     """
     if edit_format not in EDIT_FORMATS:
         raise ValueError(f"--edit-format {edit_format!r} unknown; use one of {EDIT_FORMATS}")
@@ -237,19 +281,29 @@ def apply_response(
     )
     result = AppliedResponse(files=dict(files))
     for edit in edits:
-        kind, name = resolve_file_name(edit.file, solution_files, test_files)
-        if kind == "test":
+        kind, name = resolve_file_name(
+            edit.file, list(result.files), test_files, [f for f in fixed_files if f not in files]
+        )
+        if kind in ("test", "fixed"):
             if name not in result.ignored_files:
                 result.ignored_files.append(name)
             continue
         if kind == "other":
             raise MalformedResponseError(
                 f"the response edits {edit.file!r}, which is not one of the solution files "
-                f"({', '.join(solution_files)})"
+                f"({', '.join(solution_files)}) nor a new file's name inside the exercise"
             )
         if edit.search is None:
             result.files[name] = edit.replace
             continue
+        if kind == "new" and not edit.search.strip():
+            result.files[name] = edit.replace  # an empty SEARCH creates the file
+            continue
+        if kind == "new":
+            raise MalformedResponseError(
+                f"the SEARCH text for {name} was not found: there is no such file "
+                "(an empty SEARCH creates one)"
+            )
         updated = replace_first(result.files[name], edit.search, edit.replace)
         if updated is None:
             first = edit.search.strip().splitlines()[0] if edit.search.strip() else ""

@@ -140,26 +140,67 @@ def load_exercises(
     return found[:limit] if limit else found
 
 
-def example_solution(exercise: Exercise) -> dict[str, str]:
-    """The solution files with the example's text in place of the stubs'.
+def exercise_files(exercise: Exercise) -> tuple[str, ...]:
+    """Every file of the exercise folder (relative, forward slashes), .meta and .docs included."""
+    return tuple(
+        sorted(
+            p.relative_to(exercise.path).as_posix() for p in exercise.path.rglob("*") if p.is_file()
+        )
+    )
 
-    Each example file stands for the solution file of the same base name (Java's
-    `.meta/src/reference/java/Leap.java`), else for the only solution file with its extension
-    (`.meta/example.py` -> `leap.py`). Used to check an exercise and its toolchain.
+
+def example_solution(exercise: Exercise) -> dict[str, str]:
+    """The files a reference response writes: the solution files with the example's text in
+    place of the stubs', plus the example's extra files.
+
+    An example file stands for the solution file of the same base name (Java's
+    `.meta/src/reference/java/Leap.java`), else for the only remaining solution file with its
+    extension (`.meta/example.py` -> `leap.py`). Any other example file (Java's `Frame.java`
+    beside `BowlingGame.java`) is a new file at its own name beside the solution files of its
+    kind, as aider lets a response create it; one that the exercise already has (a read-only
+    "editor" file such as connect's `Winner.java`) keeps the exercise's own. Rust's
+    `.meta/Cargo-example.toml` is the reference's Cargo.toml (the crates it uses).
     """
     files = {name: exercise.read(name) for name in exercise.solution_files}
     if not exercise.example_files:
         raise ExerciseError(f"{exercise.path}/.meta/config.json names no files.example")
+
+    def base(name: str) -> str:
+        return name.rsplit("/", 1)[-1]
+
+    taken: set[str] = set()
+    rest: list[str] = []
     for example in exercise.example_files:
-        base = example.rsplit("/", 1)[-1]
-        suffix = Path(base).suffix
-        same_name = [f for f in exercise.solution_files if f.rsplit("/", 1)[-1] == base]
+        same_name = [f for f in exercise.solution_files if base(f) == base(example)]
+        if len(same_name) == 1:
+            files[same_name[0]] = exercise.read(example)
+            taken.add(same_name[0])
+        else:
+            rest.append(example)
+    existing = set(exercise_files(exercise))
+    for example in rest:
+        suffix = Path(example).suffix
         same_kind = [f for f in exercise.solution_files if Path(f).suffix == suffix]
-        match = same_name or same_kind
-        if len(match) != 1:
+        free = [f for f in same_kind if f not in taken]
+        if len(free) == 1:
+            files[free[0]] = exercise.read(example)
+            taken.add(free[0])
+            continue
+        if len(free) > 1:
             raise ExerciseError(
                 f"{exercise.path}: cannot tell which solution file {example} stands for "
-                f"(candidates {match or list(exercise.solution_files)})"
+                f"(candidates {free})"
             )
-        files[match[0]] = exercise.read(example)
+        if not same_kind:
+            raise ExerciseError(
+                f"{exercise.path}: cannot tell where example file {example} goes (no solution "
+                f"file ends in {suffix or 'nothing'}: {list(exercise.solution_files)})"
+            )
+        folder = same_kind[0].rpartition("/")[0]
+        target = f"{folder}/{base(example)}" if folder else base(example)
+        if target not in existing:
+            files[target] = exercise.read(example)
+    cargo_example = exercise.path / ".meta" / "Cargo-example.toml"
+    if "Cargo.toml" in files and cargo_example.is_file():
+        files["Cargo.toml"] = cargo_example.read_text(encoding="utf-8")
     return files

@@ -31,9 +31,22 @@ _FORMAT_RULES = {
 }
 
 
+def fence_for(text: str) -> str:
+    """A backtick fence longer than any line of backticks in `text` (at least three), so that
+    a file holding Markdown fences (a doc comment, a string) is one block, not cut short."""
+    longest = max(
+        (len(line) - len(line.lstrip("`")) for line in map(str.strip, text.splitlines())), default=0
+    )
+    return "`" * max(3, longest + 1)
+
+
 def format_files(files: Mapping[str, str]) -> str:
     """Each file as its name on a line of its own, then its text in a fenced block."""
-    return "\n".join(f"{name}\n```\n{text.rstrip()}\n```\n" for name, text in files.items())
+    blocks = []
+    for name, text in files.items():
+        fence = fence_for(text)
+        blocks.append(f"{name}\n{fence}\n{text.rstrip()}\n{fence}\n")
+    return "\n".join(blocks)
 
 
 def _rules(edit_format: str) -> str:

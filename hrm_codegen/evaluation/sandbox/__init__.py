@@ -4,11 +4,15 @@ Every generated program is treated as hostile. Each one runs in its own fresh in
 (`python -I -S`; by default a fresh fork of a pristine one, see Fork-server mode below), with
 the `bwrap` backend inside bubblewrap: the root file system read-only,
 $HOME and /run hidden, a private size-limited tmpfs as cwd, new user, PID, network, IPC and UTS
-namespaces, no capabilities, `--die-with-parent`. For both backends: rlimits (address space,
-CPU seconds, file size, processes), a pids, memory and cpu cgroup per program when this process
-may create them (root; the cpu one shares the cores fairly between programs), a wall-clock
-timeout that kills the whole process group, stdin closed, a fixed minimal environment, and
-stdout/stderr read with a cap.
+namespaces, no capabilities, `--die-with-parent`, /proc/keys and /proc/key-users unreadable.
+For both backends: rlimits (address space, CPU seconds, file size, processes), a pids, memory
+and cpu cgroup per program when this process may create them (root; the cpu one shares the cores
+fairly between programs), a wall-clock timeout that kills the whole process group, stdin closed,
+a fixed minimal environment, stdout/stderr read with a cap, and a seccomp filter that refuses
+the kernel keyring system calls (add_key, request_key, keyctl; x86_64 and aarch64). Kernel keys
+belong to users, not namespaces: without the filter a sandboxed program holds the session
+keyring it inherited and reaches the invoking user's keyrings by serial number, so it could read
+their keys or leave one behind (tests/test_sandbox_hostile.py shows both ways closed).
 
 How a pass is recognised. The program text never contains the verdict secret: a small bootstrap
 (`bootstrap.py`, compiled here and sent as a code object ahead of everything else on stdin; only a
@@ -74,7 +78,8 @@ wiped, and a sandbox that cannot be put back, stalls, floods or dies is replaced
 whose server died is failed). Changed there: cgroups are per worker (the server counts against
 the memory cap; RLIMIT_AS still caps each process), POSIX message queues are refused, and the
 network, IPC and UTS namespaces are the worker's, not the program's (nothing in them outlives a
-program but kernel keyrings). About 3x fewer milliseconds per HumanEval program.
+program; keyrings are refused to every program, see above). About 3x fewer milliseconds per
+HumanEval program.
 """
 
 from hrm_codegen.evaluation.sandbox.bwrap import bwrap_status

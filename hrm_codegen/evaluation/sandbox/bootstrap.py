@@ -21,11 +21,64 @@ Three modes, named on the payload's fourth line:
 import os
 import sys
 
+# Kernel keyrings belong to users, not namespaces: inside bubblewrap a program still holds the
+# session keyring it inherited, and reaches the invoking user's other keyrings by serial number
+# (they are listed in /proc/keys) with that user's permissions, so it could read their keys or
+# leave one for a later program. The three keyring system calls fail with EPERM instead.
+# os.uname().machine: (AUDIT_ARCH_*, add_key, request_key, keyctl)
+_KEYRING_SYSCALLS = {"x86_64": (0xC000003E, 248, 249, 250), "aarch64": (0xC00000B7, 217, 218, 219)}
+_HRM_KEYRINGS_DENIED = False  # set by the fork server, whose children inherit its filter
+
+
+def _hrm_deny_keyrings() -> bool:
+    """Install a seccomp filter on this process and everything it starts: add_key, request_key,
+    keyctl and every system call of another ABI (x32, 32-bit compat, whose numbers differ) fail
+    with EPERM. False where the architecture is not one of `_KEYRING_SYSCALLS` or the kernel
+    refuses the filter."""
+    known = _KEYRING_SYSCALLS.get(os.uname().machine)
+    if known is None:
+        return False
+    import ctypes
+    import struct
+
+    arch, *numbers = known
+    ld, jeq, jge, ret = 0x20, 0x15, 0x35, 0x06  # BPF_LD|W|ABS, JMP|JEQ|K, JMP|JGE|K, RET|K
+    # (code, jump if true, jump if false, k); None jumps to the last instruction (deny)
+    program = [(ld, 0, 0, 4), (jeq, 0, None, arch), (ld, 0, 0, 0)]  # seccomp_data.arch, .nr
+    if arch == 0xC000003E:
+        program.append((jge, None, 0, 0x40000000))  # x32 numbers have bit 30 set
+    program += [(jeq, None, 0, number) for number in numbers]
+    program += [(ret, 0, 0, 0x7FFF0000), (ret, 0, 0, 0x00050000 | 1)]  # ALLOW, ERRNO | EPERM
+    last = len(program) - 1
+    packed = b"".join(
+        struct.pack(
+            "=HBBI",
+            code,
+            last - i - 1 if jt is None else jt,
+            last - i - 1 if jf is None else jf,
+            k,
+        )
+        for i, (code, jt, jf, k) in enumerate(program)
+    )
+
+    class _Program(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_char_p)]
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    ulong = ctypes.c_ulong
+    if libc.prctl(38, ulong(1), ulong(0), ulong(0), ulong(0)) != 0:  # PR_SET_NO_NEW_PRIVS
+        return False
+    filters = _Program(len(program), packed)
+    # PR_SET_SECCOMP, SECCOMP_MODE_FILTER
+    return libc.prctl(22, ulong(2), ctypes.byref(filters), ulong(0), ulong(0)) == 0
+
 
 def _hrm_sandbox_main() -> None:
     import builtins
     import resource
 
+    if not _HRM_KEYRINGS_DENIED:
+        _hrm_deny_keyrings()
     os.write(1, b"\x01")
     chunks = []
     while True:

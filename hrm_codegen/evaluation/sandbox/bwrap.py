@@ -115,7 +115,10 @@ def _bwrap_command(bwrap: str, help_text: str) -> list[str]:
     Writable: only /tmp (the cwd) and /dev/shm, both private tmpfs mounts, size-limited where
     bwrap supports `--size` (0.8+). $HOME and /run are replaced by empty read-only tmpfs mounts,
     so dotfiles, credentials and host sockets are out of sight; the interpreter's own folders
-    are bound back read-only.
+    are bound back read-only. /proc/keys and /proc/key-users, which list the invoking user's
+    kernel keys whatever the namespace, are covered by /dev/null (unreadable: no devices in a
+    user namespace); the keyring system calls themselves are refused by the bootstrap's seccomp
+    filter.
     """
     flags = set(help_text.split())
     sized = "--size" in flags
@@ -126,6 +129,9 @@ def _bwrap_command(bwrap: str, help_text: str) -> list[str]:
     home = os.path.realpath(os.path.expanduser("~"))
     hide_home = os.path.isdir(home) and home != "/" and not _under(home, "/tmp")
     command = [bwrap, "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev"]
+    for listing in ("/proc/keys", "/proc/key-users"):  # absent without CONFIG_KEYS
+        if os.path.exists(listing):
+            command += ["--ro-bind", "/dev/null", listing]
     command += tmpfs("/dev/shm", SHM_MB) + ["--remount-ro", "/dev"] + tmpfs("/tmp", TMPFS_MB)
     # Unix sockets in /run (docker, dbus, ...) stay connectable on a read-only mount: hide them.
     if os.path.isdir("/run"):

@@ -21,8 +21,12 @@ program's limit), an out-of-memory kill is recognised from the cgroup's count gr
 the program, POSIX message queues cannot be created (RLIMIT_MSGQUEUE 0), and consecutive
 programs of one worker share the sandbox's network, IPC and UTS namespaces (nothing in them
 outlives a program: its processes, and so its sockets, are killed; SysV objects removed).
-Kernel keyrings are not reset between programs. Only the `bwrap` backend has a fork server:
-the sweep relies on the sandbox's own PID namespace.
+Kernel keyrings, which no namespace separates (every program inherits the server's session
+keyring, and the user's keyrings are reachable by serial number), are out of reach instead:
+the server installs the bootstrap's seccomp filter before its first fork, so add_key,
+request_key and keyctl fail in every program with EPERM, and /proc/keys is unreadable
+(tests/test_sandbox_hostile.py). Only the `bwrap` backend has a fork server: the sweep relies
+on the sandbox's own PID namespace.
 """
 
 from __future__ import annotations

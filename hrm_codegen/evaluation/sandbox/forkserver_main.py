@@ -42,6 +42,8 @@ def _hrm_fork_server() -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(4, 0, 0, 0, 0) != 0:  # PR_SET_DUMPABLE 0: no ptrace, no /proc/<pid>/mem
         os._exit(126)
+    # Once here rather than in every child: each forked program inherits the filter.
+    bootstrap["_HRM_KEYRINGS_DENIED"] = bootstrap["_hrm_deny_keyrings"]()
     # What the bootstrap imports anyway, and what most benchmark programs import first (typing
     # brings re, collections, functools...), loaded once here instead of once per program. A
     # module loaded before the candidate is one the tests' guard records and puts back.
