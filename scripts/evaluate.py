@@ -1,4 +1,5 @@
-"""Pass@k of a model, or of a file of completions, on MBPP / HumanEval / LiveCodeBench.
+"""Pass@k of a model, or of a file of completions, on MBPP, HumanEval, LiveCodeBench, Polyglot,
+the exec benchmark and toy tasks (`--help` lists them: the benchmark registry).
 
     python scripts/evaluate.py --model-type hrm --ckpt runs/quickstart --benchmark mbpp --limit 20 --k 1
     python scripts/evaluate.py --model-type hf --ckpt ~/models/tiny-gpt2 --benchmark humaneval \\
@@ -15,7 +16,7 @@
 Writes OUTPUT/samples.jsonl, results.jsonl (one line per sample, appended as they are judged)
 and summary.json, and prints a table. Rerunning with the same --output resumes. Programs run
 sandboxed (bubblewrap; see hrm_codegen/evaluation/sandbox/). The work is in
-hrm_codegen/evaluation/cli.py.
+hrm_codegen/evaluation/cli.py (flags) and the registry's entries (registry.py).
 """
 
 import sys

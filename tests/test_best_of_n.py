@@ -18,6 +18,7 @@ from hrm_codegen.evaluation.best_of_n import (
     select_by_first_test,
     select_by_logprob,
 )
+from hrm_codegen.evaluation.sampling import SamplingSettings
 from hrm_codegen.generation import encode_prompt
 from hrm_codegen.model import TransformerConfig, TransformerForCausalLM
 from hrm_codegen.tokenization import load_tokenizer
@@ -94,8 +95,9 @@ def test_best_of_n_samples_returns_one_scored_submission_per_task(tiny_model):
     model, tokenizer = tiny_model
     tasks = load_benchmark("toy", "train")[:2]
     chosen = best_of_n_samples(
-        model, tokenizer, tasks, n=3, rank="logprob", max_new_tokens=12, progress=False
-    )
+        model, tokenizer, tasks, n=3, rank="logprob", progress=False,
+        sampling=SamplingSettings(temperature=0.8, max_new_tokens=12),
+    )  # fmt: skip
     assert [s["task_id"] for s in chosen] == [t.task_id for t in tasks]
     for task, sample in zip(tasks, chosen):
         rescored = mean_token_logprobs(
@@ -104,7 +106,7 @@ def test_best_of_n_samples_returns_one_scored_submission_per_task(tiny_model):
         assert sample["mean_logprob"] == pytest.approx(rescored[0][0], abs=1e-5)
         assert 0 <= sample["sample_index"] < 3
     with pytest.raises(ValueError, match="temperature"):
-        best_of_n_samples(model, tokenizer, tasks, n=2, temperature=0.0)
+        best_of_n_samples(model, tokenizer, tasks, n=2, sampling=SamplingSettings())
 
 
 def test_evaluate_cli_best_of_reports_each_rank_under_its_own_name(tiny_model, tmp_path, capsys):

@@ -261,7 +261,8 @@ def test_a_samples_file_is_judged_as_given_unless_a_split_is_asked_for(
     data: Path, tmp_path: Path, monkeypatch, capsys
 ) -> None:
     # An evalplus-style MBPP file spans every split: without --split nothing may be dropped.
-    from hrm_codegen.evaluation.cli import _match_samples_file
+    from hrm_codegen.evaluation.code_cli import match_samples_file
+    from hrm_codegen.evaluation.registry import BENCHMARKS
 
     monkeypatch.setenv("HRM_CODEGEN_DATA_DIR", str(data))
     path = write_samples(
@@ -270,7 +271,7 @@ def test_a_samples_file_is_judged_as_given_unless_a_split_is_asked_for(
     )
 
     def match(split, limit):
-        tasks, kept, uncovered = _match_samples_file(path, "mbpp", split, limit)
+        tasks, kept, uncovered = match_samples_file(path, BENCHMARKS["mbpp"], split, limit)
         return [t.task_id for t in tasks], [s["task_id"] for s in kept], uncovered
 
     assert match(None, None) == (["Mbpp/2", "Mbpp/12"], ["Mbpp/12", "Mbpp/2", "Mbpp/12"],

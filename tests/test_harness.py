@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from hrm_codegen.data import CodeTask, build_program
-from hrm_codegen.evaluation import harness
+from hrm_codegen.evaluation import harness, sampling
 from hrm_codegen.evaluation.harness import (
     OutputDirMismatchError,
     evaluate_model,
@@ -183,7 +183,7 @@ def test_evaluate_model_generates_judges_and_resumes(tiny_checkpoint: Path, tmp_
     assert json.loads((tmp_path / "run_config.json").read_text())["temperature"] == 0.8
 
     # A rerun generates nothing and judges nothing; other settings are refused.
-    monkeypatch.setattr(harness, "_generator", lambda model: pytest.fail("regenerated"))
+    monkeypatch.setattr(sampling, "generator_for", lambda model: pytest.fail("regenerated"))
     again = evaluate_model(
         model, tokenizer, TASKS, num_samples=2, temperature=0.8, ks=(1, 2), output_dir=tmp_path,
         **options,
@@ -215,7 +215,7 @@ def test_evaluate_model_with_a_hugging_face_model(tmp_path: Path, gpt2_dir: Path
     GPT2LMHeadModel(config).save_pretrained(tmp_path / "hf")
     tokenizer.save_pretrained(str(tmp_path / "hf"))
     model, hf_tokenizer = load_model("hf", tmp_path / "hf")
-    assert harness._generator(model).__name__ == "generate_hf"
+    assert sampling.generator_for(model).__name__ == "generate_hf"
     summary = evaluate_model(
         model, hf_tokenizer, TASKS, max_new_tokens=4, timeout=2.0, memory_mb=256, progress=False
     )
@@ -332,15 +332,15 @@ def test_generate_texts_resumes_by_key(tmp_path: Path, monkeypatch) -> None:
         assert stop == ["###"]
         return [[f"{p}-{i}" for i in range(num_samples)] for p in prompts]
 
-    monkeypatch.setattr(harness, "_generator", lambda model: generate)
+    monkeypatch.setattr(sampling, "generator_for", lambda model: generate)
     model, file = torch.nn.Linear(1, 1), tmp_path / "generations.jsonl"
-    texts = harness.generate_texts(
+    texts = sampling.generate_texts(
         model, None, {"a": "A", "b": "B"}, stop=["###"], num_samples=2, output_file=file
     )
     assert texts == {"a": ["A-0", "A-1"], "b": ["B-0", "B-1"]}
     with open(file, "a") as f:  # a crash halfway through prompt c
         f.write(json.dumps({"key": "c", "sample_index": 0, "generation": "partial"}) + "\n")
-    again = harness.generate_texts(
+    again = sampling.generate_texts(
         model, None, {"a": "A", "c": "C"}, stop=["###"], num_samples=2, output_file=file
     )
     assert again == {"a": ["A-0", "A-1"], "c": ["C-0", "C-1"]}
@@ -350,7 +350,7 @@ def test_generate_texts_resumes_by_key(tmp_path: Path, monkeypatch) -> None:
         ("a", 0), ("a", 1), ("b", 0), ("b", 1), ("c", 0), ("c", 1),
     ]  # fmt: skip
     with pytest.raises(ValueError, match="num_samples=0"):
-        harness.generate_texts(model, None, {"a": "A"}, stop=[], num_samples=0)
+        sampling.generate_texts(model, None, {"a": "A"}, stop=[], num_samples=0)
 
 
 def test_a_sharded_rank_killed_mid_task_resumes_its_part_only(tiny_checkpoint: Path, tmp_path):
@@ -370,11 +370,11 @@ def test_a_sharded_rank_killed_mid_task_resumes_its_part_only(tiny_checkpoint: P
     assert [json.loads(x)["task_id"] for x in part.read_text().splitlines()] == ["Mbpp/2"]
     part.write_text("")  # killed before its only task was written
     calls = []
-    real = harness._generate_appending
+    real = harness.generate_appending
     harness_generate = lambda *a, **k: calls.append([t.task_id for t in a[2]]) or real(*a, **k)  # noqa: E731
     import unittest.mock
 
-    with unittest.mock.patch.object(harness, "_generate_appending", harness_generate):
+    with unittest.mock.patch.object(harness, "generate_appending", harness_generate):
         evaluate_model(model, tokenizer, tasks, output_dir=out, shard=(1, 2), barrier=lambda: None, **options)  # fmt: skip
         merged = evaluate_model(model, tokenizer, tasks, output_dir=out, shard=(0, 2), barrier=lambda: None, **options)  # fmt: skip
     assert calls == [["Mbpp/2"]]  # only the task the kill lost; rank 0's share was done

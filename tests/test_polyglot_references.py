@@ -330,7 +330,7 @@ def test_the_aider_compat_flag(tmp_path: Path) -> None:
     from hrm_codegen.evaluation import cli  # evaluate.py refuses it for another benchmark
 
     with pytest.raises(ValueError, match="--aider-compat apply to --benchmark polyglot only"):
-        cli._check_flags(cli.parse_args(["--benchmark", "humaneval", "--aider-compat"]))
+        cli.check_flags(cli.parse_args(["--benchmark", "humaneval", "--aider-compat"]))
     needs("python")
     (exercise,) = load_exercises(FIXTURES, languages=["python"])
     summary = evaluate_polyglot(

@@ -187,7 +187,7 @@ def test_flash_attn_that_cannot_run_warns_once_per_reason(monkeypatch):
 
 
 def test_evaluate_model_generates_a_float32_model_under_the_asked_autocast():
-    from hrm_codegen.evaluation.harness import _with_precision
+    from hrm_codegen.evaluation.sampling import with_precision
 
     seen = []
 
@@ -195,9 +195,9 @@ def test_evaluate_model_generates_a_float32_model_under_the_asked_autocast():
         seen.append((torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu"), kwargs))
 
     model = tiny("transformer")
-    _with_precision(generate, model, "bf16", compile=True)(model)
-    _with_precision(generate, model, None, compile=False)(model)
-    _with_precision(generate, cast_bf16(tiny("transformer")), "bf16", compile=False)(model)
+    with_precision(generate, model, "bf16", compile=True)(model)
+    with_precision(generate, model, None, compile=False)(model)
+    with_precision(generate, cast_bf16(tiny("transformer")), "bf16", compile=False)(model)
     assert seen[0] == (True, BF16, {"compile": True})
     assert seen[1][0] is False and seen[1][2] == {}
     assert seen[2][0] is False  # already bf16 weights: nothing to autocast

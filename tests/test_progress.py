@@ -19,7 +19,7 @@ import torch
 from omegaconf import OmegaConf
 
 from hrm_codegen import generate_cli, generation
-from hrm_codegen.evaluation.cli import small_model_note
+from hrm_codegen.evaluation.code_cli import small_model_note
 from hrm_codegen.evaluation.results import EvalSummary
 from hrm_codegen.generation import generate_hf, generate_ids, progress_hook
 from hrm_codegen.model import HRMConfig, HRMForCausalLM
@@ -320,11 +320,11 @@ import logging, sys
 import hrm_codegen.model
 from transformers import LlamaConfig, LlamaForCausalLM
 assert "torchao" in sys.modules, "transformers no longer imports torchao: test is moot"
-from hrm_codegen.evaluation.harness import _generator
+from hrm_codegen.evaluation.sampling import generator_for
 from hrm_codegen.generation import generate_hf
 config = LlamaConfig(vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
                      num_attention_heads=2, num_key_value_heads=2)
-assert _generator(LlamaForCausalLM(config)) is generate_hf
+assert generator_for(LlamaForCausalLM(config)) is generate_hf
 logging.getLogger("torchao").warning("Failed to import something else")  # not silenced
 """
     result = _python(code)
@@ -339,12 +339,12 @@ def test_evaluating_our_models_does_not_import_torchao():
 import sys
 import transformers
 from transformers import PreTrainedTokenizerFast  # what loading our tokenizer imports
-from hrm_codegen.evaluation.harness import _generator
+from hrm_codegen.evaluation.sampling import generator_for
 from hrm_codegen.generation import generate
 from hrm_codegen.model import HRMConfig, HRMForCausalLM
 model = HRMForCausalLM(HRMConfig(vocab_size=32, max_seq_len=16, hidden_size=16, num_heads=2,
                                  H_layers=1, L_layers=1))
-assert _generator(model) is generate
+assert generator_for(model) is generate
 print(sorted(m for m in ("torchao", "transformers.modeling_utils") if m in sys.modules))
 """
     result = _python(code)
@@ -404,7 +404,7 @@ def test_the_note_says_how_the_runs_bits_per_byte_moved_against_a_uniform_guess(
     import math
 
     from hrm_codegen.data.tasks import CodeTask
-    from hrm_codegen.evaluation.cli import _bpb_moves, training_bpb_context
+    from hrm_codegen.evaluation.code_cli import _bpb_moves, training_bpb_context
 
     class ByteTokenizer:  # one token per byte, 256 of them
         def __call__(self, text, add_special_tokens=False):

@@ -1,16 +1,17 @@
-"""Sandboxed execution of generated programs, pass@k, and benchmark evaluation (see DESIGN.md)."""
+"""Sandboxed execution of generated programs, pass@k, and benchmark evaluation (see DESIGN.md).
 
+The benchmarks `scripts/evaluate.py` runs are the entries of `registry.BENCHMARKS`; each run
+writes through one `store.RunStore` and decodes with one `sampling.SamplingSettings`.
+"""
+
+from hrm_codegen.evaluation.benchmark import Benchmark
 from hrm_codegen.evaluation.cli import USER_ERRORS, run_evaluation, run_lcb_evaluation
 from hrm_codegen.evaluation.failures import FAILURE_CAUSES, classify_failure
-from hrm_codegen.evaluation.harness import (
-    OutputDirMismatchError,
-    evaluate_model,
-    evaluate_samples,
-    generate_texts,
-    load_model,
-)
+from hrm_codegen.evaluation.harness import evaluate_model, evaluate_samples, load_model
 from hrm_codegen.evaluation.passk import mean_pass_at_k, parse_ks, pass_at_k
+from hrm_codegen.evaluation.registry import BENCHMARKS
 from hrm_codegen.evaluation.results import EvalSummary, read_samples
+from hrm_codegen.evaluation.sampling import SamplingSettings, generate_texts
 from hrm_codegen.evaluation.sandbox import (
     DEFAULT_MEMORY_MB,
     DEFAULT_TIMEOUT_S,
@@ -20,15 +21,20 @@ from hrm_codegen.evaluation.sandbox import (
     run_program,
     run_programs,
 )
+from hrm_codegen.evaluation.store import OutputDirMismatchError, RunStore
 
 __all__ = [
+    "BENCHMARKS",
     "DEFAULT_MEMORY_MB",
     "DEFAULT_TIMEOUT_S",
     "USER_ERRORS",
     "FAILURE_CAUSES",
+    "Benchmark",
     "EvalSummary",
     "ExecResult",
     "OutputDirMismatchError",
+    "RunStore",
+    "SamplingSettings",
     "SandboxUnavailableError",
     "SandboxWarning",
     "evaluate_model",

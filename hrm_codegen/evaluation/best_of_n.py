@@ -13,9 +13,8 @@ How `scripts/evaluate.py --best-of N --rank logprob|first-test` uses this module
 
     from hrm_codegen.evaluation.best_of_n import best_of_n_samples, metric_name
     samples = best_of_n_samples(model, tokenizer, tasks, n=args.best_of, rank=args.rank,
-                                temperature=args.temperature or 0.8, top_p=args.top_p,
-                                max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-                                seed=args.seed, timeout=args.timeout, workers=args.workers,
+                                sampling=SamplingSettings.from_args(args),
+                                timeout=args.timeout, workers=args.workers,
                                 memory_mb=args.memory_mb, sandbox=args.sandbox)
     summary = evaluate_samples(tasks, samples, ks=(1,), timeout=..., workers=...,
                                output_dir=args.output)   # one sample per task -> pass@1
@@ -36,7 +35,7 @@ from tqdm.auto import tqdm
 from hrm_codegen.data import CodeTask
 from hrm_codegen.data.prompts import extract_completion, format_prompt, stop_sequences
 from hrm_codegen.data.tasks import program_parts
-from hrm_codegen.evaluation.harness import sample_texts
+from hrm_codegen.evaluation.sampling import SamplingSettings, sample_texts
 from hrm_codegen.evaluation.sandbox import (
     DEFAULT_MEMORY_MB,
     DEFAULT_TIMEOUT_S,
@@ -46,6 +45,7 @@ from hrm_codegen.evaluation.sandbox import (
 from hrm_codegen.generation import encode_prompt
 
 RANKS = ("logprob", "first-test")
+BEST_OF_N_SAMPLING = SamplingSettings(temperature=0.8)  # n greedy samples would be one
 
 
 def metric_name(rank: str, n: int) -> str:
@@ -192,11 +192,7 @@ def best_of_n_samples(
     *,
     n: int,
     rank: str = "logprob",
-    temperature: float = 0.8,
-    top_p: float = 1.0,
-    max_new_tokens: int = 512,
-    batch_size: int = 8,
-    seed: int = 0,
+    sampling: SamplingSettings = BEST_OF_N_SAMPLING,
     timeout: float = DEFAULT_TIMEOUT_S,
     workers: int | None = None,
     memory_mb: int = DEFAULT_MEMORY_MB,
@@ -207,10 +203,10 @@ def best_of_n_samples(
     check_rank(rank)
     if n < 1:
         raise ValueError(f"--best-of {n}: give the number of samples per task, >= 1")
-    if n > 1 and temperature <= 0:
+    if n > 1 and sampling.temperature <= 0:
         raise ValueError(
-            f"--best-of {n} with temperature {temperature}: greedy samples are all the same; "
-            "pass --temperature > 0 (e.g. 0.8)"
+            f"--best-of {n} with temperature {sampling.temperature}: greedy samples are all the "
+            "same; pass --temperature > 0 (e.g. 0.8)"
         )
     prompts = [format_prompt(task) for task in tasks]
     samples: list[dict[str, Any]] = []
@@ -225,16 +221,12 @@ def best_of_n_samples(
             [prompts[i] for i in indices],
             stop=stop,
             num_samples=n,
-            temperature=temperature,
-            top_p=top_p,
-            max_new_tokens=max_new_tokens,
-            batch_size=batch_size,
-            seed=seed,
+            sampling=sampling,
             progress=progress,
         )
         for i, outputs in zip(indices, generated):
             texts[i] = [extract_completion(tasks[i], text) for text in outputs]
-    scores = mean_token_logprobs(model, tokenizer, prompts, texts, batch_size=batch_size)
+    scores = mean_token_logprobs(model, tokenizer, prompts, texts, batch_size=sampling.batch_size)
     for task, completions, task_scores in tqdm(
         list(zip(tasks, texts, scores)), desc="rank", disable=not progress
     ):

@@ -26,16 +26,15 @@ def score_exec_model(
     `tasks` (ExecTask), bucketed by `edges` (the benchmark manifest's)."""
     from hrm_codegen.data.exec_programs import bucket_of
     from hrm_codegen.data.prompts import EXEC_ANSWER_STOP
-    from hrm_codegen.evaluation.harness import generate_texts
     from hrm_codegen.evaluation.lcb.grading import grade_execution
+    from hrm_codegen.evaluation.sampling import SamplingSettings, generate_texts
 
     texts = generate_texts(
         model,
         tokenizer,
         {t.task_id: t.prompt() for t in tasks},
         stop=EXEC_ANSWER_STOP,
-        max_new_tokens=max_new_tokens,
-        batch_size=batch_size,
+        sampling=SamplingSettings(max_new_tokens=max_new_tokens, batch_size=batch_size),
         progress=False,
     )
     buckets: dict[str, dict[str, int]] = {}

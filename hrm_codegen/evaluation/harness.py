@@ -1,39 +1,35 @@
-"""Benchmark evaluation: samples -> sandboxed results -> pass@k, and a model -> samples first.
+"""The CodeTask benchmarks (MBPP, MBPP sanitized, HumanEval, toy): samples -> sandboxed
+results -> pass@k, and a model -> samples first.
 
 `evaluate_samples` judges given completions; `evaluate_model` generates them with our models or
-any Hugging Face causal LM, then judges them; `generate_texts` generates for prompts that are
-not `CodeTask`s (LCB). The command line (`run_evaluation`, what `scripts/evaluate.py` runs) is
-in `cli.py`. With an `output_dir`, everything is written as it is produced (`samples.jsonl`,
-`results.jsonl`, `summary.json`), and a rerun with the same folder picks up where a crash left
-off: finished generations and judged samples are not redone.
+any Hugging Face causal LM (`sampling.sample_texts`), then judges them. Both write through the
+run store (`store.RunStore`: samples.jsonl, results.jsonl appended as verdicts come,
+summary.json), so a rerun with the same folder picks up where a crash left off: finished
+generations and judged samples are not redone. The command line's run is `code_cli.py`.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 import time
 import warnings
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from hrm_codegen.data import CodeTask, normalize_task_id
 from hrm_codegen.data.tasks import program_parts
-from hrm_codegen.evaluation.failures import classify_failure, count_failure_causes
-from hrm_codegen.evaluation.passk import mean_pass_at_k, parse_ks
+from hrm_codegen.evaluation.failures import classify_failure
+from hrm_codegen.evaluation.passk import check_ks, parse_ks
 from hrm_codegen.evaluation.results import (
-    RESULTS_FILE,
     RUN_CONFIG_FILE,
     SAMPLES_FILE,
-    SUMMARY_FILE,
     EvalSummary,
-    JsonlAppender,
-    read_jsonl,
+    summarize_records,
     write_jsonl,
-    write_summary,
 )
+from hrm_codegen.evaluation.sampling import SamplingSettings, generate_appending
 from hrm_codegen.evaluation.sandbox import (
     DEFAULT_MEMORY_MB,
     DEFAULT_TIMEOUT_S,
@@ -43,11 +39,13 @@ from hrm_codegen.evaluation.sandbox import (
     resolve_backend,
     run_programs,
 )
-
-
-class OutputDirMismatchError(ValueError):
-    """The output folder holds files of a different evaluation than the one asked for."""
-
+from hrm_codegen.evaluation.store import (
+    OutputDirMismatchError,
+    RunStore,
+    complete_lines,
+    judging_timings,
+    number_samples,
+)
 
 # --------------------------------------------------------------------------------------------------
 # Samples -> results -> summary
@@ -65,109 +63,37 @@ def _index_tasks(tasks: Sequence[CodeTask]) -> tuple[str, dict[str, CodeTask]]:
     return benchmarks.pop(), by_id
 
 
-def number_samples(
-    samples: Sequence[Mapping[str, Any]],
-    task_ids: Sequence[str],
-    *,
-    what: str,
-    canonical_id: Callable[[Any], str] = str,
-    unknown_hint: str,
-    missing_hint: str,
-) -> list[dict[str, Any]]:
-    """`{task_id, sample_index, completion}` per sample: ids made canonical by `canonical_id`,
-    `sample_index` in order of appearance. One check for every benchmark (MBPP/HumanEval, LCB):
-    samples of tasks outside `task_ids` and tasks without samples are errors, named as `what`
-    (e.g. "mbpp tasks evaluated") with the hint on how to fix them."""
-    known = set(task_ids)
-    numbered, seen, unknown = [], Counter(), []
-    for position, sample in enumerate(samples):
-        if not isinstance(sample, Mapping) or "task_id" not in sample:
-            raise ValueError(f"sample {position} must be a dict with task_id and completion")
-        completion = sample.get("completion")
-        if not isinstance(completion, str):
-            raise ValueError(
-                f"sample {position} ({sample['task_id']}) has completion of type "
-                f"{type(completion).__name__}; it must be a string"
-            )
-        try:
-            task_id = canonical_id(sample["task_id"])
-        except TypeError as error:  # e.g. a float or null id in a samples file
-            raise ValueError(f"sample {position}: {error}") from None
-        if task_id not in known:
-            unknown.append(str(sample["task_id"]))
-            continue
-        numbered.append(
-            {"task_id": task_id, "sample_index": seen[task_id], "completion": completion}
-        )
-        seen[task_id] += 1
-    if unknown:
-        raise ValueError(
-            f"{len(unknown)} sample(s) name tasks that are not among the {len(known)} {what}, "
-            f"e.g. {sorted(set(unknown))[:5]}; {unknown_hint}"
-        )
-    missing = [task_id for task_id in task_ids if not seen[task_id]]
-    if missing:
-        raise ValueError(
-            f"{len(missing)} of the {len(known)} {what} have no samples, e.g. {missing[:5]}; "
-            f"{missing_hint}"
-        )
-    return numbered
-
-
-def _check_ks(ks: tuple[int, ...], counts: Mapping[str, int]) -> None:
-    task_id, fewest = min(counts.items(), key=lambda item: item[1])
-    if ks[-1] > fewest:
-        raise ValueError(
-            f"k={ks[-1]} is larger than the {fewest} sample(s) of {task_id}; generate at least "
-            f"{ks[-1]} samples per task (--num-samples) or drop k={ks[-1]}"
-        )
-
-
-def _previous_results(output_dir: Path | None, samples: list[dict[str, Any]]) -> dict[tuple, dict]:
-    """Results already in output_dir for these samples; refuses results of other samples."""
-    if output_dir is None or not (output_dir / RESULTS_FILE).exists():
-        return {}
-    path = output_dir / RESULTS_FILE
-    wanted = {(s["task_id"], s["sample_index"]): s["completion"] for s in samples}
-    judged = {}
-    for record in read_jsonl(path, repair_tail=True):
-        key = (record.get("task_id"), record.get("sample_index"))
-        if wanted.get(key) != record.get("completion"):
-            raise OutputDirMismatchError(
-                f"{path} holds a result for {key[0]} sample {key[1]} that is not one of the "
-                "samples evaluated now; use a new --output folder (or delete this one)"
-            )
-        judged[key] = record
-    return judged
-
-
 def _judge(
     benchmark: str,
     by_id: Mapping[str, CodeTask],
     samples: list[dict[str, Any]],
+    store: RunStore,
     *,
     ks: tuple[int, ...],
     timeout: float,
     memory_mb: int,
     workers: int | None,
     sandbox: str,
-    output_dir: Path | None,
     progress: bool,
     timings: dict[str, float],
 ) -> EvalSummary:
-    """Run every sample not judged yet, appending results as they come, then summarise."""
-    judged = _previous_results(output_dir, samples)
+    """Run every sample not judged yet in the store, appending results as they come, then
+    summarise."""
+    judged = store.judged(samples)
     pending = [s for s in samples if (s["task_id"], s["sample_index"]) not in judged]
     backend = resolve_backend(sandbox)
     workers = default_workers() if workers is None else workers
     if judged:
-        print(f"{len(judged)} sample(s) already judged in {output_dir}; running {len(pending)}")
-    appender = JsonlAppender(output_dir / RESULTS_FILE) if output_dir else None
+        print(f"{len(judged)} sample(s) already judged in {store.folder}; running {len(pending)}")
+    # Candidate and tests kept apart: the tests run against pristine built-ins and modules and
+    # compare only trusted values, so a wrong program cannot make them lie.
+    programs = [
+        SandboxProgram(*program_parts(by_id[s["task_id"]], s["completion"])) for s in pending
+    ]
 
-    def record(index: int, result) -> None:
-        sample = pending[index]
-        line = {
-            **sample,
+    def verdict(index: int, result: Any) -> dict[str, Any]:
+        return {
+            **pending[index],
             "passed": result.passed,
             "status": result.status,
             "detail": result.detail,
@@ -175,42 +101,27 @@ def _judge(
             "duration": round(result.duration, 4),
             "failure_cause": classify_failure(result.status, result.detail, result.stderr_tail),
         }
-        judged[(sample["task_id"], sample["sample_index"])] = line
-        if appender is not None:
-            appender.append(line)
 
-    start = time.perf_counter()
-    try:
-        # Candidate and tests kept apart: the tests run against pristine built-ins and modules
-        # and compare only trusted values, so a wrong program cannot make them lie.
-        programs = [
-            SandboxProgram(*program_parts(by_id[s["task_id"]], s["completion"])) for s in pending
-        ]
-        run_programs(
+    seconds = store.judge(
+        lambda emit: run_programs(
             programs,
             timeout=timeout,
             memory_mb=memory_mb,
             workers=workers,
             backend=backend,
-            on_result=record,
+            on_result=lambda index, result: emit(verdict(index, result)),
             progress=progress,
             desc=f"judging {benchmark}",
-        )
-    finally:
-        if appender is not None:
-            appender.close()
-    seconds = time.perf_counter() - start
-    timings = dict(timings, execution_s=seconds)
-    if pending:
-        timings["samples_per_s"] = len(pending) / seconds
-
+        ),
+        judged,
+    )
     summary = summarize_records(
         benchmark,
         list(by_id),
         list(judged.values()),
         ks=ks,
         statuses=STATUSES,
-        timings=timings,
+        timings=judging_timings(timings, seconds, len(pending)),
         settings={
             "sandbox": backend,
             "timeout_s": timeout,
@@ -219,50 +130,8 @@ def _judge(
             "ks": list(ks),
         },
     )
-    if output_dir:
-        write_summary(output_dir / SUMMARY_FILE, summary)
+    store.write_summary(summary)
     return summary
-
-
-def summarize_records(
-    benchmark: str,
-    task_ids: Sequence[str],
-    records: Sequence[Mapping[str, Any]],
-    *,
-    ks: Sequence[int],
-    statuses: Sequence[str],
-    timings: dict[str, float],
-    settings: dict[str, Any],
-    breakdown: dict[str, Any] | None = None,
-) -> EvalSummary:
-    """The summary every benchmark writes from its judged `records` (results.jsonl lines with
-    `task_id`, `passed`, `status`): pass@k by the unbiased estimator, counts per status (every
-    one of `statuses`, zeros included), failures by cause; a loud warning for sandbox errors."""
-    per_task = {task_id: [0, 0] for task_id in task_ids}
-    counts = Counter(dict.fromkeys(statuses, 0))
-    for record in records:
-        per_task[record["task_id"]][0] += 1
-        per_task[record["task_id"]][1] += bool(record["passed"])
-        counts[record["status"]] += 1
-    if counts.get("error"):
-        warnings.warn(
-            f"{counts['error']} sample(s) could not be run by the sandbox (status 'error', counted "
-            "as not passed); see 'detail' in results.jsonl",
-            RuntimeWarning,
-            stacklevel=4,  # the caller of the benchmark's evaluate function
-        )
-    return EvalSummary(
-        benchmark=benchmark,
-        num_tasks=len(per_task),
-        n=min(n for n, _ in per_task.values()),
-        pass_at_k=mean_pass_at_k({t: (n, c) for t, (n, c) in per_task.items()}, tuple(ks)),
-        counts=dict(counts),
-        per_task={t: (n, c) for t, (n, c) in per_task.items()},
-        timings=timings,
-        failures=count_failure_causes(records),
-        settings=settings,
-        breakdown=breakdown or {},
-    )
 
 
 def evaluate_samples(
@@ -294,178 +163,31 @@ def evaluate_samples(
         missing_hint="select only the tasks you have samples for (--split/--limit) or complete "
         "the samples file",
     )
-    _check_ks(ks, Counter(s["task_id"] for s in numbered))
-    out = _prepare_output_dir(output_dir)
-    if out is not None:
-        _check_or_write_samples(out, numbered)
+    check_ks(ks, Counter(s["task_id"] for s in numbered))
+    store = RunStore.open(output_dir)
+    store.keep_samples(numbered)
     return _judge(
         benchmark,
         by_id,
         numbered,
+        store,
         ks=ks,
         timeout=timeout,
         memory_mb=memory_mb,
         workers=workers,
         sandbox=sandbox,
-        output_dir=out,
         progress=progress,
         timings={},
     )
-
-
-def _prepare_output_dir(output_dir: str | Path | None) -> Path | None:
-    if output_dir is None:
-        return None
-    out = Path(output_dir)
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"--output {out} exists and is not a folder; pick a folder path")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
-
-
-def _check_or_write_samples(out: Path, samples: list[dict[str, Any]]) -> None:
-    """samples.jsonl holds exactly these samples; an existing different one is refused."""
-    path = out / SAMPLES_FILE
-    if path.exists():
-        previous = [
-            {k: r.get(k) for k in ("task_id", "sample_index", "completion")}
-            for r in read_jsonl(path)
-        ]
-        if previous != samples:
-            raise OutputDirMismatchError(
-                f"{path} holds different samples from the ones evaluated now; use a new "
-                "--output folder (or delete this one)"
-            )
-        return
-    write_jsonl(path, samples)
 
 
 # --------------------------------------------------------------------------------------------------
 # Model -> samples
 
 
-def _generator(model):
-    """Our `generate` for our models, `generate_hf` for a transformers model (same shape)."""
-    from hrm_codegen.generation import generate, generate_hf
-
-    # A transformers model exists only once transformers' modeling code is imported; asking the
-    # lazy `transformers` module for `PreTrainedModel` would import that code, and with it
-    # torchao and its load warnings, on every evaluation of our own models.
-    modeling = sys.modules.get("transformers.modeling_utils")
-    if modeling is not None and isinstance(model, modeling.PreTrainedModel):
-        return generate_hf
-    return generate
-
-
-def _with_precision(generate, model, dtype: str | None, compile: bool):
-    """`generate` run under autocast in `dtype` (when the model's weights are float32 and dtype
-    is lower) and with `compile=True` passed on; HF models cannot take `compile`."""
-    import contextlib
-    import functools
-
-    import torch
-
-    from hrm_codegen.model.precision import resolve_dtype
-
-    if compile and getattr(generate, "__name__", "") != "generate":
-        raise ValueError("--compile applies to hrm/transformer models, not to --model-type hf")
-    parameter = next(model.parameters())
-    target = resolve_dtype(dtype, parameter.device) if dtype is not None else parameter.dtype
-    autocast = parameter.dtype == torch.float32 and target != torch.float32
-
-    @functools.wraps(generate)
-    def run(*args, **kwargs):
-        context = (
-            torch.autocast(parameter.device.type, dtype=target)
-            if autocast
-            else contextlib.nullcontext()
-        )
-        with context:
-            return generate(*args, **kwargs, **({"compile": True} if compile else {}))
-
-    return run
-
-
-def sample_texts(
-    model,
-    tokenizer,
-    prompts: Sequence[str],
-    *,
-    stop: Sequence[str],
-    num_samples: int = 1,
-    temperature: float = 0.0,
-    top_p: float = 1.0,
-    max_new_tokens: int = 512,
-    batch_size: int = 8,
-    seed: int = 0,
-    progress: bool = False,
-    dtype: str | None = None,
-    compile: bool = False,
-) -> list[list[str]]:
-    """`num_samples` generations per prompt, [prompt][sample], decoded the one way every benchmark
-    shares: our `generate` (or `generate_hf` for a transformers model), greedy at temperature 0,
-    under `dtype` autocast and `compile` as in `evaluate_model`."""
-    generate = _with_precision(_generator(model), model, dtype, compile)
-    return generate(
-        model,
-        tokenizer,
-        list(prompts),
-        max_new_tokens=max_new_tokens,
-        num_samples=num_samples,
-        do_sample=temperature > 0,
-        temperature=temperature if temperature > 0 else 1.0,
-        top_p=top_p,
-        stop=list(stop),
-        seed=seed,
-        batch_size=batch_size,
-        progress=progress,
-    )
-
-
-def _generate_appending(
-    model,
-    tokenizer,
-    items: Sequence,
-    *,
-    prompt_of: Callable[[Any], str],
-    stop_of: Callable[[Sequence], Sequence[str]],
-    lines_of: Callable[[Any, list[str]], list[dict[str, Any]]],
-    path: Path | None,
-    batch_size: int,
-    **decoding: Any,
-) -> list[list[dict[str, Any]]]:
-    """`lines_of(item, generations)` for every item, [item][line], generating with `sample_texts`
-    (`decoding` its keywords). With a JSONL `path` the items go in chunks of 4 batches and each
-    chunk's lines are appended as it finishes, so a crash loses one chunk (the resumable runs of
-    `evaluate_model` and `generate_texts`); `stop_of(chunk)` gives a chunk's stop strings."""
-    lines: list[list[dict[str, Any]]] = []
-    size = max(4 * batch_size, 1) if path is not None else len(items)
-    appender = JsonlAppender(path) if path is not None else None
-    try:
-        for first in range(0, len(items), size):
-            part = items[first : first + size]
-            texts = sample_texts(
-                model,
-                tokenizer,
-                [prompt_of(item) for item in part],
-                stop=stop_of(part),
-                batch_size=batch_size,
-                **decoding,
-            )
-            for item, generations in zip(part, texts):
-                lines.append(lines_of(item, generations))
-                if appender is not None:
-                    for line in lines[-1]:
-                        appender.append(line)
-    finally:
-        if appender is not None:
-            appender.close()
-    return lines
-
-
 def evaluate_model(
-    model,
-    tokenizer,
+    model: Any,
+    tokenizer: Any,
     tasks: Sequence[CodeTask],
     *,
     num_samples: int = 1,
@@ -489,6 +211,9 @@ def evaluate_model(
 ) -> EvalSummary | None:
     """Generate `num_samples` completions per task, then judge them (see `evaluate_samples`).
 
+    The sampling keywords (`temperature` .. `compile`) are `sampling.SamplingSettings`'s, kept
+    as keywords here because the trainer, GSPO, the studies and the GPU check call this.
+
     `shard=(rank, world)` with `barrier` (e.g. accelerate's `wait_for_everyone`): this process
     generates the tasks at positions rank, rank + world, ... into its own part file
     (`samples.part<rank>-of<world>.jsonl`, resumed like samples.jsonl); after the barrier rank 0
@@ -508,9 +233,16 @@ def evaluate_model(
     ks = parse_ks(ks)
     if not isinstance(num_samples, int) or num_samples < 1:
         raise ValueError(f"num_samples={num_samples}: generate at least one sample per task")
-    _check_ks(ks, {task_id: num_samples for task_id in by_id})
-    if temperature < 0:
-        raise ValueError(f"temperature={temperature} must be >= 0 (0 = greedy)")
+    check_ks(ks, {task_id: num_samples for task_id in by_id})
+    sampling = SamplingSettings(
+        temperature=temperature,
+        top_p=top_p,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        seed=seed,
+        dtype=dtype,
+        compile=compile,
+    )
     if temperature == 0 and num_samples > 1:
         warnings.warn(
             f"greedy decoding (temperature 0) with num_samples={num_samples} repeats one sample "
@@ -523,34 +255,77 @@ def evaluate_model(
         raise ValueError(
             "sharded generation needs an output_dir and a barrier (the ranks meet there)"
         )
-    out = _prepare_output_dir(output_dir)
+    store = RunStore.open(output_dir)
     settings = {
         "benchmark": benchmark,
         "num_samples": num_samples,
-        "temperature": temperature,
-        "top_p": top_p,
-        "max_new_tokens": max_new_tokens,
-        "seed": seed,
+        **sampling.recorded(),
         **(dict(run_info) if run_info else {}),
     }
+    generated = _generate(
+        model, tokenizer, tasks, store, settings, num_samples=num_samples, sampling=sampling,
+        progress=progress, rank=rank, world=world, barrier=barrier,
+    )  # fmt: skip
+    if generated is None:  # another rank's share: rank 0 judges
+        return None
+    done, generation_s = generated
+    samples = [
+        {k: line[k] for k in ("task_id", "sample_index", "completion")}
+        for task in tasks
+        for line in done[task.task_id]
+    ]
+    return _judge(
+        benchmark,
+        by_id,
+        samples,
+        store,
+        ks=ks,
+        timeout=timeout,
+        memory_mb=memory_mb,
+        workers=workers,
+        sandbox=sandbox,
+        progress=progress,
+        timings={"generation_s": generation_s},
+    )
+
+
+def _generate(
+    model: Any,
+    tokenizer: Any,
+    tasks: Sequence[CodeTask],
+    store: RunStore,
+    settings: dict[str, Any],
+    *,
+    num_samples: int,
+    sampling: SamplingSettings,
+    progress: bool,
+    rank: int,
+    world: int,
+    barrier: Callable[[], None] | None,
+) -> tuple[dict[str, list[dict[str, Any]]], float] | None:
+    """({task_id: its samples.jsonl lines}, seconds generating): what the store holds, plus the
+    tasks generated now. Sharded (`world` > 1): this rank's share goes to its own part file;
+    after the barrier rank 0 merges every part into samples.jsonl, the other ranks get None."""
+    by_id = {task.task_id: task for task in tasks}
+    part = store.file(f"samples.part{rank}-of{world}.jsonl" if world > 1 else SAMPLES_FILE)
     done: dict[str, list[dict[str, Any]]] = {}
-    if out is not None and world > 1:
+    if world > 1:
+        assert barrier is not None
         if rank == 0:  # checks (and records) the settings once, before the others read them
-            done = _resume_generation(out, settings, by_id, num_samples)
+            done = _resume_generation(store, settings, by_id, num_samples)
         barrier()
         if rank != 0:
-            done = _resume_generation(out, settings, by_id, num_samples, write=False)
-        part = out / f"samples.part{rank}-of{world}.jsonl"
-        done.update(_complete_lines(part, num_samples, repair=True))
-    elif out is not None:
-        done = _resume_generation(out, settings, by_id, num_samples)
+            done = _resume_generation(store, settings, by_id, num_samples, write=False)
+        done.update(complete_lines(part, num_samples, repair=True))
+    elif store.folder is not None:
+        done = _resume_generation(store, settings, by_id, num_samples)
     mine = [t for i, t in enumerate(tasks) if i % world == rank]
     todo = [task for task in mine if task.task_id not in done]
     start = time.perf_counter()
     if todo:
         from hrm_codegen.data.prompts import extract_completion, format_prompt, stop_sequences
 
-        lines = _generate_appending(
+        lines = generate_appending(
             model,
             tokenizer,
             todo,
@@ -565,186 +340,54 @@ def evaluate_model(
                 }
                 for index, text in enumerate(generations)
             ],
-            path=(part if world > 1 else out / SAMPLES_FILE) if out is not None else None,
+            path=part,
             num_samples=num_samples,
-            temperature=temperature,
-            top_p=top_p,
-            max_new_tokens=max_new_tokens,
-            batch_size=batch_size,
-            seed=seed,
+            sampling=sampling,
             progress=progress,
-            dtype=dtype,
-            compile=compile,
         )
         done.update((task.task_id, task_lines) for task, task_lines in zip(todo, lines))
-    generation_s = time.perf_counter() - start
-    if world > 1:
-        barrier()
-        if rank != 0:
-            return None
-        assert out is not None
-        for other in range(world):  # every rank's part, complete tasks only
-            done.update(_complete_lines(out / f"samples.part{other}-of{world}.jsonl", num_samples))
-        missing = [t.task_id for t in tasks if t.task_id not in done]
-        if missing:
-            raise RuntimeError(
-                f"{len(missing)} task(s) have no samples after every rank finished (first: "
-                f"{missing[0]}); rerun the same command: each rank resumes its part"
-            )
-        # the parts merged in task order: samples.jsonl as one process would have written it
-        write_jsonl(out / SAMPLES_FILE, [line for t in tasks for line in done[t.task_id]])
-    samples = [
-        {k: line[k] for k in ("task_id", "sample_index", "completion")}
-        for task in tasks
-        for line in done[task.task_id]
-    ]
-    return _judge(
-        benchmark,
-        by_id,
-        samples,
-        ks=ks,
-        timeout=timeout,
-        memory_mb=memory_mb,
-        workers=workers,
-        sandbox=sandbox,
-        output_dir=out,
-        progress=progress,
-        timings={"generation_s": generation_s},
-    )
-
-
-def check_run_config(out: Path, settings: Mapping[str, Any], what: str) -> None:
-    """Refuse to add to `out` when its run_config.json records other settings (a resumed run must
-    not mix outputs of two runs), then record `settings` there. `what` names the run in the
-    error (e.g. "an evaluation", "a Polyglot run")."""
-    path = out / RUN_CONFIG_FILE
-    if path.exists():
-        previous = json.loads(path.read_text())
-        changed = sorted(
-            k for k in set(previous) | set(settings) if previous.get(k) != settings.get(k)
+    seconds = time.perf_counter() - start
+    if world == 1:
+        return done, seconds
+    assert barrier is not None
+    barrier()
+    if rank != 0:
+        return None
+    for other in range(world):  # every rank's part, complete tasks only
+        done.update(complete_lines(store.file(f"samples.part{other}-of{world}.jsonl"), num_samples))
+    missing = [t.task_id for t in tasks if t.task_id not in done]
+    if missing:
+        raise RuntimeError(
+            f"{len(missing)} task(s) have no samples after every rank finished (first: "
+            f"{missing[0]}); rerun the same command: each rank resumes its part"
         )
-        if changed:
-            raise OutputDirMismatchError(
-                f"{out} holds {what} made with other settings ({', '.join(changed)}: "
-                f"{[previous.get(k) for k in changed]} there, {[settings.get(k) for k in changed]} "
-                "now); use a new --output folder (or delete this one)"
-            )
-    path.write_text(json.dumps(dict(settings), indent=2) + "\n")
-
-
-def _complete_lines(
-    path: Path, num_samples: int, repair: bool = False, known: Mapping[str, Any] | None = None
-) -> dict[str, list[dict[str, Any]]]:
-    """The tasks of a generation file with all their samples, each sorted by sample index
-    (`repair`: rewrite the file without a task cut short, so that appending redoes it; `known`:
-    only these task ids count)."""
-    if not path.exists():
-        return {}
-    grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for line in read_jsonl(path, repair_tail=True):
-        grouped[line["task_id"]].append(line)
-    done = {
-        task_id: sorted(lines, key=lambda line: line["sample_index"])
-        for task_id, lines in grouped.items()
-        if (known is None or task_id in known) and len(lines) == num_samples
-    }
-    if repair and len(done) != len(grouped):
-        write_jsonl(path, [line for lines in done.values() for line in lines])
-    return done
+    # the parts merged in task order: samples.jsonl as one process would have written it
+    write_jsonl(store.file(SAMPLES_FILE), [line for t in tasks for line in done[t.task_id]])
+    return done, seconds
 
 
 def _resume_generation(
-    out: Path,
+    store: RunStore,
     settings: dict[str, Any],
     by_id: Mapping[str, CodeTask],
     num_samples: int,
     write: bool = True,
 ) -> dict[str, list[dict[str, Any]]]:
-    """Finished generations in `out` (all samples of a task), after checking the settings match
-    (`write=False`: only check them, as ranks other than 0 of a sharded run do)."""
-    config_path = out / RUN_CONFIG_FILE
-    samples_path = out / SAMPLES_FILE
+    """Finished generations in the store (all samples of a task), after checking the settings
+    match (`write=False`: only check them, as ranks other than 0 of a sharded run do)."""
+    config_path, samples_path = store.file(RUN_CONFIG_FILE), store.file(SAMPLES_FILE)
     if samples_path.exists() and not config_path.exists():
         raise OutputDirMismatchError(
             f"{samples_path} exists but {config_path} does not: the folder was not written by "
             "evaluate_model; use a new --output folder, or judge those samples with --samples"
         )
-    if write:
-        check_run_config(out, settings, "an evaluation")
-    elif json.loads(config_path.read_text()) != json.loads(json.dumps(dict(settings))):
-        raise OutputDirMismatchError(f"{out} holds an evaluation made with other settings")
+    store.check_settings(settings, "an evaluation", write=write)
     # a task cut short by a crash is dropped from the file: it is redone
-    return _complete_lines(samples_path, num_samples, repair=True, known=by_id)
-
-
-def generate_texts(
-    model,
-    tokenizer,
-    prompts: Mapping[str, str],
-    *,
-    stop: Sequence[str],
-    num_samples: int = 1,
-    temperature: float = 0.0,
-    top_p: float = 1.0,
-    max_new_tokens: int = 512,
-    batch_size: int = 8,
-    seed: int = 0,
-    progress: bool = True,
-    dtype: str | None = None,
-    compile: bool = False,
-    output_file: str | Path | None = None,
-) -> dict[str, list[str]]:
-    """`num_samples` raw generations per prompt (keyed as `prompts`), for benchmarks whose
-    prompts are not `CodeTask`s (LCB). With `output_file` (JSONL), generations are appended
-    key by key and a rerun generates only the keys not finished there."""
-    if not isinstance(num_samples, int) or num_samples < 1:
-        raise ValueError(f"num_samples={num_samples}: generate at least one sample per prompt")
-    if temperature < 0:
-        raise ValueError(f"temperature={temperature} must be >= 0 (0 = greedy)")
-    done: dict[str, list[str]] = {}
-    path = Path(output_file) if output_file is not None else None
-    if path is not None and path.exists():
-        grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for line in read_jsonl(path, repair_tail=True):
-            grouped[str(line.get("key"))].append(line)
-        complete = {key: lines for key, lines in grouped.items() if len(lines) == num_samples}
-        done = {
-            key: [line["generation"] for line in sorted(lines, key=lambda x: x["sample_index"])]
-            for key, lines in complete.items()
-            if key in prompts
-        }
-        if len(complete) != len(grouped):  # a crash mid-prompt: redo that prompt only
-            write_jsonl(path, [line for lines in complete.values() for line in lines])
-    todo = [key for key in prompts if key not in done]
-    if todo:
-        lines = _generate_appending(
-            model,
-            tokenizer,
-            todo,
-            prompt_of=prompts.__getitem__,
-            stop_of=lambda part: stop,
-            lines_of=lambda key, generations: [
-                {"key": key, "sample_index": index, "generation": text}
-                for index, text in enumerate(generations)
-            ],
-            path=path,
-            num_samples=num_samples,
-            temperature=temperature,
-            top_p=top_p,
-            max_new_tokens=max_new_tokens,
-            batch_size=batch_size,
-            seed=seed,
-            progress=progress,
-            dtype=dtype,
-            compile=compile,
-        )
-        for key, key_lines in zip(todo, lines):
-            done[key] = [line["generation"] for line in key_lines]
-    return {key: done[key] for key in prompts}
+    return complete_lines(samples_path, num_samples, known=by_id, repair=True)
 
 
 # --------------------------------------------------------------------------------------------------
-# Models from disk (the command line is in cli.py)
+# Models from disk (the command line is in cli.py and code_cli.py)
 
 
 def resolve_model_dir(path: str | Path) -> Path:

@@ -77,3 +77,14 @@ def mean_pass_at_k(
                 f"{ks[-1]} samples per task (--num-samples) or drop k={ks[-1]}"
             )
     return {f"pass@{k}": sum(pass_at_k(n, c, k) for _, (n, c) in items) / len(items) for k in ks}
+
+
+def check_ks(ks: tuple[int, ...], samples_per_task: Mapping[str, int]) -> None:
+    """Refuse a k larger than the fewest samples a task has, before anything is generated or
+    run, naming that task."""
+    task_id, fewest = min(samples_per_task.items(), key=lambda item: item[1])
+    if ks[-1] > fewest:
+        raise ValueError(
+            f"k={ks[-1]} is larger than the {fewest} sample(s) of {task_id}; generate at least "
+            f"{ks[-1]} samples per task (--num-samples) or drop k={ks[-1]}"
+        )

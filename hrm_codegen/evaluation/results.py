@@ -10,10 +10,15 @@ from __future__ import annotations
 import gzip
 import json
 import os
-from collections.abc import Iterable
+import warnings
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from hrm_codegen.evaluation.failures import count_failure_causes
+from hrm_codegen.evaluation.passk import mean_pass_at_k
 
 SAMPLES_FILE = "samples.jsonl"
 RESULTS_FILE = "results.jsonl"
@@ -184,6 +189,48 @@ class EvalSummary:
         data = asdict(self)
         data["per_task"] = {task: list(pair) for task, pair in self.per_task.items()}
         return data
+
+
+def summarize_records(
+    benchmark: str,
+    task_ids: Sequence[str],
+    records: Sequence[Mapping[str, Any]],
+    *,
+    ks: Sequence[int],
+    statuses: Sequence[str],
+    timings: dict[str, float],
+    settings: dict[str, Any],
+    breakdown: dict[str, Any] | None = None,
+) -> EvalSummary:
+    """The summary every sampled benchmark writes from its judged `records` (results.jsonl
+    lines with `task_id`, `passed`, `status`): pass@k by the unbiased estimator, counts per
+    status (every one of `statuses`, zeros included), failures by cause; a loud warning for
+    sandbox errors."""
+    per_task = {task_id: [0, 0] for task_id in task_ids}
+    counts = Counter(dict.fromkeys(statuses, 0))
+    for record in records:
+        per_task[record["task_id"]][0] += 1
+        per_task[record["task_id"]][1] += bool(record["passed"])
+        counts[record["status"]] += 1
+    if counts.get("error"):
+        warnings.warn(
+            f"{counts['error']} sample(s) could not be run by the sandbox (status 'error', counted "
+            "as not passed); see 'detail' in results.jsonl",
+            RuntimeWarning,
+            stacklevel=4,  # the caller of the benchmark's evaluate function
+        )
+    return EvalSummary(
+        benchmark=benchmark,
+        num_tasks=len(per_task),
+        n=min(n for n, _ in per_task.values()),
+        pass_at_k=mean_pass_at_k({t: (n, c) for t, (n, c) in per_task.items()}, tuple(ks)),
+        counts=dict(counts),
+        per_task={t: (n, c) for t, (n, c) in per_task.items()},
+        timings=timings,
+        failures=count_failure_causes(records),
+        settings=settings,
+        breakdown=breakdown or {},
+    )
 
 
 def write_summary(path: str | os.PathLike, summary: EvalSummary) -> None:

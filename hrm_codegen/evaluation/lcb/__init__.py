@@ -3,7 +3,8 @@
 `runner.evaluate_lcb_codegen` (code generation and self-repair), `runner.evaluate_lcb_predictions`
 (test output prediction, code execution), `compare` (stdout comparison modes), `programs`
 (problems as sandbox work, results as verdicts), `grading` (ast grading of predicted values),
-`selfrepair` (repair prompts from a previous run), `bench` (stdin throughput).
+`selfrepair` (repair prompts from a previous run), `bench` (stdin throughput), `cli` (what the
+benchmark registry's LCB entries load, prompt and judge with, and the self-repair run).
 """
 
 from hrm_codegen.evaluation.lcb.compare import (
@@ -13,7 +14,6 @@ from hrm_codegen.evaluation.lcb.compare import (
     tolerant_outputs_equal,
 )
 from hrm_codegen.evaluation.lcb.runner import (
-    SCENARIOS,
     LCBRunSettings,
     evaluate_lcb_codegen,
     evaluate_lcb_predictions,
@@ -21,7 +21,6 @@ from hrm_codegen.evaluation.lcb.runner import (
 
 __all__ = [
     "COMPARE_MODES",
-    "SCENARIOS",
     "LCBRunSettings",
     "comparator",
     "evaluate_lcb_codegen",

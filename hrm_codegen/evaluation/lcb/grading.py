@@ -123,3 +123,11 @@ def grade_execution(problem: CodeExecutionProblem, answer: str) -> Grade:
     if not ok:
         raise ValueError(f"code execution record {problem.task_id}: output is {reason}")
     return _compare(text, expected)
+
+
+def grade_answer(problem: TestOutputProblem | CodeExecutionProblem, answer: str) -> Grade:
+    """A prediction graded by its problem's kind: a test output (`grade_testoutput`) or a code
+    execution (`grade_execution`, also the exec benchmark's)."""
+    if isinstance(problem, TestOutputProblem):
+        return grade_testoutput(problem, answer)
+    return grade_execution(problem, answer)

@@ -1,7 +1,8 @@
 """LCB's four scenarios on the harness: samples -> sandboxed (or ast-graded) verdicts -> summary.
 
-Same files as MBPP/HumanEval (`samples.jsonl`, `results.jsonl` appended as verdicts come,
-`summary.json`), same resumption (samples already judged in the folder are not rerun), and the
+Same files as MBPP/HumanEval, written through the same run store (`store.RunStore`:
+`samples.jsonl`, `results.jsonl` appended as verdicts come, `summary.json`), the same
+resumption (samples already judged in the folder are not rerun), and the
 same `EvalSummary`, with LCB's extras: counts by verdict (`passed`, `wrong_answer`,
 `runtime_error`, `timeout`, `error`; `invalid_answer` for the prediction scenarios), failures by
 cause, and pass@k with counts per difficulty under `breakdown["difficulty"]`.
@@ -9,7 +10,6 @@ cause, and pass@k with counts per difficulty under `breakdown["difficulty"]`.
 
 from __future__ import annotations
 
-import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -17,21 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from hrm_codegen.data.lcb import CodeExecutionProblem, LCBProblem, TestOutputProblem
-from hrm_codegen.evaluation.harness import (
-    _check_ks,
-    _check_or_write_samples,
-    _prepare_output_dir,
-    _previous_results,
-    summarize_records,
-)
-from hrm_codegen.evaluation.harness import number_samples as _number_samples
 from hrm_codegen.evaluation.lcb.compare import comparator
-from hrm_codegen.evaluation.lcb.grading import (
-    PREDICTION_VERDICTS,
-    Grade,
-    grade_execution,
-    grade_testoutput,
-)
+from hrm_codegen.evaluation.lcb.grading import PREDICTION_VERDICTS, grade_answer
 from hrm_codegen.evaluation.lcb.programs import (
     LCB_VERDICTS,
     Verdict,
@@ -41,16 +28,11 @@ from hrm_codegen.evaluation.lcb.programs import (
     verdict_from_exec,
     verdict_from_stdio,
 )
-from hrm_codegen.evaluation.passk import mean_pass_at_k, parse_ks
-from hrm_codegen.evaluation.results import (
-    RESULTS_FILE,
-    SUMMARY_FILE,
-    EvalSummary,
-    JsonlAppender,
-    write_summary,
-)
+from hrm_codegen.evaluation.passk import check_ks, mean_pass_at_k, parse_ks
+from hrm_codegen.evaluation.results import EvalSummary, summarize_records
+from hrm_codegen.evaluation.store import RunStore, judging_timings
+from hrm_codegen.evaluation.store import number_samples as _number_samples
 
-SCENARIOS = ("lcb_codegeneration", "lcb_selfrepair", "lcb_testoutput", "lcb_execution")
 LCB_TIMEOUT_PER_TEST_S = 6.0  # LCB's per-test limit
 
 
@@ -98,16 +80,14 @@ def _start_run(
     scenario: str,
     ks: tuple[int, ...],
     output_dir: str | Path | None,
-    write_samples: bool,
-) -> tuple[list[dict[str, Any]], Path | None, dict[tuple, dict]]:
-    """(numbered samples, output folder, verdicts already there): every scenario's first steps,
-    with samples.jsonl written (or checked against the folder's) when `write_samples`."""
+) -> tuple[list[dict[str, Any]], RunStore, dict[tuple, dict]]:
+    """(numbered samples, the run store, verdicts already there): every scenario's first
+    steps, with samples.jsonl written (or checked against the folder's)."""
     numbered = number_samples(task_ids, samples, scenario)
-    _check_ks(ks, Counter(s["task_id"] for s in numbered))
-    out = _prepare_output_dir(output_dir)
-    if out is not None and write_samples:
-        _check_or_write_samples(out, numbered)
-    return numbered, out, _previous_results(out, numbered)
+    check_ks(ks, Counter(s["task_id"] for s in numbered))
+    store = RunStore.open(output_dir)
+    store.keep_samples(numbered)
+    return numbered, store, store.judged(numbered)
 
 
 def judge_codegen(
@@ -229,7 +209,6 @@ def evaluate_lcb_codegen(
     output_dir: str | Path | None = None,
     benchmark: str = "lcb_codegeneration",
     carried: Mapping[tuple[str, int], Mapping[str, Any]] | None = None,
-    write_samples: bool = True,
     timings: dict[str, float] | None = None,
 ) -> EvalSummary:
     """Judge code generation samples (`{task_id: question_id, completion: program}`).
@@ -243,49 +222,31 @@ def evaluate_lcb_codegen(
     comparator(settings.compare)  # a wrong mode fails before anything runs
     ks = parse_ks(ks)
     by_id = {problem.question_id: problem for problem in problems}
-    numbered, out, judged = _start_run(
-        list(by_id), samples, benchmark, ks, output_dir, write_samples
-    )
-    appender = JsonlAppender(out / RESULTS_FILE) if out is not None else None
-
-    def keep(line: dict[str, Any]) -> None:
-        judged[(line["task_id"], line["sample_index"])] = line
-        if appender is not None:
-            appender.append(line)
-
+    numbered, store, judged = _start_run(list(by_id), samples, benchmark, ks, output_dir)
     backend = resolve_backend(settings.sandbox)
     workers = default_workers() if settings.workers is None else settings.workers
-    start = time.perf_counter()
-    try:
-        for key, record in (carried or {}).items():
-            if key not in judged:
-                keep({**record, "task_id": key[0], "sample_index": key[1], "carried_over": True})
-        pending = [s for s in numbered if (s["task_id"], s["sample_index"]) not in judged]
-        if len(pending) < len(numbered):
-            print(
-                f"{len(numbered) - len(pending)} sample(s) already judged; running {len(pending)}"
-            )
+    carry = {key: r for key, r in (carried or {}).items() if key not in judged}
+    done = {*judged, *carry}
+    pending = [s for s in numbered if (s["task_id"], s["sample_index"]) not in done]
+    if len(pending) < len(numbered):
+        print(f"{len(numbered) - len(pending)} sample(s) already judged; running {len(pending)}")
 
-        def record(position: int, verdict: Verdict) -> None:
-            sample = pending[position]
-            keep({**sample, **verdict.record(by_id[sample["task_id"]])})
-
+    def run(emit: Callable[[dict[str, Any]], None]) -> None:
+        for key, record in carry.items():
+            emit({**record, "task_id": key[0], "sample_index": key[1], "carried_over": True})
         judge_codegen(
             by_id,
             pending,
             settings,
-            record,
+            lambda position, verdict: emit(
+                {**pending[position], **verdict.record(by_id[pending[position]["task_id"]])}
+            ),
             backend=backend,
             workers=workers,
             desc=f"judging {benchmark}",
         )
-    finally:
-        if appender is not None:
-            appender.close()
-    seconds = time.perf_counter() - start
-    timings = dict(timings or {}, execution_s=seconds)
-    if pending:
-        timings["samples_per_s"] = len(pending) / seconds
+
+    seconds = store.judge(run, judged)
     summary = summarize(
         benchmark,
         list(by_id),
@@ -293,11 +254,10 @@ def evaluate_lcb_codegen(
         ks=ks,
         verdicts=LCB_VERDICTS,
         difficulty={t: p.difficulty for t, p in by_id.items()},
-        timings=timings,
+        timings=judging_timings(timings or {}, seconds, len(pending)),
         settings={**settings.as_dict(backend, workers), "ks": list(ks)},
     )
-    if out is not None:
-        write_summary(out / SUMMARY_FILE, summary)
+    store.write_summary(summary)
     return summary
 
 
@@ -309,49 +269,35 @@ def evaluate_lcb_predictions(
     ks: Sequence[int] | str = (1,),
     output_dir: str | Path | None = None,
     timings: dict[str, float] | None = None,
-    write_samples: bool = True,
 ) -> EvalSummary:
-    """Grade test-output-prediction (`lcb_testoutput`) or code-execution (`lcb_execution`)
-    answers by parsing them (`grading`); nothing is executed."""
-    if scenario not in ("lcb_testoutput", "lcb_execution", "exec"):
-        raise ValueError(
-            f"{scenario!r} is not a prediction scenario (lcb_testoutput, lcb_execution, exec)"
-        )
-    # exec (generated programs, data/exec_programs.py) is graded exactly as lcb_execution
-    grade: Callable[[Any, str], Grade] = (
-        grade_testoutput if scenario == "lcb_testoutput" else grade_execution
-    )
+    """Grade test-output-prediction (`lcb_testoutput`) or code-execution (`lcb_execution`,
+    `exec`) answers by parsing them (`grading.grade_answer`, by the problems' kind); nothing is
+    executed. `scenario` names the benchmark in the summary."""
     ks = parse_ks(ks)
     by_id = {problem.task_id: problem for problem in problems}
     if len(by_id) != len(problems):
         raise ValueError(f"the {scenario} file holds duplicate task ids; pass each record once")
-    numbered, out, judged = _start_run(
-        list(by_id), samples, scenario, ks, output_dir, write_samples
-    )
-    start = time.perf_counter()
-    appender = JsonlAppender(out / RESULTS_FILE) if out is not None else None
-    try:
-        for sample in numbered:
-            key = (sample["task_id"], sample["sample_index"])
-            if key in judged:
-                continue
-            problem = by_id[sample["task_id"]]
-            result = grade(problem, sample["completion"])
-            line = {
-                **sample,
-                "passed": result.passed,
-                "status": result.status,
-                "detail": result.detail,
-                "answer": result.answer[:300],
-                "failure_cause": result.failure_cause,
-                "difficulty": problem.difficulty,
-            }
-            judged[key] = line
-            if appender is not None:
-                appender.append(line)
-    finally:
-        if appender is not None:
-            appender.close()
+    numbered, store, judged = _start_run(list(by_id), samples, scenario, ks, output_dir)
+    pending = [s for s in numbered if (s["task_id"], s["sample_index"]) not in judged]
+
+    def line(sample: dict[str, Any]) -> dict[str, Any]:
+        problem = by_id[sample["task_id"]]
+        result = grade_answer(problem, sample["completion"])
+        return {
+            **sample,
+            "passed": result.passed,
+            "status": result.status,
+            "detail": result.detail,
+            "answer": result.answer[:300],
+            "failure_cause": result.failure_cause,
+            "difficulty": problem.difficulty,
+        }
+
+    def run(emit: Callable[[dict[str, Any]], None]) -> None:
+        for sample in pending:
+            emit(line(sample))
+
+    seconds = store.judge(run, judged)
     summary = summarize(
         scenario,
         list(by_id),
@@ -359,9 +305,8 @@ def evaluate_lcb_predictions(
         ks=ks,
         verdicts=PREDICTION_VERDICTS,
         difficulty={t: p.difficulty for t, p in by_id.items()},
-        timings=dict(timings or {}, grading_s=time.perf_counter() - start),
+        timings=dict(timings or {}, grading_s=seconds),
         settings={"ks": list(ks), "grader": "ast literal"},
     )
-    if out is not None:
-        write_summary(out / SUMMARY_FILE, summary)
+    store.write_summary(summary)
     return summary

@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from hrm_codegen.evaluation.harness import OutputDirMismatchError, check_run_config, sample_texts
 from hrm_codegen.evaluation.polyglot.edits import (
     EDIT_FORMATS,
     MalformedResponseError,
@@ -53,14 +51,15 @@ from hrm_codegen.evaluation.results import (
     SAMPLES_FILE,
     SUMMARY_FILE,
     EvalSummary,
-    JsonlAppender,
     format_table,
     read_jsonl,
-    write_jsonl,
-    write_summary,
 )
+from hrm_codegen.evaluation.sampling import SamplingSettings, sample_texts
+from hrm_codegen.evaluation.source import check_source, load_model_from_args
+from hrm_codegen.evaluation.store import OutputDirMismatchError, RunStore, default_output
 
 BENCHMARK = "polyglot"
+MODEL_SAMPLING = SamplingSettings(max_new_tokens=1024)  # a response may hold whole files
 TRY_STATUSES = ("passed", "failed", "timeout", "malformed", "error", "context_exceeded")
 
 # A function that answers a prompt: (exercise, try number, prompt) -> response, or None when
@@ -416,20 +415,17 @@ def read_responses(path: str | Path) -> dict[tuple[str, int], str]:
 
 
 def model_responder(
-    model,
-    tokenizer,
-    *,
-    max_new_tokens: int = 1024,
-    temperature: float = 0.0,
-    top_p: float = 1.0,
-    seed: int = 0,
+    model: Any,
+    tokenizer: Any,
+    sampling: SamplingSettings = MODEL_SAMPLING,
 ) -> Responder:
     """Answers from a causal LM, through the same generation as the pass@k harness
-    (`harness.sample_texts`: `generation.generate` for our models, `generate_hf` for a
-    transformers model). A prompt
+    (`sampling.sample_texts`: `generation.generate` for our models, `generate_hf` for a
+    transformers model), one prompt at a time (`sampling.batch_size` is not used). A prompt
     that does not fit the model's `max_seq_len` raises ContextExhaustedError (that try fails)."""
     config = getattr(model, "config", None)
     limit = getattr(config, "max_seq_len", None) or getattr(config, "max_position_embeddings", None)
+    sampling = replace(sampling, batch_size=1)
 
     def respond(exercise: Exercise, number: int, prompt: str) -> str:
         if limit is not None:
@@ -443,11 +439,7 @@ def model_responder(
             tokenizer,
             [prompt],
             stop=["\n# Test results", "\n# Instructions"],
-            temperature=temperature,
-            top_p=top_p,
-            max_new_tokens=max_new_tokens,
-            batch_size=1,
-            seed=seed,
+            sampling=sampling,
         )
         return texts[0][0]
 
@@ -459,39 +451,33 @@ def model_responder(
 
 
 def _resume(
-    out: Path, settings: Mapping[str, Any], responses: Mapping[tuple[str, int], str] | None
+    store: RunStore, settings: Mapping[str, Any], responses: Mapping[tuple[str, int], str] | None
 ) -> tuple[dict[str, dict], dict[tuple[str, int], str]]:
-    """(finished results by task, responses generated before) from an earlier run in `out`."""
-    check_run_config(out, settings, "a Polyglot run")
-    samples_path = out / SAMPLES_FILE
+    """(finished results by task, responses generated before) from an earlier run in `store`."""
+    store.check_settings(settings, "a Polyglot run")
     generated: dict[tuple[str, int], str] = {}
     if responses is not None:
         given = [{"task_id": t, "try": n, "response": r} for (t, n), r in sorted(responses.items())]
-        if samples_path.exists():
-            if read_jsonl(samples_path) != given:
-                raise OutputDirMismatchError(
-                    f"{samples_path} holds other responses than the samples file; use a new "
-                    "--output folder (or delete this one)"
-                )
-        else:
-            write_jsonl(samples_path, given)
-    elif samples_path.exists():
-        for record in read_jsonl(samples_path, repair_tail=True):
+        store.keep_samples(
+            given,
+            fields=("task_id", "try", "response"),
+            differs="other responses than the samples file",
+        )
+    else:
+        for record in store.lines(SAMPLES_FILE):
             generated[(record["task_id"], record["try"])] = record["response"]
     done: dict[str, dict] = {}
-    results_path = out / RESULTS_FILE
-    if results_path.exists():
-        known = responses if responses is not None else generated
-        for line in read_jsonl(results_path, repair_tail=True):
-            if line.get("status") == "unavailable":
-                continue  # the toolchain may be here now: run it again
-            for entry in line.get("tries", []):
-                if known.get((line["task_id"], entry["try"])) != entry["response"]:
-                    raise OutputDirMismatchError(
-                        f"{results_path} holds a result for {line['task_id']} try {entry['try']} "
-                        "made from another response; use a new --output folder"
-                    )
-            done[line["task_id"]] = line
+    known = responses if responses is not None else generated
+    for line in store.lines(RESULTS_FILE):
+        if line.get("status") == "unavailable":
+            continue  # the toolchain may be here now: run it again
+        for entry in line.get("tries", []):
+            if known.get((line["task_id"], entry["try"])) != entry["response"]:
+                raise OutputDirMismatchError(
+                    f"{store.file(RESULTS_FILE)} holds a result for {line['task_id']} try "
+                    f"{entry['try']} made from another response; use a new --output folder"
+                )
+        done[line["task_id"]] = line
     return done, generated
 
 
@@ -553,13 +539,9 @@ def evaluate_polyglot(
         "source": "samples" if responses is not None else "model",
         **(dict(run_info) if run_info else {}),
     }
-    out = Path(output_dir) if output_dir is not None else None
-    if out is not None:
-        if out.exists() and not out.is_dir():
-            raise NotADirectoryError(f"--output {out} exists and is not a folder")
-        out.mkdir(parents=True, exist_ok=True)
-    done, generated = _resume(out, settings, responses) if out is not None else ({}, {})
-    samples_log = JsonlAppender(out / SAMPLES_FILE) if out is not None and respond else None
+    store = RunStore.open(output_dir)
+    done, generated = _resume(store, settings, responses)
+    samples_log = store.appender(SAMPLES_FILE)
 
     def answer(exercise: Exercise, number: int, prompt: str) -> str | None:
         key = (exercise.task_id, number)
@@ -568,16 +550,13 @@ def evaluate_polyglot(
         if key not in generated:
             assert respond is not None
             generated[key] = respond(exercise, number, prompt)
-            if samples_log is not None:
-                samples_log.append({"task_id": key[0], "try": number, "response": generated[key]})
+            samples_log.append({"task_id": key[0], "try": number, "response": generated[key]})
         return generated[key]
 
     todo = [e for e in exercises if e.task_id not in done]
     if done:
-        print(f"{len(done)} exercise(s) already done in {out}; running {len(todo)}")
-    appender = JsonlAppender(out / RESULTS_FILE) if out is not None else None
+        print(f"{len(done)} exercise(s) already done in {store.folder}; running {len(todo)}")
     workers = 1 if respond is not None else max(1, workers)  # a model answers one at a time
-    start = time.perf_counter()
 
     def solve(exercise: Exercise) -> dict[str, Any]:
         return solve_exercise(
@@ -589,7 +568,7 @@ def evaluate_polyglot(
             aider_compat=aider_compat,
         )
 
-    try:
+    def run(emit: Callable[[dict[str, Any]], None]) -> None:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(todo), desc="polyglot", disable=not progress, unit="exercise")
@@ -598,26 +577,22 @@ def evaluate_polyglot(
             # results are written by this thread, in the order exercises finish
             finished = map(solve, todo) if pool is None else _as_finished(pool, solve, todo)
             for line in finished:
-                done[line["task_id"]] = line
-                if appender is not None:
-                    appender.append(line)
+                emit(line)
                 bar.update()
         finally:
             bar.close()
             if pool is not None:  # a crash or Ctrl-C: do not run the queued exercises
                 pool.shutdown(wait=True, cancel_futures=True)
+
+    try:
+        seconds = store.judge(run, done, key=lambda line: line["task_id"])
     finally:
-        if appender is not None:
-            appender.close()
-        if samples_log is not None:
-            samples_log.close()
-    seconds = time.perf_counter() - start
+        samples_log.close()
     lines = [done[e.task_id] for e in exercises]
     summary = summarize(
         lines, {**settings, "sandbox": backend, "workers": workers}, {"execution_s": seconds}
     )
-    if out is not None:
-        write_summary(out / SUMMARY_FILE, summary)
+    store.write_summary(summary)
     return summary
 
 
@@ -743,16 +718,15 @@ def run_polyglot(options: argparse.Namespace | Any) -> PolyglotSummary:
     get = lambda name, default=None: getattr(options, name, default)  # noqa: E731
     if not get("data"):
         raise ValueError("--benchmark polyglot needs --data DIR (the polyglot-benchmark folder)")
+    check_source(options)
     samples, ckpt = get("samples"), get("ckpt")
-    if (samples is None) == (ckpt is None):
-        raise ValueError("give either --samples FILE or --model-type/--ckpt, not both or neither")
     exercises = load_exercises(
         get("data"),
         languages=_split(get("languages")),
         exercises=_split(get("exercises")),
         limit=get("limit"),
     )
-    output = get("output") or f"eval_runs/polyglot-{time.strftime('%Y%m%d-%H%M%S')}"
+    output = get("output") or default_output(BENCHMARK)
     common = {
         "edit_format": get("edit_format") or "whole",
         "output_dir": output,
@@ -777,43 +751,17 @@ def run_polyglot(options: argparse.Namespace | Any) -> PolyglotSummary:
         exercises = covered or exercises
         summary = evaluate_polyglot(exercises, responses=kept, workers=workers, **common)
     else:
-        if get("model_type") is None:
-            raise ValueError("--ckpt needs --model-type hrm, transformer, hrm_text, llama or hf")
         resolve_sandbox(common["sandbox"])  # fail before loading a model
-        from hrm_codegen.evaluation.harness import load_model
-
-        model, tokenizer = load_model(
-            get("model_type"),
-            ckpt,
-            tokenizer_path=get("tokenizer"),
-            device=get("device") or "cpu",
-            dtype=get("dtype"),
-            quantize=get("quantize"),
+        model, tokenizer, schedule = load_model_from_args(options)
+        # a model answers one prompt at a time; --dtype is applied by the load, --compile unused
+        sampling = replace(
+            SamplingSettings.from_args(options, max_new_tokens=1024), dtype=None, compile=False
         )
-        from hrm_codegen.evaluation.likelihood import apply_inference_schedule
-
-        schedule = apply_inference_schedule(
-            model, get("h_cycles"), get("l_cycles"), get("segments")
-        )
-        respond = model_responder(
-            model,
-            tokenizer,
-            max_new_tokens=get("max_new_tokens", 1024),
-            temperature=get("temperature", 0.0),
-            top_p=get("top_p", 1.0),
-            seed=get("seed", 0),
-        )
+        respond = model_responder(model, tokenizer, sampling)
         run_info = {"model_type": get("model_type"), "ckpt": str(Path(ckpt).resolve())}
         if schedule:
             run_info["schedule"] = schedule
-        run_info.update(
-            {
-                "temperature": get("temperature", 0.0),
-                "top_p": get("top_p", 1.0),
-                "max_new_tokens": get("max_new_tokens", 1024),
-                "seed": get("seed", 0),
-            }
-        )
+        run_info.update(sampling.recorded())
         summary = evaluate_polyglot(exercises, respond=respond, run_info=run_info, **common)
     print(format_polyglot_table(summary))
     print(f"wrote {Path(output) / RESULTS_FILE} and {SUMMARY_FILE}")
