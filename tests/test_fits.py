@@ -154,6 +154,16 @@ def test_bootstrap_derived_quantities_and_failed_draws():
     assert np.isnan(weak.draws["alpha"]).sum() == weak.n_failed  # ... and are NaN, not dropped
 
 
+def test_bootstrap_on_forked_workers_gives_the_same_draws_in_the_same_order():
+    runs = grid_runs(TRUE, noise=0.01)
+    one = bootstrap_fits(runs, fast_fit, n_resamples=12, seed=5, pair_by=None)
+    two = bootstrap_fits(runs, fast_fit, n_resamples=12, seed=5, pair_by=None, workers=2)
+    assert len(two.fits) == 12
+    for name in ("E", "alpha", "beta"):
+        np.testing.assert_array_equal(one.draws[name], two.draws[name])
+    assert len(set(one.draws["alpha"].tolist())) > 1  # the draws differ from each other
+
+
 def test_loop_law_recovers_phi():
     runs = loop_runs(phi=0.46, noise=0.003)
     fit = fast_loop_fit(runs)

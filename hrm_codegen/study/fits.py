@@ -662,6 +662,7 @@ def bootstrap_fits(
     derived: Mapping[str, Callable[[LawFit], float]] | None = None,
     warm_start: bool = True,
     progress: str | None = None,
+    workers: int = 1,
 ) -> BootstrapResult:
     """Refit on `n_resamples` resamples of the runs, drawn with replacement.
 
@@ -678,7 +679,9 @@ def bootstrap_fits(
     of its own grid starts: cheap insurance against the local minimum `fit_law` describes, which
     would otherwise put spurious E -> 0 draws into the intervals. It needs a `fit_fn` with an
     `inits` keyword; pass warm_start=False for one without. `progress` labels a progress bar
-    (with its ETA) over the refits, which take minutes for a study's worth of runs.
+    (with its ETA) over the refits, which take minutes for a study's worth of runs; `workers`
+    > 1 spreads them over forked processes (the resamples are drawn first, in order, so the
+    result is the same for any number of workers).
     """
     derived = dict(derived or {})
     point = _as_fit(fit_fn(records))
@@ -688,22 +691,57 @@ def bootstrap_fits(
     warm = {"inits": point.theta()[None, :]} if warm_start else {}
     groups = _groups(records, pair_by)
     rng = np.random.default_rng(seed)
-    fits: list[LawFit | None] = []
-    rows: list[dict[str, float]] = []
-    draws_bar = tqdm(
-        range(n_resamples), desc=progress, disable=progress is None, leave=False, unit="fit"
-    )
-    for _ in draws_bar:
-        pick = rng.integers(0, len(groups), len(groups))
-        sample = [records[i] for g in pick for i in groups[g]]
-        try:
-            fit: LawFit | None = _as_fit(fit_fn(sample, **warm))
-        except _FIT_ERRORS:
-            fit = None
-        fits.append(fit)
-        rows.append(_derive(fit, derived) if fit is not None else {})
+    picks = [rng.integers(0, len(groups), len(groups)) for _ in range(n_resamples)]
+    samples = [[records[i] for g in pick for i in groups[g]] for pick in picks]
+    fits = _refit_all(fit_fn, samples, warm, workers, progress)
+    rows = [_derive(fit, derived) if fit is not None else {} for fit in fits]
     draws = {name: np.asarray([row.get(name, math.nan) for row in rows]) for name in point_values}
     return BootstrapResult(point, tuple(fits), draws, point_values, len(groups), pair_by, seed)
+
+
+# the refit job of the forked workers: set before the pool forks, so nothing is pickled but
+# the sample indices and the fits that come back (fit_fn may be a closure or a lambda)
+_REFIT_JOB: tuple[FitFn, list[list[Record]], dict[str, Any]] | None = None
+
+
+def _refit(index: int) -> LawFit | None:
+    assert _REFIT_JOB is not None
+    fit_fn, samples, warm = _REFIT_JOB
+    try:
+        return _as_fit(fit_fn(samples[index], **warm))
+    except _FIT_ERRORS:
+        return None
+
+
+def _refit_all(
+    fit_fn: FitFn,
+    samples: list[list[Record]],
+    warm: dict[str, Any],
+    workers: int,
+    progress: str | None,
+) -> list[LawFit | None]:
+    """Every resample refitted, in order, on `workers` forked processes (1: in this one)."""
+    import multiprocessing
+
+    global _REFIT_JOB
+    _REFIT_JOB = (fit_fn, samples, warm)
+    bar = tqdm(total=len(samples), desc=progress, disable=progress is None, leave=False)
+    try:
+        if workers <= 1 or len(samples) < 2:
+            out = []
+            for i in range(len(samples)):
+                out.append(_refit(i))
+                bar.update()
+            return out
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            out = []
+            for fit in pool.imap(_refit, range(len(samples)), chunksize=8):
+                out.append(fit)
+                bar.update()
+            return out
+    finally:
+        _REFIT_JOB = None
+        bar.close()
 
 
 # ------------------------------------------------------------------------------------ crossover
@@ -846,6 +884,7 @@ def holdout_prediction(
     budget_key: str | None = None,
     rtol: float = 0.02,
     progress: str | None = None,
+    workers: int = 1,
 ) -> dict[str, Any]:
     """Fit on every budget but the largest and predict the largest-budget runs.
 
@@ -863,7 +902,13 @@ def holdout_prediction(
     if not train:
         raise ValueError("every run is at the largest budget: nothing to fit on")
     boot = bootstrap_fits(
-        train, fit_fn, n_resamples=n_resamples, seed=seed, pair_by=pair_by, progress=progress
+        train,
+        fit_fn,
+        n_resamples=n_resamples,
+        seed=seed,
+        pair_by=pair_by,
+        progress=progress,
+        workers=workers,
     )
     fit = boot.point
     residuals = np.log(_column(train, "loss")) - np.log(fit.predict_records(train))

@@ -97,6 +97,7 @@ def fit_arms(points: list[dict[str, Any]], spec_fits: dict[str, Any]) -> dict[st
     n_holdout = int(spec_fits.get("holdout_resamples", 200))
     compare = list(spec_fits.get("compare") or [])
     decades = float(spec_fits.get("decades", 2.0))
+    workers = int(spec_fits.get("workers", 1))
     out: dict[str, Any] = {}
     for convention in CONVENTIONS:
         records = _records(points, convention)
@@ -113,7 +114,11 @@ def fit_arms(points: list[dict[str, Any]], spec_fits: dict[str, Any]) -> dict[st
             try:
                 label = f"{convention} {arm}"
                 boot = fits.bootstrap_fits(
-                    mine, fits.fit_records, n_resamples=n_boot, progress=f"fit {label}"
+                    mine,
+                    fits.fit_records,
+                    n_resamples=n_boot,
+                    progress=f"fit {label}",
+                    workers=workers,
                 )
                 cost = fits.cost_from_records(mine)
                 c_top = max(r["flops"] for r in mine)
@@ -132,6 +137,7 @@ def fit_arms(points: list[dict[str, Any]], spec_fits: dict[str, Any]) -> dict[st
                         budget_key="budget",
                         n_resamples=n_holdout,
                         progress=f"held-out {label}",
+                        workers=workers,
                     )
                     entry["holdout"] = {k: v for k, v in holdout.items() if k != "fit"}
                 except fits._FIT_ERRORS as error:
@@ -151,6 +157,7 @@ def fit_arms(points: list[dict[str, Any]], spec_fits: dict[str, Any]) -> dict[st
                             fits.fit_loop_records,
                             n_resamples=n_boot,
                             progress=f"phi {label} with {baseline}",
+                            workers=workers,
                         )
                         entry["loop_law"] = {**loop.summary(), "baseline": baseline}
                     except fits._FIT_ERRORS as error:
@@ -203,7 +210,7 @@ def collect(runner: ScalingRunner) -> dict[str, Any]:
         "data": _data(runner),
         "runs": rows,
         "points": points,
-        "fits": fit_arms(points, spec.fits),
+        "fits": fit_arms(points, {"workers": spec.jobs, **spec.fits}),  # refits on the jobs
         "sessions": json.loads(sessions_file.read_text()) if sessions_file.is_file() else [],
         "machine": _machine(),
     }
