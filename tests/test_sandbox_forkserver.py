@@ -223,6 +223,8 @@ def test_run_programs_in_fork_mode_keeps_verdicts_and_order() -> None:
 
 def test_mode_comes_from_the_parameter_then_the_environment(monkeypatch) -> None:
     monkeypatch.delenv(MODE_ENV, raising=False)
+    assert resolve_mode(None) == "auto"
+    monkeypatch.setenv(MODE_ENV, "fork")
     assert resolve_mode(None) == "fork"
     monkeypatch.setenv(MODE_ENV, "process")
     assert resolve_mode(None) == "process"
@@ -260,3 +262,53 @@ def test_an_idle_server_that_died_is_replaced_without_failing_the_program() -> N
         pool.close()
         if launcher.cgroups is not None:
             launcher.cgroups.close()
+
+
+# What a program inherits from its fork server so that it writes to few of the server's pages:
+# no transparent huge page shared with it, and the server's objects out of the collector's
+# generations (a collection in the child does not walk them).
+SHARING = (
+    "import ctypes, gc\n"
+    "print('thp_disabled', ctypes.CDLL(None).prctl(42, 0, 0, 0, 0))\n"  # PR_GET_THP_DISABLE
+    "print('frozen', gc.get_freeze_count())\n"
+)
+
+
+def _values(result: ExecResult) -> dict[str, int]:
+    assert result.status == "passed", result
+    return {
+        key: int(value) for key, value in (line.split() for line in result.stdout_tail.splitlines())
+    }
+
+
+def test_a_forked_program_shares_no_huge_page_and_no_collected_object_with_its_server() -> None:
+    forked, fresh = (
+        run_programs([SHARING], timeout=10.0, workers=1, progress=False, mode=mode)[0]
+        for mode in ("fork", "process")
+    )
+    assert _values(forked)["thp_disabled"] == 1
+    assert _values(forked)["frozen"] > 1000  # the server's modules and its record of them
+    assert _values(fresh)["frozen"] == 0
+
+
+def test_the_default_mode_is_the_one_timed_faster_here(monkeypatch) -> None:
+    from hrm_codegen.evaluation.sandbox import forkserver
+
+    choice = forkserver.choose_mode("bwrap")
+    assert choice.mode in forkserver.MODES and choice.reason == "timed"
+    assert choice.fork_ms > 0 and choice.process_ms > 0
+    assert choice.mode == ("fork" if choice.fork_ms <= choice.process_ms else "process")
+    assert forkserver.choose_mode("bwrap") is choice  # timed once per process
+    assert forkserver.choose_mode("none-unsafe").mode == "process"
+    # run_programs without a mode uses it; a stub shows which mode ran.
+    monkeypatch.delenv(MODE_ENV, raising=False)
+    monkeypatch.setitem(
+        forkserver._choices, ("bwrap", 512), forkserver.ModeChoice("process", 1.0, 0.5, "stub")
+    )
+    results = run_programs([NAMESPACE, NAMESPACE], memory_mb=512, workers=1, progress=False)
+    assert namespace_of(results[0]) != namespace_of(results[1])  # a sandbox per program
+    monkeypatch.setitem(
+        forkserver._choices, ("bwrap", 512), forkserver.ModeChoice("fork", 0.5, 1.0, "stub")
+    )
+    results = run_programs([NAMESPACE, NAMESPACE], memory_mb=512, workers=1, progress=False)
+    assert namespace_of(results[0]) == namespace_of(results[1])  # one server's children

@@ -70,16 +70,20 @@ child per test with the test's input as its stdin; outputs are compared outside 
 Throughput: `workers` programs run at a time, and up to twice as many more start up or tear down
 their sandbox meanwhile, so the ~30 ms of sandbox and interpreter start-up overlaps with work.
 
-Fork-server mode (the default of `run_programs`; `mode="process"` or
-HRM_CODEGEN_SANDBOX_MODE=process for a fresh sandbox per program; `bwrap` only, see forkserver.py): one sandbox per worker, started once, whose trusted server (the
+Fork-server mode (`mode="fork"`, or HRM_CODEGEN_SANDBOX_MODE=fork; `mode="process"` for a fresh
+sandbox per program; by default, `auto`, whichever `forkserver.choose_mode` timed faster on this
+machine, once per process; `bwrap` only, see forkserver.py): one sandbox per worker, started once, whose trusted server (the
 sandbox's pid 1, non-dumpable: programs can neither signal nor ptrace it) forks a fresh child per program running the same bootstrap and token protocol; between
 programs every other process in the sandbox is killed and /tmp, /dev/shm and SysV IPC are
 wiped, and a sandbox that cannot be put back, stalls, floods or dies is replaced (a program
 whose server died is failed). Changed there: cgroups are per worker (the server counts against
 the memory cap; RLIMIT_AS still caps each process), POSIX message queues are refused, and the
 network, IPC and UTS namespaces are the worker's, not the program's (nothing in them outlives a
-program; keyrings are refused to every program, see above). About 3x fewer milliseconds per
-HumanEval program.
+program; keyrings are refused to every program, see above). A child costs a page fault for every
+page of the server it writes to, so the server makes that few: the tests' guard records the loaded
+modules once in the server, its objects are frozen out of the collector's reach, huge pages are
+off, the compiler is warmed. 3-4x fewer milliseconds per HumanEval program on our 2-core VMs; where
+page faults are dear the fresh sandbox may win, which `auto` measures.
 """
 
 from hrm_codegen.evaluation.sandbox.bwrap import bwrap_status

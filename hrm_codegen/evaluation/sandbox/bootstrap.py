@@ -28,6 +28,10 @@ import sys
 # os.uname().machine: (AUDIT_ARCH_*, add_key, request_key, keyctl)
 _KEYRING_SYSCALLS = {"x86_64": (0xC000003E, 248, 249, 250), "aarch64": (0xC00000B7, 217, 218, 219)}
 _HRM_KEYRINGS_DENIED = False  # set by the fork server, whose children inherit its filter
+_HRM_BASE = None  # set by the fork server: `_hrm_record_base()`, inherited by its children
+# Modules whose own fork handlers rebind their names in every forked child (threading's
+# _after_fork: new locks), so that the fork server's record of them is never up to date.
+_REBOUND_AT_FORK = ("threading",)
 
 
 def _hrm_deny_keyrings() -> bool:
@@ -173,13 +177,78 @@ def _loads(data: bytes):
     return marshal.loads(data)
 
 
+def _hrm_home(cls, modules):
+    """The namespace of the module that defined `cls` (by its `__module__`), or None."""
+    return getattr(modules.get(cls.__module__), "__dict__", None)
+
+
+def _hrm_record_modules(modules, main, namespaces: dict, functions: list, classes: list) -> None:
+    """Record what `_TrustedTests.restore` puts back for each of `modules` but `main`: its
+    namespace (into `namespaces`, by the namespace's id), module-level functions' code and
+    defaults, and the attributes of classes defined in Python."""
+    function_type = type(_loads)
+    for module in modules:
+        if module is main:  # the candidate's own namespace: its functions' globals
+            continue
+        namespace = getattr(module, "__dict__", None)
+        if type(namespace) is not dict:
+            continue
+        namespaces[id(namespace)] = (namespace, dict(namespace))
+        for value in namespace.values():
+            kind = type(value)
+            if kind is function_type:
+                functions.append((value, value.__code__, value.__defaults__, value.__kwdefaults__))
+            elif kind is type and value.__flags__ & (1 << 9) and not value.__flags__ & (1 << 8):
+                # a heap type that is not immutable: a class defined in Python
+                classes.append((value, dict(value.__dict__)))
+
+
+def _hrm_record_base() -> dict:
+    """The fork server's record of every module it loaded, made once before its first fork.
+
+    Why: recording a module takes a reference to each of its objects, and in a forked child
+    every reference taken writes to the object's page, which the kernel must then copy. Built
+    in each child, the record copied ~950 of the server's pages per program (4 ms here, and
+    far more where page faults are dear: nested virtualisation); a child now records only the
+    modules that are new or that the tests watch on every call, over this record. Set as
+    `_HRM_BASE`; every process forked after inherits it unchanged.
+    """
+    import builtins
+
+    builtins.exit = builtins.quit = sys.exit  # as each program's bootstrap sets them
+    modules = dict(sys.modules)
+    namespaces, functions, classes = {}, [], []
+    _hrm_record_modules(modules.values(), None, namespaces, functions, classes)
+    functions_by_globals, classes_by_home, stray_classes = {}, {}, []
+    for function, *_ in functions:
+        functions_by_globals.setdefault(id(function.__globals__), []).append(function)
+    for cls, recorded in classes:
+        home = _hrm_home(cls, modules)
+        if home is None:  # its module may still be loaded by a program's tests
+            stray_classes.append((cls, recorded))
+        else:
+            classes_by_home.setdefault(id(home), []).append((cls, recorded))
+    return {
+        "modules": modules,
+        "namespaces": namespaces,
+        "functions": functions,
+        "classes": classes,
+        "functions_by_globals": functions_by_globals,
+        "classes_by_home": classes_by_home,
+        "stray_classes": stray_classes,
+    }
+
+
 class _TrustedTests:
     """Pristine built-ins and modules for the tests, and a check of every value they compare.
 
     Built when the candidate has not run yet: it imports the modules the tests import, then
     records the built-ins, `sys.modules`, every module's namespace, module-level functions'
     code and defaults and plain classes' attributes, so that what the candidate replaces there
-    is put back before the tests run and again after every call the tests make into it.
+    is put back before the tests run and again after every call the tests make into it. In a
+    fork server's child the server's record (`_HRM_BASE`) stands for the modules it had loaded;
+    only the new ones, the watched ones and those rebound at fork are recorded here (it records
+    the same: tests/test_sandbox_trusted.py).
     """
 
     def __init__(self, preimports: list, entry_point: str, main) -> None:
@@ -194,28 +263,30 @@ class _TrustedTests:
         self.builtins = dict(builtins.__dict__)
         self.modules_dict = sys.modules
         self.modules = dict(sys.modules)
-        self.namespaces = []
-        self.namespace_owners = []
-        self.functions = []
-        self.classes = []
-        function_type = type(_loads)
-        for module in self.modules.values():
-            if module is main:  # the candidate's own namespace: its functions' globals
-                continue
-            namespace = getattr(module, "__dict__", None)
-            if type(namespace) is not dict:
-                continue
-            self.namespaces.append((namespace, dict(namespace)))
-            self.namespace_owners.append(module)
-            for value in namespace.values():
-                kind = type(value)
-                if kind is function_type:
-                    self.functions.append(
-                        (value, value.__code__, value.__defaults__, value.__kwdefaults__)
-                    )
-                elif kind is type and value.__flags__ & (1 << 9) and not value.__flags__ & (1 << 8):
-                    # a heap type that is not immutable: a class defined in Python
-                    self.classes.append((value, dict(value.__dict__)))
+        watched = {"builtins", "sys", "collections", "decimal", *preimports}
+        self.quick_names = [name for name in self.modules if name.partition(".")[0] in watched]
+        self.quick_modules = [self.modules[name] for name in self.quick_names]
+        base = _HRM_BASE
+        if base is None:  # a fresh interpreter: every module is recorded here
+            self.namespaces, base_functions, base_classes = {}, [], []
+            fresh = list(self.modules.values())
+        else:  # a fork server's child: what is new or watched, over the server's record
+            self.namespaces = base["namespaces"]  # this process's own copy, updated in place
+            base_functions, base_classes = base["functions"], base["classes"]
+            known = base["modules"]
+            names = {*self.quick_names, *_REBOUND_AT_FORK}
+            for name, module in self.modules.items():
+                if known.get(name) is not module:
+                    names.add(name)
+                    while "." in name:  # importing a.b.c binds names in a and a.b
+                        name = name.rpartition(".")[0]
+                        names.add(name)
+            fresh = [self.modules[name] for name in names if name in self.modules]
+        functions, classes = [], []
+        _hrm_record_modules(fresh, main, self.namespaces, functions, classes)
+        # Put back in this order: what was recorded here wins over the server's record.
+        self.functions = (base_functions, functions)
+        self.classes = (base_classes, classes)
         self.scalars = {
             id(kind): kind
             for kind in (int, float, complex, bool, str, bytes, type(None), range, type)
@@ -241,6 +312,7 @@ class _TrustedTests:
         iterables += [(x for x in ()), map(len, ()), filter(None, ()), zip(), enumerate(())]
         iterables += [reversed([]), iter(b"")]
         self.lazy = {id(type(value)): type(value) for value in iterables}
+        function_type = type(_loads)
         self.function_types = {id(function_type): function_type}
         import _functools  # built in (cheap), unlike functools; the C types functools returns
 
@@ -258,31 +330,38 @@ class _TrustedTests:
         import _operator
 
         self.same = _operator.is_
-        watched = {"builtins", "sys", "collections", "decimal", *preimports}
-        self.quick_names = [name for name in self.modules if name.partition(".")[0] in watched]
-        self.quick_modules = [self.modules[name] for name in self.quick_names]
-        quick_ids = {id(module) for module in self.quick_modules}
-        self.quick_namespaces = [
-            (namespace, list(recorded.values()))
-            for (namespace, recorded), module in zip(self.namespaces, self.namespace_owners)
-            if id(module) in quick_ids
-        ]
-        quick_dicts = {id(namespace) for namespace, _ in self.quick_namespaces}
-        self.quick_functions = [
-            function for function, *_ in self.functions if id(function.__globals__) in quick_dicts
-        ]
+        quick_dicts = set()
+        self.quick_namespaces = []
+        for module in self.quick_modules:
+            namespace = getattr(module, "__dict__", None)
+            if id(namespace) in self.namespaces and id(namespace) not in quick_dicts:
+                quick_dicts.add(id(namespace))
+                recorded = self.namespaces[id(namespace)][1]
+                self.quick_namespaces.append((namespace, list(recorded.values())))
+        quick = {}
+        for namespace_id in quick_dicts if base is not None else ():
+            for function in base["functions_by_globals"].get(namespace_id, ()):
+                quick[id(function)] = function
+        for function, *_ in functions:
+            if id(function.__globals__) in quick_dicts:
+                quick[id(function)] = function
+        self.quick_functions = list(quick.values())
         self.quick_function_attributes = []
         for name in ("__code__", "__defaults__", "__kwdefaults__"):
             attribute = _operator.attrgetter(name)
             self.quick_function_attributes.append(
                 (attribute, list(map(attribute, self.quick_functions)))
             )
-        self.quick_classes = [
-            (cls, list(recorded.values()))
-            for cls, recorded in self.classes
-            if getattr(sys.modules.get(cls.__module__), "__dict__", None) is not None
-            and id(sys.modules[cls.__module__].__dict__) in quick_dicts
-        ]
+        candidates = []
+        for namespace_id in quick_dicts if base is not None else ():
+            candidates += base["classes_by_home"].get(namespace_id, ())
+        if base is not None:
+            candidates += base["stray_classes"]
+        quick = {}
+        for cls, recorded in candidates + classes:  # the last record of a class wins
+            if id(_hrm_home(cls, sys.modules)) in quick_dicts:
+                quick[id(cls)] = (cls, list(recorded.values()))
+        self.quick_classes = list(quick.values())
 
     def untouched(self) -> bool:
         """Whether nothing the tests use directly was replaced (identity checks at C speed).
@@ -320,34 +399,36 @@ class _TrustedTests:
         for name, module in self.modules.items():
             if modules.get(name) is not module:
                 modules[name] = module
-        for namespace, recorded in self.namespaces:
+        for namespace, recorded in self.namespaces.values():
             for name, value in recorded.items():
                 if namespace.get(name, namespace) is not value:
                     namespace[name] = value
             if len(namespace) != len(recorded):
                 for name in [name for name in namespace if name not in recorded]:
                     del namespace[name]
-        for function, code, defaults, kwdefaults in self.functions:
-            if function.__code__ is not code:
-                function.__code__ = code
-            if function.__defaults__ is not defaults:
-                function.__defaults__ = defaults
-            if function.__kwdefaults__ is not kwdefaults:
-                function.__kwdefaults__ = kwdefaults
-        for cls, recorded in self.classes:
-            current = cls.__dict__
-            for name, value in recorded.items():
-                if current.get(name, current) is not value:
-                    try:
-                        self.setattr(cls, name, value)
-                    except (TypeError, AttributeError):
-                        pass
-            if len(current) != len(recorded):
-                for name in [name for name in current if name not in recorded]:
-                    try:
-                        self.delattr(cls, name)
-                    except (TypeError, AttributeError):
-                        pass
+        for functions in self.functions:
+            for function, code, defaults, kwdefaults in functions:
+                if function.__code__ is not code:
+                    function.__code__ = code
+                if function.__defaults__ is not defaults:
+                    function.__defaults__ = defaults
+                if function.__kwdefaults__ is not kwdefaults:
+                    function.__kwdefaults__ = kwdefaults
+        for classes in self.classes:
+            for cls, recorded in classes:
+                current = cls.__dict__
+                for name, value in recorded.items():
+                    if current.get(name, current) is not value:
+                        try:
+                            self.setattr(cls, name, value)
+                        except (TypeError, AttributeError):
+                            pass
+                if len(current) != len(recorded):
+                    for name in [name for name in current if name not in recorded]:
+                        try:
+                            self.delattr(cls, name)
+                        except (TypeError, AttributeError):
+                            pass
 
     def call(self, function, /, *args, **kwargs):
         """Every call of the tests: made with pristine state, and the state put back after."""

@@ -47,8 +47,24 @@ def _hrm_fork_server() -> None:
     # What the bootstrap imports anyway, and what most benchmark programs import first (typing
     # brings re, collections, functools...), loaded once here instead of once per program. A
     # module loaded before the candidate is one the tests' guard records and puts back.
+    # `array`: socket.recv_fds imports it at its first call, below.
     for module in ("builtins", "resource", "marshal", "_functools", "_operator", "typing", "math"):
         __import__(module)
+    __import__("array")
+    # Each program is a fork of this process, and every page of this process that a child
+    # writes to (taking a reference to an object writes to it) is copied for it: a page fault
+    # each, whose cost depends on the machine (a few us here, far more under nested
+    # virtualisation). So the child writes to as few as it can: the tests' guard records
+    # the loaded modules here once (_HRM_BASE) instead of in every child, the collector
+    # never walks this process's objects in a child (frozen: out of its generations), and
+    # no 2 MiB transparent huge page is ever shared with a child (PR_SET_THP_DISABLE,
+    # inherited), so copy-on-write copies 4 KiB wherever the kernel's THP setting says.
+    # The first compile() of a process builds the compiler's AST types (~1 ms, ~250 pages):
+    # done once here, every child's compile of its program finds them built.
+    compile("pass\n", "program.py", "exec")
+    bootstrap["_HRM_BASE"] = bootstrap["_hrm_record_base"]()
+    __import__("gc").freeze()
+    libc.prctl(41, 1, 0, 0, 0)  # PR_SET_THP_DISABLE; an older kernel may refuse: no matter
     me = os.getpid()  # 1: the sandbox's init (bwrap --as-pid-1), so it reaps every orphan
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the one signal Python handles: not for init
     limits = {

@@ -591,7 +591,8 @@ def run_programs(
 
     `mode`: `process` starts a fresh sandbox per program; `fork` keeps one sandbox per worker
     whose trusted server forks a fresh child per program (see forkserver.py; `bwrap` backend
-    only, `process` otherwise). None: $HRM_CODEGEN_SANDBOX_MODE, else `fork`.
+    only, `process` otherwise); `auto` the one timed faster on this machine, once per process
+    (`forkserver.choose_mode`). None: $HRM_CODEGEN_SANDBOX_MODE, else `auto`.
     A str is one program, run as is; a SandboxProgram runs its tests against pristine built-ins
     and modules, comparing only trusted values (see SandboxProgram).
     Returns one ExecResult per program, in order. `on_result(index, result)` is called in the
@@ -624,14 +625,18 @@ def run_programs(
         on_result=on_result,
         progress=progress,
         desc=desc,
-        mode=_resolve_mode(mode),
+        mode=_resolve_mode(mode, backend, memory_mb) if programs else "process",
     )
 
 
-def _resolve_mode(mode: str | None) -> str:
-    from hrm_codegen.evaluation.sandbox.forkserver import resolve_mode  # imports this module
+def _resolve_mode(mode: str | None, backend: str, memory_mb: int) -> str:
+    """`fork` or `process`: as asked, else as timed on this machine (`auto`)."""
+    from hrm_codegen.evaluation.sandbox import forkserver  # imports this module
 
-    return resolve_mode(mode)
+    chosen = forkserver.resolve_mode(mode)
+    if chosen == forkserver.AUTO:
+        chosen = forkserver.choose_mode(resolve_backend(backend), memory_mb).mode
+    return chosen
 
 
 def run_in_pool(
