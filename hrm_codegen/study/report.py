@@ -156,6 +156,7 @@ def model_facts(run_dir: Path) -> dict[str, Any]:
     reused (`params_shared`) and the mean applications per block (`reuse`) of the loop law."""
     from omegaconf import OmegaConf
 
+    from hrm_codegen.model.registry import get_model_type
     from hrm_codegen.study.runner import load_run_model
     from hrm_codegen.training.flops import flops_count
 
@@ -173,7 +174,11 @@ def model_facts(run_dir: Path) -> dict[str, Any]:
     config = model.config
     h_cycles, l_cycles = getattr(config, "H_cycles", None), getattr(config, "L_cycles", None)
     h_layers, l_layers = getattr(config, "H_layers", None), getattr(config, "L_layers", None)
-    if h_cycles and l_cycles and h_layers and l_layers:
+    # only a family that takes the cycle keys loops: the Llama adapter's config carries them
+    # too (one config class for both transformers families) but applies each layer once
+    fields = get_model_type(model.model_type).fields
+    loops = fields is None or {"H_cycles", "L_cycles"} <= fields
+    if loops and h_cycles and l_cycles and h_layers and l_layers:
         # per segment the H blocks run H_cycles times, the L blocks H_cycles x L_cycles times
         applications = h_cycles * h_layers + h_cycles * l_cycles * l_layers
         facts["reuse"] = applications / (h_layers + l_layers)
