@@ -18,8 +18,6 @@ import platform
 import re
 from typing import Any
 
-import torch
-
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "MKL_CBWR", "OMP_WAIT_POLICY", "KMP_BLOCKTIME")
 
 
@@ -94,6 +92,8 @@ def apply_threads(intra_op: int | str | None, inter_op: int | None = None) -> No
     torch accepts the inter-op count only before its first parallel work; asking for another
     count after that is a clear error rather than a silent mismatch.
     """
+    import torch  # here, not at import: `evaluate.py --samples` runs no model and no torch
+
     count = resolve_threads(intra_op)
     _CHOSEN["threads_setting"] = "default" if intra_op is None else str(intra_op)
     if count is not None:
@@ -113,6 +113,8 @@ def apply_threads(intra_op: int | str | None, inter_op: int | None = None) -> No
 
 def _library_versions() -> dict[str, str]:
     """MKL and oneDNN versions as torch reports them ("none" when not built in)."""
+    import torch
+
     shown = torch.__config__.show()
     mkl = re.search(r"Math Kernel Library Version ([^\s]+)", shown)
     onednn = re.search(r"MKL-DNN v([^\s]+)", shown)
@@ -138,6 +140,8 @@ def cpu_model() -> str:
 
 def runtime_record() -> dict[str, Any]:
     """Everything about this process that can change a float of a CPU run, as flat values."""
+    import torch
+
     record: dict[str, Any] = {
         "torch": str(torch.__version__),
         "python": platform.python_version(),

@@ -20,7 +20,7 @@ from hrm_codegen.evaluation.sandbox import (
     DEFAULT_TIMEOUT_S,
     SandboxUnavailableError,
 )
-from hrm_codegen.runtime import apply_threads
+from hrm_codegen.runtime import AUTO, apply_threads, resolve_threads
 
 # Errors caused by the user's input (bad flags, files, checkpoints), shown without a traceback.
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, SandboxUnavailableError)
@@ -239,7 +239,10 @@ def main(argv: list[str] | None = None) -> int:
     """`scripts/evaluate.py`: 0 on success, 2 on a user error (printed without a traceback)."""
     args = parse_args(argv)
     try:
-        apply_threads(args.threads)
+        if args.samples is None:
+            apply_threads(args.threads)
+        elif args.threads not in (None, AUTO):  # no model to run: checked, not probed or set
+            resolve_threads(args.threads)
     except ValueError as error:
         print(f"error: --threads: {error}", file=sys.stderr)
         return 2

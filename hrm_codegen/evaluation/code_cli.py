@@ -15,7 +15,6 @@ from typing import Any
 
 from hrm_codegen.data import CodeTask, load_benchmark, normalize_task_id
 from hrm_codegen.evaluation.benchmark import Benchmark
-from hrm_codegen.evaluation.best_of_n import best_of_n_samples, check_rank, metric_name
 from hrm_codegen.evaluation.harness import evaluate_model, evaluate_samples
 from hrm_codegen.evaluation.passk import parse_ks
 from hrm_codegen.evaluation.results import (
@@ -118,6 +117,8 @@ def _check_best_of(args: argparse.Namespace, ks: tuple[int, ...]) -> None:
         if args.rank != "logprob":
             raise ValueError("--rank chooses among --best-of N samples: give --best-of")
         return
+    from hrm_codegen.evaluation.best_of_n import check_rank  # torch: only with a model
+
     check_rank(args.rank)
     if args.samples is not None:
         raise ValueError("--best-of samples from a model: give --model-type/--ckpt")
@@ -138,6 +139,8 @@ def _best_of_n_evaluation(
     judging: dict[str, Any],
 ) -> EvalSummary:
     """Sample, rank and submit one completion per task, judge it, name the score honestly."""
+    from hrm_codegen.evaluation.best_of_n import best_of_n_samples, metric_name
+
     samples = best_of_n_samples(
         model, tok, tasks, n=args.best_of, rank=args.rank, sampling=sampling, **judging
     )
