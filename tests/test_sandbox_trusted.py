@@ -247,13 +247,22 @@ compare()
 """
 
 
-def test_a_fork_servers_child_guards_as_a_fresh_interpreter_does() -> None:
+@pytest.mark.parametrize("main_alias", [False, True], ids=["plain", "mp_main_alias"])
+def test_a_fork_servers_child_guards_as_a_fresh_interpreter_does(main_alias: bool) -> None:
+    """Also where multiprocessing aliases the server's `__main__` as `__mp_main__` (torch's
+    import does): the server's main script is then recorded by both, else by neither."""
     import json
     import subprocess
     import sys
 
+    script = GUARD_COMPARISON
+    if main_alias:
+        script = script.replace(
+            "import typing, math",
+            "import typing, math\nsys.modules['__mp_main__'] = sys.modules['__main__']",
+        )
     done = subprocess.run(
-        [sys.executable, "-c", GUARD_COMPARISON], capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
     fresh, forked = json.loads(done.stdout.splitlines()[-1])

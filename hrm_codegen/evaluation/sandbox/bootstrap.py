@@ -216,7 +216,11 @@ def _hrm_record_base() -> dict:
     import builtins
 
     builtins.exit = builtins.quit = sys.exit  # as each program's bootstrap sets them
-    modules = dict(sys.modules)
+    # The server's own `__main__` (under any name: multiprocessing aliases it `__mp_main__`)
+    # is left to each child, which records it where it is still loaded, as a fresh
+    # interpreter would: the candidate replaces `__main__` there.
+    server_main = sys.modules.get("__main__")
+    modules = {name: module for name, module in sys.modules.items() if module is not server_main}
     namespaces, functions, classes = {}, [], []
     _hrm_record_modules(modules.values(), None, namespaces, functions, classes)
     functions_by_globals, classes_by_home, stray_classes = {}, {}, []
