@@ -22,6 +22,10 @@ recipe: method, group size, layout, torchao version) and `model.quantized.pt`, t
 with torchao tensor subclasses written by `torch.save` (torchao registers them for
 `torch.load(weights_only=True)`; its safetensors support does not cover the CPU int4 layout).
 `load_pretrained` reads such a folder through `load_quantized`.
+
+torch is imported inside the functions that run a model, so that a command line listing
+`QUANTIZE_CHOICES` in its `--help` (`evaluate.py --samples` judges files and runs no model)
+starts without loading torch (~1 s).
 """
 
 from __future__ import annotations
@@ -33,10 +37,11 @@ import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 QUANTIZE_CHOICES = ("int8", "int8-dynamic", "int4")
 QUANTIZED_WEIGHTS_NAME = "model.quantized.pt"
@@ -151,6 +156,8 @@ def is_quantized(tensor: torch.Tensor) -> bool:
 
 def quantizable_linears(model: nn.Module) -> list[str]:
     """Names of the linear layers a recipe quantizes: every `nn.Linear` but `EXCLUDED_LINEARS`."""
+    from torch import nn
+
     return [
         name
         for name, module in model.named_modules()
@@ -166,6 +173,8 @@ def make_recipe(
     method: str, device: str | torch.device, group_size: int | None = None
 ) -> QuantizationRecipe:
     """The recipe for `--quantize METHOD` on `device` (int4's layout depends on the device)."""
+    import torch
+
     if method not in QUANTIZE_CHOICES:
         raise QuantizationError(
             f"--quantize {method!r}: choose one of {', '.join(QUANTIZE_CHOICES)}"
@@ -229,6 +238,8 @@ def quantize_model(model: nn.Module, method: str, *, group_size: int | None = No
     (tinygemm); a float32 model is cast first, and said so. int4 keeps its scales in the dtype it
     was quantized from: cast the model before quantizing, not after.
     """
+    import torch
+
     device = _model_device(model)
     recipe = make_recipe(method, device, group_size)
     done = quantization_of(model)
@@ -282,6 +293,8 @@ def quantize_model(model: nn.Module, method: str, *, group_size: int | None = No
 
 def save_quantized(model: nn.Module, directory: str | Path) -> Path:
     """Write a quantized model of ours as `config.json` (with the recipe) + `model.quantized.pt`."""
+    import torch
+
     recipe = quantization_of(model)
     if recipe is None:
         raise QuantizationError("the model is not quantized; use save_pretrained")
@@ -309,6 +322,8 @@ def load_quantized(
     The quantized tensors are assigned as they were saved (no re-quantization); int4 packing is
     device-specific, so an int4 checkpoint loads only on the device type it was quantized for.
     """
+    import torch
+
     recipe = QuantizationRecipe.from_dict(recipe_data, str(directory / "config.json"))
     path = directory / QUANTIZED_WEIGHTS_NAME
     if not path.is_file():

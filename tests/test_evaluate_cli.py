@@ -332,3 +332,21 @@ def test_generation_sharded_over_two_ranks_equals_one_process(
     assert summary("two")["per_task"] == summary("one")["per_task"]
     again = subprocess.run(launch, capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
     assert again.returncode == 0 and summary("two")["timings"]["generation_s"] < 1.0
+
+
+def test_judging_a_samples_file_never_imports_torch(data: Path, tmp_path: Path) -> None:
+    """`--samples` runs no model: torch's ~1 s import would be a fixed cost on every judging run
+    (and on each shard of one), which the end-to-end speed goal counts."""
+    samples = write_samples(
+        tmp_path / "samples.jsonl", [{"task_id": "HumanEval/0", "completion": "    return 2 * x\n"}]
+    )
+    env = dict(os.environ, HRM_CODEGEN_DATA_DIR=str(data), OMP_NUM_THREADS="1")
+    args = ["--no-progress", "--samples", str(samples), "--benchmark", "humaneval"]
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", str(SCRIPT), *args, "--output", str(tmp_path / "o")],
+        capture_output=True, text=True, env=env, cwd=REPO, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if "|" in line}
+    assert "hrm_codegen.evaluation.cli" in imported  # the trace covers the command's own imports
+    assert "torch" not in imported, sorted(name for name in imported if "torch" in name)

@@ -12,11 +12,10 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from hrm_codegen.bpb import batched, dataset_bpb, token_byte_lengths
+if TYPE_CHECKING:  # imported where a model is scored: the command line lists BPB_DATA without torch
+    import torch
 
 BPB_DATA = ("corpus", "mbpp")
 
@@ -139,6 +138,8 @@ def run_bpb_evaluation(
         limit=limit,
         prefix_lm=bool(getattr(model.config, "prefix_lm", False)),
     )
+    from hrm_codegen.bpb import batched, dataset_bpb, token_byte_lengths
+
     start = time.perf_counter()
     totals = dataset_bpb(
         model,
