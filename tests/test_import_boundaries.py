@@ -1,6 +1,6 @@
 """Package boundaries: training and evaluation never import each other, the checkpoint format
-module imports no model file (the registry does), and the evaluation package has no import
-cycle among its modules.
+module imports no model file (the registry does), and no module of the package is part of an
+import cycle (one allow-list entry below, for a cycle being removed on its own).
 
 Every import statement counts, also those inside functions (a lazy import is still a dependency):
 the source files are parsed, not just imported.
@@ -193,13 +193,43 @@ def test_the_evaluation_package_has_no_import_cycle():
     assert cycles(graph) == []
 
 
-@pytest.mark.xfail(
-    reason="issue 28: the sandbox's bwrap <-> runner <-> forkserver cycle is being untangled "
-    "on its own; drop this mark once it is",
-    strict=False,
-)
 def test_the_sandbox_has_no_import_cycle():
+    """Layers, each importing only those below it: limits, trusted, cgroups, bwrap (the command
+    line), runner (one program, the backend and its probe), forkserver, pool (many programs),
+    stdio. The package's `__init__` re-exports them and none of them imports it."""
     assert cycles(import_graph("evaluation/sandbox")) == []
+
+
+def test_the_study_package_has_no_import_cycle():
+    """Each runner writes its report, so the reports read a runner through a Protocol of their
+    own; what both read of a run (its key, files, status, model facts) is runs.py below them."""
+    assert cycles(import_graph("study")) == []
+
+
+# Packages whose own import cycle is still being removed (issue 28), with why. A cycle counts as
+# allowed only when every module in it is inside one of these; delete an entry once its cycle is
+# gone, and the test below keeps it gone.
+CYCLES_BEING_REMOVED = {
+    "hrm_codegen.model": "checkpoint <-> registry <-> model files, untangled in its own branch",
+}
+
+
+def allowed(cycle: list[str]) -> bool:
+    return any(
+        all(member == package or member.startswith(package + ".") for member in cycle)
+        for package in CYCLES_BEING_REMOVED
+    )
+
+
+def test_the_allow_list_lets_through_only_cycles_wholly_inside_its_packages():
+    assert allowed(["hrm_codegen.model.checkpoint", "hrm_codegen.model.registry"])
+    assert not allowed(["hrm_codegen.model.registry", "hrm_codegen.training.trainer"])
+    assert not allowed(["hrm_codegen.modeling.a", "hrm_codegen.modeling.b"])
+
+
+def test_the_whole_package_has_no_import_cycle():
+    """Every module of hrm_codegen, subpackages and the links between them included."""
+    assert [cycle for cycle in cycles(import_graph(".")) if not allowed(cycle)] == []
 
 
 @pytest.mark.parametrize("package", ["training", "evaluation", "model"])
