@@ -19,6 +19,7 @@ quantization on the exported graph (int8 weights, activations quantized per call
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 import warnings
 from dataclasses import asdict, dataclass
@@ -208,7 +209,11 @@ def export_onnx(model: nn.Module, folder: str | Path, *, quantize: str | None = 
 
         floats = folder / "model.fp32.onnx"
         graph.rename(floats)
-        quantize_dynamic(str(floats), str(graph), weight_type=QuantType.QInt8)
+        logging.disable(logging.WARNING)  # its advice to pre-process, logged on the root logger
+        try:
+            quantize_dynamic(str(floats), str(graph), weight_type=QuantType.QInt8)
+        finally:
+            logging.disable(logging.NOTSET)
         floats.unlink()
     config = model.config
     info = OnnxModelInfo(
@@ -362,4 +367,35 @@ class OnnxCausalLM(nn.Module):
         return CausalLMOutput(logits=torch.from_numpy(logits).unsqueeze(1))
 
 
-__all__ = ["OnnxCausalLM", "OnnxKVCache", "OnnxModelInfo", "check_exportable", "export_onnx"]
+@torch.inference_mode()
+def top1_agreement(
+    reference: Any, candidate: Any, prompts: list[list[int]], max_new_tokens: int
+) -> float:
+    """How often `candidate` picks `reference`'s greedy token, on `reference`'s own greedy
+    continuations (teacher forcing: one early disagreement does not derail the rest), over every
+    new position of every prompt. For a quantized model against its float original."""
+    from hrm_codegen.generation import generate_ids
+
+    agree = total = 0
+    for prompt in prompts:
+        tokens = generate_ids(reference, [prompt], max_new_tokens=max_new_tokens)[0][0]
+        device = next(candidate.parameters()).device
+        cache = candidate.allocate_cache(1, len(prompt) + len(tokens), device=device)
+        fed = list(prompt)
+        for token in tokens:
+            ids = torch.tensor([fed], device=device)
+            logits = candidate(ids, cache=cache, logits_to_keep=1).logits[0, -1]
+            agree += int(logits.argmax()) == token
+            total += 1
+            fed = [token]
+    return agree / total if total else 1.0
+
+
+__all__ = [
+    "OnnxCausalLM",
+    "OnnxKVCache",
+    "OnnxModelInfo",
+    "check_exportable",
+    "export_onnx",
+    "top1_agreement",
+]
