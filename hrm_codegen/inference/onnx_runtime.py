@@ -330,8 +330,6 @@ class OnnxCausalLM(nn.Module):
         info = self.info
         batch, seq_len = input_ids.shape
         past = cached_length(cache, input_ids, attention_mask, info.max_seq_len, info.causal)
-        if cache is None:
-            cache = OnnxKVCache.allocate(info, batch, seq_len)  # nothing cached, nothing kept
         if position_ids is None:
             position_ids = default_position_ids(
                 batch, seq_len, past, attention_mask, input_ids.device
@@ -339,6 +337,8 @@ class OnnxCausalLM(nn.Module):
         types = prefix_token_types(
             token_type_ids, info.prefix_lm, input_ids, attention_mask, cache, past
         )
+        if cache is None:  # nothing cached, nothing kept (after the PrefixLM rule saw no cache)
+            cache = OnnxKVCache.allocate(info, batch, seq_len)
         mask, is_causal = build_attention_mask(
             attention_mask, seq_len, past, info.causal, input_ids.device, types
         )
