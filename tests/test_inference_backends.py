@@ -104,3 +104,21 @@ def test_evaluate_loading_applies_the_backend_and_the_draft(checkpoint: Path):
     assert isinstance(draft, SpeculativeDraft) and draft.tokens == 2
     settings = SamplingSettings(draft=draft)
     assert settings.keywords()["draft"] is draft  # handed on, never copied
+
+
+def test_generate_compiled_backend_decodes_on_the_fixed_shape_step(checkpoint: Path, monkeypatch):
+    """`--backend compiled` reaches `compile=True`; torch.compile itself is replaced by the
+    plain step here (compiling takes half a minute: the real compile's equality to eager is
+    test_compiled_decode.py's slow test)."""
+    from hrm_codegen import generation
+
+    asked = []
+
+    def plain_step(device_type: str):
+        asked.append(device_type)
+        return generation._static_decode_step
+
+    expected = generate(checkpoint)
+    monkeypatch.setattr(generation, "compiled_decode_step", plain_step)
+    assert generate(checkpoint, "--backend", "compiled") == expected
+    assert asked == ["cpu"]
