@@ -122,3 +122,26 @@ def test_generate_compiled_backend_decodes_on_the_fixed_shape_step(checkpoint: P
     monkeypatch.setattr(generation, "compiled_decode_step", plain_step)
     assert generate(checkpoint, "--backend", "compiled") == expected
     assert asked == ["cpu"]
+
+
+def test_evaluate_with_each_backend_writes_the_eager_completions(checkpoint: Path, tmp_path):
+    pytest.importorskip("onnxruntime")
+    import json
+
+    from hrm_codegen.evaluation.cli import main as evaluate
+
+    common = ["--benchmark", "toy", "--split", "train", "--limit", "2", "--model-type", "hrm",
+              "--ckpt", str(checkpoint), "--max-new-tokens", "8", "--no-progress"]  # fmt: skip
+    completions = {}
+    for name, flags in {
+        "torch": [],
+        "onnx": ["--backend", "onnx"],
+        "draft": ["--draft", str(checkpoint), "--draft-tokens", "2"],
+    }.items():
+        assert evaluate([*common, *flags, "--output", str(tmp_path / name)]) == 0
+        lines = (tmp_path / name / "samples.jsonl").read_text().splitlines()
+        completions[name] = [json.loads(line)["completion"] for line in lines]
+    assert len(completions["torch"]) == 2
+    assert completions["onnx"] == completions["torch"] == completions["draft"]
+    config = json.loads((tmp_path / "onnx" / "run_config.json").read_text())
+    assert "onnx" in json.dumps(config)  # the backend is recorded with the run

@@ -81,6 +81,7 @@ def test_export_to_a_folder_loads_without_the_model(tmp_path):
     info = json.loads((tmp_path / "graph" / INFO_FILE).read_text())
     assert info["family"] == "hrm" and info["quantize"] == "int8-dynamic"
     assert info["num_slots"] == model.allocate_cache(1, 1).num_slots
+    assert info["parameters"] == sum(p.numel() for p in model.parameters())
     loaded = OnnxCausalLM(tmp_path / "graph", threads=1)
     out = generate_ids(loaded, MIXED_PROMPTS, max_new_tokens=5)
     assert all(len(samples[0]) == 5 for samples in out)

@@ -105,6 +105,7 @@ def run_code_tasks(args: argparse.Namespace, benchmark: Benchmark) -> EvalSummar
         return None
     _print_done(summary, output)
     parameters = sum(p.numel() for p in model.parameters())
+    parameters = parameters or getattr(getattr(model, "info", None), "parameters", 0)  # onnx
     context = training_bpb_context(args.ckpt, tok, tasks)
     for line in small_model_note(
         summary, parameters, model_type=args.model_type, ckpt=args.ckpt, bpb=context

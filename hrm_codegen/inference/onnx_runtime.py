@@ -62,6 +62,7 @@ class OnnxModelInfo:
     causal: bool
     prefix_lm: bool
     quantize: str | None = None
+    parameters: int = 0  # the exported model's, for reports (the graph holds them, not torch)
 
 
 def check_exportable(model: Any) -> None:
@@ -226,6 +227,7 @@ def export_onnx(model: nn.Module, folder: str | Path, *, quantize: str | None = 
         causal=config.causal,
         prefix_lm=config.prefix_lm,
         quantize=quantize,
+        parameters=sum(p.numel() for p in model.parameters()),
     )
     (folder / INFO_FILE).write_text(json.dumps(asdict(info), indent=2) + "\n")
     return folder
