@@ -5,7 +5,9 @@ The prompt is free text (positional or `--prompt`), a file (`--file`), or a benc
 completion against the task's tests in the evaluation sandbox, the way `scripts/evaluate.py`
 judges it, so one problem can be looked at end to end without a whole benchmark run. Models are
 loaded through `harness.load_model`, so `--model-type`, `--dtype` and `--quantize` mean what
-they mean for evaluation.
+they mean for evaluation. `--backend` picks the engine (`hrm_codegen.inference`: eager torch,
+the compiled decode step, ONNX Runtime; `--quantize int8-dynamic` with `onnx` is onnxruntime's
+int8) and `--draft CKPT` adds speculative decoding, whose acceptance is printed at the end.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from hrm_codegen.data import CodeTask, load_benchmark, normalize_task_id
 from hrm_codegen.data.prompts import extract_completion, format_prompt, stop_sequences
 from hrm_codegen.data.tasks import canonical_benchmark, program_parts
 from hrm_codegen.evaluation import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S, USER_ERRORS
+from hrm_codegen.evaluation.source import load_draft_from_args
 from hrm_codegen.generation import truncate_at_stop
+from hrm_codegen.inference.backends import BACKENDS, check_backend
 from hrm_codegen.quantization import QUANTIZE_CHOICES
 from hrm_codegen.runtime import apply_threads
 
@@ -53,6 +57,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     model.add_argument(
         "--save-quantized", metavar="DIR", help="write the quantized model to DIR (--quantize)"
     )
+    model.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="torch",
+        help="torch: eager; compiled: torch.compile'd decode step; onnx: ONNX Runtime (int8 with "
+        "--quantize int8-dynamic); llamacpp: not built here yet",
+    )
+    model.add_argument(
+        "--draft",
+        metavar="CKPT",
+        help="a small model with the same tokenizer: speculative decoding",
+    )
+    model.add_argument("--draft-tokens", type=int, default=4, help="tokens the draft proposes")
     gen = parser.add_argument_group("generation")
     gen.add_argument("--num-samples", type=int, default=1)
     gen.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
@@ -170,14 +187,19 @@ class TextStreamer:
 def _load(args: argparse.Namespace):
     from hrm_codegen.evaluation.harness import load_model
 
+    onnx = getattr(args, "backend", "torch") == "onnx"
     model, tokenizer = load_model(
         args.model_type,
         args.ckpt,
         tokenizer_path=args.tokenizer,
         device=args.device,
         dtype=args.dtype,
-        quantize=args.quantize,
+        quantize=None if onnx else args.quantize,  # onnx: onnxruntime quantizes the graph
     )
+    if onnx:
+        from hrm_codegen.inference.backends import prepare_backend
+
+        model = prepare_backend(model, "onnx", quantize=args.quantize)
     if args.save_quantized:
         from hrm_codegen.quantization import save_quantized
 
@@ -190,7 +212,13 @@ def _load(args: argparse.Namespace):
 
 
 def generate_completions(
-    args: argparse.Namespace, model, tokenizer, prompt: str, stop: list[str], out: TextIO
+    args: argparse.Namespace,
+    model,
+    tokenizer,
+    prompt: str,
+    stop: list[str],
+    out: TextIO,
+    draft=None,
 ) -> list[str]:
     """The `--num-samples` generated texts, streamed to `out` (our models) or written when done
     (HF models, which decode inside their own `generate`).
@@ -220,6 +248,10 @@ def generate_completions(
                 print(f"--- sample {index + 1}/{args.num_samples} ---", file=out)
             print(text, file=out)
         return texts
+    if getattr(args, "backend", "torch") == "compiled":
+        options["compile"] = True
+    if draft is not None:
+        options["draft"] = draft
     streamer = TextStreamer(tokenizer, stop, out, args.num_samples)
     # batch_size=1: the samples decode one after another, so each streams whole
     texts = generate(model, tokenizer, [prompt], batch_size=1, on_token=streamer, **options)[0]
@@ -280,14 +312,29 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
             import torch
 
             args.device = "cuda" if torch.cuda.is_available() else "cpu"
+        check_backend(
+            args.backend,
+            args.model_type,
+            device=args.device,
+            quantize=args.quantize,
+            draft=args.draft is not None,
+        )
+        if args.draft is not None and args.temperature > 0:
+            raise ValueError("--draft decodes greedily: use --temperature 0")
+        if args.backend == "onnx" and args.save_quantized:
+            raise ValueError("--save-quantized writes torchao models; not with --backend onnx")
         model, tokenizer = _load(args)
         if prompt is None:
             return 0
+        draft = load_draft_from_args(args, tokenizer)
         stop = stop_sequences(task) if task is not None else []
         start = time.perf_counter()
-        texts = generate_completions(args, model, tokenizer, prompt, stop, out)
+        speculative = {"draft": draft} if draft is not None else {}
+        texts = generate_completions(args, model, tokenizer, prompt, stop, out, **speculative)
         seconds = time.perf_counter() - start
         print(f"[generated {len(texts)} sample(s) in {seconds:.2f} s]", file=sys.stderr)
+        if draft is not None:
+            print(f"[{draft.summary()}]", file=sys.stderr)
         if args.run:
             judge(args, task, texts, out)
     except USER_ERRORS as error:

@@ -20,6 +20,7 @@ from hrm_codegen.evaluation.sandbox import (
     DEFAULT_TIMEOUT_S,
     SandboxUnavailableError,
 )
+from hrm_codegen.inference.backends import BACKENDS
 from hrm_codegen.runtime import AUTO, apply_threads, resolve_threads
 
 # Errors caused by the user's input (bad flags, files, checkpoints), shown without a traceback.
@@ -204,6 +205,19 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="torch.compile the one-token decode step (CUDA graphs on CUDA); hrm/transformer only",
     )
+    gen.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="torch",
+        help="torch: eager; compiled: as --compile; onnx: ONNX Runtime on the CPU (int8 with "
+        "--quantize int8-dynamic); llamacpp: not built here yet (see hrm_codegen/inference)",
+    )
+    gen.add_argument(
+        "--draft",
+        metavar="CKPT",
+        help="speculative decoding (greedy) with this small model; it needs the same tokenizer",
+    )
+    gen.add_argument("--draft-tokens", type=int, default=4, help="tokens the draft proposes")
     run = parser.add_argument_group("execution")
     run.add_argument(
         "--timeout",

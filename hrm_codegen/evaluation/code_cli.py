@@ -28,7 +28,12 @@ from hrm_codegen.evaluation.results import (
 )
 from hrm_codegen.evaluation.sampling import SamplingSettings
 from hrm_codegen.evaluation.sandbox import DEFAULT_TIMEOUT_S, resolve_backend
-from hrm_codegen.evaluation.source import check_source, load_model_from_args
+from hrm_codegen.evaluation.source import (
+    backend_of,
+    check_source,
+    load_draft_from_args,
+    load_model_from_args,
+)
 from hrm_codegen.evaluation.store import default_output
 
 
@@ -69,7 +74,8 @@ def run_code_tasks(args: argparse.Namespace, benchmark: Benchmark) -> EvalSummar
     tasks = select_tasks(benchmark, args.split, args.limit)
     model, tok, schedule = load_model_from_args(args, device=device)
     # the weights were cast to --dtype as they loaded: generation needs no autocast on top
-    sampling = replace(SamplingSettings.from_args(args), dtype=None)
+    draft = load_draft_from_args(args, tok, device=device)
+    sampling = replace(SamplingSettings.from_args(args), dtype=None, draft=draft)
     if args.best_of is not None:
         summary = _best_of_n_evaluation(
             model, tok, tasks, args, replace(sampling, compile=False), output, judging
@@ -90,6 +96,7 @@ def run_code_tasks(args: argparse.Namespace, benchmark: Benchmark) -> EvalSummar
             "ckpt": str(Path(args.ckpt).resolve()),
             **({"schedule": schedule} if schedule else {}),
             **({"quantize": args.quantize} if args.quantize else {}),
+            **({"backend": backend_of(args)} if backend_of(args) != "torch" else {}),
         },
         **sampling.keywords(),
         **judging,
@@ -98,6 +105,7 @@ def run_code_tasks(args: argparse.Namespace, benchmark: Benchmark) -> EvalSummar
         return None
     _print_done(summary, output)
     parameters = sum(p.numel() for p in model.parameters())
+    parameters = parameters or getattr(getattr(model, "info", None), "parameters", 0)  # onnx
     context = training_bpb_context(args.ckpt, tok, tasks)
     for line in small_model_note(
         summary, parameters, model_type=args.model_type, ckpt=args.ckpt, bpb=context

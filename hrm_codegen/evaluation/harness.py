@@ -206,6 +206,7 @@ def evaluate_model(
     run_info: Mapping[str, Any] | None = None,
     dtype: str | None = None,
     compile: bool = False,
+    draft: Any = None,
     shard: tuple[int, int] | None = None,
     barrier: Callable[[], None] | None = None,
 ) -> EvalSummary | None:
@@ -227,7 +228,8 @@ def evaluate_model(
 
     `dtype` (bf16/fp16) runs generation under autocast for a float32 model (as the trainer's
     pass@1 does through accelerate), so the KV cache and the stream are in that dtype; a model
-    already cast is left alone. `compile` decodes with a compiled fixed-shape step (our models).
+    already cast is left alone. `compile` decodes with a compiled fixed-shape step (our models);
+    `draft` (a `SpeculativeDraft`) decodes speculatively, greedy only.
     """
     benchmark, by_id = _index_tasks(tasks)
     ks = parse_ks(ks)
@@ -242,6 +244,7 @@ def evaluate_model(
         seed=seed,
         dtype=dtype,
         compile=compile,
+        draft=draft,
     )
     if temperature == 0 and num_samples > 1:
         warnings.warn(
