@@ -182,7 +182,7 @@ class LMStep:
                 flops += lengths[segment.rows].sum().double() * per_segment
         vector = stats.vector
         if acc.num_processes > 1:
-            all_reduce_gradients(self.model)
+            self.dist.sum_gradients(self.model.parameters())
             packed = acc.reduce(torch.cat([vector, flops[None]]))
             vector, flops = packed[:-1], packed[-1]
         scale = (global_labels / vector[3].clamp_min(1)).float()
@@ -244,24 +244,6 @@ def with_lengths(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         raise DataConfigError("training batches must be right-padded (the Q head reads lengths)")
     batch["lengths"] = lengths
     return batch
-
-
-def all_reduce_gradients(model: torch.nn.Module) -> None:
-    """Sum every parameter's gradient over the processes, one flat buffer per dtype."""
-    import torch.distributed as dist
-
-    params = [p for p in model.parameters() if p.requires_grad]
-    for p in params:
-        if p.grad is None:
-            p.grad = torch.zeros_like(p)
-    by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
-    for p in params:
-        by_dtype.setdefault(p.grad.dtype, []).append(p.grad)
-    for grads in by_dtype.values():
-        flat = torch.cat([g.reshape(-1) for g in grads])
-        dist.all_reduce(flat)
-        parts = flat.split([g.numel() for g in grads])
-        torch._foreach_copy_(grads, [part.view_as(g) for part, g in zip(parts, grads)])
 
 
 def real_tokens(batch: dict[str, torch.Tensor]) -> int:

@@ -62,6 +62,7 @@ from hrm_codegen.training.data import (
     build_tokenizer,
 )
 from hrm_codegen.training.depth import depth_sampler
+from hrm_codegen.training.distributed import Distributed
 from hrm_codegen.training.ema import EMA
 from hrm_codegen.training.flops import flops_count, peak_flops
 from hrm_codegen.training.lm_step import LMStep, MicroBatch, NonFiniteLossError
@@ -147,9 +148,7 @@ class Trainer(LMStep):
     `evaluators` add metrics to every evaluation (see `periodic_eval.Evaluator`)."""
 
     def __init__(self, cfg: DictConfig, evaluators: tuple[Evaluator, ...] = ()) -> None:
-        from accelerate import Accelerator
-        from accelerate.state import AcceleratorState
-        from accelerate.utils import broadcast_object_list, set_seed
+        from accelerate.utils import set_seed
 
         if cfg.get("loop", "lm") != "lm":
             raise ConfigError(
@@ -163,12 +162,9 @@ class Trainer(LMStep):
             apply_threads(threads.get("intra_op"), threads.get("inter_op"))
         except ValueError as error:
             raise ConfigError(str(error)) from error
-        # accelerate keeps one process-wide state; reset its per-run part (precision, device
-        # placement) so train() can run again in the same process with other settings.
-        AcceleratorState._reset_state(reset_partial_state=False)
-        self.accelerator = Accelerator(cpu=cfg.device == "cpu", mixed_precision=cfg.mixed_precision)
-        acc = self.accelerator
-        self.is_main = acc.is_main_process
+        self.dist = Distributed(str(cfg.device), str(cfg.mixed_precision))
+        self.accelerator = acc = self.dist.accelerator
+        self.is_main = self.dist.is_main
         self.dry_run = bool(cfg.dry_run)
         self.evaluators = tuple(evaluators)
 
@@ -181,10 +177,7 @@ class Trainer(LMStep):
                     cfg.resume, run_dir, explicit=bool(cfg.run_dir)
                 )
                 run_dir = run_dir_of(resume_ckpt)
-        shared = [run_dir, resume_ckpt]
-        if acc.num_processes > 1:
-            broadcast_object_list(shared)
-        self.run_dir, self.resume_ckpt = shared
+        self.run_dir, self.resume_ckpt = self.dist.broadcast([run_dir, resume_ckpt])
         if cfg.resume and self.dry_run:
             raise ConfigError("dry_run=true cannot resume (it writes nothing); drop one of them")
         init_ckpt = resolve_checkpoint_dir(str(cfg.init_from)) if cfg.init_from else None
@@ -198,7 +191,7 @@ class Trainer(LMStep):
 
         set_seed(int(cfg.seed))  # the same initial weights on every process
         cache_root = _cache_root()
-        with acc.main_process_first():
+        with self.dist.main_first():
             if source_ckpt is not None:
                 from hrm_codegen.tokenization import load_tokenizer
 
@@ -214,13 +207,11 @@ class Trainer(LMStep):
                 self.tokenizer,
                 prefix_lm=bool(cfg.model.get("prefix_lm", False)),
             )
-        if acc.num_processes > 1:
+        if self.dist.world > 1:
             # Every process indexes the same global batch order into its own copy of the data;
             # copies of different sizes (e.g. an augmented variant timing out on one rank) would
             # make ranks read mismatched samples.
-            from accelerate.utils import gather_object
-
-            sizes = gather_object([len(self.data.train)])
+            sizes = self.dist.gather(len(self.data.train))
             if len(set(sizes)) > 1:
                 raise DataConfigError(
                     f"the processes built training sets of different sizes {sizes}; "
@@ -574,9 +565,7 @@ class Trainer(LMStep):
     def save(self, metrics: dict[str, float] | None = None, *, latest: bool = True) -> Path:
         """Write a checkpoint at this step (main process) after gathering every process's RNG
         state: the latest when `latest`, and `best/` too when `metrics` improve on it."""
-        from accelerate.utils import gather_object
-
-        rngs = gather_object([rng_state()])
+        rngs = self.dist.gather(rng_state())
         state = {
             "tokens_seen": self.tokens_seen,
             "flops_seen": self.flops_seen,
@@ -609,22 +598,11 @@ class Trainer(LMStep):
     def _improves_best(self, metrics: dict[str, float]) -> bool:
         """Whether these (main-process) metrics beat the best so far, agreed by every process."""
         improved = [self.checkpoints.improves(metrics) if self.is_main else False]
-        if self.accelerator.num_processes > 1:
-            from accelerate.utils import broadcast_object_list
-
-            broadcast_object_list(improved)
-        return bool(improved[0])
+        return bool(self.dist.broadcast(improved)[0])
 
     def _stop_requested(self, stop: StopSignal) -> int | None:
         """The signal any process received (every process stops at the same step), else None."""
-        signum = stop.requested or 0
-        if self.accelerator.num_processes > 1:
-            import torch.distributed as dist
-
-            flag = torch.tensor([signum], device=self.accelerator.device)
-            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-            signum = int(flag[0])
-        return signum or None
+        return self.dist.agreed_signal(stop.requested)
 
     # ------------------------------------------------------------------ evaluation
 
@@ -777,7 +755,7 @@ class Trainer(LMStep):
                 f"{self.checkpoints.best_metric}={self.checkpoints.best_value:.4g})"
             )
         self._print(f"checkpoint: {display_path(self.run_dir / CHECKPOINT_DIR)}")  # the last line
-        acc.end_training()
+        self.dist.end()
         if interrupted is not None:
             raise TrainingInterrupted(
                 interrupted, self.step, display_path(self.run_dir / CHECKPOINT_DIR)
