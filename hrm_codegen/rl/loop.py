@@ -12,12 +12,18 @@ One step (`GSPOLoop.step`):
    log-probability of its rows (policy, old policy, reference) is taken at that same number.
 3. Rewards from the sandbox (`rewards.compute_rewards`), group-normalised advantages.
 4. `gspo.steps_per_generation` AdamW updates of the GSPO objective on the batch (micro-batched,
-   gradients summed over ranks by hand), against log-probs of the policy that sampled it.
+   gradients summed over ranks by `Distributed.sum_gradients`, not DDP: ranks update on different
+   numbers of active rows), against log-probs of the policy that sampled it.
    Rows with zero advantage are skipped when `beta` is 0: they carry no gradient.
 
-The run dir has what the LM trainer writes (`config.yaml`, `metrics.jsonl` with `step` and
-`tokens_seen` per row, `checkpoint/`), so `scripts/plot_runs.py` plots it and `scripts/evaluate.py
---ckpt` and `init_from=` load it. Starting weights come from `init_from` (a fine-tuned run).
+The loop is built from the LM loop's components (docs/DESIGN.md, "Training components"): the
+processes (`training/distributed.py`), the run dir and config snapshot (`run_dir.py`), the
+checkpoint manager (`checkpoint/`, and `best/` by `train.best_metric`, val/pass@1 in
+experiment=gspo) and the SIGTERM/SIGINT stop (`preemption.py`). So the run dir has what the LM
+trainer writes (`config.yaml`, `metrics.jsonl` with `step` and `tokens_seen` per row,
+`checkpoint/`), `scripts/plot_runs.py` plots it, `scripts/evaluate.py --ckpt` and `init_from=` load
+it, and `resume=true` continues it (weights, AdamW state, RNG, task position) to the weights an
+uninterrupted run ends on. Starting weights come from `init_from` (a fine-tuned run).
 """
 
 from __future__ import annotations
@@ -572,48 +578,14 @@ class GSPOLoop:
         params = [p for p in self.model.parameters() if p.requires_grad]
         clipped = kl_ref = kl_old = loss_sum = grad_norm = 0.0
         for update in range(s.steps_per_generation):
-            index = self.step * s.steps_per_generation + update
-            set_lr(
-                self.optimizer,
-                lr_at_step(
-                    index,
-                    base_lr=float(self.cfg.train.lr),
-                    warmup_steps=int(self.cfg.train.warmup_steps),
-                    max_steps=self.max_steps * s.steps_per_generation,
-                    min_ratio=float(self.cfg.train.lr_min_ratio),
-                ),
-            )
+            self._set_update_lr(self.step * s.steps_per_generation + update)
             self.optimizer.zero_grad(set_to_none=True)
-            for rows, logp_old, logp_ref in zip(chunks, old, ref):
-                logp_new, width = self.log_probs(self.model, rows, batch)
-                mask = batch.mask[rows, :width].to(self.device)
-                out = gspo_objective(
-                    logp_new,
-                    logp_old,
-                    advantages[rows].to(self.device),
-                    mask,
-                    eps_low=s.eps_low,
-                    eps_high=s.eps_high,
-                    logp_ref=logp_ref,
-                    beta=s.beta,
-                    normalizer=active_global,
-                )
-                out.loss.backward()
-                loss_sum += float(out.loss.detach())
-                clipped += float(out.clipped.sum())
-                kl_ref += float(out.kl.sum())
-                kl_old += float(k3_kl(logp_new.detach(), logp_old, mask).sum())
-            self.dist.sum_gradients(params)
-            grad_clip = self.cfg.train.get("grad_clip")
-            norm = torch.nn.utils.clip_grad_norm_(
-                params, float(grad_clip) if grad_clip else float("inf")
-            )
-            if not torch.isfinite(norm):
-                raise FloatingPointError(
-                    f"GSPO step {self.step}: non-finite gradient norm {float(norm)}; lower train.lr"
-                )
-            grad_norm += float(norm)
-            self.optimizer.step()
+            for sums in self._backward(chunks, old, ref, batch, advantages, active_global):
+                loss_sum += sums[0]
+                clipped += sums[1]
+                kl_ref += sums[2]
+                kl_old += sums[3]
+            grad_norm += self._clip_and_step(params)
         clipped, kl_ref, kl_old, loss_sum = self.dist.sum([clipped, kl_ref, kl_old, loss_sum])
         updates = active_global * s.steps_per_generation
         metrics = {
@@ -628,6 +600,70 @@ class GSPOLoop:
             kl_ref / updates if self.reference is not None else metrics["train/kl_old"]
         )
         return metrics
+
+    def _set_update_lr(self, index: int) -> None:
+        """The cosine learning rate of policy update `index` (`steps_per_generation` per step)."""
+        per_step = self.settings.steps_per_generation
+        set_lr(
+            self.optimizer,
+            lr_at_step(
+                index,
+                base_lr=float(self.cfg.train.lr),
+                warmup_steps=int(self.cfg.train.warmup_steps),
+                max_steps=self.max_steps * per_step,
+                min_ratio=float(self.cfg.train.lr_min_ratio),
+            ),
+        )
+
+    def _backward(
+        self,
+        chunks: list[torch.Tensor],
+        old: list[torch.Tensor],
+        ref: list[torch.Tensor | None],
+        batch: SampledBatch,
+        advantages: torch.Tensor,
+        active_global: int,
+    ) -> Iterator[tuple[float, float, float, float]]:
+        """Back-propagate the GSPO objective of each micro-batch of rows; yields each one's
+        (loss, clipped rows, KL to the reference, k3 KL to the sampling policy) after its
+        backward."""
+        s = self.settings
+        for rows, logp_old, logp_ref in zip(chunks, old, ref):
+            logp_new, width = self.log_probs(self.model, rows, batch)
+            mask = batch.mask[rows, :width].to(self.device)
+            out = gspo_objective(
+                logp_new,
+                logp_old,
+                advantages[rows].to(self.device),
+                mask,
+                eps_low=s.eps_low,
+                eps_high=s.eps_high,
+                logp_ref=logp_ref,
+                beta=s.beta,
+                normalizer=active_global,
+            )
+            out.loss.backward()
+            yield (
+                float(out.loss.detach()),
+                float(out.clipped.sum()),
+                float(out.kl.sum()),
+                float(k3_kl(logp_new.detach(), logp_old, mask).sum()),
+            )
+
+    def _clip_and_step(self, params: list[torch.nn.Parameter]) -> float:
+        """Sum the gradients over ranks, clip them (`train.grad_clip`), step AdamW; returns the
+        gradient norm before clipping."""
+        self.dist.sum_gradients(params)
+        grad_clip = self.cfg.train.get("grad_clip")
+        norm = torch.nn.utils.clip_grad_norm_(
+            params, float(grad_clip) if grad_clip else float("inf")
+        )
+        if not torch.isfinite(norm):
+            raise FloatingPointError(
+                f"GSPO step {self.step}: non-finite gradient norm {float(norm)}; lower train.lr"
+            )
+        self.optimizer.step()
+        return float(norm)
 
     # ------------------------------------------------------------------ evaluation and saving
 
