@@ -611,7 +611,7 @@ def test_act_training_feeds_lengths_not_the_mask_and_logs_the_act_step_histogram
     from hrm_codegen.training.trainer import Trainer
 
     trainer = Trainer(smoke_config(fixture_env, None, *ACT_OVERRIDES, "dry_run=true"))
-    micro = trainer._micro_batches()
+    micro = trainer.micro_batches()
     batch = micro[0].batch
     assert "attention_mask" not in batch  # the fused causal path; the Q head reads lengths
     assert int(batch["lengths"].sum()) == micro[0].tokens
