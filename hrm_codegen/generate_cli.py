@@ -4,7 +4,7 @@ The prompt is free text (positional or `--prompt`), a file (`--file`), or a benc
 (`--task mbpp/11`: the exact prompt evaluation uses, from `format_prompt`). `--run` executes the
 completion against the task's tests in the evaluation sandbox, the way `scripts/evaluate.py`
 judges it, so one problem can be looked at end to end without a whole benchmark run. Models are
-loaded through `harness.load_model`, so `--model-type`, `--dtype` and `--quantize` mean what
+loaded through `harness.load_model_and_tokenizer`, so `--model-type`, `--dtype` and `--quantize` mean what
 they mean for evaluation.
 """
 
@@ -29,6 +29,9 @@ _DECODE = {"skip_special_tokens": True, "clean_up_tokenization_spaces": False}
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line; the sampling flags match scripts/evaluate.py's."""
+    from hrm_codegen.model.loading import HF_FAMILY
+    from hrm_codegen.model.registry import cli_names
+
     parser = argparse.ArgumentParser(
         prog="generate.py",
         description=__doc__.split("\n")[0],
@@ -42,9 +45,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--task", help="a benchmark task, BENCHMARK/ID: mbpp/11, mbpp_sanitized/11, humaneval/0"
     )
     model = parser.add_argument_group("model")
-    model.add_argument(
-        "--model-type", choices=["hrm", "transformer", "hrm_text", "llama", "hf"], required=True
-    )
+    model.add_argument("--model-type", choices=[*cli_names(), HF_FAMILY], required=True)
     model.add_argument("--ckpt", required=True, help="saved model folder, or a training run folder")
     model.add_argument("--tokenizer", help="tokenizer if not saved with the model (e.g. gpt2)")
     model.add_argument("--device", default=None, help="default: cuda if available, else cpu")
@@ -168,9 +169,9 @@ class TextStreamer:
 
 
 def _load(args: argparse.Namespace):
-    from hrm_codegen.evaluation.harness import load_model
+    from hrm_codegen.evaluation.harness import load_model_and_tokenizer
 
-    model, tokenizer = load_model(
+    model, tokenizer = load_model_and_tokenizer(
         args.model_type,
         args.ckpt,
         tokenizer_path=args.tokenizer,

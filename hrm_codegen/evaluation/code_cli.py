@@ -37,7 +37,7 @@ def run_code_tasks(args: argparse.Namespace, benchmark: Benchmark) -> EvalSummar
     model), judge, print a table.
 
     `--h-cycles/--l-cycles/--segments` set an HRM's inference schedule (test-time compute);
-    `--dtype` casts the loaded weights and `--quantize` quantizes them (`harness.load_model`);
+    `--dtype` casts the loaded weights and `--quantize` quantizes them (`harness.load_model_and_tokenizer`);
     `--compile` as in `evaluate_model`. `--best-of N` samples N completions per task and
     submits one, chosen by `--rank` (`best_of_n.py`); the score is reported under
     `metric_name(rank, N)`, since `first-test` uses a graded test and is not a pass@1. Under

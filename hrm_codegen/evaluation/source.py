@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from hrm_codegen.evaluation.harness import load_model, resolve_model_dir
+from hrm_codegen.evaluation.harness import load_model_and_tokenizer, resolve_model_dir
 
 
 def check_source(args: argparse.Namespace) -> None:
@@ -19,7 +19,10 @@ def check_source(args: argparse.Namespace) -> None:
         raise ValueError("give either --samples FILE or --model-type/--ckpt, not both or neither")
     if ckpt is not None:
         if getattr(args, "model_type", None) is None:
-            raise ValueError("--ckpt needs --model-type hrm, transformer, hrm_text, llama or hf")
+            from hrm_codegen.model.registry import cli_names
+
+            names = ", ".join(cli_names())
+            raise ValueError(f"--ckpt needs --model-type {names} or hf")
         resolve_model_dir(ckpt)
 
 
@@ -34,7 +37,7 @@ def load_model_from_args(
     from hrm_codegen.evaluation.likelihood import apply_inference_schedule
 
     get = lambda name: getattr(args, name, None)  # noqa: E731
-    model, tokenizer = load_model(
+    model, tokenizer = load_model_and_tokenizer(
         get("model_type"),
         get("ckpt"),
         tokenizer_path=get("tokenizer"),

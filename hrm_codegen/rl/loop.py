@@ -48,12 +48,15 @@ from hrm_codegen.rl.gspo import (
     token_log_probs,
 )
 from hrm_codegen.rl.rewards import RewardConfig, compute_rewards
+from hrm_codegen.run_layout import (
+    CHECKPOINT_DIR,
+    CONFIG_SNAPSHOT,
+    CheckpointError,
+    resolve_checkpoint_dir,
+)
 from hrm_codegen.runtime import apply_threads, runtime_record
 from hrm_codegen.tokenization import tokenizer_fingerprint
 from hrm_codegen.training.checkpointing import (
-    CHECKPOINT_DIR,
-    CheckpointError,
-    resolve_checkpoint_dir,
     save_checkpoint,
 )
 from hrm_codegen.training.config_checks import check_numbers
@@ -242,7 +245,7 @@ class GSPOLoop:
     """GSPO from a checkpoint; `run()` trains `train.max_steps` steps and returns the run dir."""
 
     def __init__(self, cfg: DictConfig) -> None:
-        from hrm_codegen.model import load_pretrained
+        from hrm_codegen.model import load_model
         from hrm_codegen.tokenization import load_tokenizer
 
         check_numbers(cfg)  # every numeric value, one line per mistake (as the LM loop)
@@ -272,7 +275,7 @@ class GSPOLoop:
         self.device = _device(str(cfg.get("device", "auto")), self.rank)
         self.init_dir = resolve_checkpoint_dir(str(cfg.init_from))
         torch.manual_seed(int(cfg.seed))
-        self.model = load_pretrained(self.init_dir, device=self.device)
+        self.model = load_model(self.init_dir, device=self.device)
         self.act = uses_act_halting(self.model)
         if not (self.init_dir / "tokenizer.json").is_file():
             raise CheckpointError(f"{self.init_dir} has no tokenizer.json to sample with")
@@ -682,7 +685,7 @@ class GSPOLoop:
         s = self.settings
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / "config.yaml").write_text(self.config_yaml())
+            (self.run_dir / CONFIG_SNAPSHOT).write_text(self.config_yaml())
         logger = RunLogger(
             self.run_dir,
             OmegaConf.to_container(self.cfg.logger, resolve=True),

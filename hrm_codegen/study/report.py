@@ -156,12 +156,13 @@ def model_facts(run_dir: Path) -> dict[str, Any]:
     reused (`params_shared`) and the mean applications per block (`reuse`) of the loop law."""
     from omegaconf import OmegaConf
 
+    from hrm_codegen.model import load_model
     from hrm_codegen.model.registry import get_model_type
-    from hrm_codegen.study.runner import load_run_model
+    from hrm_codegen.run_layout import CHECKPOINT_DIR, CONFIG_SNAPSHOT
     from hrm_codegen.training.flops import flops_count
 
-    model = load_run_model(run_dir / "checkpoint")
-    seq_len = int(OmegaConf.load(run_dir / "config.yaml").data.max_seq_len)
+    model = load_model(run_dir / CHECKPOINT_DIR)
+    seq_len = int(OmegaConf.load(run_dir / CONFIG_SNAPSHOT).data.max_seq_len)
     flops = flops_count(model)
     facts: dict[str, Any] = {
         "model_type": model.model_type,

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hrm_codegen.run_layout import CHECKPOINT_DIR, CONFIG_SNAPSHOT, TRAINER_STATE
 from hrm_codegen.study.records import (
     REPRODUCED_FILE,
     is_recorded,
@@ -85,8 +86,8 @@ def run_status(run_dir: Path) -> str:
     """ "done", "diverged", "partial" (a checkpoint short of max_steps) or "new"."""
     if (run_dir / FAILED_FILE).is_file():
         return "diverged"
-    state_file = run_dir / "checkpoint" / "trainer_state.json"
-    config_file = run_dir / "config.yaml"
+    state_file = run_dir / CHECKPOINT_DIR / TRAINER_STATE
+    config_file = run_dir / CONFIG_SNAPSHOT
     if not (state_file.is_file() and config_file.is_file()):
         return "new"
     from omegaconf import OmegaConf
@@ -110,14 +111,6 @@ def final_metric(run_dir: Path, key: str) -> float:
     if not rows:
         return float("inf")
     return finite_or_inf(max(rows, key=lambda r: r["step"])[key])
-
-
-def load_run_model(ckpt: Path) -> Any:
-    """A run's checkpoint: one of our models, or a transformers HRM-Text / Llama folder."""
-    from hrm_codegen.model import load_pretrained
-    from hrm_codegen.model.hf_models import is_hf_model_dir, load_hf_model_dir
-
-    return load_hf_model_dir(ckpt) if is_hf_model_dir(ckpt) else load_pretrained(ckpt)
 
 
 def prepare_study_data(
@@ -444,8 +437,10 @@ class StudyRunner:
         run_dir = key.path(self.out)
         cache = {**cache, **self._eval_cache(run_dir)}
         results: dict[str, float] = cache.get("test_time", {})
-        ckpt = run_dir / "checkpoint"
-        model = load_run_model(ckpt).eval()
+        from hrm_codegen.model import load_model
+
+        ckpt = run_dir / CHECKPOINT_DIR
+        model = load_model(ckpt).eval()
         if not getattr(model, "recurrent", False):
             cache["test_time_applicable"] = False  # a model without recurrence to scale
             self._save_eval(run_dir, cache)
@@ -459,7 +454,7 @@ class StudyRunner:
         todo = [t for t in todo if t[0] not in results]
         if not todo:
             return results
-        cfg = OmegaConf.load(run_dir / "config.yaml")
+        cfg = OmegaConf.load(run_dir / CONFIG_SNAPSHOT)
         tokenizer = load_tokenizer(ckpt)
         windows, collate, _ = bpb_dataset(
             "corpus", tokenizer, corpus_dir=self.corpus_dir, seq_len=int(cfg.data.max_seq_len)
@@ -490,14 +485,15 @@ class StudyRunner:
         cache = {**cache, **self._eval_cache(run_dir)}
         from hrm_codegen.data import load_benchmark
         from hrm_codegen.evaluation.harness import evaluate_model
+        from hrm_codegen.model import load_model
         from hrm_codegen.tokenization import load_tokenizer
 
-        ckpt = run_dir / "checkpoint"
+        ckpt = run_dir / CHECKPOINT_DIR
         tasks = load_benchmark("mbpp", split=p.split, path=self.spec.mbpp_path)
         tasks = tasks[: p.limit] if p.limit else tasks
         self.log(f"pass@k {key.arm} seed={key.seed}: {p.num_samples} samples x {len(tasks)} tasks")
         summary = evaluate_model(
-            load_run_model(ckpt).eval(),
+            load_model(ckpt).eval(),
             load_tokenizer(ckpt),
             tasks,
             num_samples=p.num_samples,
@@ -541,10 +537,11 @@ class StudyRunner:
         cache = {**cache, **self._eval_cache(run_dir)}
         from hrm_codegen.data.exec_programs import load_exec_tasks
         from hrm_codegen.evaluation.exec_score import act_segments, score_exec_model
+        from hrm_codegen.model import load_model
         from hrm_codegen.tokenization import load_tokenizer
 
-        ckpt = run_dir / "checkpoint"
-        model, tokenizer = load_run_model(ckpt).eval(), load_tokenizer(ckpt)
+        ckpt = run_dir / CHECKPOINT_DIR
+        model, tokenizer = load_model(ckpt).eval(), load_tokenizer(ckpt)
         recurrent = bool(getattr(model, "recurrent", False))
         cache["exec_recurrent"] = recurrent
         edges = read_json(Path(str(self.corpus_dir)) / "meta.json")["edges"]
