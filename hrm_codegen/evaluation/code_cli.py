@@ -30,6 +30,7 @@ from hrm_codegen.evaluation.sampling import SamplingSettings
 from hrm_codegen.evaluation.sandbox import DEFAULT_TIMEOUT_S, resolve_backend
 from hrm_codegen.evaluation.source import check_source, load_model_from_args
 from hrm_codegen.evaluation.store import default_output
+from hrm_codegen.run_layout import METRICS_FILE
 
 
 def run_code_tasks(args: argparse.Namespace, benchmark: Benchmark) -> EvalSummary | None:
@@ -284,7 +285,7 @@ def training_bpb_context(ckpt: str | Path, tok: Any, tasks: list[CodeTask]) -> d
     runs = sorted(folder.glob("*/metrics.jsonl"), key=lambda m: m.stat().st_mtime)
     candidates = [runs[-1].parent] if runs else []  # a folder of runs: its latest, as loaded
     for candidate in (*candidates, folder, *list(folder.parents)[:3]):
-        metrics = candidate / "metrics.jsonl"
+        metrics = candidate / METRICS_FILE
         if metrics.is_file():
             rows = [json.loads(line) for line in metrics.open() if line.strip()]
             curve = [(r["step"], r["val/mbpp_bpb"]) for r in rows if "val/mbpp_bpb" in r]

@@ -82,9 +82,19 @@ def load_model(
     """
     folder = model_folder(path)
     torch_dtype = resolve_dtype(dtype, device or "cpu") if dtype is not None else None
-    family = family or family_of_folder(folder)
+    asked, family = family, family or family_of_folder(folder)
     if family == HF_FAMILY:
-        model = _load_transformers_folder(folder).to(device=device, dtype=torch_dtype)
+        try:
+            model = _load_transformers_folder(folder)
+        except ValueError as error:
+            if asked is not None:
+                raise
+            raise ValueError(
+                f"{folder / CONFIG_NAME} has model_type={saved_model_type(folder)!r}, which is "
+                f"neither a family of this package ({model_types()}) nor a causal LM transformers "
+                f"can load: {error.__cause__ or error}"
+            ) from error
+        model = model.to(device=device, dtype=torch_dtype)
     else:
         entry = get_model_type(family)
         if not entry.is_dir(folder):

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hrm_codegen.run_layout import CONFIG_SNAPSHOT, METRICS_FILE
 from hrm_codegen.study.exec_report import exec_data_record, exec_markdown, exec_plots
 from hrm_codegen.study.spec import finite_or_inf
 
@@ -31,7 +32,7 @@ def _curve(run_dir: Path) -> list[dict[str, float]]:
     """Evaluation records (one per step; a resumed run's repeats keep the latest)."""
     from hrm_codegen.training.logging import read_metrics
 
-    if not (run_dir / "metrics.jsonl").is_file():
+    if not (run_dir / METRICS_FILE).is_file():
         return []
     by_step: dict[int, dict[str, float]] = {}
     for row in read_metrics(run_dir):
@@ -99,7 +100,7 @@ def _provenance(run_dir: Path) -> dict[str, Any]:
     """What the run recorded of its data and numeric environment (config.yaml `provenance`)."""
     from omegaconf import OmegaConf
 
-    config = run_dir / "config.yaml"
+    config = run_dir / CONFIG_SNAPSHOT
     if not config.is_file():
         return {}
     recorded = OmegaConf.load(config).get("provenance")
@@ -158,7 +159,7 @@ def model_facts(run_dir: Path) -> dict[str, Any]:
 
     from hrm_codegen.model import load_model
     from hrm_codegen.model.registry import get_model_type
-    from hrm_codegen.run_layout import CHECKPOINT_DIR, CONFIG_SNAPSHOT
+    from hrm_codegen.run_layout import CHECKPOINT_DIR
     from hrm_codegen.training.flops import flops_count
 
     model = load_model(run_dir / CHECKPOINT_DIR)
