@@ -251,7 +251,7 @@ def _model_folder(folder: str | Path) -> Path:
         return folder  # read_config_json names the missing config.json
 
 
-# ----------------------------------------------------------------------------- our two families
+# ----------------------------------------------------------------------------- the families we ship
 
 
 def _dataclass_family(config_class: type, model_class: type, name: str) -> dict[str, Any]:
