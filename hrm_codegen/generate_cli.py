@@ -4,7 +4,7 @@ The prompt is free text (positional or `--prompt`), a file (`--file`), or a benc
 (`--task mbpp/11`: the exact prompt evaluation uses, from `format_prompt`). `--run` executes the
 completion against the task's tests in the evaluation sandbox, the way `scripts/evaluate.py`
 judges it, so one problem can be looked at end to end without a whole benchmark run. Models are
-loaded through `harness.load_model`, so `--model-type`, `--dtype` and `--quantize` mean what
+loaded through `harness.load_model_and_tokenizer`, so `--model-type`, `--dtype` and `--quantize` mean what
 they mean for evaluation. `--backend` picks the engine (`hrm_codegen.inference`: eager torch,
 the compiled decode step, ONNX Runtime; `--quantize int8-dynamic` with `onnx` is onnxruntime's
 int8) and `--draft CKPT` adds speculative decoding, whose acceptance is printed at the end.
@@ -33,6 +33,9 @@ _DECODE = {"skip_special_tokens": True, "clean_up_tokenization_spaces": False}
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line; the sampling flags match scripts/evaluate.py's."""
+    from hrm_codegen.model.loading import HF_FAMILY
+    from hrm_codegen.model.registry import cli_names
+
     parser = argparse.ArgumentParser(
         prog="generate.py",
         description=__doc__.split("\n")[0],
@@ -46,9 +49,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--task", help="a benchmark task, BENCHMARK/ID: mbpp/11, mbpp_sanitized/11, humaneval/0"
     )
     model = parser.add_argument_group("model")
-    model.add_argument(
-        "--model-type", choices=["hrm", "transformer", "hrm_text", "llama", "hf"], required=True
-    )
+    model.add_argument("--model-type", choices=[*cli_names(), HF_FAMILY], required=True)
     model.add_argument("--ckpt", required=True, help="saved model folder, or a training run folder")
     model.add_argument("--tokenizer", help="tokenizer if not saved with the model (e.g. gpt2)")
     model.add_argument("--device", default=None, help="default: cuda if available, else cpu")
@@ -185,10 +186,10 @@ class TextStreamer:
 
 
 def _load(args: argparse.Namespace):
-    from hrm_codegen.evaluation.harness import load_model
+    from hrm_codegen.evaluation.harness import load_model_and_tokenizer
 
     onnx = getattr(args, "backend", "torch") == "onnx"
-    model, tokenizer = load_model(
+    model, tokenizer = load_model_and_tokenizer(
         args.model_type,
         args.ckpt,
         tokenizer_path=args.tokenizer,
@@ -197,7 +198,7 @@ def _load(args: argparse.Namespace):
         quantize=None if onnx else args.quantize,  # onnx: onnxruntime quantizes the graph
     )
     if onnx:
-        from hrm_codegen.inference.backends import prepare_backend
+        from hrm_codegen.inference.serving import prepare_backend
 
         model = prepare_backend(model, "onnx", quantize=args.quantize)
     if args.save_quantized:

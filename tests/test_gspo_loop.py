@@ -30,7 +30,7 @@ from safetensors.torch import load_file
 
 from hrm_codegen.data.prompts import format_prompt
 from hrm_codegen.generation import encode_prompt, generate_ids
-from hrm_codegen.model import load_pretrained
+from hrm_codegen.model import load_model
 from hrm_codegen.rl import GSPOLoop, train_gspo
 from hrm_codegen.rl import loop as loop_module
 from hrm_codegen.rl.gspo import token_log_probs
@@ -72,14 +72,14 @@ def test_loop_writes_a_run_dir_that_plots_and_loads(toy_checkpoint, tmp_path):
         assert all(key in row for row in rows), key
     assert all(0 <= row["train/groups_with_signal"] <= 1 for row in rows)
     assert rows[1]["tokens_seen"] > rows[0]["tokens_seen"] > 0
-    model = load_pretrained(run_dir / "checkpoint")
+    model = load_model(run_dir / "checkpoint")
     state = json.loads((run_dir / "checkpoint" / "trainer_state.json").read_text())
     assert state["step"] == 2 and state["loop"] == "gspo"
     assert (run_dir / "checkpoint" / "tokenizer.json").is_file()
     assert "type: transformer" in (run_dir / "config.yaml").read_text()
     changed = any(
         not torch.equal(p, q)
-        for p, q in zip(model.parameters(), load_pretrained(toy_checkpoint).parameters())
+        for p, q in zip(model.parameters(), load_model(toy_checkpoint).parameters())
     )
     assert any(row["train/updates_skipped"] == 0 for row in rows)  # the fixture gives signal
     assert changed
@@ -157,7 +157,7 @@ def test_an_act_hrm_samples_and_scores_each_prompt_at_the_segments_generation_de
     monkeypatch.setattr(
         loop, "sample", lambda *a, **k: batches.append(sample(*a, **k)) or batches[-1]
     )
-    before = load_pretrained(ckpt).eval()
+    before = load_model(ckpt).eval()
     metrics = loop.step_once()
     (batch,) = batches
     group = loop.settings.group_size
@@ -293,7 +293,7 @@ def test_best_keeps_the_step_with_the_best_metric_beside_the_latest(toy_checkpoi
     assert json.loads((run_dir / "checkpoint" / "trainer_state.json").read_text())["step"] == 3
     folders = {p.name for p in (run_dir / "checkpoints").iterdir()}
     assert folders == {f"step_{best_row['step']:07d}", "step_0000003"}
-    assert load_pretrained(run_dir / "best").config.hidden_size == 48  # every loader takes it
+    assert load_model(run_dir / "best").config.hidden_size == 48  # every loader takes it
 
 
 def test_experiment_gspo_keeps_best_by_pass_at_1_and_says_when_nothing_reported_it(
@@ -406,7 +406,7 @@ def test_ddp_two_ranks_split_tasks_agree_and_match_one_process(toy_checkpoint, t
     reference = load_file(single / "checkpoint" / "model.safetensors")
     ddp_saved = load_file(tmp_path / "ddp" / "checkpoint" / "model.safetensors")
     moved = False
-    initial = load_pretrained(toy_checkpoint).state_dict()
+    initial = load_model(toy_checkpoint).state_dict()
     for name, tensor in reference.items():
         # Adam divides by sqrt(v): a gradient near 0 turns float-order noise into ~1e-5 moves
         torch.testing.assert_close(ddp_saved[name], tensor, atol=1e-4, rtol=0)

@@ -1,6 +1,6 @@
 """Package boundaries: training and evaluation never import each other, the checkpoint format
-module imports no model file (the registry does), and no module of the package is part of an
-import cycle (one allow-list entry below, for a cycle being removed on its own).
+module imports no model file (the registry does) and no run-folder code, the run layout imports
+nothing of the package, and no module of the package is part of an import cycle.
 
 Every import statement counts, also those inside functions (a lazy import is still a dependency):
 the source files are parsed, not just imported.
@@ -103,20 +103,20 @@ def test_evaluation_never_imports_training():
     assert offending(sources("evaluation"), "hrm_codegen.training") == {}
 
 
-def test_the_checkpoint_format_module_imports_no_model_file():
-    model_files = {module_name(p) for p in sources("model")} - {"hrm_codegen.model.checkpoint"}
-    path = PACKAGE / "model" / "checkpoint.py"
-    names = imported_modules(path)
-    lazy = {"hrm_codegen.model.registry", "hrm_codegen.model.registry.load_model_dir"}
-    assert sorted(names & model_files - lazy) == []
-    # the registry only behind a function (load_pretrained), never at import time
-    top = set()
-    for node in ast.parse(path.read_text()).body:
-        if isinstance(node, ast.ImportFrom):
-            top.add(node.module or "")
-        elif isinstance(node, ast.Import):
-            top.update(alias.name for alias in node.names)
-    assert not any(name.startswith("hrm_codegen.model.") for name in top), top
+def test_the_checkpoint_format_module_imports_no_model_file_and_no_run_folder_code():
+    """model/checkpoint.py (the base class and folder format) ships in Hugging Face exports: it
+    imports no other model file, not even inside a function, and no run-folder layout."""
+    names = imported_modules(PACKAGE / "model" / "checkpoint.py")
+    assert sorted(name for name in names if name.startswith("hrm_codegen.model")) == []
+    assert not any(name.startswith("hrm_codegen.run_layout") for name in names)
+
+
+def test_the_run_layout_module_imports_nothing_of_the_package():
+    """Every package reads run folders through hrm_codegen/run_layout.py: importing only the
+    standard library, it can close no cycle."""
+    names = imported_modules(PACKAGE / "run_layout.py")
+    assert sorted(n for n in names if n.startswith("hrm_codegen")) == []
+    assert "torch" not in names
 
 
 def import_graph(subpackage: str, collapse: tuple[str, ...] = ()) -> dict[str, set[str]]:
@@ -185,6 +185,12 @@ def test_the_cycle_finder_sees_a_cycle_closed_inside_a_function():
     assert cycles(graph) == [["hrm_codegen.evaluation.a", "hrm_codegen.evaluation.b"]]
 
 
+def test_the_model_package_has_no_import_cycle():
+    """The registry imports the model files, the FLOP formulas and model/hf_models.py; none of
+    them imports it back (not even inside a function), and `load_model` sits on top."""
+    assert cycles(import_graph("model")) == []
+
+
 def test_the_evaluation_package_has_no_import_cycle():
     """Every benchmark, the run store, sampling and the sandbox import one way: a cycle,
     even one closed by an import inside a function, means two modules share a concern. The
@@ -206,30 +212,9 @@ def test_the_study_package_has_no_import_cycle():
     assert cycles(import_graph("study")) == []
 
 
-# Packages whose own import cycle is still being removed (issue 28), with why. A cycle counts as
-# allowed only when every module in it is inside one of these; delete an entry once its cycle is
-# gone, and the test below keeps it gone.
-CYCLES_BEING_REMOVED = {
-    "hrm_codegen.model": "checkpoint <-> registry <-> model files, untangled in its own branch",
-}
-
-
-def allowed(cycle: list[str]) -> bool:
-    return any(
-        all(member == package or member.startswith(package + ".") for member in cycle)
-        for package in CYCLES_BEING_REMOVED
-    )
-
-
-def test_the_allow_list_lets_through_only_cycles_wholly_inside_its_packages():
-    assert allowed(["hrm_codegen.model.checkpoint", "hrm_codegen.model.registry"])
-    assert not allowed(["hrm_codegen.model.registry", "hrm_codegen.training.trainer"])
-    assert not allowed(["hrm_codegen.modeling.a", "hrm_codegen.modeling.b"])
-
-
 def test_the_whole_package_has_no_import_cycle():
     """Every module of hrm_codegen, subpackages and the links between them included."""
-    assert [cycle for cycle in cycles(import_graph(".")) if not allowed(cycle)] == []
+    assert cycles(import_graph(".")) == []
 
 
 @pytest.mark.parametrize("package", ["training", "evaluation", "model"])

@@ -11,17 +11,17 @@ import pytest
 import torch
 
 from hrm_codegen.model import HRMConfig, HRMForCausalLM, TransformerConfig, TransformerForCausalLM
+from hrm_codegen.model.flops import hrm_module_schedule
+from hrm_codegen.run_layout import CheckpointError, resolve_checkpoint_dir
 from hrm_codegen.training.checkpointing import (
-    CheckpointError,
     check_architecture,
     load_model_weights,
-    resolve_checkpoint_dir,
     rng_state,
     set_rng_state,
 )
 from hrm_codegen.training.data import BatchOrder
 from hrm_codegen.training.ema import EMA
-from hrm_codegen.training.flops import cpu_peak_flops, flops_count, hrm_module_schedule
+from hrm_codegen.training.flops import cpu_peak_flops, flops_count
 from hrm_codegen.training.launch import extra_hydra_overrides
 from hrm_codegen.training.logging import RunLogger, read_metrics
 from hrm_codegen.training.optim import build_optimizer, lr_at_step

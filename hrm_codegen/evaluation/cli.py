@@ -96,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     """Every flag of `scripts/evaluate.py`; a benchmark's own flags are listed on its
     registry entry (`Benchmark.flags`) and refused for the others (`check_flags`)."""
     from hrm_codegen.evaluation.likelihood import BPB_DATA
+    from hrm_codegen.model.loading import HF_FAMILY
+    from hrm_codegen.model.registry import cli_names
     from hrm_codegen.quantization import QUANTIZE_CHOICES
 
     parser = argparse.ArgumentParser(
@@ -105,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
         + "\n".join(f"  {b.name:<19} {b.about}" for b in BENCHMARKS.values()),
     )
     source = parser.add_argument_group("what to evaluate (a model or a samples file)")
-    source.add_argument("--model-type", choices=["hrm", "transformer", "hrm_text", "llama", "hf"])
+    source.add_argument("--model-type", choices=[*cli_names(), HF_FAMILY])
     source.add_argument("--ckpt", help="saved model folder, or a training run folder")
     source.add_argument("--tokenizer", help="tokenizer if not saved with the model (e.g. gpt2)")
     source.add_argument(

@@ -35,6 +35,7 @@ from hrm_codegen.evaluation.source import (
     load_model_from_args,
 )
 from hrm_codegen.evaluation.store import default_output
+from hrm_codegen.run_layout import METRICS_FILE
 
 
 def run_code_tasks(args: argparse.Namespace, benchmark: Benchmark) -> EvalSummary | None:
@@ -42,7 +43,7 @@ def run_code_tasks(args: argparse.Namespace, benchmark: Benchmark) -> EvalSummar
     model), judge, print a table.
 
     `--h-cycles/--l-cycles/--segments` set an HRM's inference schedule (test-time compute);
-    `--dtype` casts the loaded weights and `--quantize` quantizes them (`harness.load_model`);
+    `--dtype` casts the loaded weights and `--quantize` quantizes them (`harness.load_model_and_tokenizer`);
     `--compile` as in `evaluate_model`. `--best-of N` samples N completions per task and
     submits one, chosen by `--rank` (`best_of_n.py`); the score is reported under
     `metric_name(rank, N)`, since `first-test` uses a graded test and is not a pass@1. Under
@@ -292,7 +293,7 @@ def training_bpb_context(ckpt: str | Path, tok: Any, tasks: list[CodeTask]) -> d
     runs = sorted(folder.glob("*/metrics.jsonl"), key=lambda m: m.stat().st_mtime)
     candidates = [runs[-1].parent] if runs else []  # a folder of runs: its latest, as loaded
     for candidate in (*candidates, folder, *list(folder.parents)[:3]):
-        metrics = candidate / "metrics.jsonl"
+        metrics = candidate / METRICS_FILE
         if metrics.is_file():
             rows = [json.loads(line) for line in metrics.open() if line.strip()]
             curve = [(r["step"], r["val/mbpp_bpb"]) for r in rows if "val/mbpp_bpb" in r]

@@ -8,8 +8,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from hrm_codegen.evaluation.harness import load_model, resolve_model_dir
-from hrm_codegen.inference.backends import check_backend, prepare_backend
+from hrm_codegen.evaluation.harness import load_model_and_tokenizer, resolve_model_dir
+from hrm_codegen.inference.backends import check_backend
+from hrm_codegen.inference.serving import prepare_backend
 
 
 def check_source(args: argparse.Namespace) -> None:
@@ -20,7 +21,10 @@ def check_source(args: argparse.Namespace) -> None:
         raise ValueError("give either --samples FILE or --model-type/--ckpt, not both or neither")
     if ckpt is not None:
         if getattr(args, "model_type", None) is None:
-            raise ValueError("--ckpt needs --model-type hrm, transformer, hrm_text, llama or hf")
+            from hrm_codegen.model.registry import cli_names
+
+            names = ", ".join(cli_names())
+            raise ValueError(f"--ckpt needs --model-type {names} or hf")
         resolve_model_dir(ckpt)
 
 
@@ -44,7 +48,7 @@ def load_model_from_args(
         quantize=get("quantize"),
         draft=bool(get("draft")),
     )
-    model, tokenizer = load_model(
+    model, tokenizer = load_model_and_tokenizer(
         get("model_type"),
         get("ckpt"),
         tokenizer_path=get("tokenizer"),
@@ -79,7 +83,7 @@ def load_draft_from_args(args: argparse.Namespace, tokenizer: Any, device: str |
     from hrm_codegen.model.registry import model_type_of_dir
 
     folder = resolve_model_dir(args.draft)
-    draft, draft_tokenizer = load_model(
+    draft, draft_tokenizer = load_model_and_tokenizer(
         model_type_of_dir(folder),
         folder,
         tokenizer_path=getattr(args, "tokenizer", None),

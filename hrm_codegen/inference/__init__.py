@@ -14,12 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from hrm_codegen.inference.backends import (
-    BACKENDS,
-    BackendUnavailableError,
-    check_backend,
-    prepare_backend,
-)
+from hrm_codegen.inference.backends import BACKENDS, BackendUnavailableError, check_backend
+from hrm_codegen.inference.serving import prepare_backend
 
 _LAZY = {"SpeculativeDraft", "speculative_decode"}
 

@@ -1,13 +1,11 @@
 """Which engine computes the tokens (`--backend`), and the refusals of what one cannot serve.
 
 Refusals come before any model is loaded where the flags alone decide (`check_backend`), and
-when the model is in hand otherwise (`prepare_backend`: an ACT model for ONNX, weights not in
-float32); each is one line naming the backend, the model and the reason.
+when the model is in hand otherwise (`serving.prepare_backend`: an ACT model for ONNX, weights
+not in float32); each is one line naming the backend, the model and the reason.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 BACKENDS = ("torch", "compiled", "onnx", "llamacpp")
 ONNX_FAMILIES = ("hrm", "transformer")  # the families whose forward the ONNX export rebuilds
@@ -66,16 +64,4 @@ def check_backend(
         )
 
 
-def prepare_backend(model: Any, backend: str, *, quantize: str | None = None) -> Any:
-    """The model as `backend` runs it: an ONNX Runtime model for `onnx` (exported now, weights
-    quantized to int8 with `quantize="int8-dynamic"`), else `model` itself (`compiled` is a
-    decoding option: `generate(..., compile=True)`)."""
-    check_backend(backend, getattr(model, "model_type", None), quantize=quantize)
-    if backend != "onnx":
-        return model
-    from hrm_codegen.inference.onnx_runtime import OnnxCausalLM
-
-    return OnnxCausalLM.from_model(model, quantize=quantize)
-
-
-__all__ = ["BACKENDS", "BackendUnavailableError", "check_backend", "prepare_backend"]
+__all__ = ["BACKENDS", "ONNX_FAMILIES", "BackendUnavailableError", "check_backend"]

@@ -52,14 +52,16 @@ from hrm_codegen.rl.gspo import (
     token_log_probs,
 )
 from hrm_codegen.rl.rewards import RewardConfig, compute_rewards
+from hrm_codegen.run_layout import (
+    CHECKPOINT_DIR,
+    TRAINER_STATE,
+    CheckpointError,
+    resolve_checkpoint_dir,
+)
 from hrm_codegen.runtime import apply_threads, runtime_record
 from hrm_codegen.tokenization import tokenizer_fingerprint
 from hrm_codegen.training.checkpoint_manager import CheckpointManager
 from hrm_codegen.training.checkpointing import (
-    CHECKPOINT_DIR,
-    STATE_FILE,
-    CheckpointError,
-    resolve_checkpoint_dir,
     rng_state,
     set_rng_state,
 )
@@ -302,7 +304,7 @@ class GSPOLoop:
         self.run_dir, self.resume_ckpt = self.dist.broadcast([run_dir, resume_ckpt])
         init_from = cfg.get("init_from")
         if self.resume_ckpt is not None:
-            state = json.loads((self.resume_ckpt / STATE_FILE).read_text())
+            state = json.loads((self.resume_ckpt / TRAINER_STATE).read_text())
             if state.get("loop") != "gspo":
                 raise CheckpointError(
                     f"{self.resume_ckpt} was not saved by loop=gspo; resume continues a GSPO "
@@ -314,11 +316,11 @@ class GSPOLoop:
     def _build_policy(self) -> None:
         """The policy (from `init_from`), its tokenizer, and the frozen reference when beta > 0
         (the starting weights also on resume, which restores the policy's later)."""
-        from hrm_codegen.model import load_pretrained
+        from hrm_codegen.model import load_model
         from hrm_codegen.tokenization import load_tokenizer
 
         torch.manual_seed(int(self.cfg.seed))
-        self.model = load_pretrained(self.init_dir, device=self.device)
+        self.model = load_model(self.init_dir, device=self.device)
         self.act = uses_act_halting(self.model)
         if not (self.init_dir / "tokenizer.json").is_file():
             raise CheckpointError(f"{self.init_dir} has no tokenizer.json to sample with")

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from hrm_codegen.run_layout import CONFIG_SNAPSHOT, METRICS_FILE
 from hrm_codegen.study.exec_report import exec_data_record, exec_markdown, exec_plots
 from hrm_codegen.study.executors import threads_per_job
 from hrm_codegen.study.runs import EVAL_FILE, RunKey, model_facts, read_json
@@ -51,7 +52,7 @@ def _curve(run_dir: Path) -> list[dict[str, float]]:
     """Evaluation records (one per step; a resumed run's repeats keep the latest)."""
     from hrm_codegen.training.logging import read_metrics
 
-    if not (run_dir / "metrics.jsonl").is_file():
+    if not (run_dir / METRICS_FILE).is_file():
         return []
     by_step: dict[int, dict[str, float]] = {}
     for row in read_metrics(run_dir):
@@ -118,7 +119,7 @@ def _provenance(run_dir: Path) -> dict[str, Any]:
     """What the run recorded of its data and numeric environment (config.yaml `provenance`)."""
     from omegaconf import OmegaConf
 
-    config = run_dir / "config.yaml"
+    config = run_dir / CONFIG_SNAPSHOT
     if not config.is_file():
         return {}
     recorded = OmegaConf.load(config).get("provenance")

@@ -41,6 +41,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
+from hrm_codegen.run_layout import CHECKPOINT_DIR, CONFIG_SNAPSHOT
 from hrm_codegen.study.executors import threads_per_job
 from hrm_codegen.study.records import (
     REPRODUCED_FILE,
@@ -53,7 +54,6 @@ from hrm_codegen.study.runs import (
     FAILED_FILE,
     RunKey,
     final_metric,
-    load_run_model,
     model_facts,
     read_json,
     run_status,
@@ -397,8 +397,10 @@ class StudyRunner:
         run_dir = key.path(self.out)
         cache = {**cache, **self._eval_cache(run_dir)}
         results: dict[str, float] = cache.get("test_time", {})
-        ckpt = run_dir / "checkpoint"
-        model = load_run_model(ckpt).eval()
+        from hrm_codegen.model import load_model
+
+        ckpt = run_dir / CHECKPOINT_DIR
+        model = load_model(ckpt).eval()
         if not getattr(model, "recurrent", False):
             cache["test_time_applicable"] = False  # a model without recurrence to scale
             self._save_eval(run_dir, cache)
@@ -412,7 +414,7 @@ class StudyRunner:
         todo = [t for t in todo if t[0] not in results]
         if not todo:
             return results
-        cfg = OmegaConf.load(run_dir / "config.yaml")
+        cfg = OmegaConf.load(run_dir / CONFIG_SNAPSHOT)
         tokenizer = load_tokenizer(ckpt)
         windows, collate, _ = bpb_dataset(
             "corpus", tokenizer, corpus_dir=self.corpus_dir, seq_len=int(cfg.data.max_seq_len)
@@ -443,14 +445,15 @@ class StudyRunner:
         cache = {**cache, **self._eval_cache(run_dir)}
         from hrm_codegen.data import load_benchmark
         from hrm_codegen.evaluation.harness import evaluate_model
+        from hrm_codegen.model import load_model
         from hrm_codegen.tokenization import load_tokenizer
 
-        ckpt = run_dir / "checkpoint"
+        ckpt = run_dir / CHECKPOINT_DIR
         tasks = load_benchmark("mbpp", split=p.split, path=self.spec.mbpp_path)
         tasks = tasks[: p.limit] if p.limit else tasks
         self.log(f"pass@k {key.arm} seed={key.seed}: {p.num_samples} samples x {len(tasks)} tasks")
         summary = evaluate_model(
-            load_run_model(ckpt).eval(),
+            load_model(ckpt).eval(),
             load_tokenizer(ckpt),
             tasks,
             num_samples=p.num_samples,
@@ -494,10 +497,11 @@ class StudyRunner:
         cache = {**cache, **self._eval_cache(run_dir)}
         from hrm_codegen.data.exec_programs import load_exec_tasks
         from hrm_codegen.evaluation.exec_score import act_segments, score_exec_model
+        from hrm_codegen.model import load_model
         from hrm_codegen.tokenization import load_tokenizer
 
-        ckpt = run_dir / "checkpoint"
-        model, tokenizer = load_run_model(ckpt).eval(), load_tokenizer(ckpt)
+        ckpt = run_dir / CHECKPOINT_DIR
+        model, tokenizer = load_model(ckpt).eval(), load_tokenizer(ckpt)
         recurrent = bool(getattr(model, "recurrent", False))
         cache["exec_recurrent"] = recurrent
         edges = read_json(Path(str(self.corpus_dir)) / "meta.json")["edges"]

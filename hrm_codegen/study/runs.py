@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hrm_codegen.run_layout import CHECKPOINT_DIR, CONFIG_SNAPSHOT, TRAINER_STATE
 from hrm_codegen.study.spec import finite_or_inf, lr_tag
 
 EVAL_FILE = "study_eval.json"
@@ -35,8 +36,8 @@ def run_status(run_dir: Path) -> str:
     """ "done", "diverged", "partial" (a checkpoint short of max_steps) or "new"."""
     if (run_dir / FAILED_FILE).is_file():
         return "diverged"
-    state_file = run_dir / "checkpoint" / "trainer_state.json"
-    config_file = run_dir / "config.yaml"
+    state_file = run_dir / CHECKPOINT_DIR / TRAINER_STATE
+    config_file = run_dir / CONFIG_SNAPSHOT
     if not (state_file.is_file() and config_file.is_file()):
         return "new"
     from omegaconf import OmegaConf
@@ -62,14 +63,6 @@ def final_metric(run_dir: Path, key: str) -> float:
     return finite_or_inf(max(rows, key=lambda r: r["step"])[key])
 
 
-def load_run_model(ckpt: Path) -> Any:
-    """A run's checkpoint: one of our models, or a transformers HRM-Text / Llama folder."""
-    from hrm_codegen.model import load_pretrained
-    from hrm_codegen.model.hf_models import is_hf_model_dir, load_hf_model_dir
-
-    return load_hf_model_dir(ckpt) if is_hf_model_dir(ckpt) else load_pretrained(ckpt)
-
-
 def model_facts(run_dir: Path) -> dict[str, Any]:
     """Parameters and training FLOPs per token of a run's model, with and without embedding and
     LM head (at 1-3M parameters the head dominates, and the choice moves fitted exponents: both
@@ -77,11 +70,12 @@ def model_facts(run_dir: Path) -> dict[str, Any]:
     reused (`params_shared`) and the mean applications per block (`reuse`) of the loop law."""
     from omegaconf import OmegaConf
 
+    from hrm_codegen.model import load_model
     from hrm_codegen.model.registry import get_model_type
     from hrm_codegen.training.flops import flops_count
 
-    model = load_run_model(run_dir / "checkpoint")
-    seq_len = int(OmegaConf.load(run_dir / "config.yaml").data.max_seq_len)
+    model = load_model(run_dir / CHECKPOINT_DIR)
+    seq_len = int(OmegaConf.load(run_dir / CONFIG_SNAPSHOT).data.max_seq_len)
     flops = flops_count(model)
     facts: dict[str, Any] = {
         "model_type": model.model_type,

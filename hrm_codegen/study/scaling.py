@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from hrm_codegen.run_layout import CHECKPOINTS_DIR, CONFIG_SNAPSHOT, METRICS_FILE
 from hrm_codegen.study.records import is_recorded, record_status, write_record
 from hrm_codegen.study.runner import StudyRunner
 from hrm_codegen.study.runs import final_metric, model_facts, run_status
@@ -137,7 +138,7 @@ class ScalingRunner(StudyRunner):
             return super().restore(key)  # type: ignore[arg-type]
         if record is None or not is_recorded(record):
             return super().restore(key)  # type: ignore[arg-type]
-        config = OmegaConf.load(record / "config.yaml")
+        config = OmegaConf.load(record / CONFIG_SNAPSHOT)
         kept = dict(zip((float(b) for b in config.train.keep_for_budgets),
                         (int(s) for s in config.train.keep_checkpoints)))  # fmt: skip
         needed = [
@@ -165,11 +166,11 @@ class ScalingRunner(StudyRunner):
         if ok:  # the branches copy this history: the record's rows, without the stop's eval
             # (this machine's own provenance row at step 0 stays)
             def rows(folder: Path) -> list[str]:
-                return [r for r in (folder / "metrics.jsonl").read_text().splitlines() if r.strip()]
+                return [r for r in (folder / METRICS_FILE).read_text().splitlines() if r.strip()]
 
             ours = [r for r in rows(run_dir) if json.loads(r).get("step", 0) == 0]
             theirs = [r for r in rows(record) if 0 < json.loads(r).get("step", 0) <= stop]
-            (run_dir / "metrics.jsonl").write_text("\n".join(ours + theirs) + "\n")
+            (run_dir / METRICS_FILE).write_text("\n".join(ours + theirs) + "\n")
         verdict = {"identical": ok, "differing": result.differing, "up_to_step": stop}
         prefix.write_text(json.dumps({"stop_at_step": stop}) + "\n")
         (run_dir / REPRODUCED_FILE).write_text(json.dumps(verdict) + "\n")
@@ -208,11 +209,11 @@ class ScalingRunner(StudyRunner):
         from omegaconf import OmegaConf
 
         run_dir = long.path(self.out)
-        config = OmegaConf.load(run_dir / "config.yaml")
+        config = OmegaConf.load(run_dir / CONFIG_SNAPSHOT)
         budgets = [float(b) for b in config.train.keep_for_budgets]
         steps = [int(s) for s in config.train.keep_checkpoints]
         step = steps[budgets.index(float(budget))]
-        found = sorted((run_dir / "checkpoints").glob(f"step_{step:07d}*"))
+        found = sorted((run_dir / CHECKPOINTS_DIR).glob(f"step_{step:07d}*"))
         if not found:
             raise StudyConfigError(
                 f"{run_dir} kept no checkpoint at step {step} (the cooldown start of budget "

@@ -40,18 +40,21 @@ from hrm_codegen.model.registry import (  # re-exported: older code imports them
     model_classes,
     other_architecture_fields,
 )
+from hrm_codegen.run_layout import (
+    BEST_DIR,
+    CHECKPOINT_DIR,
+    CONFIG_SNAPSHOT,
+    METRICS_FILE,
+    TRAINER_STATE,
+    CheckpointError,
+    latest_checkpoint,
+    resolve_checkpoint_dir,
+)
 from hrm_codegen.runtime import apply_threads, runtime_record
 from hrm_codegen.training.checkpoint_manager import CheckpointManager
 from hrm_codegen.training.checkpointing import (
-    BEST_DIR,
-    CHECKPOINT_DIR,
-    CONFIG_YAML,
-    STATE_FILE,
-    CheckpointError,
     check_architecture,
-    latest_checkpoint,
     load_model_weights,
-    resolve_checkpoint_dir,
     rng_state,
     set_rng_state,
 )
@@ -69,7 +72,7 @@ from hrm_codegen.training.ema import EMA
 from hrm_codegen.training.flops import flops_count, peak_flops
 from hrm_codegen.training.lm_step import LMStep, MicroBatch, NonFiniteLossError
 from hrm_codegen.training.lm_step import with_lengths as _with_lengths  # noqa: F401 - old name
-from hrm_codegen.training.logging import METRICS_FILE, RunLogger
+from hrm_codegen.training.logging import RunLogger
 from hrm_codegen.training.optim import (
     cooldown_start,
     lr_at_step,
@@ -479,7 +482,7 @@ class Trainer:
 
     def _branch_parent_config(self, ckpt: Path) -> DictConfig | None:
         """The resolved config the parent saved with the checkpoint (None if it has none)."""
-        path = ckpt / CONFIG_YAML
+        path = ckpt / CONFIG_SNAPSHOT
         return OmegaConf.load(path) if path.is_file() else None  # type: ignore[return-value]
 
     def _check_branch_source(self, ckpt: Path) -> None:
@@ -489,7 +492,7 @@ class Trainer:
             check_architecture(ckpt, self.model)
         except CheckpointError as error:
             raise ConfigError(f"branch_from: {error}") from error
-        state = json.loads((ckpt / STATE_FILE).read_text())
+        state = json.loads((ckpt / TRAINER_STATE).read_text())
         samples = int(state["data"]["num_samples"])
         if samples != len(self.data.train):
             raise ConfigError(
