@@ -88,6 +88,28 @@ def check_flags(args: argparse.Namespace) -> None:
 # Flags
 
 
+class ModelTypeChoices:
+    """`--model-type`'s choices, the model registry's `--model-type` names and `hf`, read from the
+    registry when first asked (a given value checked, or --help).
+
+    Why not a list: the registry imports every model family, so torch (~1 s); judging a
+    `--samples` file runs no model and should not pay for it (nor does its `--help` need it
+    before it is shown). argparse only tests `in` and iterates, so this is all it needs.
+    """
+
+    def _names(self) -> list[str]:
+        from hrm_codegen.model.loading import HF_FAMILY
+        from hrm_codegen.model.registry import cli_names
+
+        return [*cli_names(), HF_FAMILY]
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._names()
+
+    def __iter__(self):
+        return iter(self._names())
+
+
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """Defaults shown, and the benchmark list below the flags kept one per line."""
 
@@ -96,8 +118,6 @@ def build_parser() -> argparse.ArgumentParser:
     """Every flag of `scripts/evaluate.py`; a benchmark's own flags are listed on its
     registry entry (`Benchmark.flags`) and refused for the others (`check_flags`)."""
     from hrm_codegen.evaluation.likelihood import BPB_DATA
-    from hrm_codegen.model.loading import HF_FAMILY
-    from hrm_codegen.model.registry import cli_names
     from hrm_codegen.quantization import QUANTIZE_CHOICES
 
     parser = argparse.ArgumentParser(
@@ -107,7 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
         + "\n".join(f"  {b.name:<19} {b.about}" for b in BENCHMARKS.values()),
     )
     source = parser.add_argument_group("what to evaluate (a model or a samples file)")
-    source.add_argument("--model-type", choices=[*cli_names(), HF_FAMILY])
+    source.add_argument(
+        "--model-type",
+        choices=ModelTypeChoices(),
+        metavar="MODEL_TYPE",
+        help="the model family: %(choices)s",
+    )
     source.add_argument("--ckpt", help="saved model folder, or a training run folder")
     source.add_argument("--tokenizer", help="tokenizer if not saved with the model (e.g. gpt2)")
     source.add_argument(
