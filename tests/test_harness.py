@@ -16,6 +16,7 @@ from hrm_codegen.evaluation.harness import (
     load_model_and_tokenizer,
 )
 from hrm_codegen.evaluation.passk import pass_at_k
+from hrm_codegen.evaluation.sampling import SamplingSettings
 
 TASKS = [
     CodeTask(
@@ -166,9 +167,10 @@ def test_evaluate_model_generates_judges_and_resumes(tiny_checkpoint: Path, tmp_
     model, tokenizer = load_model_and_tokenizer(
         "transformer", tiny_checkpoint.parent
     )  # a run folder works too
-    options = {"max_new_tokens": 8, "timeout": 2.0, "memory_mb": 256, "progress": False}
+    options = {"timeout": 2.0, "memory_mb": 256, "progress": False}
+    warm = SamplingSettings(temperature=0.8, max_new_tokens=8)
     summary = evaluate_model(
-        model, tokenizer, TASKS, num_samples=2, temperature=0.8, ks=(1, 2), output_dir=tmp_path,
+        model, tokenizer, TASKS, num_samples=2, sampling=warm, ks=(1, 2), output_dir=tmp_path,
         **options,
     )  # fmt: skip
     assert summary.n == 2 and summary.num_tasks == 2
@@ -187,13 +189,14 @@ def test_evaluate_model_generates_judges_and_resumes(tiny_checkpoint: Path, tmp_
     # A rerun generates nothing and judges nothing; other settings are refused.
     monkeypatch.setattr(sampling, "generator_for", lambda model: pytest.fail("regenerated"))
     again = evaluate_model(
-        model, tokenizer, TASKS, num_samples=2, temperature=0.8, ks=(1, 2), output_dir=tmp_path,
+        model, tokenizer, TASKS, num_samples=2, sampling=warm, ks=(1, 2), output_dir=tmp_path,
         **options,
     )  # fmt: skip
     assert again.per_task == summary.per_task
     with pytest.raises(OutputDirMismatchError, match="temperature"):
+        cooler = SamplingSettings(temperature=0.5, max_new_tokens=8)
         evaluate_model(
-            model, tokenizer, TASKS, num_samples=2, temperature=0.5, output_dir=tmp_path, **options
+            model, tokenizer, TASKS, num_samples=2, sampling=cooler, output_dir=tmp_path, **options
         )
 
 
@@ -219,8 +222,9 @@ def test_evaluate_model_with_a_hugging_face_model(tmp_path: Path, gpt2_dir: Path
     model, hf_tokenizer = load_model_and_tokenizer("hf", tmp_path / "hf")
     assert sampling.generator_for(model).__name__ == "generate_hf"
     summary = evaluate_model(
-        model, hf_tokenizer, TASKS, max_new_tokens=4, timeout=2.0, memory_mb=256, progress=False
-    )
+        model, hf_tokenizer, TASKS, sampling=SamplingSettings(max_new_tokens=4), timeout=2.0,
+        memory_mb=256, progress=False,
+    )  # fmt: skip
     assert summary.num_tasks == 2 and sum(summary.counts.values()) == 2
     assert summary.pass_at_k == {"pass@1": 0.0}
 
@@ -361,7 +365,12 @@ def test_a_sharded_rank_killed_mid_task_resumes_its_part_only(tiny_checkpoint: P
     parts into the one-process samples.jsonl."""
     model, tokenizer = load_model_and_tokenizer("transformer", tiny_checkpoint.parent)
     tasks = TASKS + [TASKS[0].__class__(**{**TASKS[0].__dict__, "task_id": "Mbpp/3"})]
-    options = {"max_new_tokens": 6, "timeout": 2.0, "memory_mb": 256, "progress": False}
+    options = {
+        "sampling": SamplingSettings(max_new_tokens=6),
+        "timeout": 2.0,
+        "memory_mb": 256,
+        "progress": False,
+    }
     single = evaluate_model(model, tokenizer, tasks, output_dir=tmp_path / "one", **options)
     out = tmp_path / "two"
     # rank 0 first: its share done, rank 1's missing, so it refuses to judge an incomplete set

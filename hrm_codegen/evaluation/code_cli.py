@@ -99,7 +99,7 @@ def run_code_tasks(args: argparse.Namespace, benchmark: Benchmark) -> EvalSummar
             **({"quantize": args.quantize} if args.quantize else {}),
             **({"backend": backend_of(args)} if backend_of(args) != "torch" else {}),
         },
-        **sampling.keywords(),
+        sampling=sampling,
         **judging,
     )
     if summary is None:  # a rank other than 0 of a sharded run: rank 0 judges and reports

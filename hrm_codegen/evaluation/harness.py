@@ -191,28 +191,22 @@ def evaluate_model(
     *,
     num_samples: int = 1,
     ks: Sequence[int] | str = (1,),
-    temperature: float = 0.0,
-    top_p: float = 1.0,
-    max_new_tokens: int = 512,
-    batch_size: int = 8,
+    sampling: SamplingSettings | None = None,
     timeout: float = DEFAULT_TIMEOUT_S,
     workers: int | None = None,
-    seed: int = 0,
     output_dir: str | Path | None = None,
     memory_mb: int = DEFAULT_MEMORY_MB,
     sandbox: str = "auto",
     progress: bool = True,
     run_info: Mapping[str, Any] | None = None,
-    dtype: str | None = None,
-    compile: bool = False,
-    draft: Any = None,
     shard: tuple[int, int] | None = None,
     barrier: Callable[[], None] | None = None,
 ) -> EvalSummary | None:
     """Generate `num_samples` completions per task, then judge them (see `evaluate_samples`).
 
-    The sampling keywords (`temperature` .. `compile`) are `sampling.SamplingSettings`'s, kept
-    as keywords here because the trainer, GSPO, the studies and the GPU check call this.
+    `sampling` says how completions are decoded (`SamplingSettings`: greedy by default, with
+    the seed, dtype, compiled step and speculative draft); the trainer, GSPO, the studies, the
+    GPU check and evaluate.py each build one.
 
     `shard=(rank, world)` with `barrier` (e.g. accelerate's `wait_for_everyone`): this process
     generates the tasks at positions rank, rank + world, ... into its own part file
@@ -220,32 +214,22 @@ def evaluate_model(
     merges the parts in task order and judges, and the other ranks return None. Greedy output
     is the one-process run's (each task's prompt is decoded the same way wherever it runs).
 
-    `temperature=0` is greedy decoding. With `output_dir`, generations are appended to
+    With `output_dir`, generations are appended to
     samples.jsonl task by task, so a rerun regenerates only tasks that were not finished;
     `run_info` (e.g. the checkpoint path) is stored with the generation settings, and a rerun
     with different settings is refused rather than mixing samples of two runs.
 
-    `dtype` (bf16/fp16) runs generation under autocast for a float32 model (as the trainer's
-    pass@1 does through accelerate), so the KV cache and the stream are in that dtype; a model
-    already cast is left alone. `compile` decodes with a compiled fixed-shape step (our models);
-    `draft` (a `SpeculativeDraft`) decodes speculatively, greedy only.
+    `sampling.dtype` (bf16/fp16) runs generation under autocast for a float32 model (as the
+    trainer's pass@1 does through accelerate), so the KV cache and the stream are in that dtype;
+    a model already cast is left alone.
     """
     benchmark, by_id = _index_tasks(tasks)
     ks = parse_ks(ks)
     if not isinstance(num_samples, int) or num_samples < 1:
         raise ValueError(f"num_samples={num_samples}: generate at least one sample per task")
     check_ks(ks, {task_id: num_samples for task_id in by_id})
-    sampling = SamplingSettings(
-        temperature=temperature,
-        top_p=top_p,
-        max_new_tokens=max_new_tokens,
-        batch_size=batch_size,
-        seed=seed,
-        dtype=dtype,
-        compile=compile,
-        draft=draft,
-    )
-    if temperature == 0 and num_samples > 1:
+    sampling = sampling or SamplingSettings()
+    if sampling.temperature == 0 and num_samples > 1:
         warnings.warn(
             f"greedy decoding (temperature 0) with num_samples={num_samples} repeats one sample "
             "per task; set a temperature > 0 (e.g. 0.8) for pass@k with k > 1",

@@ -69,8 +69,8 @@ class SamplingSettings:
         return {k: getattr(self, k) for k in ("temperature", "top_p", "max_new_tokens", "seed")}
 
     def keywords(self) -> dict[str, Any]:
-        """The settings as keywords (for `evaluate_model` and `best_of_n_samples`); the draft
-        model as it is, not copied."""
+        """The settings as keywords (for `best_of_n_samples`); the draft model as it is, not
+        copied."""
         return {field.name: getattr(self, field.name) for field in fields(self)}
 
 

@@ -25,6 +25,7 @@ def pass_at_1(
     bubblewrap where it works, else the fallback backend (recorded)."""
     from hrm_codegen.data import load_benchmark
     from hrm_codegen.evaluation.harness import evaluate_model
+    from hrm_codegen.evaluation.sampling import SamplingSettings
     from hrm_codegen.evaluation.sandbox import resolve_backend
     from hrm_codegen.model import load_model
     from hrm_codegen.model.loading import model_folder
@@ -70,8 +71,9 @@ def pass_at_1(
                 model.eval(),
                 tokenizer,
                 tasks,
-                max_new_tokens=sizes.pass_max_new_tokens,
-                batch_size=sizes.pass_batch_size,
+                sampling=SamplingSettings(
+                    max_new_tokens=sizes.pass_max_new_tokens, batch_size=sizes.pass_batch_size
+                ),
                 timeout=sizes.pass_timeout,
                 output_dir=out_dir,
                 sandbox=backend,

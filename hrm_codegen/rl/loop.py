@@ -672,6 +672,7 @@ class GSPOLoop:
     def evaluate(self) -> dict[str, float]:
         """Greedy pass@1 on the eval tasks (main rank; the others wait)."""
         from hrm_codegen.evaluation.harness import evaluate_model
+        from hrm_codegen.evaluation.sampling import SamplingSettings
 
         result: dict[str, float] = {}
         if self.is_main and self.eval_tasks:
@@ -682,9 +683,11 @@ class GSPOLoop:
                 self.eval_tasks,
                 num_samples=1,
                 ks=(1,),
-                temperature=0.0,
-                max_new_tokens=self.settings.max_new_tokens,
-                batch_size=self.settings.generation_batch_size,
+                sampling=SamplingSettings(
+                    temperature=0.0,
+                    max_new_tokens=self.settings.max_new_tokens,
+                    batch_size=self.settings.generation_batch_size,
+                ),
                 timeout=r.timeout,
                 workers=r.workers,
                 memory_mb=r.memory_mb,

@@ -445,6 +445,7 @@ class StudyRunner:
         cache = {**cache, **self._eval_cache(run_dir)}
         from hrm_codegen.data import load_benchmark
         from hrm_codegen.evaluation.harness import evaluate_model
+        from hrm_codegen.evaluation.sampling import SamplingSettings
         from hrm_codegen.model import load_model
         from hrm_codegen.tokenization import load_tokenizer
 
@@ -458,12 +459,14 @@ class StudyRunner:
             tasks,
             num_samples=p.num_samples,
             ks=p.ks,
-            temperature=p.temperature,
-            top_p=p.top_p,
-            max_new_tokens=p.max_new_tokens,
-            batch_size=p.batch_size,
+            sampling=SamplingSettings(
+                temperature=p.temperature,
+                top_p=p.top_p,
+                max_new_tokens=p.max_new_tokens,
+                batch_size=p.batch_size,
+                seed=key.seed,
+            ),
             timeout=p.timeout,
-            seed=key.seed,
             output_dir=run_dir / "passk",
             progress=False,
         )
