@@ -4,8 +4,10 @@ The prompt is free text (positional or `--prompt`), a file (`--file`), or a benc
 (`--task mbpp/11`: the exact prompt evaluation uses, from `format_prompt`). `--run` executes the
 completion against the task's tests in the evaluation sandbox, the way `scripts/evaluate.py`
 judges it, so one problem can be looked at end to end without a whole benchmark run. Models are
-loaded through `harness.load_model`, so `--model-type`, `--dtype` and `--quantize` mean what
-they mean for evaluation.
+loaded through `harness.load_model_and_tokenizer`, so `--model-type`, `--dtype` and `--quantize` mean what
+they mean for evaluation. `--backend` picks the engine (`hrm_codegen.inference`: eager torch,
+the compiled decode step, ONNX Runtime; `--quantize int8-dynamic` with `onnx` is onnxruntime's
+int8) and `--draft CKPT` adds speculative decoding, whose acceptance is printed at the end.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from hrm_codegen.data import CodeTask, load_benchmark, normalize_task_id
 from hrm_codegen.data.prompts import extract_completion, format_prompt, stop_sequences
 from hrm_codegen.data.tasks import canonical_benchmark, program_parts
 from hrm_codegen.evaluation import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S, USER_ERRORS
+from hrm_codegen.evaluation.source import load_draft_from_args
 from hrm_codegen.generation import truncate_at_stop
+from hrm_codegen.inference.backends import BACKENDS, check_backend
 from hrm_codegen.quantization import QUANTIZE_CHOICES
 from hrm_codegen.runtime import apply_threads
 
@@ -29,6 +33,9 @@ _DECODE = {"skip_special_tokens": True, "clean_up_tokenization_spaces": False}
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line; the sampling flags match scripts/evaluate.py's."""
+    from hrm_codegen.model.loading import HF_FAMILY
+    from hrm_codegen.model.registry import cli_names
+
     parser = argparse.ArgumentParser(
         prog="generate.py",
         description=__doc__.split("\n")[0],
@@ -42,9 +49,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--task", help="a benchmark task, BENCHMARK/ID: mbpp/11, mbpp_sanitized/11, humaneval/0"
     )
     model = parser.add_argument_group("model")
-    model.add_argument(
-        "--model-type", choices=["hrm", "transformer", "hrm_text", "llama", "hf"], required=True
-    )
+    model.add_argument("--model-type", choices=[*cli_names(), HF_FAMILY], required=True)
     model.add_argument("--ckpt", required=True, help="saved model folder, or a training run folder")
     model.add_argument("--tokenizer", help="tokenizer if not saved with the model (e.g. gpt2)")
     model.add_argument("--device", default=None, help="default: cuda if available, else cpu")
@@ -53,6 +58,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     model.add_argument(
         "--save-quantized", metavar="DIR", help="write the quantized model to DIR (--quantize)"
     )
+    model.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="torch",
+        help="torch: eager; compiled: torch.compile'd decode step; onnx: ONNX Runtime (int8 with "
+        "--quantize int8-dynamic); llamacpp: not built here yet",
+    )
+    model.add_argument(
+        "--draft",
+        metavar="CKPT",
+        help="a small model with the same tokenizer: speculative decoding",
+    )
+    model.add_argument("--draft-tokens", type=int, default=4, help="tokens the draft proposes")
     gen = parser.add_argument_group("generation")
     gen.add_argument("--num-samples", type=int, default=1)
     gen.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
@@ -168,16 +186,21 @@ class TextStreamer:
 
 
 def _load(args: argparse.Namespace):
-    from hrm_codegen.evaluation.harness import load_model
+    from hrm_codegen.evaluation.harness import load_model_and_tokenizer
 
-    model, tokenizer = load_model(
+    onnx = getattr(args, "backend", "torch") == "onnx"
+    model, tokenizer = load_model_and_tokenizer(
         args.model_type,
         args.ckpt,
         tokenizer_path=args.tokenizer,
         device=args.device,
         dtype=args.dtype,
-        quantize=args.quantize,
+        quantize=None if onnx else args.quantize,  # onnx: onnxruntime quantizes the graph
     )
+    if onnx:
+        from hrm_codegen.inference.serving import prepare_backend
+
+        model = prepare_backend(model, "onnx", quantize=args.quantize)
     if args.save_quantized:
         from hrm_codegen.quantization import save_quantized
 
@@ -190,7 +213,13 @@ def _load(args: argparse.Namespace):
 
 
 def generate_completions(
-    args: argparse.Namespace, model, tokenizer, prompt: str, stop: list[str], out: TextIO
+    args: argparse.Namespace,
+    model,
+    tokenizer,
+    prompt: str,
+    stop: list[str],
+    out: TextIO,
+    draft=None,
 ) -> list[str]:
     """The `--num-samples` generated texts, streamed to `out` (our models) or written when done
     (HF models, which decode inside their own `generate`).
@@ -220,6 +249,10 @@ def generate_completions(
                 print(f"--- sample {index + 1}/{args.num_samples} ---", file=out)
             print(text, file=out)
         return texts
+    if getattr(args, "backend", "torch") == "compiled":
+        options["compile"] = True
+    if draft is not None:
+        options["draft"] = draft
     streamer = TextStreamer(tokenizer, stop, out, args.num_samples)
     # batch_size=1: the samples decode one after another, so each streams whole
     texts = generate(model, tokenizer, [prompt], batch_size=1, on_token=streamer, **options)[0]
@@ -280,14 +313,29 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
             import torch
 
             args.device = "cuda" if torch.cuda.is_available() else "cpu"
+        check_backend(
+            args.backend,
+            args.model_type,
+            device=args.device,
+            quantize=args.quantize,
+            draft=args.draft is not None,
+        )
+        if args.draft is not None and args.temperature > 0:
+            raise ValueError("--draft decodes greedily: use --temperature 0")
+        if args.backend == "onnx" and args.save_quantized:
+            raise ValueError("--save-quantized writes torchao models; not with --backend onnx")
         model, tokenizer = _load(args)
         if prompt is None:
             return 0
+        draft = load_draft_from_args(args, tokenizer)
         stop = stop_sequences(task) if task is not None else []
         start = time.perf_counter()
-        texts = generate_completions(args, model, tokenizer, prompt, stop, out)
+        speculative = {"draft": draft} if draft is not None else {}
+        texts = generate_completions(args, model, tokenizer, prompt, stop, out, **speculative)
         seconds = time.perf_counter() - start
         print(f"[generated {len(texts)} sample(s) in {seconds:.2f} s]", file=sys.stderr)
+        if draft is not None:
+            print(f"[{draft.summary()}]", file=sys.stderr)
         if args.run:
             judge(args, task, texts, out)
     except USER_ERRORS as error:

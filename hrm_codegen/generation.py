@@ -17,6 +17,8 @@ How a batch is decoded:
 - One host-device synchronisation per step (the chosen tokens, which the host needs for EOS and
   stop strings); padding is known on the host, NaN rides along with the tokens.
 - `compile=True`: fixed-shape one-token steps on a static cache through `torch.compile`.
+- `draft=SpeculativeDraft(...)`: speculative decoding (greedy, a prompt at a time), see
+  `hrm_codegen.inference.speculative`; other backends (ONNX Runtime) in `hrm_codegen.inference`.
 - Sampling is reproducible per row: sample `j` of a prompt draws from its own `torch.Generator`, seeded
   from (`seed`, the prompt's token ids, `j`). The same prompt therefore gives the same samples whatever
   batch, position or `batch_size` it is generated with.
@@ -31,9 +33,13 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from tqdm.auto import tqdm
+
+if TYPE_CHECKING:
+    from hrm_codegen.inference.speculative import SpeculativeDraft
 
 # --------------------------------------------------------------------------------------------------
 # Next-token choice
@@ -547,6 +553,7 @@ def generate_ids(
     progress: bool = False,
     compile: bool = False,
     on_token: TokenCallback | None = None,
+    draft: SpeculativeDraft | None = None,
 ) -> list[list[list[int]]]:
     """Generate `num_samples` continuations of each prompt; returns new token ids [prompt][sample].
 
@@ -562,6 +569,10 @@ def generate_ids(
     `ProgressCallback`: tokens, with what a sample ending early leaves unused counted as done, so
     its rate and ETA hold however early samples stop), with the samples finished beside it.
 
+    `draft` (a `SpeculativeDraft`): speculative decoding, one prompt at a time; greedy only, the
+    output is the greedy decoding of `model` (see `hrm_codegen.inference.speculative`), and the
+    draft's counters report the acceptance.
+
     Rows are also capped at `model.config.max_seq_len` tokens in total (prompt + new), with a warning.
     """
     _check_options(max_new_tokens, num_samples, temperature, top_p, top_k, batch_size)
@@ -569,6 +580,11 @@ def generate_ids(
         raise ValueError("stop strings need the tokenizer to decode text: pass tokenizer=...")
     if compile and not use_cache:
         raise ValueError("compile=True decodes on the KV cache; it needs use_cache=True")
+    if draft is not None and (do_sample and temperature > 0 or compile or not use_cache):
+        raise ValueError(
+            "speculative decoding (a draft model) is greedy, eager and cached: use temperature 0, "
+            "no compile, use_cache=True"
+        )
     prompts = [list(p) for p in input_ids]
     max_seq_len = getattr(model.config, "max_seq_len", None)
     budgets, capped = [], []
@@ -596,6 +612,11 @@ def generate_ids(
             stacklevel=2,
         )
 
+    if draft is not None:
+        return _speculative_ids(
+            model, draft, prompts, budgets, num_samples, max_new_tokens, eos_token_id, stop,
+            tokenizer, on_token, progress,
+        )  # fmt: skip
     greedy = not do_sample or temperature == 0
     sampling = _Sampling(greedy, temperature, top_k, top_p)
     if not greedy and seed is None:
@@ -667,6 +688,37 @@ def generate_ids(
     return results
 
 
+def _speculative_ids(
+    model, draft, prompts, budgets, num_samples, max_new_tokens, eos_token_id, stop, tokenizer,
+    on_token, progress,
+) -> list[list[list[int]]]:  # fmt: skip
+    """`generate_ids` with a draft model: each prompt decoded on its own by `speculative_decode`
+    (greedy, so every sample is the same)."""
+    from hrm_codegen.inference.speculative import speculative_decode
+
+    tracker = _Progress(len(prompts) * num_samples, max_new_tokens, num_samples, progress)
+    results = []
+    try:
+        for index, (prompt, budget) in enumerate(zip(prompts, budgets)):
+            watcher = StopStringWatcher(tokenizer, stop) if stop else None
+            tokens = speculative_decode(
+                model,
+                draft,
+                prompt,
+                max_new_tokens=budget,
+                eos_token_id=eos_token_id,
+                should_stop=watcher.update if watcher is not None else None,
+                on_token=(lambda t, i=index: on_token(i, 0, t)) if on_token is not None else None,
+            )
+            results.append([list(tokens) for _ in range(num_samples)])
+            if tracker.report is not None:
+                tracker.report(max_new_tokens)
+            tracker.samples_done((index + 1) * num_samples)
+    finally:
+        tracker.close()
+    return results
+
+
 def encode_prompt(tokenizer, prompt: str) -> list[int]:
     """BOS + prompt tokens: the start of the training sequence BOS + prompt + target + EOS."""
     if tokenizer.bos_token_id is None:
@@ -692,12 +744,14 @@ def generate(
     progress: bool = False,
     compile: bool = False,
     on_token: TokenCallback | None = None,
+    draft: SpeculativeDraft | None = None,
 ) -> list[list[str]]:
     """Continue each prompt `num_samples` times; returns texts [prompt][sample].
 
     Each text is what follows the prompt, with EOS removed and cut before the first stop string.
     Prompts are encoded as BOS + prompt, as in training. Options (and the `on_token` streaming
-    hook, which sees token ids) as in `generate_ids`; `temperature=0` means greedy.
+    hook, which sees token ids; `draft` for speculative decoding) as in `generate_ids`;
+    `temperature=0` means greedy.
     """
     if isinstance(prompts, str):
         raise TypeError("prompts must be a list of strings; wrap a single prompt as [prompt]")
@@ -723,6 +777,7 @@ def generate(
         progress=progress,
         compile=compile,
         on_token=on_token,
+        draft=draft,
     )
     return [
         [truncate_at_stop(tokenizer.decode(sample, **_DECODE_KWARGS), stop) for sample in samples]

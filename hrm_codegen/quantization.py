@@ -21,7 +21,7 @@ A quantized folder is `config.json` (the model's config, `"model_type"`, and a `
 recipe: method, group size, layout, torchao version) and `model.quantized.pt`, the state dict
 with torchao tensor subclasses written by `torch.save` (torchao registers them for
 `torch.load(weights_only=True)`; its safetensors support does not cover the CPU int4 layout).
-`load_pretrained` reads such a folder through `load_quantized`.
+`hrm_codegen.model.load_model` reads such a folder through `load_quantized`.
 
 torch is imported inside the functions that run a model, so that a command line listing
 `QUANTIZE_CHOICES` in its `--help` (`evaluate.py --samples` judges files and runs no model)

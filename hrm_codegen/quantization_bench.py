@@ -94,12 +94,12 @@ class _PeakRss:
 def _build(spec: VariantSpec):
     import torch
 
-    from hrm_codegen.model import load_pretrained
+    from hrm_codegen.model import load_model
     from hrm_codegen.model.benchmark import reference_models
     from hrm_codegen.quantization import quantize_model
 
     if spec.ckpt is not None:
-        model = load_pretrained(spec.ckpt)
+        model = load_model(spec.ckpt)
     else:
         torch.manual_seed(0)  # every variant of a reference model starts from the same weights
         model = reference_models(spec.vocab_size)[spec.reference]()

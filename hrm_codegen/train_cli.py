@@ -47,6 +47,7 @@ def pass_at_1_evaluator(model: torch.nn.Module, context: Any) -> dict[str, float
     if cfg.data.get("benchmark") == "exec":
         return exec_accuracy_evaluator(model, context, tasks[: int(e.limit)] if e.limit else tasks)
     from hrm_codegen.evaluation.harness import evaluate_model
+    from hrm_codegen.evaluation.sampling import SamplingSettings
     from hrm_codegen.generation import progress_hook
     from hrm_codegen.training.logging import nested_bar
 
@@ -65,9 +66,9 @@ def pass_at_1_evaluator(model: torch.nn.Module, context: Any) -> dict[str, float
             tasks,
             num_samples=1,
             ks=(1,),
-            temperature=0.0,
-            max_new_tokens=int(e.max_new_tokens),
-            batch_size=int(e.batch_size),
+            sampling=SamplingSettings(
+                temperature=0.0, max_new_tokens=int(e.max_new_tokens), batch_size=int(e.batch_size)
+            ),
             timeout=float(e.timeout),
             workers=e.workers,
             output_dir=output_dir,

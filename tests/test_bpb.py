@@ -17,7 +17,7 @@ from hrm_codegen.bpb import BpbTotals, token_byte_lengths
 from hrm_codegen.data import load_benchmark
 from hrm_codegen.data.corpus import PackedDataset
 from hrm_codegen.data.prompts import format_prompt, format_target
-from hrm_codegen.model import load_pretrained
+from hrm_codegen.model import load_model
 from hrm_codegen.tokenization import load_tokenizer, train_code_bpe
 from hrm_codegen.training import train
 from hrm_codegen.training.logging import read_metrics
@@ -122,7 +122,7 @@ def test_logged_val_bpb_equals_nats_over_bytes_of_the_decoded_validation_text(pr
     run_dir, corpus, _ = pretrain_run
     final = [row for row in read_metrics(run_dir) if "val/bpb" in row][-1]
     assert final["step"] == 4 and final["flops"] > 0 and final["tokens_seen"] == 4 * 8 * 64
-    model = load_pretrained(run_dir / "checkpoint").eval()
+    model = load_model(run_dir / "checkpoint").eval()
     tokenizer = load_tokenizer(run_dir / "checkpoint")
     windows = PackedDataset(corpus, "validation", 64)
     nats, nbytes = 0.0, 0
@@ -137,7 +137,7 @@ def test_logged_val_bpb_equals_nats_over_bytes_of_the_decoded_validation_text(pr
 def test_logged_mbpp_bpb_scores_the_reference_solutions_given_their_prompts(pretrain_run):
     run_dir, _, mbpp = pretrain_run
     final = [row for row in read_metrics(run_dir) if "val/mbpp_bpb" in row][-1]
-    model = load_pretrained(run_dir / "checkpoint").eval()
+    model = load_model(run_dir / "checkpoint").eval()
     tokenizer = load_tokenizer(run_dir / "checkpoint")
     nats, nbytes = 0.0, 0
     for task in load_benchmark("mbpp", split="validation", path=mbpp):

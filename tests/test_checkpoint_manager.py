@@ -21,18 +21,20 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from hrm_codegen.model import TransformerConfig, TransformerForCausalLM, load_pretrained
-from hrm_codegen.training.checkpoint_manager import CheckpointManager, infer_best_mode
-from hrm_codegen.training.checkpointing import (
+from hrm_codegen.model import TransformerConfig, TransformerForCausalLM, load_model
+from hrm_codegen.run_layout import (
     BEST_DIR,
     CHECKPOINT_DIR,
     CHECKPOINTS_DIR,
-    STATE_FILE,
+    TRAINER_STATE,
     CheckpointError,
     latest_checkpoint,
+    resolve_checkpoint_dir,
+)
+from hrm_codegen.training.checkpoint_manager import CheckpointManager, infer_best_mode
+from hrm_codegen.training.checkpointing import (
     load_model_weights,
     load_training_state,
-    resolve_checkpoint_dir,
     save_checkpoint,
     write_checkpoint_files,
 )
@@ -99,7 +101,7 @@ def test_saves_repoint_checkpoint_atomically_and_prune_what_nothing_names(tmp_pa
     assert sorted(p.name for p in (tmp_path / CHECKPOINTS_DIR).iterdir()) == ["step_0000003"]
     assert assert_consistent(manager.latest) == 3
     assert resolve_checkpoint_dir(tmp_path) == pointer
-    assert load_pretrained(tmp_path).config.hidden_size == 16  # a run dir is a model folder too
+    assert load_model(tmp_path).config.hidden_size == 16  # a run dir is a model folder too
     moved = tmp_path.parent / "moved"  # relative links survive moving the run dir
     shutil.move(tmp_path, moved)
     assert assert_consistent(latest_checkpoint(moved)) == 3
@@ -128,7 +130,7 @@ def test_best_follows_the_metric_and_a_restarted_manager_keeps_comparing_with_it
     other = CheckpointManager(tmp_path, best_metric="val/pass@1")  # another metric: fresh start
     assert other.best_mode == "max" and other.best_value is None
     assert other.improves({"val/pass@1": 0.0}) and not other.improves({"val/loss": 0.1})
-    best_state = json.loads((tmp_path / BEST_DIR / STATE_FILE).read_text())
+    best_state = json.loads((tmp_path / BEST_DIR / TRAINER_STATE).read_text())
     assert best_state["best"] == {"metric": "val/loss", "mode": "min", "value": 1.5, "step": 5}
 
 

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import ast
 import gzip
 import shutil
 from pathlib import Path
 
 import pytest
 
-from hrm_codegen.data import CodeTask, build_program, load_benchmark, normalize_task_id
+from hrm_codegen.data import (
+    CODE_BENCHMARKS,
+    LOADERS,
+    CodeTask,
+    build_program,
+    load_benchmark,
+    normalize_task_id,
+)
 from hrm_codegen.data import humaneval as humaneval_module
 from hrm_codegen.data import mbpp as mbpp_module
 from hrm_codegen.data.execution import check_programs
@@ -232,3 +240,46 @@ def test_reference_solutions_pass_and_wrong_ones_fail_on_fixtures():
     hanging = "while True:\n    pass\n"
     results = check_programs([*good, *wrong, hanging], timeout=1, workers=2)
     assert results == [True] * len(good) + [False] * len(wrong) + [False]
+
+
+def test_every_declared_benchmark_loads_its_own_tasks_through_one_loader():
+    assert set(LOADERS) == set(CODE_BENCHMARKS)
+    assert [t.benchmark for t in load_benchmark("toy")] == ["toy"] * 29
+    for name, path in (
+        ("mbpp", MBPP_TINY),
+        ("mbpp_sanitized", SANITIZED_TINY),
+        ("humaneval", HUMANEVAL_TINY),
+    ):
+        tasks = load_benchmark(name, path=path)
+        assert tasks and {t.benchmark for t in tasks} == {name}
+        prefix = CODE_BENCHMARKS[name].id_prefix
+        assert all(t.task_id.startswith(prefix + "/") for t in tasks)
+
+
+def test_the_task_shape_comes_from_the_benchmark_row_not_its_name():
+    shapes = {name: entry.function_completion for name, entry in CODE_BENCHMARKS.items()}
+    assert shapes == {"mbpp": False, "mbpp_sanitized": False, "humaneval": True, "toy": False}
+    for name, function_completion in shapes.items():
+        task = CodeTask(f"{CODE_BENCHMARKS[name].id_prefix}/1", name, "p", "s", ("t",), "f")
+        assert task.is_function_completion is function_completion
+
+
+def test_no_module_of_data_or_rl_tests_a_task_benchmark_name():
+    """`task.benchmark == "humaneval"` and the like: the shape of a task is its benchmark's row
+    (`CODE_BENCHMARKS`), so adding a benchmark edits no prompt, augmentation or reward code."""
+    package = Path(__file__).resolve().parents[1] / "hrm_codegen"
+    found = []
+    for path in sorted([*(package / "data").rglob("*.py"), *(package / "rl").rglob("*.py")]):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Compare):
+                continue
+            sides = [node.left, *node.comparators]
+            names_benchmark = any(
+                isinstance(s, ast.Attribute) and s.attr == "benchmark" for s in sides
+            )
+            literal = any(
+                isinstance(s, (ast.Constant, ast.Tuple, ast.List, ast.Set)) for s in sides
+            )
+            if names_benchmark and literal:
+                found.append(f"{path.relative_to(package)}:{node.lineno}")
+    assert found == []

@@ -124,9 +124,9 @@ def test_a_random_depth_run_counts_each_steps_flops_and_resumes_bit_for_bit(
     rows = [r for r in read_metrics(straight) if "train/depth" in r]
     assert len(rows) == 8 and len({r["train/depth"] for r in rows}) > 1
     # every step's FLOPs are those of its depth: tokens per step are fixed (packed windows)
-    from hrm_codegen.model.registry import load_model_dir
+    from hrm_codegen.model import load_model
 
-    model = load_model_dir(straight / "checkpoint").train()
+    model = load_model(straight / "checkpoint").train()
     sampler = depth_sampler(
         OmegaConf.create({"random_depth": {"distribution": "poisson_lognormal", "max": 6}}),
         model, seed=0,

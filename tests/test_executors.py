@@ -21,8 +21,9 @@ from omegaconf import OmegaConf
 from training_fixtures import copy_stdlib_modules, write_tiny_mbpp
 
 from hrm_codegen.study import StudyConfigError, run_study_from_config
-from hrm_codegen.study.executors import gpu_groups, load_executor_spec
+from hrm_codegen.study.executors import gpu_groups
 from hrm_codegen.study.runner import CONFIG_DIR, run_status
+from hrm_codegen.study.spec import load_executor_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 # a lean smoke study: two arms, three lrs, two seeds, no fine-tuning

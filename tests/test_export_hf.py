@@ -68,9 +68,9 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, 
 
 def our_greedy(ckpt: Path, new_tokens: int = 12) -> list[list[int]]:
     """Greedy new ids per prompt from our own generation (EOS not special, so lengths are fixed)."""
-    from hrm_codegen.model import load_pretrained
+    from hrm_codegen.model import load_model
 
-    model = load_pretrained(ckpt).eval()
+    model = load_model(ckpt).eval()
     tokenizer = load_tokenizer(ckpt)
     prompts = [
         [tokenizer.bos_token_id, *tokenizer.encode(p, add_special_tokens=False)] for p in PROMPTS

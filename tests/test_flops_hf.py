@@ -7,8 +7,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from hrm_codegen.model.flops import hrm_text_backward_applications
 from hrm_codegen.model.hf_models import build_hf_model
-from hrm_codegen.training.flops import flops_count, hrm_text_backward_applications
+from hrm_codegen.training.flops import flops_count
 
 VOCAB = 53
 SIZES = dict(hidden_size=32, num_heads=2, expansion=2.0, max_seq_len=32)

@@ -74,13 +74,13 @@ def run(*argv: str) -> tuple[int, str]:
 
 
 def test_prompt_streams_what_generate_returns(checkpoint: Path) -> None:
-    from hrm_codegen.evaluation import load_model
+    from hrm_codegen.evaluation import load_model_and_tokenizer
     from hrm_codegen.generation import generate
 
     code, out = run("--model-type", "transformer", "--ckpt", str(checkpoint), "--device", "cpu",
                     "--max-new-tokens", "8", "def add(a, b):")  # fmt: skip
     assert code == 0
-    model, tokenizer = load_model("transformer", checkpoint)
+    model, tokenizer = load_model_and_tokenizer("transformer", checkpoint)
     expected = generate(model, tokenizer, ["def add(a, b):"], max_new_tokens=8)[0][0]
     assert out == expected + "\n"
 

@@ -7,7 +7,11 @@ import io
 import json
 import math
 import os
+import signal
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +20,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from gspo_fixtures import (
     CONFIG_DIR,
+    REPO,
     gspo_config,
     make_toy_act_hrm_checkpoint,
     make_toy_checkpoint,
@@ -25,12 +30,13 @@ from safetensors.torch import load_file
 
 from hrm_codegen.data.prompts import format_prompt
 from hrm_codegen.generation import encode_prompt, generate_ids
-from hrm_codegen.model import load_pretrained
+from hrm_codegen.model import load_model
 from hrm_codegen.rl import GSPOLoop, train_gspo
 from hrm_codegen.rl import loop as loop_module
 from hrm_codegen.rl.gspo import token_log_probs
 from hrm_codegen.rl.loop import GSPOConfigError, forced_segments
 from hrm_codegen.rl.rewards import Reward
+from hrm_codegen.training.checkpointing import CheckpointError
 from hrm_codegen.training.logging import read_metrics
 from hrm_codegen.training.plot import plot_runs
 
@@ -66,14 +72,14 @@ def test_loop_writes_a_run_dir_that_plots_and_loads(toy_checkpoint, tmp_path):
         assert all(key in row for row in rows), key
     assert all(0 <= row["train/groups_with_signal"] <= 1 for row in rows)
     assert rows[1]["tokens_seen"] > rows[0]["tokens_seen"] > 0
-    model = load_pretrained(run_dir / "checkpoint")
+    model = load_model(run_dir / "checkpoint")
     state = json.loads((run_dir / "checkpoint" / "trainer_state.json").read_text())
     assert state["step"] == 2 and state["loop"] == "gspo"
     assert (run_dir / "checkpoint" / "tokenizer.json").is_file()
     assert "type: transformer" in (run_dir / "config.yaml").read_text()
     changed = any(
         not torch.equal(p, q)
-        for p, q in zip(model.parameters(), load_pretrained(toy_checkpoint).parameters())
+        for p, q in zip(model.parameters(), load_model(toy_checkpoint).parameters())
     )
     assert any(row["train/updates_skipped"] == 0 for row in rows)  # the fixture gives signal
     assert changed
@@ -151,7 +157,7 @@ def test_an_act_hrm_samples_and_scores_each_prompt_at_the_segments_generation_de
     monkeypatch.setattr(
         loop, "sample", lambda *a, **k: batches.append(sample(*a, **k)) or batches[-1]
     )
-    before = load_pretrained(ckpt).eval()
+    before = load_model(ckpt).eval()
     metrics = loop.step_once()
     (batch,) = batches
     group = loop.settings.group_size
@@ -217,6 +223,145 @@ def test_an_act_hrm_samples_and_scores_each_prompt_at_the_segments_generation_de
     assert any(name.startswith("lm_head") for name in changed), changed
 
 
+# ------------------------------------------------------------------------------ resume, SIGTERM, best/
+
+# beta > 0: the KL term's reference must stay the starting model across a resume
+RESUME = ("train.max_steps=3", "gspo.beta=0.1", "log_interval=1")
+
+
+def test_a_sigterm_saves_that_step_and_resume_gives_the_uninterrupted_weights(
+    toy_checkpoint, tmp_path, monkeypatch
+):
+    """In process: the sandbox call of step 2 sends this process SIGTERM; the run finishes step
+    2, checkpoints it and raises TrainingInterrupted; resume=true then ends on bitwise the
+    weights and AdamW state of a run never interrupted."""
+    from hrm_codegen.training.preemption import TrainingInterrupted
+
+    straight = run_quietly(gspo_config(toy_checkpoint, tmp_path / "straight", *RESUME))
+
+    calls = []
+    rewards = loop_module.compute_rewards
+
+    def preempt(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return rewards(*args, **kwargs)
+
+    run_dir = tmp_path / "split"
+    with monkeypatch.context() as patch:
+        patch.setattr(loop_module, "compute_rewards", preempt)
+        with pytest.raises(TrainingInterrupted) as info:
+            run_quietly(gspo_config(toy_checkpoint, run_dir, *RESUME))
+    assert info.value.step == 2 and info.value.exit_code == 143
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is gone again
+    state = json.loads((run_dir / "checkpoint" / "trainer_state.json").read_text())
+    assert state["step"] == 2 and state["loop"] == "gspo" and len(state["rng"]) == 1
+    at_two = load_file(run_dir / "checkpoint" / "model.safetensors")
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        train_gspo(gspo_config(toy_checkpoint, run_dir, *RESUME, "resume=true"))
+    assert f"resumed {run_dir / 'checkpoint'} at step 2" in out.getvalue()
+    assert [row["step"] for row in read_metrics(run_dir) if "train/reward_mean" in row] == [1, 2, 3]
+    a = load_file(straight / "checkpoint" / "model.safetensors")
+    b = load_file(run_dir / "checkpoint" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert any(not torch.equal(b[key], at_two[key]) for key in b)  # step 3 did update
+    opt_a = torch.load(straight / "checkpoint" / "optimizer.pt", weights_only=False)["optimizer"]
+    opt_b = torch.load(run_dir / "checkpoint" / "optimizer.pt", weights_only=False)["optimizer"]
+    for index, moments in opt_a["state"].items():
+        assert torch.equal(moments["exp_avg_sq"], opt_b["state"][index]["exp_avg_sq"])
+
+    # a resume that would read another task stream is refused
+    with pytest.raises(CheckpointError, match="another task stream"):
+        GSPOLoop(gspo_config(toy_checkpoint, run_dir, *RESUME, "resume=true", "gspo.limit=10"))
+
+
+def test_best_keeps_the_step_with_the_best_metric_beside_the_latest(toy_checkpoint, tmp_path):
+    run_dir = tmp_path / "best"
+    overrides = ("train.max_steps=3", "train.best_metric=train/reward_mean", "log_interval=1")
+    run_quietly(gspo_config(toy_checkpoint, run_dir, *overrides))
+    rows = [row for row in read_metrics(run_dir) if "train/reward_mean" in row]
+    best_row = max(rows, key=lambda row: row["train/reward_mean"])  # the first of equal ones
+    best = json.loads((run_dir / "best" / "trainer_state.json").read_text())
+    assert best["step"] == best_row["step"]
+    assert best["best"]["mode"] == "max"
+    assert best["best"]["value"] == pytest.approx(best_row["train/reward_mean"])
+    assert json.loads((run_dir / "checkpoint" / "trainer_state.json").read_text())["step"] == 3
+    folders = {p.name for p in (run_dir / "checkpoints").iterdir()}
+    assert folders == {f"step_{best_row['step']:07d}", "step_0000003"}
+    assert load_model(run_dir / "best").config.hidden_size == 48  # every loader takes it
+
+
+def test_experiment_gspo_keeps_best_by_pass_at_1_and_says_when_nothing_reported_it(
+    toy_checkpoint, tmp_path
+):
+    cfg = gspo_config(toy_checkpoint, tmp_path / "run", "train.max_steps=1")
+    assert cfg.train.best_metric == "val/pass@1"  # gspo.eval is off in these tests
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        run_dir = train_gspo(cfg)
+    assert "no evaluation reported train.best_metric=val/pass@1" in out.getvalue()
+    assert not (run_dir / "best").exists() and (run_dir / "checkpoint").is_dir()
+
+
+@pytest.mark.slow  # a real launcher process: ~30 s on 2 busy cores
+def test_sigterm_to_a_gspo_process_exits_143_and_resume_continues(toy_checkpoint, tmp_path):
+    """As a scheduler preempts: the launcher finishes the step, checkpoints it, exits 128 + 15,
+    and `resume=true` continues from exactly that step."""
+    run_dir = tmp_path / "preempted"
+    overrides = [
+        "experiment=gspo_toy",
+        f"init_from={toy_checkpoint}",
+        f"run_dir={run_dir}",
+        "logger=jsonl",
+        "train.max_steps=1000",  # never reached: the signal stops it
+        "gspo.tasks_per_step=2",
+        "gspo.group_size=4",
+        "gspo.max_new_tokens=16",
+        "gspo.eval.interval=0",
+        "gspo.reward.workers=1",
+        "checkpoint_interval=1000",
+    ]
+    command = [sys.executable, str(REPO / "scripts" / "train_codegen.py"), *overrides]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        metrics = run_dir / "metrics.jsonl"
+        deadline = time.monotonic() + 240
+        while not (metrics.is_file() and len(metrics.read_text().splitlines()) >= 3):
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "GSPO never logged two steps"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    assert "stopped by SIGTERM" in stderr and "Traceback" not in stderr
+    last_logged = [row["step"] for row in read_metrics(run_dir) if "train/reward_mean" in row][-1]
+    state = json.loads((run_dir / "checkpoint" / "trainer_state.json").read_text())
+    assert 2 <= state["step"] == last_logged < 1000
+    step = state["step"]
+    resumed = gspo_config(
+        toy_checkpoint,
+        run_dir,
+        "train.max_steps=1000",
+        f"train.stop_at_step={step + 1}",
+        "gspo.max_new_tokens=16",
+        "gspo.reward.workers=1",
+        "checkpoint_interval=1000",
+        "resume=true",
+    )
+    run_quietly(resumed)
+    assert (
+        json.loads((run_dir / "checkpoint" / "trainer_state.json").read_text())["step"] == step + 1
+    )
+
+
 # ------------------------------------------------------------------------------ DDP
 
 
@@ -261,7 +406,7 @@ def test_ddp_two_ranks_split_tasks_agree_and_match_one_process(toy_checkpoint, t
     reference = load_file(single / "checkpoint" / "model.safetensors")
     ddp_saved = load_file(tmp_path / "ddp" / "checkpoint" / "model.safetensors")
     moved = False
-    initial = load_pretrained(toy_checkpoint).state_dict()
+    initial = load_model(toy_checkpoint).state_dict()
     for name, tensor in reference.items():
         # Adam divides by sqrt(v): a gradient near 0 turns float-order noise into ~1e-5 moves
         torch.testing.assert_close(ddp_saved[name], tensor, atol=1e-4, rtol=0)

@@ -13,9 +13,10 @@ from hrm_codegen.evaluation.harness import (
     OutputDirMismatchError,
     evaluate_model,
     evaluate_samples,
-    load_model,
+    load_model_and_tokenizer,
 )
 from hrm_codegen.evaluation.passk import pass_at_k
+from hrm_codegen.evaluation.sampling import SamplingSettings
 
 TASKS = [
     CodeTask(
@@ -133,14 +134,14 @@ def test_bad_samples_are_named() -> None:
 
 def test_load_model_rejects_folders_that_are_not_models(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        load_model("hrm", tmp_path / "missing")
+        load_model_and_tokenizer("hrm", tmp_path / "missing")
     with pytest.raises(ValueError, match="is not a model: expected"):
-        load_model("hrm", tmp_path)
+        load_model_and_tokenizer("hrm", tmp_path)
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
     with pytest.raises(ValueError, match="model_type='gpt2'; pass --model-type hf"):
-        load_model("transformer", tmp_path)
+        load_model_and_tokenizer("transformer", tmp_path)
     with pytest.raises(ValueError, match="--model-type '?llama'?"):  # unknown or mismatched
-        load_model("llama", tmp_path)
+        load_model_and_tokenizer("llama", tmp_path)
 
 
 @pytest.fixture(scope="module")
@@ -163,10 +164,13 @@ def tiny_checkpoint(tmp_path_factory, gpt2_dir: Path) -> Path:
 
 
 def test_evaluate_model_generates_judges_and_resumes(tiny_checkpoint: Path, tmp_path, monkeypatch):
-    model, tokenizer = load_model("transformer", tiny_checkpoint.parent)  # a run folder works too
-    options = {"max_new_tokens": 8, "timeout": 2.0, "memory_mb": 256, "progress": False}
+    model, tokenizer = load_model_and_tokenizer(
+        "transformer", tiny_checkpoint.parent
+    )  # a run folder works too
+    options = {"timeout": 2.0, "memory_mb": 256, "progress": False}
+    warm = SamplingSettings(temperature=0.8, max_new_tokens=8)
     summary = evaluate_model(
-        model, tokenizer, TASKS, num_samples=2, temperature=0.8, ks=(1, 2), output_dir=tmp_path,
+        model, tokenizer, TASKS, num_samples=2, sampling=warm, ks=(1, 2), output_dir=tmp_path,
         **options,
     )  # fmt: skip
     assert summary.n == 2 and summary.num_tasks == 2
@@ -185,22 +189,23 @@ def test_evaluate_model_generates_judges_and_resumes(tiny_checkpoint: Path, tmp_
     # A rerun generates nothing and judges nothing; other settings are refused.
     monkeypatch.setattr(sampling, "generator_for", lambda model: pytest.fail("regenerated"))
     again = evaluate_model(
-        model, tokenizer, TASKS, num_samples=2, temperature=0.8, ks=(1, 2), output_dir=tmp_path,
+        model, tokenizer, TASKS, num_samples=2, sampling=warm, ks=(1, 2), output_dir=tmp_path,
         **options,
     )  # fmt: skip
     assert again.per_task == summary.per_task
     with pytest.raises(OutputDirMismatchError, match="temperature"):
+        cooler = SamplingSettings(temperature=0.5, max_new_tokens=8)
         evaluate_model(
-            model, tokenizer, TASKS, num_samples=2, temperature=0.5, output_dir=tmp_path, **options
+            model, tokenizer, TASKS, num_samples=2, sampling=cooler, output_dir=tmp_path, **options
         )
 
 
 def test_evaluate_model_checks_k_before_generating(tiny_checkpoint: Path) -> None:
-    model, tokenizer = load_model("transformer", tiny_checkpoint)
+    model, tokenizer = load_model_and_tokenizer("transformer", tiny_checkpoint)
     with pytest.raises(ValueError, match=r"k=10 is larger than the 1 sample\(s\)"):
         evaluate_model(model, tokenizer, TASKS, num_samples=1, ks=(1, 10))
     with pytest.raises(ValueError, match="--model-type hrm, but .* says model_type=.transformer."):
-        load_model("hrm", tiny_checkpoint)
+        load_model_and_tokenizer("hrm", tiny_checkpoint)
 
 
 def test_evaluate_model_with_a_hugging_face_model(tmp_path: Path, gpt2_dir: Path) -> None:
@@ -214,11 +219,12 @@ def test_evaluate_model_with_a_hugging_face_model(tmp_path: Path, gpt2_dir: Path
     config = GPT2Config(vocab_size=len(tokenizer), n_positions=256, n_embd=16, n_layer=1, n_head=2)
     GPT2LMHeadModel(config).save_pretrained(tmp_path / "hf")
     tokenizer.save_pretrained(str(tmp_path / "hf"))
-    model, hf_tokenizer = load_model("hf", tmp_path / "hf")
+    model, hf_tokenizer = load_model_and_tokenizer("hf", tmp_path / "hf")
     assert sampling.generator_for(model).__name__ == "generate_hf"
     summary = evaluate_model(
-        model, hf_tokenizer, TASKS, max_new_tokens=4, timeout=2.0, memory_mb=256, progress=False
-    )
+        model, hf_tokenizer, TASKS, sampling=SamplingSettings(max_new_tokens=4), timeout=2.0,
+        memory_mb=256, progress=False,
+    )  # fmt: skip
     assert summary.num_tasks == 2 and sum(summary.counts.values()) == 2
     assert summary.pass_at_k == {"pass@1": 0.0}
 
@@ -357,9 +363,14 @@ def test_a_sharded_rank_killed_mid_task_resumes_its_part_only(tiny_checkpoint: P
     """Two ranks played in one process (the barrier is a no-op): a rank's part loses its last
     line as a kill would leave it; the rerun regenerates just that task, and rank 0 merges both
     parts into the one-process samples.jsonl."""
-    model, tokenizer = load_model("transformer", tiny_checkpoint.parent)
+    model, tokenizer = load_model_and_tokenizer("transformer", tiny_checkpoint.parent)
     tasks = TASKS + [TASKS[0].__class__(**{**TASKS[0].__dict__, "task_id": "Mbpp/3"})]
-    options = {"max_new_tokens": 6, "timeout": 2.0, "memory_mb": 256, "progress": False}
+    options = {
+        "sampling": SamplingSettings(max_new_tokens=6),
+        "timeout": 2.0,
+        "memory_mb": 256,
+        "progress": False,
+    }
     single = evaluate_model(model, tokenizer, tasks, output_dir=tmp_path / "one", **options)
     out = tmp_path / "two"
     # rank 0 first: its share done, rank 1's missing, so it refuses to judge an incomplete set

@@ -1,6 +1,6 @@
 """Package boundaries: training and evaluation never import each other, the checkpoint format
-module imports no model file (the registry does), and the evaluation package has no import
-cycle among its modules.
+module imports no model file (the registry does) and no run-folder code, the run layout imports
+nothing of the package, and no module of the package is part of an import cycle.
 
 Every import statement counts, also those inside functions (a lazy import is still a dependency):
 the source files are parsed, not just imported.
@@ -103,20 +103,20 @@ def test_evaluation_never_imports_training():
     assert offending(sources("evaluation"), "hrm_codegen.training") == {}
 
 
-def test_the_checkpoint_format_module_imports_no_model_file():
-    model_files = {module_name(p) for p in sources("model")} - {"hrm_codegen.model.checkpoint"}
-    path = PACKAGE / "model" / "checkpoint.py"
-    names = imported_modules(path)
-    lazy = {"hrm_codegen.model.registry", "hrm_codegen.model.registry.load_model_dir"}
-    assert sorted(names & model_files - lazy) == []
-    # the registry only behind a function (load_pretrained), never at import time
-    top = set()
-    for node in ast.parse(path.read_text()).body:
-        if isinstance(node, ast.ImportFrom):
-            top.add(node.module or "")
-        elif isinstance(node, ast.Import):
-            top.update(alias.name for alias in node.names)
-    assert not any(name.startswith("hrm_codegen.model.") for name in top), top
+def test_the_checkpoint_format_module_imports_no_model_file_and_no_run_folder_code():
+    """model/checkpoint.py (the base class and folder format) ships in Hugging Face exports: it
+    imports no other model file, not even inside a function, and no run-folder layout."""
+    names = imported_modules(PACKAGE / "model" / "checkpoint.py")
+    assert sorted(name for name in names if name.startswith("hrm_codegen.model")) == []
+    assert not any(name.startswith("hrm_codegen.run_layout") for name in names)
+
+
+def test_the_run_layout_module_imports_nothing_of_the_package():
+    """Every package reads run folders through hrm_codegen/run_layout.py: importing only the
+    standard library, it can close no cycle."""
+    names = imported_modules(PACKAGE / "run_layout.py")
+    assert sorted(n for n in names if n.startswith("hrm_codegen")) == []
+    assert "torch" not in names
 
 
 def import_graph(subpackage: str, collapse: tuple[str, ...] = ()) -> dict[str, set[str]]:
@@ -185,6 +185,12 @@ def test_the_cycle_finder_sees_a_cycle_closed_inside_a_function():
     assert cycles(graph) == [["hrm_codegen.evaluation.a", "hrm_codegen.evaluation.b"]]
 
 
+def test_the_model_package_has_no_import_cycle():
+    """The registry imports the model files, the FLOP formulas and model/hf_models.py; none of
+    them imports it back (not even inside a function), and `load_model` sits on top."""
+    assert cycles(import_graph("model")) == []
+
+
 def test_the_evaluation_package_has_no_import_cycle():
     """Every benchmark, the run store, sampling and the sandbox import one way: a cycle,
     even one closed by an import inside a function, means two modules share a concern. The
@@ -193,13 +199,22 @@ def test_the_evaluation_package_has_no_import_cycle():
     assert cycles(graph) == []
 
 
-@pytest.mark.xfail(
-    reason="issue 28: the sandbox's bwrap <-> runner <-> forkserver cycle is being untangled "
-    "on its own; drop this mark once it is",
-    strict=False,
-)
 def test_the_sandbox_has_no_import_cycle():
+    """Layers, each importing only those below it: limits, trusted, cgroups, bwrap (the command
+    line), runner (one program, the backend and its probe), forkserver, pool (many programs),
+    stdio. The package's `__init__` re-exports them and none of them imports it."""
     assert cycles(import_graph("evaluation/sandbox")) == []
+
+
+def test_the_study_package_has_no_import_cycle():
+    """Each runner writes its report, so the reports read a runner through a Protocol of their
+    own; what both read of a run (its key, files, status, model facts) is runs.py below them."""
+    assert cycles(import_graph("study")) == []
+
+
+def test_the_whole_package_has_no_import_cycle():
+    """Every module of hrm_codegen, subpackages and the links between them included."""
+    assert cycles(import_graph(".")) == []
 
 
 @pytest.mark.parametrize("package", ["training", "evaluation", "model"])

@@ -1,4 +1,4 @@
-"""save_pretrained / from_pretrained / load_pretrained round trips and their errors."""
+"""save_pretrained / from_pretrained / load_model round trips and their errors."""
 
 import json
 
@@ -11,7 +11,7 @@ from hrm_codegen.model import (
     HRMForCausalLM,
     TransformerConfig,
     TransformerForCausalLM,
-    load_pretrained,
+    load_model,
 )
 
 
@@ -47,7 +47,7 @@ def test_round_trip_keeps_config_weights_and_outputs(tmp_path, build):
     assert saved["model_type"] == model.model_type
     assert saved["vocab_size"] == 40
 
-    loaded = load_pretrained(tmp_path / "run")
+    loaded = load_model(tmp_path / "run")
     assert type(loaded) is type(model) and loaded.config == model.config
     ids = torch.randint(0, 40, (2, 7))
     with torch.no_grad():
@@ -65,33 +65,33 @@ def test_hrm_buffers_are_saved(tmp_path):
 
 
 def test_folder_without_config_is_rejected(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"config\.json"):
-        load_pretrained(tmp_path)
-    with pytest.raises(FileNotFoundError, match="not a directory"):
-        load_pretrained(tmp_path / "missing")
+    with pytest.raises(ValueError, match=r"is not a model: expected .*config\.json"):
+        load_model(tmp_path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_model(tmp_path / "missing")
 
 
 def test_unknown_model_type_is_rejected(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2", "n_embd": 768}))
     with pytest.raises(ValueError, match="model_type='gpt2'") as error:
-        load_pretrained(tmp_path)
+        load_model(tmp_path)
     assert str(tmp_path) in str(error.value)
 
 
 def test_wrong_class_and_unknown_fields_are_rejected(tmp_path):
     small_transformer().save_pretrained(tmp_path / "t")
-    with pytest.raises(ValueError, match="load_pretrained"):
+    with pytest.raises(ValueError, match="load_model"):
         HRMForCausalLM.from_pretrained(tmp_path / "t")
     config = json.loads((tmp_path / "t" / "config.json").read_text())
     config["n_layer"] = 3
     (tmp_path / "t" / "config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match="n_layer"):
-        load_pretrained(tmp_path / "t")
+        load_model(tmp_path / "t")
     del config["n_layer"]
     config["n_layers"] = 0
     (tmp_path / "t" / "config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match="n_layers must be >= 1") as error:
-        load_pretrained(tmp_path / "t")
+        load_model(tmp_path / "t")
     assert str(tmp_path / "t" / "config.json") in str(error.value)
 
 
@@ -103,7 +103,7 @@ def test_tensors_that_do_not_fit_are_rejected(tmp_path):
     del tensors["layers.1.mlp.down_proj.weight"]
     save_file(tensors, str(tmp_path / "model.safetensors"))
     with pytest.raises(ValueError, match="does not fit") as error:
-        load_pretrained(tmp_path)
+        load_model(tmp_path)
     message = str(error.value)
     assert "lm_head.weight" in message and "layers.1.mlp.down_proj.weight" in message
 
@@ -112,7 +112,7 @@ def test_missing_or_corrupt_weights_are_rejected(tmp_path):
     small_transformer().save_pretrained(tmp_path)
     (tmp_path / "model.safetensors").write_bytes(b"not safetensors")
     with pytest.raises(ValueError, match="safetensors"):
-        load_pretrained(tmp_path)
+        load_model(tmp_path)
     (tmp_path / "model.safetensors").unlink()
     with pytest.raises(FileNotFoundError, match=r"model\.safetensors"):
-        load_pretrained(tmp_path)
+        load_model(tmp_path)

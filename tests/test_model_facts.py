@@ -1,4 +1,4 @@
-"""The model facts a study records per run (hrm_codegen/study/report.py: model_facts): only a
+"""The model facts a study records per run (hrm_codegen/study/runs.py: model_facts): only a
 family that loops gets the loop law's reuse and shared parameters."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from hrm_codegen.model.registry import build_model
-from hrm_codegen.study.report import model_facts
+from hrm_codegen.study.runs import model_facts
 
 TINY = {"hidden_size": 32, "num_heads": 2, "max_seq_len": 64}
 STACKS = {"H_layers": 1, "L_layers": 1, "H_cycles": 2, "L_cycles": 2}

@@ -9,11 +9,10 @@ import pytest
 import torch
 from torch import nn
 
-from hrm_codegen.model import HRMForCausalLM, TransformerForCausalLM, load_pretrained, registry
+from hrm_codegen.model import HRMForCausalLM, TransformerForCausalLM, load_model, registry
 from hrm_codegen.model.registry import (
     ModelConfigError,
     build_model,
-    load_model_dir,
     matched_depth,
     model_classes,
     model_type_of_dir,
@@ -91,8 +90,8 @@ def test_a_registered_family_is_built_with_the_tokenizer_ids_and_loaded_from_its
     folder.mkdir(parents=True)
     (folder / "config.json").write_text(json.dumps({"model_type": "echo", "vocab_size": 7}))
     assert model_type_of_dir(tmp_path / "run") == "echo"  # a run dir resolves to its checkpoint
-    assert load_model_dir(tmp_path / "run").vocab_size == 7
-    assert load_pretrained(folder).vocab_size == 7  # the old entry point goes through it too
+    assert load_model(tmp_path / "run").vocab_size == 7
+    assert load_model(folder).vocab_size == 7
 
 
 def test_fields_of_another_family_are_set_aside_and_unknown_ones_are_named(scratch_registry):
@@ -130,4 +129,4 @@ def test_an_unknown_type_or_folder_is_named(tmp_path):
         build_model({"type": "rnn"}, 40)
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
     with pytest.raises(ValueError, match="model_type='gpt2'; this package loads"):
-        load_model_dir(tmp_path)
+        model_type_of_dir(tmp_path)

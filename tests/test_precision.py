@@ -210,7 +210,7 @@ def test_load_model_casts_to_the_asked_dtype(tmp_path, monkeypatch):
     model.save_pretrained(tmp_path)
     monkeypatch.setattr("hrm_codegen.tokenization.load_tokenizer", lambda source: "tokenizer")
     (tmp_path / "tokenizer.json").write_text("{}")
-    loaded, _ = harness.load_model("hrm", tmp_path, dtype="bf16")
+    loaded, _ = harness.load_model_and_tokenizer("hrm", tmp_path, dtype="bf16")
     assert {p.dtype for p in loaded.parameters()} == {BF16}
-    loaded, _ = harness.load_model("hrm", tmp_path, dtype="auto")  # CPU: float32
+    loaded, _ = harness.load_model_and_tokenizer("hrm", tmp_path, dtype="auto")  # CPU: float32
     assert {p.dtype for p in loaded.parameters()} == {torch.float32}

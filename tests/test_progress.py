@@ -257,7 +257,9 @@ def test_pass_at_1_generation_counts_tokens_on_a_nested_bar(tmp_path, monkeypatc
 
     def fake_evaluate_model(model, tokenizer, tasks, **options):
         calls.append(options)  # the real one generates through generate_ids like this
-        generate_ids(model, [[1, 2, 3]] * len(tasks), max_new_tokens=options["max_new_tokens"])
+        generate_ids(
+            model, [[1, 2, 3]] * len(tasks), max_new_tokens=options["sampling"].max_new_tokens
+        )
         return SimpleNamespace(pass_at_k={"pass@1": 0.25})
 
     monkeypatch.setattr(harness, "evaluate_model", fake_evaluate_model)

@@ -13,7 +13,7 @@ from hrm_codegen.model import (  # noqa: E402
     HRMForCausalLM,
     TransformerConfig,
     TransformerForCausalLM,
-    load_pretrained,
+    load_model,
 )
 from hrm_codegen.quantization import (  # noqa: E402
     QUANTIZE_CHOICES,
@@ -101,7 +101,7 @@ def test_quantized_model_generates_greedily_on_the_cache() -> None:
 def test_quantized_checkpoint_round_trip(tmp_path, method: str) -> None:
     model = quantize_model(tiny_hrm(), method)
     save_quantized(model, tmp_path / "q")
-    loaded = load_pretrained(tmp_path / "q")
+    loaded = load_model(tmp_path / "q")
     assert loaded.quantization_recipe == model.quantization_recipe
     inputs = torch.randint(VOCAB, (2, 8))
     with torch.no_grad():
@@ -124,7 +124,7 @@ def test_int4_puts_layers_it_cannot_pack_in_int8(tmp_path) -> None:
     assert model.quantization_recipe.int8_layers == ("lm_head",)
     assert type(model.lm_head.weight).__name__ == "Int8Tensor"
     assert type(model.layers[0].self_attn.qkv_proj.weight).__name__ == "Int4OpaqueTensor"
-    loaded = load_pretrained(save_quantized(model, tmp_path / "q"))
+    loaded = load_model(save_quantized(model, tmp_path / "q"))
     assert loaded.quantization_recipe == model.quantization_recipe
 
 

@@ -21,7 +21,6 @@ from hrm_codegen.evaluation.sandbox import (
     run_program,
     run_programs,
 )
-from hrm_codegen.evaluation.sandbox import bwrap as sandbox_bwrap
 from hrm_codegen.evaluation.sandbox import limits as sandbox_limits
 from hrm_codegen.evaluation.sandbox import runner as sandbox_runner
 
@@ -170,9 +169,9 @@ def test_invalid_arguments_are_named() -> None:
 
 
 def test_missing_bubblewrap_fails_loudly_or_falls_back_once(monkeypatch) -> None:
-    monkeypatch.setattr(sandbox_bwrap, "_bwrap_cache", {})
+    monkeypatch.setattr(sandbox_runner, "_bwrap_cache", {})
     monkeypatch.setattr(sandbox_runner, "_warned_unsafe", False)
-    monkeypatch.setattr(sandbox_bwrap.shutil, "which", lambda name: None)
+    monkeypatch.setattr(sandbox_runner.shutil, "which", lambda name: None)
     with pytest.raises(SandboxUnavailableError, match="bubblewrap is not installed"):
         resolve_backend("bwrap")
     with pytest.warns(SandboxWarning, match="UNSAFE SANDBOX: bubblewrap is unavailable"):

@@ -16,7 +16,8 @@ from training_fixtures import copy_stdlib_modules, write_tiny_mbpp
 
 from hrm_codegen.study import StudyConfigError, run_study_from_config
 from hrm_codegen.study.runner import CONFIG_DIR, run_status
-from hrm_codegen.study.scaling import ScalingKey, ScalingRunner, budget_tag, load_scaling_spec
+from hrm_codegen.study.scaling import ScalingRunner
+from hrm_codegen.study.scaling_spec import ScalingKey, budget_tag, load_scaling_spec
 from hrm_codegen.training.repeat import compare_runs
 
 

@@ -16,7 +16,7 @@ from hydra import compose, initialize_config_dir
 from hrm_codegen.data import load_benchmark
 from hrm_codegen.data.prompts import format_prompt, format_target
 from hrm_codegen.generation import generate
-from hrm_codegen.model import load_pretrained
+from hrm_codegen.model import load_model
 from hrm_codegen.tokenization import load_tokenizer
 from hrm_codegen.training import train
 from hrm_codegen.training.logging import read_metrics
@@ -55,7 +55,7 @@ def test_overfitting_eight_mbpp_tasks_then_greedy_decoding_reproduces_them(
     assert losses[-1] < 0.05, losses
 
     ckpt = run_dir / "checkpoint"
-    model, tokenizer = load_pretrained(ckpt).eval(), load_tokenizer(ckpt)
+    model, tokenizer = load_model(ckpt).eval(), load_tokenizer(ckpt)
     tasks = load_benchmark("mbpp", split="train", path=mbpp)[:8]
     outputs = generate(model, tokenizer, [format_prompt(t) for t in tasks], max_new_tokens=300)
     for task, (text,) in zip(tasks, outputs):

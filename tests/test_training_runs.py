@@ -24,10 +24,10 @@ from hydra import compose, initialize_config_dir
 from safetensors.torch import load_file
 from training_fixtures import build_tiny_corpus, write_tiny_mbpp
 
-from hrm_codegen.model import load_pretrained
+from hrm_codegen.model import load_model
+from hrm_codegen.run_layout import CheckpointError
 from hrm_codegen.tokenization import load_tokenizer
 from hrm_codegen.training import NonFiniteLossError, train
-from hrm_codegen.training.checkpointing import CheckpointError
 from hrm_codegen.training.data import DataConfigError
 from hrm_codegen.training.logging import RunLogger, read_metrics
 
@@ -94,7 +94,7 @@ def test_smoke_experiment_loss_falls_and_the_checkpoint_loads(smoke_run):
     assert stdout.strip().splitlines()[-1] == f"checkpoint: {ckpt}"
     state = json.loads((ckpt / "trainer_state.json").read_text())
     assert state["step"] == 30 and state["tokens_seen"] > 0
-    model, tokenizer = load_pretrained(ckpt), load_tokenizer(ckpt)
+    model, tokenizer = load_model(ckpt), load_tokenizer(ckpt)
     assert model.config.vocab_size == len(tokenizer) <= 512
     assert re.search(r"\d+\.\d+M parameters", stdout) and "tokens per step" in stdout
 
@@ -221,7 +221,7 @@ def test_best_keeps_the_evaluation_with_the_lowest_val_loss_beside_the_latest(
     assert best_state["best"]["value"] == pytest.approx(best_row["val/loss"])
     assert json.loads((run_dir / "checkpoint" / "trainer_state.json").read_text())["step"] == 8
     assert f"best: {run_dir / 'best'} (step {best_row['step']}" in stdout
-    assert load_pretrained(run_dir / "best").config.hidden_size == 64  # every loader takes it
+    assert load_model(run_dir / "best").config.hidden_size == 64  # every loader takes it
     folders = {p.name for p in (run_dir / "checkpoints").iterdir()}
     assert folders == {f"step_{best_row['step']:07d}", "step_0000008"}  # nothing else is kept
 
@@ -611,7 +611,7 @@ def test_act_training_feeds_lengths_not_the_mask_and_logs_the_act_step_histogram
     from hrm_codegen.training.trainer import Trainer
 
     trainer = Trainer(smoke_config(fixture_env, None, *ACT_OVERRIDES, "dry_run=true"))
-    micro = trainer._micro_batches()
+    micro = trainer.micro_batches()
     batch = micro[0].batch
     assert "attention_mask" not in batch  # the fused causal path; the Q head reads lengths
     assert int(batch["lengths"].sum()) == micro[0].tokens

@@ -11,17 +11,17 @@ import pytest
 import torch
 
 from hrm_codegen.model import HRMConfig, HRMForCausalLM, TransformerConfig, TransformerForCausalLM
+from hrm_codegen.model.flops import hrm_module_schedule
+from hrm_codegen.run_layout import CheckpointError, resolve_checkpoint_dir
 from hrm_codegen.training.checkpointing import (
-    CheckpointError,
     check_architecture,
     load_model_weights,
-    resolve_checkpoint_dir,
     rng_state,
     set_rng_state,
 )
 from hrm_codegen.training.data import BatchOrder
 from hrm_codegen.training.ema import EMA
-from hrm_codegen.training.flops import cpu_peak_flops, flops_count, hrm_module_schedule
+from hrm_codegen.training.flops import cpu_peak_flops, flops_count
 from hrm_codegen.training.launch import extra_hydra_overrides
 from hrm_codegen.training.logging import RunLogger, read_metrics
 from hrm_codegen.training.optim import build_optimizer, lr_at_step
@@ -260,3 +260,48 @@ def test_metrics_are_appended_as_json_lines_with_non_finite_values_spelled_out(t
             initial_step=0,
             run_name="t",
         )
+
+
+def test_train_settings_read_the_train_block_once_and_give_the_configs_learning_rates():
+    from omegaconf import OmegaConf
+
+    from hrm_codegen.training.optim import lr_from_config
+    from hrm_codegen.training.settings import TrainSettings
+
+    block = OmegaConf.create(
+        {"max_steps": 40, "micro_batch_size": 4, "grad_accum_steps": 2, "lr": 1e-3,
+         "lr_min_ratio": 0.1, "warmup_steps": 5, "grad_clip": None, "ema_decay": 0.99,
+         "stop_at_step": None, "keep_checkpoints": [8, 16], "best_metric": "val/bpb"}
+    )  # fmt: skip
+    for schedule in ("cosine", "wsd"):
+        block.schedule = schedule
+        settings = TrainSettings.from_config(block)
+        assert [settings.lr(step) for step in range(40)] == [
+            lr_from_config(step, block) for step in range(40)
+        ]
+    assert settings.stop_at == 40 and settings.grad_clip is None and settings.ema_decay == 0.99
+    assert settings.keep_checkpoints == (8, 16) and settings.micro_batch_size == 4
+    block.stop_at_step = 12
+    assert TrainSettings.from_config(block).stop_at == 12
+
+
+def test_one_process_distributed_is_rank_0_of_1_and_its_collectives_are_identities():
+    from hrm_codegen.training.distributed import Distributed, DistributedConfigError
+
+    dist = Distributed("cpu")
+    assert (dist.rank, dist.world, dist.is_main) == (0, 1, True)
+    assert dist.device.type == "cpu"
+    assert dist.sum([1, 2.5, torch.tensor(3.0)]) == [1.0, 2.5, 3.0]
+    assert dist.agreed_signal(None) is None and dist.agreed_signal(15) == 15
+    assert dist.broadcast(["run", None]) == ["run", None] and dist.gather({"a": 1}) == [{"a": 1}]
+    model = torch.nn.Linear(2, 1)
+    model(torch.ones(1, 2)).sum().backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    dist.sum_gradients(model.parameters())
+    dist.average_gradients(model.parameters())
+    assert all(torch.equal(p.grad, g) for p, g in zip(model.parameters(), grads))
+    with pytest.raises(DistributedConfigError, match="not one of auto, cpu, cuda"):
+        Distributed("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(DistributedConfigError, match="no CUDA device is visible"):
+            Distributed("cuda")

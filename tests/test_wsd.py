@@ -19,8 +19,8 @@ from test_bit_exact import corpus_setup  # noqa: F401 (fixture)
 from test_training_runs import CONFIG_DIR, fixture_env, run_quietly, smoke_config  # noqa: F401
 from test_training_units import tiny_hrm, tiny_transformer
 
-from hrm_codegen.model import load_pretrained
-from hrm_codegen.model.checkpoint import CHECKPOINTS_DIR, STATE_FILE
+from hrm_codegen.model import load_model
+from hrm_codegen.run_layout import CHECKPOINTS_DIR, TRAINER_STATE
 from hrm_codegen.training.checkpoint_manager import CheckpointManager
 from hrm_codegen.training.checkpointing import KEEP_FILE, kept_checkpoints, prune_checkpoints
 from hrm_codegen.training.config_checks import ConfigError, validate_config
@@ -229,8 +229,8 @@ def test_both_flop_counters_are_checkpointed_and_continue_on_resume(
     scratch = branched["scratch"]
     parent = tmp_path / "parent"  # a copy: the other tests see the long run as it was
     shutil.copytree(branched["parent"], parent, symlinks=True)
-    state = json.loads((scratch / "checkpoint" / STATE_FILE).read_text())
-    head = flops_count(load_pretrained(scratch / "checkpoint")).head_params
+    state = json.loads((scratch / "checkpoint" / TRAINER_STATE).read_text())
+    head = flops_count(load_model(scratch / "checkpoint")).head_params
     expected = state["flops_seen"] - state["tokens_seen"] * 6 * head
     assert state["flops_no_embed_seen"] == pytest.approx(expected, rel=1e-12)
     # The parent resumed for one step spent that step's FLOPs on the same batch as the run from

@@ -194,7 +194,7 @@ def renamable_names(task: CodeTask) -> tuple[list[str], set[str]] | None:
 
 def make_variants(task: CodeTask, k: int, rng: random.Random) -> list[Variant]:
     """Up to `k` distinct variants of the task (renamed locals, shuffled tests), unverified."""
-    if task.benchmark == "humaneval":
+    if task.is_function_completion:
         raise ValueError(
             f"{task.task_id}: augmentation rewrites whole MBPP solutions; HumanEval bodies "
             "depend on parameter names fixed by the prompt"

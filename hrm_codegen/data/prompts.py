@@ -5,7 +5,8 @@ Training (`BOS + format_prompt + format_target + EOS`) and evaluation (generate 
 through these functions, so a template change can never make them disagree.
 
 MBPP: a docstring holding the description, the test imports (sanitized variant) and the tests,
-then the solution. HumanEval: the prompt (signature + docstring), then the body. Line endings
+then the solution. HumanEval: the prompt (signature + docstring), then the body. Which of the two
+a task takes is its benchmark's `function_completion` (`tasks.CODE_BENCHMARKS`), never its name. Line endings
 are normalised to `\\n`; tabs are kept, since they are part of the program.
 """
 
@@ -29,7 +30,7 @@ def normalize_newlines(text: str) -> str:
 
 def format_prompt(task: CodeTask, tests: tuple[str, ...] | None = None) -> str:
     """The model input for `task`; `tests` overrides the order of tests shown (augmentation)."""
-    if task.benchmark == "humaneval":
+    if task.is_function_completion:
         return normalize_newlines(task.prompt)
     shown = task.tests if tests is None else tests
     lines = [normalize_newlines(task.prompt).strip(), *task.test_imports, *shown]
@@ -49,7 +50,7 @@ def format_target(task: CodeTask, solution: str | None = None) -> str:
 
 def stop_sequences(task: CodeTask) -> list[str]:
     """Strings that end a generation for this task (the EOS token also ends it)."""
-    return list(HUMANEVAL_STOP if task.benchmark == "humaneval" else MBPP_STOP)
+    return list(HUMANEVAL_STOP if task.is_function_completion else MBPP_STOP)
 
 
 def _truncate_at_stop(task: CodeTask, text: str) -> str:
@@ -69,7 +70,7 @@ def extract_completion(task: CodeTask, generated_text: str) -> str:
     strings alone cannot express.
     """
     text = _truncate_at_stop(task, normalize_newlines(generated_text))
-    if task.benchmark == "humaneval":
+    if task.is_function_completion:
         lines = text.split("\n")
         for index, line in enumerate(lines):
             if index > 0 and line.strip() and not line[0].isspace():

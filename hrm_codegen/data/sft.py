@@ -58,7 +58,7 @@ def build_sft_examples(
         return examples
     candidates = []
     for task in tasks:
-        if task.benchmark == "humaneval":
+        if task.is_function_completion:
             continue
         rng = random.Random(f"{seed}:{task.task_id}")  # per task, so subsets stay reproducible
         candidates.extend((task, variant) for variant in make_variants(task, augment, rng))

@@ -1,4 +1,5 @@
-"""One task type for both benchmarks, and the one place a runnable program is assembled.
+"""One task type for every code benchmark, the benchmarks declared once (`CODE_BENCHMARKS`), and
+the one place a runnable program is assembled.
 
 The trainer, generation and the evaluator all see a benchmark as a list of `CodeTask`; only
 `build_program` knows how each benchmark glues a completion to its tests, so evaluation of
@@ -10,22 +11,65 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-BENCHMARKS = ("mbpp", "mbpp_sanitized", "humaneval", "toy")  # toy: data/toy_tasks.py
-# Canonical task-id prefix per benchmark; both MBPP variants share the original numbering.
-TASK_ID_PREFIX = {"mbpp": "Mbpp", "mbpp_sanitized": "Mbpp", "humaneval": "HumanEval", "toy": "Toy"}
+
+@dataclass(frozen=True)
+class CodeBenchmark:
+    """A benchmark of `CodeTask`s as data/ describes it; each is declared once, in
+    `CODE_BENCHMARKS`, and everything else (prompts, programs, augmentation, rewards, the
+    evaluation registry's entry) follows from its row, never from a test on its name.
+
+    `function_completion`: the prompt is a function's signature and docstring, the model writes
+    the body, and the tests are a module defining `check`, called on the entry point
+    (HumanEval). Otherwise the prompt is a description above the task's asserts and the model
+    writes the whole program (MBPP). `about` and `default_split` are what `scripts/evaluate.py`
+    shows and defaults to (hrm_codegen/evaluation/registry.py reads them); `aliases` are the
+    other spellings `canonical_benchmark` accepts. Its loader is `data.LOADERS[name]`.
+    """
+
+    name: str
+    id_prefix: str  # canonical task ids are `<id_prefix>/<number>`
+    about: str
+    aliases: tuple[str, ...] = ()
+    function_completion: bool = False
+    default_split: str | None = "test"
+
+
+CODE_BENCHMARKS: dict[str, CodeBenchmark] = {
+    entry.name: entry
+    for entry in (
+        CodeBenchmark(
+            "mbpp",
+            "Mbpp",
+            "MBPP, 974 Python tasks checked by asserts (default: the test split)",
+            aliases=("mbpp_full", "mbpp-full"),
+        ),
+        # both MBPP variants share the original numbering
+        CodeBenchmark(
+            "mbpp_sanitized",
+            "Mbpp",
+            "MBPP's hand-checked subset of 427 tasks (default: test split)",
+            aliases=("mbpp-sanitized", "sanitized-mbpp", "sanitized_mbpp"),
+        ),
+        CodeBenchmark(
+            "humaneval",
+            "HumanEval",
+            "HumanEval, 164 function bodies checked by a check()",
+            aliases=("human_eval", "human-eval", "openai_humaneval"),
+            function_completion=True,
+            default_split=None,
+        ),
+        CodeBenchmark(  # generated in code: data/toy_tasks.py
+            "toy",
+            "Toy",
+            "29 generated tiny tasks (plus_K, times_K, ...) a CPU model learns",
+        ),
+    )
+}
+BENCHMARKS = tuple(CODE_BENCHMARKS)
 _BENCHMARK_ALIASES = {
-    "mbpp": "mbpp",
-    "mbpp_full": "mbpp",
-    "mbpp-full": "mbpp",
-    "mbpp_sanitized": "mbpp_sanitized",
-    "mbpp-sanitized": "mbpp_sanitized",
-    "sanitized-mbpp": "mbpp_sanitized",
-    "sanitized_mbpp": "mbpp_sanitized",
-    "humaneval": "humaneval",
-    "human_eval": "humaneval",
-    "human-eval": "humaneval",
-    "openai_humaneval": "humaneval",
-    "toy": "toy",
+    alias: entry.name
+    for entry in CODE_BENCHMARKS.values()
+    for alias in (entry.name, *entry.aliases)
 }
 
 
@@ -62,6 +106,12 @@ class CodeTask:
             )
 
     @property
+    def is_function_completion(self) -> bool:
+        """Whether the model completes a function the prompt declares, checked by the tests'
+        `check` (HumanEval), rather than writing a whole program checked by asserts (MBPP)."""
+        return CODE_BENCHMARKS[self.benchmark].function_completion
+
+    @property
     def number(self) -> int:
         """The integer part of the task id (MBPP splits are defined on it)."""
         return int(self.task_id.rsplit("/", 1)[1])
@@ -88,7 +138,7 @@ def normalize_task_id(benchmark: str, raw: int | str) -> str:
     through here so that `"MBPP/601"` in a samples file matches the loaded task.
     """
     bench = canonical_benchmark(benchmark)
-    prefix = TASK_ID_PREFIX[bench]
+    prefix = CODE_BENCHMARKS[bench].id_prefix
     if isinstance(raw, bool) or not isinstance(raw, (int, str)):
         raise TypeError(f"task id must be an int or str, got {raw!r} ({type(raw).__name__})")
     if isinstance(raw, int):
@@ -123,7 +173,7 @@ def program_parts(task: CodeTask, completion: str) -> tuple[str, str, str | None
     """
     if not isinstance(completion, str):
         raise TypeError(f"completion must be a str, got {type(completion).__name__}")
-    if task.benchmark == "humaneval":
+    if task.is_function_completion:
         if not task.entry_point:
             raise ValueError(f"{task.task_id}: HumanEval task has no entry_point to check")
         test_code = "\n".join(task.tests)

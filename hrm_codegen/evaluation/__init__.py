@@ -7,7 +7,11 @@ writes through one `store.RunStore` and decodes with one `sampling.SamplingSetti
 from hrm_codegen.evaluation.benchmark import Benchmark
 from hrm_codegen.evaluation.cli import USER_ERRORS, run_evaluation, run_lcb_evaluation
 from hrm_codegen.evaluation.failures import FAILURE_CAUSES, classify_failure
-from hrm_codegen.evaluation.harness import evaluate_model, evaluate_samples, load_model
+from hrm_codegen.evaluation.harness import (
+    evaluate_model,
+    evaluate_samples,
+    load_model_and_tokenizer,
+)
 from hrm_codegen.evaluation.passk import mean_pass_at_k, parse_ks, pass_at_k
 from hrm_codegen.evaluation.registry import BENCHMARKS
 from hrm_codegen.evaluation.results import EvalSummary, read_samples
@@ -41,7 +45,7 @@ __all__ = [
     "evaluate_samples",
     "classify_failure",
     "generate_texts",
-    "load_model",
+    "load_model_and_tokenizer",
     "mean_pass_at_k",
     "parse_ks",
     "pass_at_k",

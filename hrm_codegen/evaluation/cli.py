@@ -20,6 +20,7 @@ from hrm_codegen.evaluation.sandbox import (
     DEFAULT_TIMEOUT_S,
     SandboxUnavailableError,
 )
+from hrm_codegen.inference.backends import BACKENDS
 from hrm_codegen.runtime import AUTO, apply_threads, resolve_threads
 
 # Errors caused by the user's input (bad flags, files, checkpoints), shown without a traceback.
@@ -87,6 +88,28 @@ def check_flags(args: argparse.Namespace) -> None:
 # Flags
 
 
+class ModelTypeChoices:
+    """`--model-type`'s choices, the model registry's `--model-type` names and `hf`, read from the
+    registry when first asked (a given value checked, or --help).
+
+    Why not a list: the registry imports every model family, so torch (~1 s); judging a
+    `--samples` file runs no model and should not pay for it (nor does its `--help` need it
+    before it is shown). argparse only tests `in` and iterates, so this is all it needs.
+    """
+
+    def _names(self) -> list[str]:
+        from hrm_codegen.model.loading import HF_FAMILY
+        from hrm_codegen.model.registry import cli_names
+
+        return [*cli_names(), HF_FAMILY]
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._names()
+
+    def __iter__(self):
+        return iter(self._names())
+
+
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """Defaults shown, and the benchmark list below the flags kept one per line."""
 
@@ -104,7 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
         + "\n".join(f"  {b.name:<19} {b.about}" for b in BENCHMARKS.values()),
     )
     source = parser.add_argument_group("what to evaluate (a model or a samples file)")
-    source.add_argument("--model-type", choices=["hrm", "transformer", "hrm_text", "llama", "hf"])
+    source.add_argument(
+        "--model-type",
+        choices=ModelTypeChoices(),
+        metavar="MODEL_TYPE",
+        help="the model family: %(choices)s",
+    )
     source.add_argument("--ckpt", help="saved model folder, or a training run folder")
     source.add_argument("--tokenizer", help="tokenizer if not saved with the model (e.g. gpt2)")
     source.add_argument(
@@ -204,6 +232,19 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="torch.compile the one-token decode step (CUDA graphs on CUDA); hrm/transformer only",
     )
+    gen.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="torch",
+        help="torch: eager; compiled: as --compile; onnx: ONNX Runtime on the CPU (int8 with "
+        "--quantize int8-dynamic); llamacpp: not built here yet (see hrm_codegen/inference)",
+    )
+    gen.add_argument(
+        "--draft",
+        metavar="CKPT",
+        help="speculative decoding (greedy) with this small model; it needs the same tokenizer",
+    )
+    gen.add_argument("--draft-tokens", type=int, default=4, help="tokens the draft proposes")
     run = parser.add_argument_group("execution")
     run.add_argument(
         "--timeout",

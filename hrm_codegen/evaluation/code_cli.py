@@ -28,8 +28,14 @@ from hrm_codegen.evaluation.results import (
 )
 from hrm_codegen.evaluation.sampling import SamplingSettings
 from hrm_codegen.evaluation.sandbox import DEFAULT_TIMEOUT_S, resolve_backend
-from hrm_codegen.evaluation.source import check_source, load_model_from_args
+from hrm_codegen.evaluation.source import (
+    backend_of,
+    check_source,
+    load_draft_from_args,
+    load_model_from_args,
+)
 from hrm_codegen.evaluation.store import default_output
+from hrm_codegen.run_layout import METRICS_FILE
 
 
 def run_code_tasks(args: argparse.Namespace, benchmark: Benchmark) -> EvalSummary | None:
@@ -37,7 +43,7 @@ def run_code_tasks(args: argparse.Namespace, benchmark: Benchmark) -> EvalSummar
     model), judge, print a table.
 
     `--h-cycles/--l-cycles/--segments` set an HRM's inference schedule (test-time compute);
-    `--dtype` casts the loaded weights and `--quantize` quantizes them (`harness.load_model`);
+    `--dtype` casts the loaded weights and `--quantize` quantizes them (`harness.load_model_and_tokenizer`);
     `--compile` as in `evaluate_model`. `--best-of N` samples N completions per task and
     submits one, chosen by `--rank` (`best_of_n.py`); the score is reported under
     `metric_name(rank, N)`, since `first-test` uses a graded test and is not a pass@1. Under
@@ -69,7 +75,8 @@ def run_code_tasks(args: argparse.Namespace, benchmark: Benchmark) -> EvalSummar
     tasks = select_tasks(benchmark, args.split, args.limit)
     model, tok, schedule = load_model_from_args(args, device=device)
     # the weights were cast to --dtype as they loaded: generation needs no autocast on top
-    sampling = replace(SamplingSettings.from_args(args), dtype=None)
+    draft = load_draft_from_args(args, tok, device=device)
+    sampling = replace(SamplingSettings.from_args(args), dtype=None, draft=draft)
     if args.best_of is not None:
         summary = _best_of_n_evaluation(
             model, tok, tasks, args, replace(sampling, compile=False), output, judging
@@ -90,14 +97,16 @@ def run_code_tasks(args: argparse.Namespace, benchmark: Benchmark) -> EvalSummar
             "ckpt": str(Path(args.ckpt).resolve()),
             **({"schedule": schedule} if schedule else {}),
             **({"quantize": args.quantize} if args.quantize else {}),
+            **({"backend": backend_of(args)} if backend_of(args) != "torch" else {}),
         },
-        **sampling.keywords(),
+        sampling=sampling,
         **judging,
     )
     if summary is None:  # a rank other than 0 of a sharded run: rank 0 judges and reports
         return None
     _print_done(summary, output)
     parameters = sum(p.numel() for p in model.parameters())
+    parameters = parameters or getattr(getattr(model, "info", None), "parameters", 0)  # onnx
     context = training_bpb_context(args.ckpt, tok, tasks)
     for line in small_model_note(
         summary, parameters, model_type=args.model_type, ckpt=args.ckpt, bpb=context
@@ -284,7 +293,7 @@ def training_bpb_context(ckpt: str | Path, tok: Any, tasks: list[CodeTask]) -> d
     runs = sorted(folder.glob("*/metrics.jsonl"), key=lambda m: m.stat().st_mtime)
     candidates = [runs[-1].parent] if runs else []  # a folder of runs: its latest, as loaded
     for candidate in (*candidates, folder, *list(folder.parents)[:3]):
-        metrics = candidate / "metrics.jsonl"
+        metrics = candidate / METRICS_FILE
         if metrics.is_file():
             rows = [json.loads(line) for line in metrics.open() if line.strip()]
             curve = [(r["step"], r["val/mbpp_bpb"]) for r in rows if "val/mbpp_bpb" in r]

@@ -10,7 +10,6 @@ generations and judged samples are not redone. The command line's run is `code_c
 
 from __future__ import annotations
 
-import json
 import time
 import warnings
 from collections import Counter
@@ -192,27 +191,22 @@ def evaluate_model(
     *,
     num_samples: int = 1,
     ks: Sequence[int] | str = (1,),
-    temperature: float = 0.0,
-    top_p: float = 1.0,
-    max_new_tokens: int = 512,
-    batch_size: int = 8,
+    sampling: SamplingSettings | None = None,
     timeout: float = DEFAULT_TIMEOUT_S,
     workers: int | None = None,
-    seed: int = 0,
     output_dir: str | Path | None = None,
     memory_mb: int = DEFAULT_MEMORY_MB,
     sandbox: str = "auto",
     progress: bool = True,
     run_info: Mapping[str, Any] | None = None,
-    dtype: str | None = None,
-    compile: bool = False,
     shard: tuple[int, int] | None = None,
     barrier: Callable[[], None] | None = None,
 ) -> EvalSummary | None:
     """Generate `num_samples` completions per task, then judge them (see `evaluate_samples`).
 
-    The sampling keywords (`temperature` .. `compile`) are `sampling.SamplingSettings`'s, kept
-    as keywords here because the trainer, GSPO, the studies and the GPU check call this.
+    `sampling` says how completions are decoded (`SamplingSettings`: greedy by default, with
+    the seed, dtype, compiled step and speculative draft); the trainer, GSPO, the studies, the
+    GPU check and evaluate.py each build one.
 
     `shard=(rank, world)` with `barrier` (e.g. accelerate's `wait_for_everyone`): this process
     generates the tasks at positions rank, rank + world, ... into its own part file
@@ -220,30 +214,22 @@ def evaluate_model(
     merges the parts in task order and judges, and the other ranks return None. Greedy output
     is the one-process run's (each task's prompt is decoded the same way wherever it runs).
 
-    `temperature=0` is greedy decoding. With `output_dir`, generations are appended to
+    With `output_dir`, generations are appended to
     samples.jsonl task by task, so a rerun regenerates only tasks that were not finished;
     `run_info` (e.g. the checkpoint path) is stored with the generation settings, and a rerun
     with different settings is refused rather than mixing samples of two runs.
 
-    `dtype` (bf16/fp16) runs generation under autocast for a float32 model (as the trainer's
-    pass@1 does through accelerate), so the KV cache and the stream are in that dtype; a model
-    already cast is left alone. `compile` decodes with a compiled fixed-shape step (our models).
+    `sampling.dtype` (bf16/fp16) runs generation under autocast for a float32 model (as the
+    trainer's pass@1 does through accelerate), so the KV cache and the stream are in that dtype;
+    a model already cast is left alone.
     """
     benchmark, by_id = _index_tasks(tasks)
     ks = parse_ks(ks)
     if not isinstance(num_samples, int) or num_samples < 1:
         raise ValueError(f"num_samples={num_samples}: generate at least one sample per task")
     check_ks(ks, {task_id: num_samples for task_id in by_id})
-    sampling = SamplingSettings(
-        temperature=temperature,
-        top_p=top_p,
-        max_new_tokens=max_new_tokens,
-        batch_size=batch_size,
-        seed=seed,
-        dtype=dtype,
-        compile=compile,
-    )
-    if temperature == 0 and num_samples > 1:
+    sampling = sampling or SamplingSettings()
+    if sampling.temperature == 0 and num_samples > 1:
         warnings.warn(
             f"greedy decoding (temperature 0) with num_samples={num_samples} repeats one sample "
             "per task; set a temperature > 0 (e.g. 0.8) for pass@k with k > 1",
@@ -393,22 +379,15 @@ def _resume_generation(
 def resolve_model_dir(path: str | Path) -> Path:
     """A model folder (`config.json` inside), a training run folder holding `checkpoint/`, or a
     folder of runs (`runs/quickstart`: its latest run), with errors phrased for `--ckpt`."""
-    from hrm_codegen.model.checkpoint import CheckpointError, resolve_checkpoint_dir
+    from hrm_codegen.model.loading import model_folder
 
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise FileNotFoundError(f"--ckpt {path} does not exist")
     try:
-        return resolve_checkpoint_dir(path)
-    except CheckpointError:
-        raise ValueError(
-            f"--ckpt {path} is not a model: expected {path}/config.json (a saved model, e.g. "
-            f"<run>/best), {path}/checkpoint/config.json (a training run folder) or "
-            f"{path}/<run>/checkpoint/config.json (a folder of runs)"
-        ) from None
+        return model_folder(path)
+    except (FileNotFoundError, ValueError) as error:
+        raise type(error)(f"--ckpt {error}") from None
 
 
-def load_model(
+def load_model_and_tokenizer(
     model_type: str,
     ckpt: str | Path,
     *,
@@ -417,61 +396,26 @@ def load_model(
     dtype: str | None = None,
     quantize: str | None = None,
 ):
-    """(model, tokenizer) for `--model-type hrm|transformer|<registered>|hf --ckpt PATH`.
+    """(model, tokenizer) for `--model-type <cli name of a registered family>|hf --ckpt PATH`.
 
-    Every family of `hrm_codegen.model.registry` loads with `load_model_dir` and the tokenizer
-    saved next to the weights (or `tokenizer_path`); `hf` is any local Hugging Face causal LM
-    folder, with its own tokenizer.
-    `dtype` (`auto|bf16|fp16|fp32`, see `precision.resolve_dtype`) casts the weights, so the
-    stream, the KV cache and decoding run in it; None keeps the saved dtype. `quantize`
-    (`int8|int8-dynamic|int4`, see `hrm_codegen.quantization`) quantizes the cast model's
-    projections; a checkpoint saved quantized loads quantized without it.
+    The model comes from `hrm_codegen.model.load_model` (which see for `dtype` and `quantize`);
+    this adds the command line's checks (the folder holds the `--model-type` given) and the
+    tokenizer: for a registered family the one saved next to the weights (or `tokenizer_path`),
+    for `hf` (any local Hugging Face causal LM folder) its own.
     """
-    from hrm_codegen.model.precision import resolve_dtype
-
-    if quantize is not None:
-        from hrm_codegen.quantization import quantize_model
-
-        model, tokenizer = load_model(
-            model_type, ckpt, tokenizer_path=tokenizer_path, device=device, dtype=dtype
-        )
-        return quantize_model(model, quantize), tokenizer
-
-    torch_dtype = resolve_dtype(dtype, device) if dtype is not None else None
-    folder = resolve_model_dir(ckpt)
     from hrm_codegen.model import registry
+    from hrm_codegen.model.loading import HF_FAMILY, load_model
 
-    if model_type in registry.model_types():
-        from hrm_codegen.tokenization import load_tokenizer
+    folder = resolve_model_dir(ckpt)
+    if model_type == HF_FAMILY:
+        from transformers import AutoTokenizer
 
-        saved = json.loads((folder / "config.json").read_text())
-        saved_type = saved.get("model_type")
-        if not registry.get_model_type(model_type).is_dir(folder):
-            hint = saved_type if saved_type in registry.model_types() else "hf"
-            raise ValueError(
-                f"--model-type {model_type}, but {folder}/config.json says model_type="
-                f"{saved_type!r}; pass --model-type {hint}"
-            )
-        model = registry.load_model_dir(folder, device=device)
-        quantized = saved.get("quantization")
-        if torch_dtype is not None and quantized is None:  # quantized weights keep their dtype
-            model = model.to(torch_dtype)
-        source = tokenizer_path or folder
-        if tokenizer_path is None and not (folder / "tokenizer.json").is_file():
-            raise FileNotFoundError(
-                f"{folder} has no tokenizer.json; pass --tokenizer (e.g. gpt2 or a folder)"
-            )
-        return model, load_tokenizer(source)
-    if model_type == "hf":
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from hrm_codegen.model.loading import EXPORT_MODEL_TYPE, saved_model_type
 
-        # our own export (scripts/export_hf.py) ships its modeling code: trust that, nothing else
-        config_path = folder / "config.json"
-        exported = json.loads(config_path.read_text()).get("model_type") == "hrm_codegen"
+        model = load_model(folder, family=HF_FAMILY, device=device, dtype=dtype, quantize=quantize)
+        # our own export (scripts/export_hf.py) ships its code: trust that, nothing else
+        exported = saved_model_type(folder) == EXPORT_MODEL_TYPE
         try:
-            model = AutoModelForCausalLM.from_pretrained(
-                folder, local_files_only=True, trust_remote_code=exported or None
-            )
             tokenizer = AutoTokenizer.from_pretrained(
                 tokenizer_path or folder, local_files_only=True, trust_remote_code=exported or None
             )
@@ -485,7 +429,26 @@ def load_model(
                 f"the tokenizer in {tokenizer_path or folder} turns code into no tokens; save a "
                 "working tokenizer with the model or pass --tokenizer"
             )
-        return model.to(device=device, dtype=torch_dtype), tokenizer
-    raise ValueError(
-        f"--model-type {model_type!r} unknown; use one of {[*registry.model_types(), 'hf']}"
-    )
+        return model, tokenizer
+    if model_type not in registry.cli_names():
+        raise ValueError(
+            f"--model-type {model_type!r} unknown; use one of {[*registry.cli_names(), 'hf']}"
+        )
+    from hrm_codegen.model.loading import saved_model_type
+    from hrm_codegen.tokenization import load_tokenizer
+
+    entry = registry.get_model_type_by_cli_name(model_type)
+    if not entry.is_dir(folder):
+        saved_type = saved_model_type(folder)
+        claimed = [registry.get_model_type(n) for n in registry.model_types()]
+        hint = next((e.cli_name for e in claimed if e.is_dir(folder)), HF_FAMILY)
+        raise ValueError(
+            f"--model-type {model_type}, but {folder}/config.json says model_type="
+            f"{saved_type!r}; pass --model-type {hint}"
+        )
+    if tokenizer_path is None and not (folder / "tokenizer.json").is_file():
+        raise FileNotFoundError(
+            f"{folder} has no tokenizer.json; pass --tokenizer (e.g. gpt2 or a folder)"
+        )
+    model = load_model(folder, family=entry.name, device=device, dtype=dtype, quantize=quantize)
+    return model, load_tokenizer(tokenizer_path or folder)

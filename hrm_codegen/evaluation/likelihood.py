@@ -115,14 +115,15 @@ def run_bpb_evaluation(
     """Load the model, set the schedule, score the text; print and (with `output`) write JSON.
 
     `quantize` scores the model quantized (`hrm_codegen.quantization`)."""
-    from hrm_codegen.evaluation.harness import load_model
+    from hrm_codegen.evaluation.harness import load_model_and_tokenizer
+    from hrm_codegen.model.registry import cli_names
 
-    if model_type not in ("hrm", "transformer", "hrm_text", "llama"):
+    if model_type not in cli_names():
         raise ValueError(
-            f"--metric bpb needs --model-type hrm, transformer, hrm_text or llama (our tokenizer "
+            f"--metric bpb needs --model-type {', '.join(cli_names())} (our tokenizer "
             f"and byte counts), not {model_type!r}"
         )
-    model, tok = load_model(
+    model, tok = load_model_and_tokenizer(
         model_type, ckpt, tokenizer_path=tokenizer, device=device, quantize=quantize, dtype=dtype
     )
     model.eval()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from hrm_codegen.evaluation.results import (
 )
 from hrm_codegen.evaluation.sampling import SamplingSettings, generate_texts
 from hrm_codegen.evaluation.sandbox import resolve_backend
-from hrm_codegen.evaluation.source import check_source, load_model_from_args
+from hrm_codegen.evaluation.source import check_source, load_draft_from_args, load_model_from_args
 from hrm_codegen.evaluation.store import RunStore, default_output
 
 GENERATIONS_FILE = "generations.jsonl"
@@ -95,7 +96,9 @@ def model_generator(
     raw generations to `out`/generations.jsonl (a rerun generates only unfinished prompts;
     one made with other settings is refused) and records `generation_s` in `timings`."""
     model, tokenizer, _ = load_model_from_args(args)
-    sampling = SamplingSettings.from_args(args)
+    sampling = replace(
+        SamplingSettings.from_args(args), draft=load_draft_from_args(args, tokenizer)
+    )
     run_info = {"model_type": args.model_type, "ckpt": str(Path(args.ckpt).resolve())}
 
     def generate(prompts: Mapping[str, str], stop: Sequence[str], n: int) -> dict[str, list[str]]:

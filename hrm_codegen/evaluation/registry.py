@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Iterable
 
-from hrm_codegen.data import prompts
+from hrm_codegen.data import CODE_BENCHMARKS, prompts
 from hrm_codegen.evaluation.benchmark import Benchmark
 from hrm_codegen.evaluation.code_cli import run_code_tasks
 from hrm_codegen.evaluation.lcb import cli as lcb
@@ -23,8 +23,9 @@ from hrm_codegen.evaluation.results import EvalSummary
 CODE_FLAGS = ("split", "best_of", "rank")
 
 
-def _code(name: str, about: str, default_split: str | None = "test") -> Benchmark:
-    """A CodeTask benchmark: tasks, prompts and tests from `data/`, judged in the sandbox."""
+def _code(name: str, about: str, default_split: str | None) -> Benchmark:
+    """A CodeTask benchmark (a row of `data.CODE_BENCHMARKS`): tasks, prompts and tests from
+    `data/`, judged in the sandbox."""
     return Benchmark(name, about, run_code_tasks, CODE_FLAGS, default_split=default_split)
 
 
@@ -35,10 +36,8 @@ def _polyglot(args: argparse.Namespace, benchmark: Benchmark) -> EvalSummary:
 BENCHMARKS: dict[str, Benchmark] = {
     entry.name: entry
     for entry in (
-        _code("mbpp", "MBPP, 974 Python tasks checked by asserts (default: the test split)"),
-        _code("mbpp_sanitized", "MBPP's hand-checked subset of 427 tasks (default: test split)"),
-        _code("humaneval", "HumanEval, 164 function bodies checked by a check()", None),
-        _code("toy", "29 generated tiny tasks (plus_K, times_K, ...) a CPU model learns"),
+        # CodeTask benchmarks: declared once, in data/tasks.py
+        *(_code(b.name, b.about, b.default_split) for b in CODE_BENCHMARKS.values()),
         Benchmark(
             "lcb_codegeneration",
             "LiveCodeBench code generation, run on the public and private tests",

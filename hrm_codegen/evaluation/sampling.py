@@ -13,7 +13,7 @@ import contextlib
 import functools
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ class SamplingSettings:
     (prompt x sample; the samples do not depend on it); `seed` seeds every sampled row;
     `dtype` (`auto|bf16|fp16|fp32`) runs a float32 model's generation under autocast in that
     dtype (a model already cast is left alone); `compile` decodes with a compiled fixed-shape
-    step (our models only).
+    step (our models only); `draft` (a `SpeculativeDraft`) decodes speculatively (greedy).
     """
 
     temperature: float = 0.0
@@ -39,6 +39,7 @@ class SamplingSettings:
     seed: int = 0
     dtype: str | None = None
     compile: bool = False
+    draft: Any = None
 
     def __post_init__(self) -> None:
         if self.temperature < 0:
@@ -48,10 +49,15 @@ class SamplingSettings:
     def from_args(cls, args: argparse.Namespace, **defaults: Any) -> SamplingSettings:
         """The settings `scripts/evaluate.py`'s flags give (`--temperature`, `--top-p`,
         `--max-new-tokens`, `--batch-size`, `--seed`, `--dtype`, `--compile`); a field `args`
-        lacks (or holds None for) takes `defaults`, else the field's own default."""
+        lacks (or holds None for) takes `defaults`, else the field's own default. `--backend
+        compiled` is `--compile`; the draft model is the caller's to load (`draft` stays None)."""
         values = {}
         for field in fields(cls):
+            if field.name == "draft":
+                continue
             value = getattr(args, field.name, None)
+            if field.name == "compile" and getattr(args, "backend", None) == "compiled":
+                value = True
             if value is not None:
                 values[field.name] = value
             elif field.name in defaults:
@@ -63,8 +69,9 @@ class SamplingSettings:
         return {k: getattr(self, k) for k in ("temperature", "top_p", "max_new_tokens", "seed")}
 
     def keywords(self) -> dict[str, Any]:
-        """The settings as keywords (for `evaluate_model` and `best_of_n_samples`)."""
-        return asdict(self)
+        """The settings as keywords (for `best_of_n_samples`); the draft model as it is, not
+        copied."""
+        return {field.name: getattr(self, field.name) for field in fields(self)}
 
 
 def generator_for(model: Any) -> Callable[..., list[list[str]]]:
@@ -134,6 +141,7 @@ def sample_texts(
         seed=sampling.seed,
         batch_size=sampling.batch_size,
         progress=progress,
+        **({"draft": sampling.draft} if sampling.draft is not None else {}),
     )
 
 

@@ -148,16 +148,16 @@ def export_hf(ckpt: str | Path, out: str | Path, *, tokenizer: str | Path | None
 
     `tokenizer` defaults to the `tokenizer.json` saved with the checkpoint. Returns `out`.
     """
-    from hrm_codegen.evaluation.harness import resolve_model_dir
-    from hrm_codegen.model import load_pretrained
+    from hrm_codegen.model import load_model
+    from hrm_codegen.model.loading import model_folder
     from hrm_codegen.tokenization import load_tokenizer
 
-    folder = resolve_model_dir(ckpt)
+    folder = model_folder(ckpt)
     if json.loads((folder / "config.json").read_text()).get("quantization") is not None:
         raise ValueError(
             f"{folder} holds a quantized model; export the floating-point checkpoint it came from"
         )
-    model = load_pretrained(folder)
+    model = load_model(folder)
     tok = load_tokenizer(tokenizer or folder)
     if len(tok) > model.config.vocab_size:
         raise ValueError(

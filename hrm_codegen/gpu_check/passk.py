@@ -24,8 +24,12 @@ def pass_at_1(
     in bf16 (eager decoding: at ~100 tasks a compile would cost more than it saves) and judged in
     bubblewrap where it works, else the fallback backend (recorded)."""
     from hrm_codegen.data import load_benchmark
-    from hrm_codegen.evaluation.harness import evaluate_model, load_model
+    from hrm_codegen.evaluation.harness import evaluate_model
+    from hrm_codegen.evaluation.sampling import SamplingSettings
     from hrm_codegen.evaluation.sandbox import resolve_backend
+    from hrm_codegen.model import load_model
+    from hrm_codegen.model.loading import model_folder
+    from hrm_codegen.tokenization import load_tokenizer
 
     mbpp_dir, _ = benchmark_dir(options.data_dir)
     tasks = load_benchmark("mbpp", split="test", path=mbpp_dir)[: options.pass_tasks]
@@ -57,11 +61,9 @@ def pass_at_1(
             report.write()
             continue
         try:
-            model_type = "hrm" if arm == "hrm" else "transformer"
             dtype = "bf16" if options.device.startswith("cuda") else "fp32"
-            model, tokenizer = load_model(
-                model_type, runs[arm]["run_dir"], device=options.device, dtype=dtype
-            )
+            model = load_model(runs[arm]["run_dir"], device=options.device, dtype=dtype)
+            tokenizer = load_tokenizer(model_folder(runs[arm]["run_dir"]))
             out_dir = Path(options.work_dir) / "pass_at_1" / arm
             if out_dir.exists():
                 shutil.rmtree(out_dir)
@@ -69,8 +71,9 @@ def pass_at_1(
                 model.eval(),
                 tokenizer,
                 tasks,
-                max_new_tokens=sizes.pass_max_new_tokens,
-                batch_size=sizes.pass_batch_size,
+                sampling=SamplingSettings(
+                    max_new_tokens=sizes.pass_max_new_tokens, batch_size=sizes.pass_batch_size
+                ),
                 timeout=sizes.pass_timeout,
                 output_dir=out_dir,
                 sandbox=backend,

@@ -1,11 +1,11 @@
 """Saving and loading our models: a folder with `config.json` and `model.safetensors`.
 
-`config.json` is the config dataclass (asdict) plus `"model_type"`, so `load_pretrained` can pick the
-class without the caller knowing which model a run trained (through `hrm_codegen.model.registry`).
+`config.json` is the config dataclass (asdict) plus `"model_type"`, so `hrm_codegen.model.load_model`
+can pick the class without the caller knowing which model a run trained (through
+`hrm_codegen.model.registry`).
 
-It also names the layout of a training run's checkpoints (`checkpoint/`, `best/`, `checkpoints/`) and
-finds them (`resolve_checkpoint_dir`, `latest_checkpoint`), so every loader reads run folders without
-importing `hrm_codegen.training`. This module imports no model file.
+This module is the model base class and the folder format only: it imports no model file and
+no run-folder code (that is `hrm_codegen.run_layout`), since Hugging Face exports ship it.
 """
 
 from __future__ import annotations
@@ -22,10 +22,6 @@ from torch import nn
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that is missing, incomplete, or does not fit the model being trained."""
 
 
 def config_from_dict(config_class: type, data: dict[str, Any], source: str = "config") -> Any:
@@ -83,7 +79,7 @@ class PretrainedModel(nn.Module):
         if model_type != cls.model_type:
             raise ValueError(
                 f"{directory / CONFIG_NAME} has model_type={model_type!r}, but {cls.__name__} loads "
-                f"model_type={cls.model_type!r}; use hrm_codegen.model.load_pretrained to pick the class"
+                f"model_type={cls.model_type!r}; use hrm_codegen.model.load_model to pick the class"
             )
         quantization = config_data.pop("quantization", None)
         config = config_from_dict(cls.config_class, config_data, str(directory / CONFIG_NAME))
@@ -138,114 +134,3 @@ def read_config_json(directory: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValueError(f"{path} must hold a JSON object, got {type(data).__name__}")
     return data
-
-
-def load_pretrained(
-    directory: str | Path,
-    device: torch.device | str | None = None,
-    dtype: torch.dtype | None = None,
-) -> nn.Module:
-    """Load any registered model from a folder, picking the family from config.json's model_type.
-
-    A thin door to `hrm_codegen.model.registry.load_model_dir` (imported on call: the registry
-    imports the model files, which import this module)."""
-    from hrm_codegen.model.registry import load_model_dir
-
-    return load_model_dir(directory, device=device, dtype=dtype)
-
-
-# ----------------------------------------------------------------------------- run folder layout
-#
-# A training run keeps complete checkpoints in `<run>/checkpoints/<step folder>/` and names them by
-# two relative symlinks swapped atomically: `<run>/checkpoint` (the latest) and `<run>/best` (the
-# best by the run's validation metric). The writer is `hrm_codegen.training.checkpointing`; the
-# readers below only need the names, so evaluation finds checkpoints without importing training.
-
-CHECKPOINT_DIR = "checkpoint"
-BEST_DIR = "best"
-CHECKPOINTS_DIR = "checkpoints"
-STATE_FILE = "trainer_state.json"  # written last: a folder holding it is complete
-LEGACY_OLD_DIR = "checkpoint.old"  # left by the rename-based writer of earlier versions
-
-
-def is_complete_checkpoint(folder: Path) -> bool:
-    """Whether `folder` holds a complete training checkpoint (its trainer_state.json, which the
-    writer renames into place last, and the model config)."""
-    return (folder / STATE_FILE).is_file() and (folder / CONFIG_NAME).is_file()
-
-
-def checkpoint_step(folder: Path) -> int:
-    """The step recorded in a complete checkpoint's trainer_state.json (-1 when unreadable)."""
-    try:
-        return int(json.loads((folder / STATE_FILE).read_text()).get("step", -1))
-    except (OSError, ValueError, TypeError, AttributeError):
-        return -1
-
-
-def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    """The checkpoint `resume=true` continues from in `run_dir`, or None.
-
-    `<run>/checkpoint` when it is complete; otherwise the highest-step complete folder under
-    `<run>/checkpoints/` (or a `checkpoint.old` an earlier version's writer left when killed), which
-    only happens when a writer died while replacing an old-style `checkpoint/` folder."""
-    run_dir = Path(run_dir).expanduser()
-    pointer = run_dir / CHECKPOINT_DIR
-    if is_complete_checkpoint(pointer):
-        return pointer
-    candidates = [run_dir / LEGACY_OLD_DIR]
-    store = run_dir / CHECKPOINTS_DIR
-    if store.is_dir():
-        candidates += [p for p in store.iterdir() if not p.name.startswith(".")]
-    complete = [p for p in candidates if p.is_dir() and is_complete_checkpoint(p)]
-    if not complete:
-        return None
-    return max(complete, key=lambda p: (checkpoint_step(p), (p / STATE_FILE).stat().st_mtime))
-
-
-def run_dir_of(ckpt_dir: str | Path) -> Path:
-    """The run dir a checkpoint folder belongs to (`<run>/checkpoint`, `<run>/best` or
-    `<run>/checkpoints/<step folder>`)."""
-    ckpt_dir = Path(ckpt_dir)
-    if ckpt_dir.parent.name == CHECKPOINTS_DIR:
-        return ckpt_dir.parent.parent
-    return ckpt_dir.parent
-
-
-def find_latest_run(runs_root: str | Path) -> Path | None:
-    """The run under `runs_root/*/` whose latest checkpoint was saved last (trainer_state.json
-    mtime), or None."""
-    runs_root = Path(runs_root).expanduser()
-    if not runs_root.is_dir():
-        return None
-    saved = []
-    for run in runs_root.iterdir():
-        ckpt = latest_checkpoint(run) if run.is_dir() else None
-        if ckpt is not None:
-            saved.append(((ckpt / STATE_FILE).stat().st_mtime, run))
-    return max(saved)[1] if saved else None
-
-
-def resolve_checkpoint_dir(path: str | Path) -> Path:
-    """Accept a model folder (e.g. `<run>/best`), a run dir (its latest checkpoint), or a folder of
-    runs such as `runs/quickstart`, whose most recently saved run is taken: the command a user types
-    after a run stays the same from one run to the next."""
-    path = Path(path).expanduser()
-    if (path / CONFIG_NAME).is_file():
-        return path
-    if (path / CHECKPOINT_DIR / CONFIG_NAME).is_file():
-        return path / CHECKPOINT_DIR
-    if path.is_dir():
-        own = latest_checkpoint(path)
-        if own is not None:
-            return own
-        latest = find_latest_run(path)
-        if latest is not None:
-            ckpt = latest_checkpoint(latest)
-            if ckpt is not None:
-                return ckpt
-    raise CheckpointError(
-        f"{path} holds no checkpoint: expected {path}/{CHECKPOINT_DIR}/config.json (a run dir), "
-        f"{path}/config.json (a checkpoint dir such as <run>/{BEST_DIR}) or "
-        f"{path}/<run>/{CHECKPOINT_DIR}/config.json (a folder of runs) written by "
-        "scripts/train_codegen.py"
-    )

@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +41,7 @@ from hrm_codegen.model.layers import (
     prefix_token_types,
     swiglu_intermediate_size,
 )
+from hrm_codegen.model.sizing import matched_depth
 from hrm_codegen.quantization import silence_torchao_import_noise
 
 # Using any transformers model class imports torchao when it is installed, which warns about
@@ -486,13 +487,6 @@ def _new_hf_model(config: HFModelConfig) -> nn.Module:
     return model_class(_hf_config(config))
 
 
-def _matched_depth():
-    """The baseline sizing rule of our transformers (imported late: the registry imports us)."""
-    from hrm_codegen.model.registry import matched_depth
-
-    return matched_depth
-
-
 def hf_model_config(
     model_cfg: dict[str, Any],
     vocab_size: int,
@@ -515,7 +509,7 @@ def hf_model_config(
     if model_type == "llama":
         match = fields.pop("match", None)
         if match is not None:
-            fields["n_layers"] = _matched_depth()(model_cfg, match, fields.get("n_layers"))
+            fields["n_layers"] = matched_depth(model_cfg, match, fields.get("n_layers"))
     unknown = sorted(set(fields) - known - _OUR_MODEL_FIELDS)
     if unknown:
         raise ValueError(
@@ -645,10 +639,14 @@ def _config_from_hf(hf_config: Any) -> HFModelConfig:
     )
 
 
-# ----------------------------------------------------------------------------- registry
+# ----------------------------------------------------------------------------- registry hooks
+# hrm_codegen/model/registry.py registers `hrm_text` and `llama` with these (this module does not
+# import the registry).
 
 
-def _is_dir_of(model_type: str):
+def is_dir_of(model_type: str) -> Callable[[str | Path], bool]:
+    """`is_dir` of the registry entry `model_type`: a transformers folder of that model type."""
+
     def is_dir(folder: str | Path) -> bool:
         if not is_hf_model_dir(folder):
             return False
@@ -657,27 +655,10 @@ def _is_dir_of(model_type: str):
     return is_dir
 
 
-def _builder_of(model_type: str):
+def builder_of(model_type: str) -> Callable[..., HFCausalLM]:
+    """`build` of the registry entry `model_type` (the registry's builder contract)."""
+
     def build(model_cfg: dict[str, Any], vocab_size: int, **ids: int | None) -> HFCausalLM:
         return build_hf_model({**model_cfg, "type": model_type}, vocab_size, **ids)
 
     return build
-
-
-def register() -> None:
-    """Make `model.type=hrm_text|llama` buildable and their folders loadable through
-    hrm_codegen/model/registry.py (which imports this module)."""
-    from hrm_codegen.model.registry import register_model_type
-
-    for model_type in HF_MODEL_TYPES:
-        register_model_type(
-            model_type,
-            build=_builder_of(model_type),
-            load_dir=load_hf_model_dir,
-            is_dir=_is_dir_of(model_type),
-            fields=MODEL_FIELDS[model_type],
-            replace=True,
-        )
-
-
-register()

@@ -1,28 +1,31 @@
-"""One registry of model families: `model.type` -> how to build one and how to load a saved folder.
+"""One registry of model families: `model.type` -> how to build one, load a saved folder, count its
+FLOPs, and what the command lines call it.
 
-The trainer builds every model through `build_model`, and every loader (evaluation, export, studies,
-`hrm_codegen.model.load_pretrained`) reads a saved folder through `load_model_dir`, so adding a model
-family is one call, usually at the bottom of the module that defines it:
+The trainer builds every model through `build_model`; `hrm_codegen.model.load_model` loads every
+saved folder through the entry's `load_dir`; `hrm_codegen.training.flops.flops_count` counts
+FLOPs with the entry's `flops`; the command lines offer the entries' `cli_name`s
+(`--model-type`). So adding a model family is its model file plus one entry at the bottom of
+this module (docs/DESIGN.md, "How to add a model family"):
 
-    register_model_type("llama", build=build_llama, load_dir=load_llama_dir, is_dir=is_llama_dir)
+    register_model_type("llama", build=..., load_dir=..., is_dir=..., flops=llama_flops)
 
 with
 
 - `build(model_cfg, vocab_size, *, bos_token_id, eos_token_id, pad_token_id) -> nn.Module`:
   `model_cfg` is the `model` config group without `type` and `match` (and without the fields that only
   another family declares, see `other_architecture_fields`); the ids come from the run's tokenizer.
-- `load_dir(folder, device=None, dtype=None) -> nn.Module`: a model folder (never a run dir: the
-  registry resolves those first).
+- `load_dir(folder, device=None, dtype=None) -> nn.Module`: a model folder (never a run dir:
+  `load_model` resolves those first).
 - `is_dir(folder) -> bool`: whether the folder holds a model of this family (cheap: read config.json).
+- `flops(model, progress) -> FlopsCount`: the family's FLOPs per token (hrm_codegen/model/flops.py).
+- `cli_name`: the `--model-type` of scripts/evaluate.py and scripts/generate.py (default: the name).
 
-This module imports the model files; `model/checkpoint.py` (which they import) does not import them.
+This module imports the model files and the FLOP formulas; none of them imports it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import importlib.util
 import json
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -32,31 +35,44 @@ from typing import Any
 import torch
 from torch import nn
 
-from hrm_codegen.model.checkpoint import (
-    CONFIG_NAME,
-    config_from_dict,
-    read_config_json,
-    resolve_checkpoint_dir,
+from hrm_codegen.model.checkpoint import CONFIG_NAME, config_from_dict, read_config_json
+from hrm_codegen.model.flops import (
+    FlopsCount,
+    hrm_flops,
+    hrm_text_flops,
+    llama_flops,
+    transformer_flops,
 )
+from hrm_codegen.model.hf_models import (
+    HF_MODEL_TYPES,
+    MODEL_FIELDS,
+    builder_of,
+    is_dir_of,
+    load_hf_model_dir,
+)
+from hrm_codegen.model.hrm import HRMConfig, HRMForCausalLM
+from hrm_codegen.model.sizing import ModelConfigError, matched_depth
+from hrm_codegen.model.transformer import TransformerConfig, TransformerForCausalLM
+from hrm_codegen.run_layout import resolve_checkpoint_dir
 
 Builder = Callable[..., nn.Module]
 DirLoader = Callable[..., nn.Module]
-
-
-class ModelConfigError(ValueError):
-    """A `model` config that cannot build a model, named together with what to set instead."""
+FlopsFormula = Callable[[nn.Module, "float | None"], FlopsCount]
 
 
 @dataclass(frozen=True)
 class ModelType:
     """One registered family. `fields` are the `model.*` keys it accepts (None: it takes any key),
-    used to set aside what only another family knows; our dataclass families also keep their
+    used to set aside what only another family knows; `flops` its FLOP formula (None: FLOPs
+    unknown); `cli_name` its `--model-type`; our dataclass families also keep their
     `config_class`/`model_class`."""
 
     name: str
     build: Builder
     load_dir: DirLoader
     is_dir: Callable[[Path], bool]
+    cli_name: str
+    flops: FlopsFormula | None = None
     fields: frozenset[str] | None = None
     config_class: type | None = None
     model_class: type | None = None
@@ -71,6 +87,8 @@ def register_model_type(
     build: Builder,
     load_dir: DirLoader,
     is_dir: Callable[[Path], bool],
+    flops: FlopsFormula | None = None,
+    cli_name: str | None = None,
     fields: Collection[str] | None = None,
     config_class: type | None = None,
     model_class: type | None = None,
@@ -91,6 +109,8 @@ def register_model_type(
         build=build,
         load_dir=load_dir,
         is_dir=is_dir,
+        cli_name=cli_name or name,
+        flops=flops,
         fields=frozenset(fields) if fields is not None else None,
         config_class=config_class,
         model_class=model_class,
@@ -112,6 +132,40 @@ def get_model_type(name: str) -> ModelType:
             "(pick model=hrm, model=transformer or model=transformer_deep)"
         )
     return _REGISTRY[name]
+
+
+def cli_names() -> list[str]:
+    """The `--model-type` names of every registered family, in registration order (the order the
+    command lines list them in)."""
+    return [entry.cli_name for entry in _REGISTRY.values()]
+
+
+def get_model_type_by_cli_name(cli_name: str) -> ModelType:
+    """The family whose `--model-type` is `cli_name`, or a ValueError listing them."""
+    for entry in _REGISTRY.values():
+        if entry.cli_name == cli_name:
+            return entry
+    raise ValueError(f"--model-type {cli_name!r} unknown; use one of {cli_names()}")
+
+
+def model_type_of(model: nn.Module) -> ModelType:
+    """The registered family of a built or loaded model (its `model_type`)."""
+    name = getattr(model, "model_type", None)
+    if name not in _REGISTRY:
+        raise ValueError(
+            f"{type(model).__name__} has model_type={name!r}, not a registered family "
+            f"({model_types()})"
+        )
+    return _REGISTRY[name]
+
+
+def model_flops(model: nn.Module, progress: float | None = None) -> FlopsCount:
+    """FLOPs per token of `model` by its family's formula (`progress`: where in training, for a
+    gradient schedule that warms up)."""
+    entry = model_type_of(model)
+    if entry.flops is None:
+        raise ValueError(f"model family {entry.name!r} was registered without a FLOP formula")
+    return entry.flops(model, progress)
 
 
 def model_classes() -> dict[str, tuple[type, type]]:
@@ -140,25 +194,6 @@ def other_architecture_fields(model_cfg: dict[str, Any]) -> list[str]:
         for field in other.fields
     }
     return sorted(key for key in model_cfg if key in others - entry.fields)
-
-
-def matched_depth(model_cfg: dict[str, Any], match: str, default: int | None) -> int | None:
-    """Depth of a transformer baseline matched to the HRM sized in the same config.
-
-    An experiment sizes the HRM (H_layers, L_layers, cycles); a baseline run of that experiment
-    (`model=transformer` / `model=transformer_deep`) takes its depth from those sizes, so the
-    comparison stays fair at any scale: `params` stacks the HRM's distinct blocks
-    (H_layers + L_layers), `compute` as many blocks as the HRM applies per forward,
-    H_cycles * (L_cycles * L_layers + H_layers). Without HRM sizes, `n_layers` stands.
-    """
-    if match not in ("params", "compute"):
-        raise ModelConfigError(f"model.match={match!r} must be 'params', 'compute' or null")
-    sizes = {k: model_cfg.get(k) for k in ("H_layers", "L_layers", "H_cycles", "L_cycles")}
-    if match == "params" and sizes["H_layers"] and sizes["L_layers"]:
-        return sizes["H_layers"] + sizes["L_layers"]
-    if match == "compute" and all(sizes.values()):
-        return sizes["H_cycles"] * (sizes["L_cycles"] * sizes["L_layers"] + sizes["H_layers"])
-    return default
 
 
 def build_model(
@@ -204,17 +239,6 @@ def model_type_of_dir(folder: str | Path) -> str:
     )
 
 
-def load_model_dir(
-    folder: str | Path,
-    device: torch.device | str | None = None,
-    dtype: torch.dtype | None = None,
-) -> nn.Module:
-    """Load any registered model from a model folder, a run dir (its `checkpoint/`, or `<run>/best`
-    given explicitly) or a folder of runs (its latest run)."""
-    folder = _model_folder(folder)
-    return _REGISTRY[model_type_of_dir(folder)].load_dir(folder, device=device, dtype=dtype)
-
-
 def _model_folder(folder: str | Path) -> Path:
     """`folder` itself when it has config.json (or is no folder: the loaders name that), else the
     checkpoint a run dir or a folder of runs points at."""
@@ -227,7 +251,7 @@ def _model_folder(folder: str | Path) -> Path:
         return folder  # read_config_json names the missing config.json
 
 
-# ----------------------------------------------------------------------------- our two families
+# ----------------------------------------------------------------------------- the families we ship
 
 
 def _dataclass_family(config_class: type, model_class: type, name: str) -> dict[str, Any]:
@@ -265,46 +289,47 @@ def _dataclass_family(config_class: type, model_class: type, name: str) -> dict[
 
 
 def _register_builtin_families() -> None:
-    from hrm_codegen.model.hrm import HRMConfig, HRMForCausalLM
-    from hrm_codegen.model.transformer import TransformerConfig, TransformerForCausalLM
-
-    for config_class, model_class in (
-        (HRMConfig, HRMForCausalLM),
-        (TransformerConfig, TransformerForCausalLM),
+    """The families this package ships: our HRM and transformer, transformers' HRM-Text and
+    Llama."""
+    for config_class, model_class, flops in (
+        (HRMConfig, HRMForCausalLM, hrm_flops),
+        (TransformerConfig, TransformerForCausalLM, transformer_flops),
     ):
         name = model_class.model_type
         register_model_type(
             name,
             **_dataclass_family(config_class, model_class, name),
+            flops=flops,
             config_class=config_class,
             model_class=model_class,
             replace=True,
         )
-
-
-# Families defined in other modules register themselves (register_model_type) when imported; the
-# registry imports them here so every family is known wherever models are built or loaded. A module
-# listed here may import this one back: its functions are defined by then.
-FAMILY_MODULES = ("hrm_codegen.model.hf_models",)
-
-
-def _import_family_modules() -> None:
-    for name in FAMILY_MODULES:
-        if importlib.util.find_spec(name) is not None:
-            importlib.import_module(name)
+    hf_flops = {"hrm_text": hrm_text_flops, "llama": llama_flops}
+    for name in HF_MODEL_TYPES:
+        register_model_type(
+            name,
+            build=builder_of(name),
+            load_dir=load_hf_model_dir,
+            is_dir=is_dir_of(name),
+            flops=hf_flops[name],
+            fields=MODEL_FIELDS[name],
+            replace=True,
+        )
 
 
 _register_builtin_families()
-_import_family_modules()
 
 __all__ = [
     "ModelConfigError",
     "ModelType",
     "build_model",
+    "cli_names",
     "get_model_type",
-    "load_model_dir",
+    "get_model_type_by_cli_name",
     "matched_depth",
     "model_classes",
+    "model_flops",
+    "model_type_of",
     "model_type_of_dir",
     "model_types",
     "other_architecture_fields",

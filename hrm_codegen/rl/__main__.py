@@ -10,6 +10,7 @@ import hydra
 from omegaconf import DictConfig
 
 from hrm_codegen.rl.loop import USER_ERRORS, train_gspo
+from hrm_codegen.training.preemption import TrainingInterrupted
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
 
@@ -18,6 +19,9 @@ CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
 def main(cfg: DictConfig) -> None:
     try:
         train_gspo(cfg)
+    except TrainingInterrupted as stop:  # SIGTERM/SIGINT: checkpoint saved, resume=true continues
+        print(f"stopped: {stop}", file=sys.stderr, flush=True)
+        sys.exit(stop.exit_code)
     except USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr, flush=True)
         sys.exit(2)

@@ -12,12 +12,18 @@ One step (`GSPOLoop.step`):
    log-probability of its rows (policy, old policy, reference) is taken at that same number.
 3. Rewards from the sandbox (`rewards.compute_rewards`), group-normalised advantages.
 4. `gspo.steps_per_generation` AdamW updates of the GSPO objective on the batch (micro-batched,
-   gradients summed over ranks by hand), against log-probs of the policy that sampled it.
+   gradients summed over ranks by `Distributed.sum_gradients`, not DDP: ranks update on different
+   numbers of active rows), against log-probs of the policy that sampled it.
    Rows with zero advantage are skipped when `beta` is 0: they carry no gradient.
 
-The run dir has what the LM trainer writes (`config.yaml`, `metrics.jsonl` with `step` and
-`tokens_seen` per row, `checkpoint/`), so `scripts/plot_runs.py` plots it and `scripts/evaluate.py
---ckpt` and `init_from=` load it. Starting weights come from `init_from` (a fine-tuned run).
+The loop is built from the LM loop's components (docs/DESIGN.md, "Training components"): the
+processes (`training/distributed.py`), the run dir and config snapshot (`run_dir.py`), the
+checkpoint manager (`checkpoint/`, and `best/` by `train.best_metric`, val/pass@1 in
+experiment=gspo) and the SIGTERM/SIGINT stop (`preemption.py`). So the run dir has what the LM
+trainer writes (`config.yaml`, `metrics.jsonl` with `step` and `tokens_seen` per row,
+`checkpoint/`), `scripts/plot_runs.py` plots it, `scripts/evaluate.py --ckpt` and `init_from=` load
+it, and `resume=true` continues it (weights, AdamW state, RNG, task position) to the weights an
+uninterrupted run ends on. Starting weights come from `init_from` (a fine-tuned run).
 """
 
 from __future__ import annotations
@@ -26,7 +32,6 @@ import contextlib
 import copy
 import json
 import math
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,7 +39,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
 
 from hrm_codegen.data import CodeTask, load_benchmark
@@ -48,17 +52,33 @@ from hrm_codegen.rl.gspo import (
     token_log_probs,
 )
 from hrm_codegen.rl.rewards import RewardConfig, compute_rewards
-from hrm_codegen.runtime import apply_threads, runtime_record
-from hrm_codegen.tokenization import tokenizer_fingerprint
-from hrm_codegen.training.checkpointing import (
+from hrm_codegen.run_layout import (
     CHECKPOINT_DIR,
+    TRAINER_STATE,
     CheckpointError,
     resolve_checkpoint_dir,
-    save_checkpoint,
+)
+from hrm_codegen.runtime import apply_threads, runtime_record
+from hrm_codegen.tokenization import tokenizer_fingerprint
+from hrm_codegen.training.checkpoint_manager import CheckpointManager
+from hrm_codegen.training.checkpointing import (
+    rng_state,
+    set_rng_state,
 )
 from hrm_codegen.training.config_checks import check_numbers
+from hrm_codegen.training.distributed import Distributed, DistributedConfigError
 from hrm_codegen.training.logging import RunLogger
 from hrm_codegen.training.optim import lr_at_step, optimizer_from_config, set_lr
+from hrm_codegen.training.periodic_eval import EvalSchedule
+from hrm_codegen.training.preemption import StopSignal, TrainingInterrupted
+from hrm_codegen.training.run_dir import (
+    RunDirError,
+    display_path,
+    find_resume_checkpoint,
+    run_dir_from_config,
+    run_dir_of,
+    write_config_snapshot,
+)
 
 # How generated ids become text, as in `generation.generate` (special tokens such as EOS dropped).
 DECODE_KWARGS = {"skip_special_tokens": True, "clean_up_tokenization_spaces": False}
@@ -69,7 +89,13 @@ class GSPOConfigError(ValueError):
 
 
 # Errors a user fixes from the command line; launchers print them without a traceback.
-USER_ERRORS = (GSPOConfigError, CheckpointError, FileNotFoundError)
+USER_ERRORS = (
+    GSPOConfigError,
+    DistributedConfigError,
+    RunDirError,
+    CheckpointError,
+    FileNotFoundError,
+)
 
 
 @dataclass(frozen=True)
@@ -206,45 +232,10 @@ def forced_segments(model: torch.nn.Module, segments: int) -> Iterator[None]:
         model.train(was_training)
 
 
-def _distributed() -> tuple[int, int]:
-    """(rank, world size), joining the process group torchrun/accelerate describe in the env."""
-    if not dist.is_initialized() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend)
-    if dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def _run_dir(cfg: DictConfig) -> Path:
-    if cfg.get("run_dir"):
-        return Path(str(cfg.run_dir)).expanduser()
-    from hydra.core.hydra_config import HydraConfig
-
-    if HydraConfig.initialized():
-        return Path(HydraConfig.get().runtime.output_dir)
-    raise GSPOConfigError("no run dir: set run_dir=... (train_gspo was called outside Hydra)")
-
-
-def _device(name: str, rank: int) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise GSPOConfigError("device=cuda but no CUDA device is visible; use device=cpu")
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
-    if name != "cpu":
-        raise GSPOConfigError(f"device={name!r} is not one of auto, cpu, cuda")
-    return torch.device("cpu")
-
-
 class GSPOLoop:
     """GSPO from a checkpoint; `run()` trains `train.max_steps` steps and returns the run dir."""
 
     def __init__(self, cfg: DictConfig) -> None:
-        from hrm_codegen.model import load_pretrained
-        from hrm_codegen.tokenization import load_tokenizer
-
         check_numbers(cfg)  # every numeric value, one line per mistake (as the LM loop)
         if str(cfg.train.get("schedule", "cosine")) != "cosine":
             raise GSPOConfigError(
@@ -255,34 +246,16 @@ class GSPOLoop:
         threads = cfg.get("threads") or {}
         apply_threads(threads.get("intra_op"), threads.get("inter_op"))
         self.settings = GSPOSettings.from_config(cfg.get("gspo"))
-        self.rank, self.world = _distributed()
-        self.is_main = self.rank == 0
-        if self.settings.tasks_per_step % self.world:
+        self._build_distributed()
+        self._build_run_dir()
+        self._build_policy()
+        self.optimizer = optimizer_from_config(self.model, cfg.train)
+        self.max_steps = int(cfg.train.max_steps)
+        self.stop_at = int(cfg.train.get("stop_at_step") or self.max_steps)
+        if self.stop_at > self.max_steps:
             raise GSPOConfigError(
-                f"gspo.tasks_per_step={self.settings.tasks_per_step} does not split over "
-                f"{self.world} processes; make it a multiple of {self.world}"
+                f"train.stop_at_step={self.stop_at} exceeds train.max_steps={self.max_steps}"
             )
-        if not cfg.get("init_from"):
-            raise GSPOConfigError(
-                "GSPO starts from a fine-tuned model: pass init_from=<run dir or checkpoint dir> "
-                "(e.g. a run of experiment=quickstart)"
-            )
-        if cfg.get("resume"):
-            raise GSPOConfigError("resume is not supported for loop=gspo yet; start a new run")
-        self.device = _device(str(cfg.get("device", "auto")), self.rank)
-        self.init_dir = resolve_checkpoint_dir(str(cfg.init_from))
-        torch.manual_seed(int(cfg.seed))
-        self.model = load_pretrained(self.init_dir, device=self.device)
-        self.act = uses_act_halting(self.model)
-        if not (self.init_dir / "tokenizer.json").is_file():
-            raise CheckpointError(f"{self.init_dir} has no tokenizer.json to sample with")
-        self.tokenizer = load_tokenizer(self.init_dir)
-        self.reference = None
-        if self.settings.beta > 0:
-            self.reference = copy.deepcopy(self.model).eval().requires_grad_(False)
-        train_cfg = cfg.train
-        self.optimizer = optimizer_from_config(self.model, train_cfg)
-        self.max_steps = int(train_cfg.max_steps)
         self.tasks = self._load_tasks(self.settings.split, self.settings.limit)
         self.eval_tasks = (
             self._load_tasks(self.settings.eval_split, self.settings.eval_limit)
@@ -290,12 +263,84 @@ class GSPOLoop:
             else []
         )
         self.stop = stop_sequences(self.tasks[0])
-        self.run_dir = _run_dir(cfg)
         self.step = 0
         self.tokens_seen = 0
         self.train_seconds = 0.0
         self.seen_task_ids: list[list[str]] = []  # this rank's tasks per step (tests read it)
         self._order: list[int] = []
+        self.checkpoints = self._build_checkpoint_manager()
+        if self.resume_ckpt is not None:
+            self._restore(self.resume_ckpt)
+
+    def _build_distributed(self) -> None:
+        """The processes (one per launcher process) and this one's device; GSPO runs in float32."""
+        self.dist = Distributed(str(self.cfg.get("device", "auto")))
+        self.rank, self.world = self.dist.rank, self.dist.world
+        self.is_main = self.dist.is_main
+        self.device = self.dist.device
+        if self.settings.tasks_per_step % self.world:
+            raise GSPOConfigError(
+                f"gspo.tasks_per_step={self.settings.tasks_per_step} does not split over "
+                f"{self.world} processes; make it a multiple of {self.world}"
+            )
+
+    def _build_run_dir(self) -> None:
+        """The run dir and, with `resume`, the checkpoint to continue (the main process decides;
+        ranks could resolve Hydra's `${now:}` a second apart), and the starting weights'
+        folder: `init_from`, or on resume the one the checkpoint started from."""
+        cfg = self.cfg
+        if not cfg.get("init_from") and not cfg.get("resume"):
+            raise GSPOConfigError(
+                "GSPO starts from a fine-tuned model: pass init_from=<run dir or checkpoint dir> "
+                "(e.g. a run of experiment=quickstart)"
+            )
+        run_dir = resume_ckpt = None
+        if self.is_main:
+            run_dir = run_dir_from_config(cfg)
+            if cfg.get("resume"):
+                explicit = bool(cfg.get("run_dir"))
+                resume_ckpt = find_resume_checkpoint(cfg.resume, run_dir, explicit=explicit)
+                run_dir = run_dir_of(resume_ckpt)
+        self.run_dir, self.resume_ckpt = self.dist.broadcast([run_dir, resume_ckpt])
+        init_from = cfg.get("init_from")
+        if self.resume_ckpt is not None:
+            state = json.loads((self.resume_ckpt / TRAINER_STATE).read_text())
+            if state.get("loop") != "gspo":
+                raise CheckpointError(
+                    f"{self.resume_ckpt} was not saved by loop=gspo; resume continues a GSPO "
+                    "run (start one from this checkpoint with init_from=)"
+                )
+            init_from = init_from or state["init_from"]
+        self.init_dir = resolve_checkpoint_dir(str(init_from))
+
+    def _build_policy(self) -> None:
+        """The policy (from `init_from`), its tokenizer, and the frozen reference when beta > 0
+        (the starting weights also on resume, which restores the policy's later)."""
+        from hrm_codegen.model import load_model
+        from hrm_codegen.tokenization import load_tokenizer
+
+        torch.manual_seed(int(self.cfg.seed))
+        self.model = load_model(self.init_dir, device=self.device)
+        self.act = uses_act_halting(self.model)
+        if not (self.init_dir / "tokenizer.json").is_file():
+            raise CheckpointError(f"{self.init_dir} has no tokenizer.json to sample with")
+        self.tokenizer = load_tokenizer(self.init_dir)
+        self.reference = None
+        if self.settings.beta > 0:
+            self.reference = copy.deepcopy(self.model).eval().requires_grad_(False)
+
+    def _build_checkpoint_manager(self) -> CheckpointManager:
+        """`checkpoint/` and `best/` by `train.best_metric` (experiment=gspo: val/pass@1)."""
+        train = self.cfg.train
+        try:
+            return CheckpointManager(
+                self.run_dir,
+                best_metric=train.get("best_metric"),
+                best_mode=train.get("best_mode"),
+                is_main=self.is_main,
+            )
+        except ValueError as error:  # a best_metric whose direction cannot be inferred
+            raise GSPOConfigError(str(error)) from error
 
     # ------------------------------------------------------------------ data
 
@@ -463,7 +508,7 @@ class GSPOLoop:
         advantages = group_advantages(values).flatten()
         signal = groups_with_signal(values)
         active = torch.arange(len(rewards)) if s.beta > 0 else advantages.nonzero().flatten()
-        sums = self._all_reduce(
+        sums = self.dist.sum(
             [
                 len(rewards),
                 values.sum(),
@@ -535,49 +580,15 @@ class GSPOLoop:
         params = [p for p in self.model.parameters() if p.requires_grad]
         clipped = kl_ref = kl_old = loss_sum = grad_norm = 0.0
         for update in range(s.steps_per_generation):
-            index = self.step * s.steps_per_generation + update
-            set_lr(
-                self.optimizer,
-                lr_at_step(
-                    index,
-                    base_lr=float(self.cfg.train.lr),
-                    warmup_steps=int(self.cfg.train.warmup_steps),
-                    max_steps=self.max_steps * s.steps_per_generation,
-                    min_ratio=float(self.cfg.train.lr_min_ratio),
-                ),
-            )
+            self._set_update_lr(self.step * s.steps_per_generation + update)
             self.optimizer.zero_grad(set_to_none=True)
-            for rows, logp_old, logp_ref in zip(chunks, old, ref):
-                logp_new, width = self.log_probs(self.model, rows, batch)
-                mask = batch.mask[rows, :width].to(self.device)
-                out = gspo_objective(
-                    logp_new,
-                    logp_old,
-                    advantages[rows].to(self.device),
-                    mask,
-                    eps_low=s.eps_low,
-                    eps_high=s.eps_high,
-                    logp_ref=logp_ref,
-                    beta=s.beta,
-                    normalizer=active_global,
-                )
-                out.loss.backward()
-                loss_sum += float(out.loss.detach())
-                clipped += float(out.clipped.sum())
-                kl_ref += float(out.kl.sum())
-                kl_old += float(k3_kl(logp_new.detach(), logp_old, mask).sum())
-            self._sum_gradients(params)
-            grad_clip = self.cfg.train.get("grad_clip")
-            norm = torch.nn.utils.clip_grad_norm_(
-                params, float(grad_clip) if grad_clip else float("inf")
-            )
-            if not torch.isfinite(norm):
-                raise FloatingPointError(
-                    f"GSPO step {self.step}: non-finite gradient norm {float(norm)}; lower train.lr"
-                )
-            grad_norm += float(norm)
-            self.optimizer.step()
-        clipped, kl_ref, kl_old, loss_sum = self._all_reduce([clipped, kl_ref, kl_old, loss_sum])
+            for sums in self._backward(chunks, old, ref, batch, advantages, active_global):
+                loss_sum += sums[0]
+                clipped += sums[1]
+                kl_ref += sums[2]
+                kl_old += sums[3]
+            grad_norm += self._clip_and_step(params)
+        clipped, kl_ref, kl_old, loss_sum = self.dist.sum([clipped, kl_ref, kl_old, loss_sum])
         updates = active_global * s.steps_per_generation
         metrics = {
             "train/loss": loss_sum / s.steps_per_generation,
@@ -592,33 +603,76 @@ class GSPOLoop:
         )
         return metrics
 
-    def _all_reduce(self, values: list[Any]) -> list[float]:
-        tensor = torch.tensor([float(v) for v in values], dtype=torch.float64)
-        if self.world > 1:
-            tensor = tensor.to(self.device)
-            dist.all_reduce(tensor)
-        return tensor.cpu().tolist()
+    def _set_update_lr(self, index: int) -> None:
+        """The cosine learning rate of policy update `index` (`steps_per_generation` per step)."""
+        per_step = self.settings.steps_per_generation
+        set_lr(
+            self.optimizer,
+            lr_at_step(
+                index,
+                base_lr=float(self.cfg.train.lr),
+                warmup_steps=int(self.cfg.train.warmup_steps),
+                max_steps=self.max_steps * per_step,
+                min_ratio=float(self.cfg.train.lr_min_ratio),
+            ),
+        )
 
-    def _sum_gradients(self, params: list[torch.nn.Parameter]) -> None:
-        """Sum gradients over ranks (each rank's loss is already over the global row count)."""
-        if self.world == 1:
-            return
-        for param in params:
-            if param.grad is None:  # a rank with no active rows still joins the reduction
-                param.grad = torch.zeros_like(param)
-        flat = torch.cat([p.grad.flatten() for p in params])
-        dist.all_reduce(flat)
-        offset = 0
-        for param in params:
-            count = param.numel()
-            param.grad.copy_(flat[offset : offset + count].view_as(param))
-            offset += count
+    def _backward(
+        self,
+        chunks: list[torch.Tensor],
+        old: list[torch.Tensor],
+        ref: list[torch.Tensor | None],
+        batch: SampledBatch,
+        advantages: torch.Tensor,
+        active_global: int,
+    ) -> Iterator[tuple[float, float, float, float]]:
+        """Back-propagate the GSPO objective of each micro-batch of rows; yields each one's
+        (loss, clipped rows, KL to the reference, k3 KL to the sampling policy) after its
+        backward."""
+        s = self.settings
+        for rows, logp_old, logp_ref in zip(chunks, old, ref):
+            logp_new, width = self.log_probs(self.model, rows, batch)
+            mask = batch.mask[rows, :width].to(self.device)
+            out = gspo_objective(
+                logp_new,
+                logp_old,
+                advantages[rows].to(self.device),
+                mask,
+                eps_low=s.eps_low,
+                eps_high=s.eps_high,
+                logp_ref=logp_ref,
+                beta=s.beta,
+                normalizer=active_global,
+            )
+            out.loss.backward()
+            yield (
+                float(out.loss.detach()),
+                float(out.clipped.sum()),
+                float(out.kl.sum()),
+                float(k3_kl(logp_new.detach(), logp_old, mask).sum()),
+            )
+
+    def _clip_and_step(self, params: list[torch.nn.Parameter]) -> float:
+        """Sum the gradients over ranks, clip them (`train.grad_clip`), step AdamW; returns the
+        gradient norm before clipping."""
+        self.dist.sum_gradients(params)
+        grad_clip = self.cfg.train.get("grad_clip")
+        norm = torch.nn.utils.clip_grad_norm_(
+            params, float(grad_clip) if grad_clip else float("inf")
+        )
+        if not torch.isfinite(norm):
+            raise FloatingPointError(
+                f"GSPO step {self.step}: non-finite gradient norm {float(norm)}; lower train.lr"
+            )
+        self.optimizer.step()
+        return float(norm)
 
     # ------------------------------------------------------------------ evaluation and saving
 
     def evaluate(self) -> dict[str, float]:
         """Greedy pass@1 on the eval tasks (main rank; the others wait)."""
         from hrm_codegen.evaluation.harness import evaluate_model
+        from hrm_codegen.evaluation.sampling import SamplingSettings
 
         result: dict[str, float] = {}
         if self.is_main and self.eval_tasks:
@@ -629,9 +683,11 @@ class GSPOLoop:
                 self.eval_tasks,
                 num_samples=1,
                 ks=(1,),
-                temperature=0.0,
-                max_new_tokens=self.settings.max_new_tokens,
-                batch_size=self.settings.generation_batch_size,
+                sampling=SamplingSettings(
+                    temperature=0.0,
+                    max_new_tokens=self.settings.max_new_tokens,
+                    batch_size=self.settings.generation_batch_size,
+                ),
                 timeout=r.timeout,
                 workers=r.workers,
                 memory_mb=r.memory_mb,
@@ -639,12 +695,12 @@ class GSPOLoop:
                 progress=False,
             )
             result = {"val/pass@1": summary.pass_at_k["pass@1"]}
-        if self.world > 1:
-            dist.barrier()
+        self.dist.barrier()
         return result
 
-    def config_yaml(self) -> str:
-        """The run config, with `model` replaced by the architecture actually loaded."""
+    def run_config(self) -> DictConfig:
+        """The run config, with `model` replaced by the architecture actually loaded (the run
+        dir's config.yaml and each checkpoint's)."""
         saved = json.loads((self.init_dir / "config.json").read_text())
         model = {
             "type": saved.get("model_type"),
@@ -653,45 +709,121 @@ class GSPOLoop:
         cfg = OmegaConf.to_container(self.cfg, resolve=True)
         cfg["model"] = model
         cfg["init_from"] = str(self.init_dir)
-        return OmegaConf.to_yaml(OmegaConf.create(cfg))
+        return OmegaConf.create(cfg)
 
-    def save(self) -> Path:
-        ckpt = self.run_dir / CHECKPOINT_DIR
-        if self.is_main:
-            save_checkpoint(
-                ckpt,
-                model=self.model,
-                tokenizer=self.tokenizer,
-                optimizer=self.optimizer,
-                trainer_state={
-                    "loop": "gspo",
-                    "step": self.step,
-                    "tokens_seen": self.tokens_seen,
-                    "train_seconds": self.train_seconds,
-                    "init_from": str(self.init_dir),
-                    "num_processes": self.world,
-                },
-                config_yaml=self.config_yaml(),
+    def config_yaml(self) -> str:
+        """`run_config()` as the YAML text a checkpoint keeps."""
+        return OmegaConf.to_yaml(self.run_config())
+
+    def data_position(self) -> dict[str, int]:
+        """Where the task stream stands: `step_tasks` is a pure function of the step, the seed
+        and the task list, so this is what a resumed run must find unchanged."""
+        return {
+            "num_tasks": len(self.tasks),
+            "tasks_per_step": self.settings.tasks_per_step,
+            "tasks_seen": self.step * self.settings.tasks_per_step,
+        }
+
+    def save(self, metrics: dict[str, float] | None = None, *, latest: bool = True) -> Path:
+        """Checkpoint this step (every process's RNG gathered): the latest when `latest`, and
+        `best/` too when `metrics` improve on it. Every process calls it; the main one writes."""
+        rngs = self.dist.gather(rng_state())
+        state = {
+            "loop": "gspo",
+            "tokens_seen": self.tokens_seen,
+            "train_seconds": self.train_seconds,
+            "init_from": str(self.init_dir),
+            "num_processes": self.world,
+            "data": self.data_position(),
+            "rng": rngs,
+        }
+        self.checkpoints.save(
+            self.step,
+            self.model,
+            self.optimizer,
+            state,
+            tokenizer=self.tokenizer,
+            config_yaml=self.config_yaml() if self.is_main else None,
+            metrics=metrics,
+            latest=latest,
+        )
+        self.dist.barrier()
+        return self.run_dir / CHECKPOINT_DIR
+
+    def _restore(self, ckpt: Path) -> None:
+        """Continue `ckpt`: weights, AdamW state, counters and every process's RNG state; the
+        task stream continues from the step (`data_position`)."""
+        state = self.checkpoints.restore(self.model, self.optimizer, ckpt=ckpt)
+        self.step = int(state["step"])
+        self.tokens_seen = int(state["tokens_seen"])
+        self.train_seconds = float(state.get("train_seconds", 0.0))
+        saved, ours = state["data"], self.data_position()
+        if saved != ours:
+            raise CheckpointError(
+                f"{ckpt} was trained on another task stream ({saved}, this config gives "
+                f"{ours}); resume with the same gspo.* settings"
             )
-        if self.world > 1:
-            dist.barrier()
-        return ckpt
+        rngs = state["rng"]
+        if len(rngs) == self.world:
+            set_rng_state(rngs[self.rank])
+        elif self.is_main:
+            print(
+                f"warning: {ckpt} was saved by {len(rngs)} processes, this run has "
+                f"{self.world}; random streams restart from the seed",
+                flush=True,
+            )
+        if self.is_main:
+            print(f"resumed {ckpt} at step {self.step}", flush=True)
+
+    def _improves_best(self, metrics: dict[str, float]) -> bool:
+        """Whether `metrics` beat the best so far, as the main process judges it (evaluation
+        runs there only), agreed by every process."""
+        improved = [self.checkpoints.improves(metrics) if self.is_main else False]
+        return bool(self.dist.broadcast(improved)[0])
 
     def run(self) -> Path:
-        """Train `train.max_steps` GSPO steps; checkpoint at `checkpoint_interval` and the end."""
-        s = self.settings
+        """Train to `train.max_steps` (or `train.stop_at_step`) GSPO steps; checkpoint at
+        `checkpoint_interval` and the end, and `best/` whenever `train.best_metric` improves.
+
+        On SIGTERM/SIGINT the current step finishes, a checkpoint is saved at it, and
+        `TrainingInterrupted` is raised; `resume=true` continues from it."""
         if self.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / "config.yaml").write_text(self.config_yaml())
+            write_config_snapshot(self.run_dir, self.run_config())
         logger = RunLogger(
             self.run_dir,
             OmegaConf.to_container(self.cfg.logger, resolve=True),
             config=OmegaConf.to_container(self.cfg, resolve=True),
             is_main=self.is_main,
             total_steps=self.max_steps,
-            initial_step=0,
+            initial_step=self.step,
             run_name=self.run_dir.name,
         )
+        self._announce(logger)
+        interrupted: int | None = None
+        try:
+            with StopSignal() as stop:
+                interrupted = self._train(logger, stop)
+        finally:
+            logger.close()
+        checkpoints = self.checkpoints
+        if checkpoints.best_metric and not checkpoints.best_seen and self.is_main:
+            print(
+                f"note: no evaluation reported train.best_metric={checkpoints.best_metric}, "
+                "so no best/ was written",
+                flush=True,
+            )
+        self.dist.end()
+        if interrupted is not None:
+            raise TrainingInterrupted(
+                interrupted, self.step, display_path(self.run_dir / CHECKPOINT_DIR)
+            )
+        if self.is_main:
+            print(self.run_dir / CHECKPOINT_DIR, flush=True)
+        return self.run_dir
+
+    def _announce(self, logger: RunLogger) -> None:
+        """The run's one-line summary and its provenance record."""
+        s = self.settings
         logger.print(
             f"GSPO from {self.init_dir}: {len(self.tasks)} {s.benchmark} tasks, "
             f"{s.tasks_per_step} tasks x {s.group_size} samples per step over {self.world} "
@@ -702,33 +834,46 @@ class GSPOLoop:
             "tokenizer_fingerprint": tokenizer_fingerprint(self.tokenizer),
             **runtime_record(),
         }
-        logger.log({f"provenance/{k}": v for k, v in record.items()}, 0)
-        log_interval = int(self.cfg.get("log_interval") or 1)
-        checkpoint_interval = int(self.cfg.get("checkpoint_interval") or self.max_steps)
-        progress = {"tokens_seen": 0, "train_seconds": 0.0}
-        try:
-            if self.eval_tasks:
-                logger.log({**self.evaluate(), **progress}, step=0)
-            window: list[dict[str, float]] = []
-            while self.step < self.max_steps:
-                window.append(self.step_once())
-                self.step += 1
-                logger.advance()
-                progress = {"tokens_seen": self.tokens_seen, "train_seconds": self.train_seconds}
-                if self.step % log_interval == 0 or self.step == self.max_steps:
-                    mean = {k: sum(m.get(k, 0.0) for m in window) / len(window) for k in window[-1]}
-                    logger.log({**mean, **progress}, step=self.step)
-                    window = []
-                last = self.step == self.max_steps
-                if self.eval_tasks and (self.step % s.eval_interval == 0 or last):
-                    logger.log({**self.evaluate(), **progress}, step=self.step)
-                if self.step % checkpoint_interval == 0 or last:
-                    self.save()
-        finally:
-            logger.close()
-        if self.is_main:
-            print(self.run_dir / CHECKPOINT_DIR, flush=True)
-        return self.run_dir
+        logger.log({f"provenance/{k}": v for k, v in record.items()}, self.step)
+
+    def _train(self, logger: RunLogger, stop: StopSignal) -> int | None:
+        """The steps from `self.step` to `stop_at`; returns the stop signal if one ended them."""
+        cfg = self.cfg
+        log_interval = int(cfg.get("log_interval") or 1)
+        schedule = EvalSchedule(
+            max(1, self.settings.eval_interval),
+            int(cfg.get("checkpoint_interval") or self.max_steps),
+            self.stop_at,
+        )
+        progress = {"tokens_seen": self.tokens_seen, "train_seconds": self.train_seconds}
+        if self.eval_tasks and self.step == 0:
+            logger.log({**self.evaluate(), **progress}, step=0)
+        window: list[dict[str, float]] = []
+        interrupted: int | None = None
+        while self.step < self.stop_at:
+            metrics = self.step_once()
+            window.append(metrics)
+            self.step += 1
+            logger.advance()
+            progress = {"tokens_seen": self.tokens_seen, "train_seconds": self.train_seconds}
+            interrupted = self.dist.agreed_signal(stop.requested)
+            at_end = self.step == self.stop_at or interrupted is not None
+            if self.step % log_interval == 0 or at_end:
+                mean = {k: sum(m.get(k, 0.0) for m in window) / len(window) for k in window[-1]}
+                logger.log({**mean, **progress}, step=self.step)
+                window = []
+            evaluation: dict[str, float] = {}
+            if self.eval_tasks and schedule.evaluates(self.step) and interrupted is None:
+                evaluation = self.evaluate()
+                logger.log({**evaluation, **progress}, step=self.step)
+            candidates = {**metrics, **evaluation}  # best/ may follow a train/ or val/ metric
+            if schedule.checkpoints(self.step) or at_end:
+                self.save(candidates)
+            elif self._improves_best(candidates):
+                self.save(candidates, latest=False)  # best/ only
+            if interrupted is not None:
+                break
+        return interrupted
 
 
 def train_gspo(cfg: DictConfig) -> Path:

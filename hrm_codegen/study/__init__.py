@@ -30,7 +30,8 @@ def run_study_from_config(cfg: dict[str, Any], command: str = "") -> Path:
     from hrm_codegen.study.runner import StudyRunner
 
     if (cfg["study"] or {}).get("kind") == "scaling":
-        from hrm_codegen.study.scaling import ScalingRunner, load_scaling_spec
+        from hrm_codegen.study.scaling import ScalingRunner
+        from hrm_codegen.study.scaling_spec import load_scaling_spec
 
         spec: Any = load_scaling_spec(cfg["study"])
         runner: Any = ScalingRunner(

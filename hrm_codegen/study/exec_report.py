@@ -15,7 +15,7 @@ from typing import Any
 def exec_data_record(runner: Any, runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The exec benchmark's manifest (settings, counts, fingerprint), checked against every
     run's recorded `exec_fingerprint` (runs on other programs cannot share the tables)."""
-    from hrm_codegen.study.runner import read_json
+    from hrm_codegen.study.runs import read_json
     from hrm_codegen.study.spec import StudyConfigError
     from hrm_codegen.tokenization import load_tokenizer, tokenizer_fingerprint
 

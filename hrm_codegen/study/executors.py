@@ -1,4 +1,5 @@
-"""Where a study's runs execute (`study.executor`): here, as Slurm jobs, or as Ray tasks.
+"""Where a study's runs execute (`study.executor`, checked by spec.load_executor_spec): here, as
+Slurm jobs, or as Ray tasks.
 
 A study step is a set of independent runs (or evaluations); `run_keys(runner, method, keys)`
 hands each to an engine that researchers already run, rather than a scheduler of our own:
@@ -26,56 +27,12 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hrm_codegen.study.spec import StudyConfigError, lr_tag
+from hrm_codegen.study.spec import ExecutorSpec, StudyConfigError, lr_tag
 
-EXECUTORS = ("local", "slurm", "ray")
 _LEDGER = "jobs.json"
-
-
-@dataclass(frozen=True)
-class ExecutorSpec:
-    """`study.executor` (a name, or a mapping with `kind` and the engine's settings)."""
-
-    kind: str = "local"
-    gpus_per_run: int = 0
-    cpus_per_run: int = 1
-    max_retries: int = 2  # slurm/ray: a failed or preempted run is submitted again this often
-    # slurm (submitit)
-    cluster: str | None = None  # submitit's: None = slurm when sbatch exists; "local" = here
-    partition: str | None = None
-    account: str | None = None
-    timeout_min: int = 240
-    mem_gb: int | None = None
-    slurm_extra: dict[str, Any] = field(default_factory=dict)  # more sbatch options
-    # ray
-    address: str | None = None  # "auto": a running cluster; None: start a local instance
-
-
-def load_executor_spec(cfg: Any) -> ExecutorSpec:
-    """The checked `ExecutorSpec` of `study.executor` (None or "local": local workers)."""
-    if cfg is None or isinstance(cfg, str):
-        cfg = {"kind": cfg or "local"}
-    cfg = dict(cfg)
-    kind = str(cfg.pop("kind", "local"))
-    if kind not in EXECUTORS:
-        raise StudyConfigError(f"study.executor.kind={kind!r}: use one of {', '.join(EXECUTORS)}")
-    known = set(ExecutorSpec.__dataclass_fields__) - {"kind"}
-    unknown = sorted(set(cfg) - known)
-    if unknown:
-        raise StudyConfigError(
-            f"study.executor: unknown key(s) {unknown}; the settings are {sorted(known)}"
-        )
-    spec = ExecutorSpec(kind=kind, **{k: v for k, v in cfg.items() if v is not None})
-    for name in ("gpus_per_run", "max_retries"):
-        if int(getattr(spec, name)) < 0:
-            raise StudyConfigError(f"study.executor.{name}={getattr(spec, name)} must be >= 0")
-    if spec.cpus_per_run < 1 or spec.timeout_min < 1:
-        raise StudyConfigError("study.executor.cpus_per_run and timeout_min must be >= 1")
-    return spec
 
 
 def key_label(method: str, key: Any) -> str:
@@ -110,6 +67,12 @@ def _absolute(runner: Any) -> Any:
 
 
 # ----------------------------------------------------------------------------- local GPUs
+
+
+def threads_per_job(jobs: int) -> int:
+    """The CPU threads each of `jobs` side-by-side runs gets (the cores this process may use)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cores or 1) // max(1, jobs))
 
 
 def visible_gpus() -> list[str]:
@@ -333,11 +296,9 @@ def _threaded(worker: Callable[..., Any], threads: int) -> Callable[..., Any]:
 
 
 __all__ = [
-    "EXECUTORS",
-    "ExecutorSpec",
     "gpu_groups",
     "key_label",
-    "load_executor_spec",
     "run_keys",
+    "threads_per_job",
     "visible_gpus",
 ]

@@ -18,14 +18,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from hrm_codegen.run_layout import CHECKPOINT_DIR, CONFIG_SNAPSHOT, METRICS_FILE, TRAINER_STATE
+
 FACTS_FILE = "facts.json"
-STATE_FILE = "trainer_state.json"
 REPRODUCED_FILE = "reproduced.json"
-COPIED = ("config.yaml", "metrics.jsonl", "DIVERGED", "study_eval.json", REPRODUCED_FILE)
+COPIED = (CONFIG_SNAPSHOT, METRICS_FILE, "DIVERGED", "study_eval.json", REPRODUCED_FILE)
 
 
 def is_recorded(record: Path | None) -> bool:
-    return record is not None and (record / "metrics.jsonl").is_file()
+    return record is not None and (record / METRICS_FILE).is_file()
 
 
 def record_status(record: Path | None) -> str:
@@ -44,16 +45,16 @@ def write_record(
     for name in COPIED:
         if (run_dir / name).is_file():
             shutil.copy(run_dir / name, record / name)
-    state = run_dir / "checkpoint" / STATE_FILE
+    state = run_dir / CHECKPOINT_DIR / TRAINER_STATE
     if state.is_file():
-        shutil.copy(state, record / STATE_FILE)
+        shutil.copy(state, record / TRAINER_STATE)
         if facts is not None and not (record / FACTS_FILE).is_file():
             (record / FACTS_FILE).write_text(json.dumps(facts(run_dir), indent=2) + "\n")
 
 
 def trainer_state(folder: Path) -> dict[str, Any]:
     """The final trainer state of a run folder (its checkpoint) or a record."""
-    for path in (folder / "checkpoint" / STATE_FILE, folder / STATE_FILE):
+    for path in (folder / CHECKPOINT_DIR / TRAINER_STATE, folder / TRAINER_STATE):
         if path.is_file():
             return json.loads(path.read_text())
     return {}
@@ -63,6 +64,6 @@ def run_facts(folder: Path, compute: Callable[[Path], dict[str, Any]]) -> dict[s
     """A run's model facts: from its record, else computed from its checkpoint."""
     if (folder / FACTS_FILE).is_file():
         return json.loads((folder / FACTS_FILE).read_text())
-    if (folder / "checkpoint").exists():
+    if (folder / CHECKPOINT_DIR).exists():
         return compute(folder)
     return {}

@@ -15,13 +15,34 @@ import platform
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from hrm_codegen.run_layout import CONFIG_SNAPSHOT, METRICS_FILE
 from hrm_codegen.study.exec_report import exec_data_record, exec_markdown, exec_plots
-from hrm_codegen.study.spec import finite_or_inf
+from hrm_codegen.study.executors import threads_per_job
+from hrm_codegen.study.runs import EVAL_FILE, RunKey, model_facts, read_json
+from hrm_codegen.study.spec import StudySpec, finite_or_inf
 
-if TYPE_CHECKING:
-    from hrm_codegen.study.runner import RunKey, StudyRunner
+
+class StudyState(Protocol):
+    """What a report reads of a study: `runner.StudyRunner` is one. Named by shape, not imported:
+    the runner writes its report at the end of `run`, so the report sits below it."""
+
+    spec: StudySpec
+    out: Path
+    tokenizer_dir: Path | str | None
+    corpus_dir: Path | None
+
+    def log(self, message: str) -> None: ...
+
+    def keys(self) -> dict[str, list[RunKey]]: ...
+
+    def status(self, key: RunKey) -> str: ...
+
+    def source(self, key: RunKey) -> Path: ...
+
+    def selected_lr(self, arm: str) -> float: ...
+
 
 CURVE_KEYS = ("val/bpb", "val/mbpp_bpb", "val/exec_bpb", "val/loss")
 PLOTS = ("bpb_vs_flops", "bpb_vs_time", "bpb_vs_tokens", "lr_sweep", "test_time")
@@ -31,7 +52,7 @@ def _curve(run_dir: Path) -> list[dict[str, float]]:
     """Evaluation records (one per step; a resumed run's repeats keep the latest)."""
     from hrm_codegen.training.logging import read_metrics
 
-    if not (run_dir / "metrics.jsonl").is_file():
+    if not (run_dir / METRICS_FILE).is_file():
         return []
     by_step: dict[int, dict[str, float]] = {}
     for row in read_metrics(run_dir):
@@ -44,10 +65,9 @@ def _curve(run_dir: Path) -> list[dict[str, float]]:
     return [by_step[s] for s in sorted(by_step)]
 
 
-def run_summary(runner: StudyRunner, key: RunKey) -> dict[str, Any]:
+def run_summary(runner: StudyState, key: RunKey) -> dict[str, Any]:
     """Everything the report says about one run (from its folder here, else its record)."""
     from hrm_codegen.study.records import REPRODUCED_FILE, run_facts, trainer_state
-    from hrm_codegen.study.runner import EVAL_FILE, read_json
 
     folder = runner.source(key)
     status = runner.status(key)
@@ -99,14 +119,14 @@ def _provenance(run_dir: Path) -> dict[str, Any]:
     """What the run recorded of its data and numeric environment (config.yaml `provenance`)."""
     from omegaconf import OmegaConf
 
-    config = run_dir / "config.yaml"
+    config = run_dir / CONFIG_SNAPSHOT
     if not config.is_file():
         return {}
     recorded = OmegaConf.load(config).get("provenance")
     return OmegaConf.to_container(recorded) if recorded is not None else {}
 
 
-def data_record(runner: StudyRunner, runs: list[dict[str, Any]]) -> dict[str, Any]:
+def data_record(runner: StudyState, runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The study's corpus and tokenizer, by fingerprint, checked against every run's record.
 
     Runs trained on another corpus or tokenizer than the study's cannot share its tables: a
@@ -149,44 +169,6 @@ def data_record(runner: StudyRunner, runs: list[dict[str, Any]]) -> dict[str, An
     }
 
 
-def model_facts(run_dir: Path) -> dict[str, Any]:
-    """Parameters and training FLOPs per token of a run's model, with and without embedding and
-    LM head (at 1-3M parameters the head dominates, and the choice moves fitted exponents: both
-    are reported); for recurrent models also the parameters applied once (`params_once`) and
-    reused (`params_shared`) and the mean applications per block (`reuse`) of the loop law."""
-    from omegaconf import OmegaConf
-
-    from hrm_codegen.model.registry import get_model_type
-    from hrm_codegen.study.runner import load_run_model
-    from hrm_codegen.training.flops import flops_count
-
-    model = load_run_model(run_dir / "checkpoint")
-    seq_len = int(OmegaConf.load(run_dir / "config.yaml").data.max_seq_len)
-    flops = flops_count(model)
-    facts: dict[str, Any] = {
-        "model_type": model.model_type,
-        "params": model.num_parameters(),
-        "params_body": model.num_parameters(exclude_embeddings=True),
-        "flops_per_token": flops.training_flops_per_token(seq_len),
-        "flops_per_token_body": flops.training_flops_per_token(seq_len, exclude_embeddings=True),
-        "depth": getattr(model.config, "n_layers", None),
-    }
-    config = model.config
-    h_cycles, l_cycles = getattr(config, "H_cycles", None), getattr(config, "L_cycles", None)
-    h_layers, l_layers = getattr(config, "H_layers", None), getattr(config, "L_layers", None)
-    # only a family that takes the cycle keys loops: the Llama adapter's config carries them
-    # too (one config class for both transformers families) but applies each layer once
-    fields = get_model_type(model.model_type).fields
-    loops = fields is None or {"H_cycles", "L_cycles"} <= fields
-    if loops and h_cycles and l_cycles and h_layers and l_layers:
-        # per segment the H blocks run H_cycles times, the L blocks H_cycles x L_cycles times
-        applications = h_cycles * h_layers + h_cycles * l_cycles * l_layers
-        facts["reuse"] = applications / (h_layers + l_layers)
-        facts["params_shared"] = facts["params_body"]
-        facts["params_once"] = facts["params"] - facts["params_body"]
-    return facts
-
-
 def _stats(values: list[float]) -> dict[str, Any]:
     finite = [v for v in values if math.isfinite(v)]
     if not finite:
@@ -198,10 +180,8 @@ def _stats(values: list[float]) -> dict[str, Any]:
     }
 
 
-def collect(runner: StudyRunner) -> dict[str, Any]:
+def collect(runner: StudyState) -> dict[str, Any]:
     """results.json's content."""
-    from hrm_codegen.study.runner import threads_per_job
-
     spec = runner.spec
     keys = runner.keys()
     runs = [run_summary(runner, k) for k in keys["sweep"] + keys["seeds"] + keys["sft"]]
@@ -766,7 +746,7 @@ def write_plots(result: dict[str, Any], folder: Path, prefix: str) -> list[str]:
 
 
 def write_report(
-    runner: StudyRunner, publish_dir: str | Path | None = None, command: str = ""
+    runner: StudyState, publish_dir: str | Path | None = None, command: str = ""
 ) -> Path:
     """results.json, report.md and plots in the study folder; with `publish_dir`, also
     `<publish_dir>/<study>.md` with its plots beside it as `<study>_*.png`."""

@@ -38,35 +38,29 @@ import shutil
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hrm_codegen.run_layout import CHECKPOINT_DIR, CONFIG_SNAPSHOT
+from hrm_codegen.study.executors import threads_per_job
 from hrm_codegen.study.records import (
     REPRODUCED_FILE,
     is_recorded,
     record_status,
     write_record,
 )
-from hrm_codegen.study.spec import StudyConfigError, StudySpec, finite_or_inf, lr_tag
+from hrm_codegen.study.runs import (
+    EVAL_FILE,
+    FAILED_FILE,
+    RunKey,
+    final_metric,
+    model_facts,
+    read_json,
+    run_status,
+)
+from hrm_codegen.study.spec import StudyConfigError, StudySpec, lr_tag
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
-EVAL_FILE = "study_eval.json"
-FAILED_FILE = "DIVERGED"
-
-
-@dataclass(frozen=True)
-class RunKey:
-    """One run of the protocol. `lr` is the arm's pretraining lr (an sft run trains at
-    lr x sft.lr_scale and starts from the pretraining run of the same lr and seed)."""
-
-    stage: str
-    arm: str
-    lr: float
-    seed: int
-
-    def path(self, root: Path) -> Path:
-        return root / "runs" / self.stage / self.arm / f"{lr_tag(self.lr)}-seed{self.seed}"
 
 
 def compose_training_config(overrides: list[str]) -> Any:
@@ -79,45 +73,6 @@ def compose_training_config(overrides: list[str]) -> Any:
         return compose(config_name="codegen_base", overrides=overrides)
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         return compose(config_name="codegen_base", overrides=overrides)
-
-
-def run_status(run_dir: Path) -> str:
-    """ "done", "diverged", "partial" (a checkpoint short of max_steps) or "new"."""
-    if (run_dir / FAILED_FILE).is_file():
-        return "diverged"
-    state_file = run_dir / "checkpoint" / "trainer_state.json"
-    config_file = run_dir / "config.yaml"
-    if not (state_file.is_file() and config_file.is_file()):
-        return "new"
-    from omegaconf import OmegaConf
-
-    step = int(json.loads(state_file.read_text())["step"])
-    max_steps = int(OmegaConf.load(config_file).train.max_steps)
-    return "done" if step >= max_steps else "partial"
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def final_metric(run_dir: Path, key: str) -> float:
-    """The value of `key` at the run's last evaluation (+inf when diverged or never logged)."""
-    if run_status(run_dir) == "diverged":
-        return float("inf")
-    from hrm_codegen.training.logging import read_metrics
-
-    rows = [r for r in read_metrics(run_dir) if key in r] if run_dir.is_dir() else []
-    if not rows:
-        return float("inf")
-    return finite_or_inf(max(rows, key=lambda r: r["step"])[key])
-
-
-def load_run_model(ckpt: Path) -> Any:
-    """A run's checkpoint: one of our models, or a transformers HRM-Text / Llama folder."""
-    from hrm_codegen.model import load_pretrained
-    from hrm_codegen.model.hf_models import is_hf_model_dir, load_hf_model_dir
-
-    return load_hf_model_dir(ckpt) if is_hf_model_dir(ckpt) else load_pretrained(ckpt)
 
 
 def prepare_study_data(
@@ -302,8 +257,6 @@ class StudyRunner:
 
     def write_record(self, key: RunKey) -> None:
         """The run's record, when it finished here and the study keeps records."""
-        from hrm_codegen.study.report import model_facts
-
         record, run_dir = self.record_dir(key), key.path(self.out)
         if record is not None and run_status(run_dir) in ("done", "diverged"):
             write_record(run_dir, record, model_facts)
@@ -444,8 +397,10 @@ class StudyRunner:
         run_dir = key.path(self.out)
         cache = {**cache, **self._eval_cache(run_dir)}
         results: dict[str, float] = cache.get("test_time", {})
-        ckpt = run_dir / "checkpoint"
-        model = load_run_model(ckpt).eval()
+        from hrm_codegen.model import load_model
+
+        ckpt = run_dir / CHECKPOINT_DIR
+        model = load_model(ckpt).eval()
         if not getattr(model, "recurrent", False):
             cache["test_time_applicable"] = False  # a model without recurrence to scale
             self._save_eval(run_dir, cache)
@@ -459,7 +414,7 @@ class StudyRunner:
         todo = [t for t in todo if t[0] not in results]
         if not todo:
             return results
-        cfg = OmegaConf.load(run_dir / "config.yaml")
+        cfg = OmegaConf.load(run_dir / CONFIG_SNAPSHOT)
         tokenizer = load_tokenizer(ckpt)
         windows, collate, _ = bpb_dataset(
             "corpus", tokenizer, corpus_dir=self.corpus_dir, seq_len=int(cfg.data.max_seq_len)
@@ -490,24 +445,28 @@ class StudyRunner:
         cache = {**cache, **self._eval_cache(run_dir)}
         from hrm_codegen.data import load_benchmark
         from hrm_codegen.evaluation.harness import evaluate_model
+        from hrm_codegen.evaluation.sampling import SamplingSettings
+        from hrm_codegen.model import load_model
         from hrm_codegen.tokenization import load_tokenizer
 
-        ckpt = run_dir / "checkpoint"
+        ckpt = run_dir / CHECKPOINT_DIR
         tasks = load_benchmark("mbpp", split=p.split, path=self.spec.mbpp_path)
         tasks = tasks[: p.limit] if p.limit else tasks
         self.log(f"pass@k {key.arm} seed={key.seed}: {p.num_samples} samples x {len(tasks)} tasks")
         summary = evaluate_model(
-            load_run_model(ckpt).eval(),
+            load_model(ckpt).eval(),
             load_tokenizer(ckpt),
             tasks,
             num_samples=p.num_samples,
             ks=p.ks,
-            temperature=p.temperature,
-            top_p=p.top_p,
-            max_new_tokens=p.max_new_tokens,
-            batch_size=p.batch_size,
+            sampling=SamplingSettings(
+                temperature=p.temperature,
+                top_p=p.top_p,
+                max_new_tokens=p.max_new_tokens,
+                batch_size=p.batch_size,
+                seed=key.seed,
+            ),
             timeout=p.timeout,
-            seed=key.seed,
             output_dir=run_dir / "passk",
             progress=False,
         )
@@ -541,10 +500,11 @@ class StudyRunner:
         cache = {**cache, **self._eval_cache(run_dir)}
         from hrm_codegen.data.exec_programs import load_exec_tasks
         from hrm_codegen.evaluation.exec_score import act_segments, score_exec_model
+        from hrm_codegen.model import load_model
         from hrm_codegen.tokenization import load_tokenizer
 
-        ckpt = run_dir / "checkpoint"
-        model, tokenizer = load_run_model(ckpt).eval(), load_tokenizer(ckpt)
+        ckpt = run_dir / CHECKPOINT_DIR
+        model, tokenizer = load_model(ckpt).eval(), load_tokenizer(ckpt)
         recurrent = bool(getattr(model, "recurrent", False))
         cache["exec_recurrent"] = recurrent
         edges = read_json(Path(str(self.corpus_dir)) / "meta.json")["edges"]
@@ -718,12 +678,6 @@ class _Progress:
 
 def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
-
-
-def threads_per_job(jobs: int) -> int:
-    """The CPU threads each of `jobs` side-by-side runs gets (the cores this process may use)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, (cores or 1) // max(1, jobs))
 
 
 def _print_now(message: str) -> None:

@@ -26,186 +26,16 @@ no sweep library knows them.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from hrm_codegen.run_layout import CHECKPOINTS_DIR, CONFIG_SNAPSHOT, METRICS_FILE
 from hrm_codegen.study.records import is_recorded, record_status, write_record
-from hrm_codegen.study.runner import StudyRunner, run_status
-from hrm_codegen.study.spec import ARM_NAME, StudyConfigError, lr_tag
+from hrm_codegen.study.runner import StudyRunner
+from hrm_codegen.study.runs import final_metric, model_facts, run_status
+from hrm_codegen.study.scaling_spec import ScalingKey, ScalingSpec
+from hrm_codegen.study.spec import StudyConfigError
 
 PREFIX_FILE = "restored_prefix.json"  # a long run trained again only as far as its branches need
-
-
-def budget_tag(budget: float) -> str:
-    """A folder-safe tag for a FLOP budget (1.5e12 -> 'b1.5e12')."""
-    mantissa, exponent = f"{budget:.3e}".split("e")
-    return f"b{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
-
-
-@dataclass(frozen=True)
-class ScalingSpec:
-    """A scaling study's protocol (configs/study/<name>.yaml with `kind: scaling`)."""
-
-    name: str
-    arms: dict[str, tuple[str, ...]]
-    sizes: dict[str, tuple[str, ...]]
-    budgets: tuple[float, ...]  # ascending; the last is the long runs' budget
-    seeds: tuple[int, ...]
-    lr_sweep: tuple[float, ...]
-    lr_edge_extension: int
-    select_metric: str
-    common: tuple[str, ...]
-    overrides: tuple[str, ...]
-    cooldown_fraction: float
-    cooldown_shape: str
-    prepare: dict[str, Any]
-    mbpp_path: str | None = None
-    jobs: int = 1
-    records_dir: str | None = None  # relative to the repository root (study/records.py)
-    # measured training rate of one job: one number, or one per size (narrow models run far
-    # below the wide ones' rate: per-op overhead dominates)
-    flops_per_second_per_job: float | dict[str, float] | None = None
-    description: str = ""
-    # the report's fits: bootstrap resamples, the two arms whose frontiers may cross, and how
-    # many decades beyond the data the crossover is looked for
-    fits: dict[str, Any] = field(default_factory=dict)
-    threads: int | None = None  # per run (null: the cores split between the jobs)
-    executor: Any = None  # where runs execute (study/executors.py)
-
-    @property
-    def lr_factor(self) -> float:
-        """The sweep's step (geometric mean ratio of neighbours): the edge extension's step."""
-        sweep = self.lr_sweep
-        return (sweep[-1] / sweep[0]) ** (1 / (len(sweep) - 1))
-
-    def estimate(self) -> dict[str, float]:
-        """Training FLOPs of the whole grid (before any edge extension), and hours at the
-        configured rate: per combination one long run plus each branch's cooldown."""
-        longs = len(self.arms) * len(self.sizes) * len(self.lr_sweep) * len(self.seeds)
-        per_long = self.budgets[-1] + self.cooldown_fraction * sum(self.budgets[:-1])
-        total = longs * per_long
-        out = {"runs": longs * len(self.budgets), "flops": total}
-        rate = self.flops_per_second_per_job
-        if rate:
-            per_size = rate if isinstance(rate, dict) else dict.fromkeys(self.sizes, rate)
-            seconds = sum(total / len(self.sizes) / per_size[size] for size in self.sizes)
-            out["hours"] = seconds / self.jobs / 3600
-        return out
-
-
-def load_scaling_spec(cfg: Any) -> ScalingSpec:
-    """A `ScalingSpec` from the `study` node (a mapping); one clear error per mistake."""
-    from hrm_codegen.study.spec import _executor, _jobs
-
-    cfg = dict(cfg)
-    name = str(cfg.get("name") or "")
-    if not ARM_NAME.match(name):
-        raise StudyConfigError(f"study.name={name!r} must be a plain name (letters, digits, _-.)")
-
-    def named_lists(key: str) -> dict[str, tuple[str, ...]]:
-        found = {
-            str(k): tuple(str(o) for o in (v or ())) for k, v in dict(cfg.get(key) or {}).items()
-        }
-        bad = [k for k in found if not ARM_NAME.match(k)]
-        if not found or bad:
-            raise StudyConfigError(
-                f"study.{key} must map names (letters, digits, _-.) to override lists; got "
-                f"{sorted(found) or 'nothing'}"
-            )
-        return found
-
-    arms, sizes = named_lists("arms"), named_lists("sizes")
-    budgets = tuple(sorted(float(b) for b in cfg.get("budgets") or ()))
-    if len(budgets) < 2 or budgets[0] <= 0 or len(set(budgets)) != len(budgets):
-        raise StudyConfigError(
-            f"study.budgets={list(budgets)} must be at least two distinct positive FLOP budgets"
-        )
-    sweep = tuple(sorted(float(x) for x in cfg.get("lr_sweep") or ()))
-    if len(sweep) < 3 or sweep[0] <= 0:
-        raise StudyConfigError(
-            f"study.lr_sweep={list(sweep)}: sweep at least 3 positive learning rates per arm and size"
-        )
-    seeds = tuple(int(s) for s in cfg.get("seeds") or ())
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise StudyConfigError(
-            f"study.seeds={list(seeds)} must be a non-empty list of distinct ints"
-        )
-    schedule = dict(cfg.get("schedule") or {})
-    fraction = float(schedule.get("cooldown_fraction", 0.2))
-    if not 0.0 < fraction < 1.0:
-        raise StudyConfigError(f"study.schedule.cooldown_fraction={fraction} must be in (0, 1)")
-    shape = str(schedule.get("cooldown_shape", "sqrt"))
-    if shape not in ("sqrt", "linear"):
-        raise StudyConfigError(f"study.schedule.cooldown_shape={shape!r}: pick sqrt or linear")
-    select = str(cfg.get("select_metric") or "val/bpb")
-    if "test" in select:
-        raise StudyConfigError(f"study.select_metric={select!r}: never select on a test split")
-    extension = int(cfg.get("lr_edge_extension", 1))
-    if extension < 0:
-        raise StudyConfigError(f"study.lr_edge_extension={extension} must be >= 0")
-    estimate = dict(cfg.get("estimate") or {})
-    rate = estimate.get("flops_per_second_per_job")
-    if isinstance(rate, Mapping):
-        rate = {str(k): float(v) for k, v in rate.items()}
-        if set(rate) != set(sizes) or min(rate.values()) <= 0:
-            raise StudyConfigError(
-                f"study.estimate.flops_per_second_per_job={rate} must give a positive rate for "
-                f"every size ({', '.join(sizes)}) or be one number"
-            )
-    elif rate:
-        rate = float(rate)
-    return ScalingSpec(
-        name=name,
-        arms=arms,
-        sizes=sizes,
-        budgets=budgets,
-        seeds=seeds,
-        lr_sweep=sweep,
-        lr_edge_extension=extension,
-        select_metric=select,
-        common=tuple(str(o) for o in cfg.get("common") or ()),
-        overrides=tuple(str(o) for o in cfg.get("overrides") or ()),
-        cooldown_fraction=fraction,
-        cooldown_shape=shape,
-        prepare=dict(cfg.get("prepare") or {}),
-        mbpp_path=cfg.get("mbpp_path"),
-        jobs=_jobs(cfg.get("jobs", 1)),
-        records_dir=cfg.get("records_dir"),
-        flops_per_second_per_job=rate or None,
-        description=str(cfg.get("description") or ""),
-        fits=dict(cfg.get("fits") or {}),
-        threads=int(cfg["threads"]) if cfg.get("threads") else None,
-        executor=_executor(cfg.get("executor")),
-    )
-
-
-@dataclass(frozen=True)
-class ScalingKey:
-    """One run of the grid: the long run (`budget` None) or the branch for `budget`.
-
-    `stage` and `arm` (arm/size) name it in the shared progress lines and log paths."""
-
-    arm_name: str
-    size: str
-    lr: float
-    seed: int
-    budget: float | None = None
-
-    @property
-    def arm(self) -> str:
-        return f"{self.arm_name}/{self.size}"
-
-    @property
-    def stage(self) -> str:
-        return "long" if self.budget is None else budget_tag(self.budget)
-
-    def relative(self) -> Path:
-        return Path(self.arm_name) / self.size / f"{lr_tag(self.lr)}-seed{self.seed}" / self.stage
-
-    def path(self, root: Path) -> Path:
-        return root / "runs" / self.relative()
 
 
 class ScalingRunner(StudyRunner):
@@ -308,7 +138,7 @@ class ScalingRunner(StudyRunner):
             return super().restore(key)  # type: ignore[arg-type]
         if record is None or not is_recorded(record):
             return super().restore(key)  # type: ignore[arg-type]
-        config = OmegaConf.load(record / "config.yaml")
+        config = OmegaConf.load(record / CONFIG_SNAPSHOT)
         kept = dict(zip((float(b) for b in config.train.keep_for_budgets),
                         (int(s) for s in config.train.keep_checkpoints)))  # fmt: skip
         needed = [
@@ -336,11 +166,11 @@ class ScalingRunner(StudyRunner):
         if ok:  # the branches copy this history: the record's rows, without the stop's eval
             # (this machine's own provenance row at step 0 stays)
             def rows(folder: Path) -> list[str]:
-                return [r for r in (folder / "metrics.jsonl").read_text().splitlines() if r.strip()]
+                return [r for r in (folder / METRICS_FILE).read_text().splitlines() if r.strip()]
 
             ours = [r for r in rows(run_dir) if json.loads(r).get("step", 0) == 0]
             theirs = [r for r in rows(record) if 0 < json.loads(r).get("step", 0) <= stop]
-            (run_dir / "metrics.jsonl").write_text("\n".join(ours + theirs) + "\n")
+            (run_dir / METRICS_FILE).write_text("\n".join(ours + theirs) + "\n")
         verdict = {"identical": ok, "differing": result.differing, "up_to_step": stop}
         prefix.write_text(json.dumps({"stop_at_step": stop}) + "\n")
         (run_dir / REPRODUCED_FILE).write_text(json.dumps(verdict) + "\n")
@@ -356,15 +186,11 @@ class ScalingRunner(StudyRunner):
 
     def final(self, key: ScalingKey) -> float:
         """The run's last `select_metric` (+inf when diverged, unfinished or never logged)."""
-        from hrm_codegen.study.runner import final_metric
-
         if self.status(key) != "done":
             return math.inf
         return final_metric(self.source(key), self.spec.select_metric)
 
     def write_record(self, key: ScalingKey) -> None:  # type: ignore[override]
-        from hrm_codegen.study.report import model_facts
-
         record, run_dir = self.record_dir(key), key.path(self.out)
         if record is not None and run_status(run_dir) in ("done", "diverged"):
             write_record(run_dir, record, model_facts)
@@ -383,11 +209,11 @@ class ScalingRunner(StudyRunner):
         from omegaconf import OmegaConf
 
         run_dir = long.path(self.out)
-        config = OmegaConf.load(run_dir / "config.yaml")
+        config = OmegaConf.load(run_dir / CONFIG_SNAPSHOT)
         budgets = [float(b) for b in config.train.keep_for_budgets]
         steps = [int(s) for s in config.train.keep_checkpoints]
         step = steps[budgets.index(float(budget))]
-        found = sorted((run_dir / "checkpoints").glob(f"step_{step:07d}*"))
+        found = sorted((run_dir / CHECKPOINTS_DIR).glob(f"step_{step:07d}*"))
         if not found:
             raise StudyConfigError(
                 f"{run_dir} kept no checkpoint at step {step} (the cooldown start of budget "

@@ -13,11 +13,13 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from hrm_codegen.study.scaling import ScalingKey, ScalingRunner
+from hrm_codegen.study.records import run_facts, trainer_state
+from hrm_codegen.study.runs import model_facts
+from hrm_codegen.study.scaling_spec import ScalingKey, ScalingSpec
 
 CONVENTIONS = {
     "all": ("params", "flops"),  # every parameter and FLOP
@@ -25,11 +27,30 @@ CONVENTIONS = {
 }
 
 
-def run_row(runner: ScalingRunner, key: ScalingKey) -> dict[str, Any]:
-    """One run of the grid as the report sees it (from its folder here or its record)."""
-    from hrm_codegen.study.records import run_facts, trainer_state
-    from hrm_codegen.study.report import model_facts
+class ScalingState(Protocol):
+    """What the report reads of a scaling study: `scaling.ScalingRunner` is one. Named by shape,
+    not imported: the runner writes its report at the end of `run`, so the report sits below."""
 
+    spec: ScalingSpec
+    out: Path
+    tokenizer_dir: Path | str | None
+    corpus_dir: Path | None
+
+    def log(self, message: str) -> None: ...
+
+    def long_keys(self) -> list[ScalingKey]: ...
+
+    def branch_keys(self) -> list[ScalingKey]: ...
+
+    def status(self, key: ScalingKey) -> str: ...
+
+    def source(self, key: ScalingKey) -> Path: ...
+
+    def final(self, key: ScalingKey) -> float: ...
+
+
+def run_row(runner: ScalingState, key: ScalingKey) -> dict[str, Any]:
+    """One run of the grid as the report sees it (from its folder here or its record)."""
     folder = runner.source(key)
     status = runner.status(key)
     row: dict[str, Any] = {
@@ -91,7 +112,7 @@ def _records(points: list[dict[str, Any]], convention: str) -> list[dict[str, An
 def fit_arms(points: list[dict[str, Any]], spec_fits: dict[str, Any]) -> dict[str, Any]:
     """Per convention and arm: the law with bootstrap CIs, phi (recurrent arms), the frontier's
     tokens per parameter; the crossover of the compared arms; the held-out prediction."""
-    from hrm_codegen.study import fits
+    import hrm_codegen.study.fits as fits  # scipy: only when fitting
 
     n_boot = int(spec_fits.get("bootstrap", 1000))
     n_holdout = int(spec_fits.get("holdout_resamples", 200))
@@ -176,7 +197,7 @@ def fit_arms(points: list[dict[str, Any]], spec_fits: dict[str, Any]) -> dict[st
     return out
 
 
-def collect(runner: ScalingRunner) -> dict[str, Any]:
+def collect(runner: ScalingState) -> dict[str, Any]:
     """results.json's content."""
     from hrm_codegen.study.report import _machine
 
@@ -216,7 +237,7 @@ def collect(runner: ScalingRunner) -> dict[str, Any]:
     }
 
 
-def _data(runner: ScalingRunner) -> dict[str, Any]:
+def _data(runner: ScalingState) -> dict[str, Any]:
     from hrm_codegen.data.corpus import read_manifest
     from hrm_codegen.tokenization import load_tokenizer, tokenizer_fingerprint
 
@@ -429,7 +450,7 @@ def _frontier_plots(result: dict[str, Any], folder: Path, prefix: str, plt: Any)
 
 
 def write_scaling_report(
-    runner: ScalingRunner, publish_dir: str | Path | None = None, command: str = ""
+    runner: ScalingState, publish_dir: str | Path | None = None, command: str = ""
 ) -> Path:
     """results.json, report.md and plots in the study folder (and `<publish_dir>/<name>.md`)."""
     from hrm_codegen.study.report import write_pages

@@ -98,7 +98,8 @@ class StudySpec:
     # train faster on one thread than on two that must wake each other for every small op
     threads: int | None = None
     exec_eval: ExecEvalSpec | None = None
-    # where runs execute: local workers, Slurm jobs (submitit) or Ray tasks (study/executors.py)
+    # where runs execute: local workers, Slurm jobs (submitit) or Ray tasks (`ExecutorSpec`;
+    # study/executors.py runs them)
     executor: Any = None
 
     @property
@@ -282,8 +283,6 @@ def load_spec(cfg: Any) -> StudySpec:
 
 
 def _executor(value: Any) -> Any:
-    from hrm_codegen.study.executors import load_executor_spec
-
     return load_executor_spec(value)
 
 
@@ -322,3 +321,51 @@ def finite_or_inf(value: Any) -> float:
     except (TypeError, ValueError):
         return math.inf
     return value if math.isfinite(value) else math.inf
+
+
+# ----------------------------------------------------------------------------- executor
+
+
+EXECUTORS = ("local", "slurm", "ray")
+
+
+@dataclass(frozen=True)
+class ExecutorSpec:
+    """`study.executor` (a name, or a mapping with `kind` and the engine's settings)."""
+
+    kind: str = "local"
+    gpus_per_run: int = 0
+    cpus_per_run: int = 1
+    max_retries: int = 2  # slurm/ray: a failed or preempted run is submitted again this often
+    # slurm (submitit)
+    cluster: str | None = None  # submitit's: None = slurm when sbatch exists; "local" = here
+    partition: str | None = None
+    account: str | None = None
+    timeout_min: int = 240
+    mem_gb: int | None = None
+    slurm_extra: dict[str, Any] = field(default_factory=dict)  # more sbatch options
+    # ray
+    address: str | None = None  # "auto": a running cluster; None: start a local instance
+
+
+def load_executor_spec(cfg: Any) -> ExecutorSpec:
+    """The checked `ExecutorSpec` of `study.executor` (None or "local": local workers)."""
+    if cfg is None or isinstance(cfg, str):
+        cfg = {"kind": cfg or "local"}
+    cfg = dict(cfg)
+    kind = str(cfg.pop("kind", "local"))
+    if kind not in EXECUTORS:
+        raise StudyConfigError(f"study.executor.kind={kind!r}: use one of {', '.join(EXECUTORS)}")
+    known = set(ExecutorSpec.__dataclass_fields__) - {"kind"}
+    unknown = sorted(set(cfg) - known)
+    if unknown:
+        raise StudyConfigError(
+            f"study.executor: unknown key(s) {unknown}; the settings are {sorted(known)}"
+        )
+    spec = ExecutorSpec(kind=kind, **{k: v for k, v in cfg.items() if v is not None})
+    for name in ("gpus_per_run", "max_retries"):
+        if int(getattr(spec, name)) < 0:
+            raise StudyConfigError(f"study.executor.{name}={getattr(spec, name)} must be >= 0")
+    if spec.cpus_per_run < 1 or spec.timeout_min < 1:
+        raise StudyConfigError("study.executor.cpus_per_run and timeout_min must be >= 1")
+    return spec

@@ -27,13 +27,15 @@ from typing import Any
 
 import torch
 
-from hrm_codegen.training.checkpointing import (
+from hrm_codegen.run_layout import (
     BEST_DIR,
     CHECKPOINT_DIR,
-    STATE_FILE,
+    TRAINER_STATE,
     CheckpointError,
-    kept_checkpoints,
     latest_checkpoint,
+)
+from hrm_codegen.training.checkpointing import (
+    kept_checkpoints,
     load_ema_weights,
     load_model_weights,
     load_training_state,
@@ -101,7 +103,7 @@ class CheckpointManager:
     def best(self) -> Path | None:
         """`<run>/best` when it exists."""
         path = self.run_dir / BEST_DIR
-        return path if (path / STATE_FILE).is_file() else None
+        return path if (path / TRAINER_STATE).is_file() else None
 
     @property
     def kept(self) -> list[Path]:
@@ -131,7 +133,7 @@ class CheckpointManager:
         best = self.best
         if best is None or not self.best_metric:
             return
-        record = json.loads((best / STATE_FILE).read_text()).get("best") or {}
+        record = json.loads((best / TRAINER_STATE).read_text()).get("best") or {}
         if record.get("metric") == self.best_metric and record.get("mode") == self.best_mode:
             self.best_value = float(record["value"])
             self.best_step = int(record["step"])
@@ -207,7 +209,7 @@ class CheckpointManager:
         ckpt = ckpt if ckpt is not None else self.latest
         if ckpt is None:
             raise CheckpointError(
-                f"{self.run_dir} has no checkpoint to restore ({CHECKPOINT_DIR}/{STATE_FILE})"
+                f"{self.run_dir} has no checkpoint to restore ({CHECKPOINT_DIR}/{TRAINER_STATE})"
             )
         load_model_weights(ckpt, model, raw=True)
         state, optim = load_training_state(ckpt)

@@ -1,6 +1,6 @@
 """Checkpoint I/O: complete folders a run can be evaluated from, resumed from, or fine-tuned from.
 
-Layout of a run dir (the names live in `hrm_codegen.model.checkpoint`, which every reader uses):
+Layout of a run dir (the names live in `hrm_codegen.run_layout`, which every reader uses):
 
 - `checkpoints/<step folder>/`: complete checkpoints (below); a new one is written under a hidden
   name, fsynced, renamed into place, and only then pointed at.
@@ -16,7 +16,7 @@ so a long run's checkpoints at chosen steps stay to be branched from (`branch_fr
 folder holds:
 
 - `config.json`, `model.safetensors`: the model (`save_pretrained`; the EMA weights when EMA is on),
-  loadable with `hrm_codegen.model.load_pretrained`.
+  loadable with `hrm_codegen.model.load_model`.
 - `tokenizer.json` (+ `tokenizer_config.json`): loadable with `hrm_codegen.tokenization.load_tokenizer`.
 - `config.yaml`: the run's resolved training config.
 - `optimizer.pt`: AdamW state and, with fp16, the loss scaler.
@@ -42,24 +42,19 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from hrm_codegen.model.checkpoint import (  # re-exported: the names every reader shares
+from hrm_codegen.model.checkpoint import WEIGHTS_NAME
+from hrm_codegen.run_layout import (
     BEST_DIR,
     CHECKPOINT_DIR,
     CHECKPOINTS_DIR,
+    CONFIG_SNAPSHOT,
     LEGACY_OLD_DIR,
-    STATE_FILE,
+    TRAINER_STATE,
     CheckpointError,
-    checkpoint_step,
-    find_latest_run,
-    is_complete_checkpoint,
-    latest_checkpoint,
-    resolve_checkpoint_dir,
-    run_dir_of,
 )
 
 TRAIN_WEIGHTS = "train_weights.safetensors"
 OPTIMIZER_FILE = "optimizer.pt"
-CONFIG_YAML = "config.yaml"
 PARTIAL_PREFIX = ".partial-"
 TRASH_PREFIX = ".trash-"
 # In a step folder: exempt it from pruning (`train.keep_checkpoints`). Inside the folder rather than
@@ -122,14 +117,14 @@ def write_checkpoint_files(
             folder / OPTIMIZER_FILE,
         )
     if config_yaml is not None:
-        (folder / CONFIG_YAML).write_text(config_yaml)
+        (folder / CONFIG_SNAPSHOT).write_text(config_yaml)
     for path in folder.iterdir():
         if path.is_file():
             _fsync_file(path)
-    tmp_state = folder / (STATE_FILE + ".tmp")
+    tmp_state = folder / (TRAINER_STATE + ".tmp")
     tmp_state.write_text(json.dumps(trainer_state, indent=1) + "\n")
     _fsync_file(tmp_state)
-    os.replace(tmp_state, folder / STATE_FILE)
+    os.replace(tmp_state, folder / TRAINER_STATE)
     _fsync_dir(folder)
     return folder
 
@@ -346,7 +341,7 @@ def load_model_weights(ckpt_dir: Path, model: torch.nn.Module, *, raw: bool) -> 
     check_architecture(ckpt_dir, model)
     path = ckpt_dir / TRAIN_WEIGHTS
     if not (raw and path.is_file()):
-        path = ckpt_dir / "model.safetensors"
+        path = ckpt_dir / WEIGHTS_NAME
     if not path.is_file():
         raise CheckpointError(f"{path} is missing: {ckpt_dir} is an incomplete checkpoint")
     if path.name != TRAIN_WEIGHTS and hasattr(model, "load_weights"):
@@ -375,12 +370,12 @@ def load_ema_weights(
         clone = copy.deepcopy(model)
         clone.load_weights(ckpt_dir)
         return {name: t.detach().clone() for name, t in clone.state_dict().items()}
-    return load_file(str(ckpt_dir / "model.safetensors"))
+    return load_file(str(ckpt_dir / WEIGHTS_NAME))
 
 
 def load_training_state(ckpt_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """(trainer_state.json, optimizer.pt contents) of a checkpoint, with a clear error when absent."""
-    state_path, opt_path = ckpt_dir / STATE_FILE, ckpt_dir / OPTIMIZER_FILE
+    state_path, opt_path = ckpt_dir / TRAINER_STATE, ckpt_dir / OPTIMIZER_FILE
     for path in (state_path, opt_path):
         if not path.is_file():
             raise CheckpointError(
@@ -425,23 +420,13 @@ def _unb64(text: str, dtype: type) -> np.ndarray:
 
 
 __all__ = [
-    "BEST_DIR",
-    "CHECKPOINTS_DIR",
-    "CHECKPOINT_DIR",
-    "CONFIG_YAML",
     "KEEP_FILE",
     "MODEL_SPEC_FILE",
     "OPTIMIZER_FILE",
-    "STATE_FILE",
     "TRAIN_WEIGHTS",
-    "CheckpointError",
     "check_architecture",
-    "checkpoint_step",
-    "find_latest_run",
-    "is_complete_checkpoint",
     "is_kept",
     "kept_checkpoints",
-    "latest_checkpoint",
     "load_ema_weights",
     "load_model_weights",
     "load_training_state",
@@ -449,9 +434,7 @@ __all__ = [
     "prune_checkpoints",
     "publish_checkpoint",
     "publish_checkpoint_files",
-    "resolve_checkpoint_dir",
     "rng_state",
-    "run_dir_of",
     "save_checkpoint",
     "set_rng_state",
     "write_checkpoint_files",

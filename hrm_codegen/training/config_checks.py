@@ -16,10 +16,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from hrm_codegen.model.registry import ModelConfigError
 from hrm_codegen.training.checkpoint_manager import infer_best_mode
+from hrm_codegen.training.distributed import DEVICES
 from hrm_codegen.training.optim import COOLDOWN_SHAPES, SCHEDULES
 
 MIXED_PRECISION = ("no", "bf16", "fp16")
-DEVICES = ("auto", "cpu", "cuda")
 
 
 class ConfigError(ModelConfigError):

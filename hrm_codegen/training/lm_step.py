@@ -1,7 +1,10 @@
 """One optimiser step of the LM loop: micro-batches, forward/backward (plain or ACT), clip, AdamW.
 
-`LMStep` is a mixin of `Trainer`: it reads the trainer's accelerator, model(s), optimizer, EMA,
-FLOP model, config and counters, and advances `step` and `tokens_seen`. Batches are weighted by
+`LMStep` is built by the trainer from what one step needs and nothing else: the model (and its
+DDP-wrapped and compiled forms), the optimizer, the EMA, the processes (`Distributed`, whose
+accelerator carries the precision and the loss scaler) and the resolved `TrainSettings` (batch
+split, clipping, learning-rate schedule). The trainer keeps the counters: `step(...)` is told the
+step number and the FLOP model of that step, and returns its metrics. Batches are weighted by
 label tokens (see trainer.py).
 """
 
@@ -13,10 +16,11 @@ from typing import Any, NamedTuple
 
 import torch
 
-from hrm_codegen.training.data import DataConfigError, count_label_tokens
-from hrm_codegen.training.optim import lr_from_config, set_lr
+from hrm_codegen.training.data import DataConfigError, StageData, count_label_tokens
+from hrm_codegen.training.distributed import Distributed
+from hrm_codegen.training.optim import set_lr
 from hrm_codegen.training.periodic_eval import lm_loss_of
-from hrm_codegen.training.run_dir import display_path
+from hrm_codegen.training.settings import TrainSettings
 
 
 class NonFiniteLossError(RuntimeError):
@@ -24,52 +28,76 @@ class NonFiniteLossError(RuntimeError):
 
 
 class LMStep:
-    """The step methods of `Trainer` (see the module docstring for what they rely on)."""
+    """Forward/backward/update of one global batch (see the module docstring)."""
 
-    cfg: Any
-    accelerator: Any
-    model: torch.nn.Module
-    step: int
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        dist: Distributed,
+        settings: TrainSettings,
+        *,
+        ddp_model: torch.nn.Module,
+        train_model: torch.nn.Module,
+        ema: Any = None,
+        compile: bool = False,
+        needs_mask: bool = True,
+    ) -> None:
+        self.model = model  # the unwrapped module (parameters, config, ACT segments)
+        self.ddp_model = ddp_model  # what `no_sync` applies to
+        self.train_model = train_model  # what the plain forward calls (compiled when asked)
+        self.optimizer = optimizer
+        self.dist = dist
+        self.accelerator = dist.accelerator
+        self.settings = settings
+        self.ema = ema
+        self.compile = compile
+        # The mask is only needed by the Q head: right-padded batches under causal attention never
+        # let a real token see a pad, so dropping the mask keeps SDPA on its fast causal path.
+        self.needs_mask = needs_mask
+        self._act_segment = None
 
-    def _micro_batches(self) -> list[MicroBatch]:
-        """This process's micro-batches of the next global batch, on the device, each with its
-        real-token and label-token counts read off the CPU batch (no device sync).
+    def micro_batches(self, data: StageData, indices: list[int]) -> list[MicroBatch]:
+        """This process's micro-batches of the global batch `indices` (into `data.train`), on
+        the device, each with its real-token and label-token counts read off the CPU batch (no
+        device sync).
 
         Models with a Q head get `lengths` (real tokens per right-padded row) instead of the
         attention mask, so attention keeps the fused causal path."""
-        t = self.cfg.train
-        micro, accum = int(t.micro_batch_size), int(t.grad_accum_steps)
-        rank, world = self.accelerator.process_index, self.accelerator.num_processes
-        indices = self.order.take(self.global_batch)
+        micro, accum = self.settings.micro_batch_size, self.settings.grad_accum_steps
+        rank, world = self.dist.rank, self.dist.world
         has_q_head = getattr(self.model, "q_head", None) is not None
         batches = []
         for j in range(accum):
             start = (j * world + rank) * micro
-            batch = self.data.collate([self.data.train[i] for i in indices[start : start + micro]])
+            batch = data.collate([data.train[i] for i in indices[start : start + micro]])
             tokens, labels = real_tokens(batch), count_label_tokens(batch)
             if has_q_head:
                 batch = with_lengths(batch)
-            batches.append(MicroBatch(self._to_device(batch), tokens, labels))
+            batches.append(MicroBatch(self.to_device(batch), tokens, labels))
         return batches
 
-    def _to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """`batch` on this process's device, without the attention mask unless it is needed."""
         if not self.needs_mask:
             batch = {k: v for k, v in batch.items() if k != "attention_mask"}
         return {k: v.to(self.accelerator.device, non_blocking=True) for k, v in batch.items()}
 
-    def train_step(self, micro_batches: list[MicroBatch]) -> dict[str, float]:
-        """Forward/backward over the micro-batches, clip, one AdamW step; returns step metrics.
+    def step(self, micro_batches: list[MicroBatch], step: int, flops: Any) -> dict[str, float]:
+        """Forward/backward over the micro-batches, clip, one AdamW step; returns step metrics
+        (`tokens`: the global batch's real tokens; `flops`: as run, from the FLOP model `flops`
+        of this step's depth).
 
         Counts come from the CPU batches; losses and metrics stay device tensors and are read
         back once, after clipping (one host sync per step, which the non-finite check needs
         anyway). Training-mode ACT back-propagates segment by segment (`_act_backward`)."""
         acc = self.accelerator
         world = acc.num_processes
-        lr = lr_from_config(self.step, self.cfg.train)  # cosine or WSD (train.schedule)
+        lr = self.settings.lr(step)  # cosine or WSD (train.schedule)
         set_lr(self.optimizer, lr)
         progress = getattr(self.model, "set_training_progress", None)
         if progress is not None:  # a schedule inside the model, e.g. HRM-Text's L_bp warm-up
-            progress(self.step / max(1, int(self.cfg.train.max_steps)))
+            progress(step / max(1, self.settings.max_steps))
         local = [sum(mb.labels for mb in micro_batches), sum(mb.tokens for mb in micro_batches)]
         if world > 1:  # one all-reduce of the CPU counts; the weights stay on the device
             counts = acc.reduce(torch.tensor(local, dtype=torch.float64, device=acc.device))
@@ -78,30 +106,31 @@ class LMStep:
             counts = torch.tensor(local, dtype=torch.float64)
             global_labels = float(local[0])
             if global_labels == 0:
-                raise DataConfigError(f"step {self.step}: the global batch has no label tokens")
+                raise DataConfigError(f"step {step}: the global batch has no label tokens")
         if uses_act(self.model):
-            sums, extra, flops = self._act_backward(micro_batches, global_labels)
+            sums, extra, step_flops = self._act_backward(micro_batches, global_labels, flops)
         else:
-            sums, extra, flops = self._plain_backward(micro_batches, global_labels)
-        clip = self.cfg.train.grad_clip
+            sums, extra, step_flops = self._plain_backward(micro_batches, global_labels, flops)
+        clip = self.settings.grad_clip
         grad_norm = acc.clip_grad_norm_(self.model.parameters(), clip or math.inf)
         keys = sorted(extra)
         values = [sums[0], sums[1], torch.as_tensor(grad_norm, device=acc.device).double()]
-        values += [flops.to(acc.device)] + [extra[k].to(acc.device) for k in keys]
+        values += [step_flops.to(acc.device)] + [extra[k].to(acc.device) for k in keys]
         host = torch.stack(values).tolist() + counts.tolist()  # the step's one host sync
         loss, lm_loss, grad_norm, global_flops = host[:4]
         extra_host = dict(zip(keys, host[4 : 4 + len(keys)]))
         global_labels, global_tokens = host[-2:]
         if global_labels == 0:
-            raise DataConfigError(f"step {self.step}: the global batch has no label tokens")
+            raise DataConfigError(f"step {step}: the global batch has no label tokens")
         if not (math.isfinite(loss) and (math.isfinite(grad_norm) or acc.scaler is not None)):
-            self._raise_non_finite(loss, grad_norm)
+            raise NonFiniteLossError(
+                f"non-finite training loss at step {step + 1} (loss={loss}, "
+                f"grad_norm={grad_norm}); stopping before the weights are corrupted"
+            )
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         if self.ema is not None and not self.optimizer.step_was_skipped:
             self.ema.update(self.model)
-        self.step += 1
-        self.tokens_seen += int(global_tokens)
         return {
             "loss": loss,
             "lm_loss": lm_loss,
@@ -113,7 +142,7 @@ class LMStep:
         }
 
     def _plain_backward(
-        self, micro_batches: list[MicroBatch], global_labels: float | torch.Tensor
+        self, micro_batches: list[MicroBatch], global_labels: float | torch.Tensor, count: Any
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
         """One forward/backward per micro-batch through DDP (synced on the last); each mean loss
         weighted by its share of the global label tokens. Returns the global (loss, lm loss)
@@ -126,7 +155,7 @@ class LMStep:
         flops = 0.0
         for j, mb in enumerate(micro_batches):
             last = j == len(micro_batches) - 1
-            flops += mb.tokens * self.flops.training_flops_per_token(mb.batch["input_ids"].shape[1])
+            flops += mb.tokens * count.training_flops_per_token(mb.batch["input_ids"].shape[1])
             with nullcontext() if last else acc.no_sync(self.ddp_model):
                 out = self.train_model(**mb.batch)
                 weight = mb.labels * world / global_labels
@@ -147,7 +176,7 @@ class LMStep:
         return sums / global_labels, extra, flops
 
     def _act_backward(
-        self, micro_batches: list[MicroBatch], global_labels: float | torch.Tensor
+        self, micro_batches: list[MicroBatch], global_labels: float | torch.Tensor, count: Any
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
         """Training-mode ACT: one backward per segment from the detached carry (model/act.py).
 
@@ -171,8 +200,8 @@ class LMStep:
         for mb in micro_batches:
             batch = mb.batch
             seq_len = batch["input_ids"].shape[1]
-            per_segment = self.flops.segment_flops_per_token(seq_len)
-            flops += mb.tokens * self.flops.lookahead_flops_per_token(seq_len)
+            per_segment = count.segment_flops_per_token(seq_len)
+            flops += mb.tokens * count.lookahead_flops_per_token(seq_len)
             lengths = batch["lengths"]
             for segment in act_segments(
                 config, segment_fn, batch["input_ids"], batch["labels"], lengths
@@ -182,7 +211,7 @@ class LMStep:
                 flops += lengths[segment.rows].sum().double() * per_segment
         vector = stats.vector
         if acc.num_processes > 1:
-            all_reduce_gradients(self.model)
+            self.dist.sum_gradients(self.model.parameters())
             packed = acc.reduce(torch.cat([vector, flops[None]]))
             vector, flops = packed[:-1], packed[-1]
         scale = (global_labels / vector[3].clamp_min(1)).float()
@@ -194,9 +223,9 @@ class LMStep:
 
     def _act_segment_fn(self):
         """`model.act_segment` under autocast (and torch.compile when `compile` is set)."""
-        if getattr(self, "_act_segment", None) is None:
+        if self._act_segment is None:
             fn = self.model.act_segment
-            if self.cfg.compile:
+            if self.compile:
                 fn = torch.compile(fn)
 
             def segment(*args, **kwargs):
@@ -205,18 +234,6 @@ class LMStep:
 
             self._act_segment = segment
         return self._act_segment
-
-    def _raise_non_finite(self, loss: float, grad_norm: float) -> None:
-        where = (
-            f"last good checkpoint: {display_path(self.last_good_checkpoint)} (resume=true continues "
-            "from it; lower train.lr or use mixed_precision=no)"
-            if self.last_good_checkpoint is not None
-            else "no checkpoint was saved yet"
-        )
-        raise NonFiniteLossError(
-            f"non-finite training loss at step {self.step + 1} (loss={loss}, "
-            f"grad_norm={grad_norm}); stopping before the weights are corrupted; {where}"
-        )
 
 
 class MicroBatch(NamedTuple):
@@ -246,24 +263,6 @@ def with_lengths(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return batch
 
 
-def all_reduce_gradients(model: torch.nn.Module) -> None:
-    """Sum every parameter's gradient over the processes, one flat buffer per dtype."""
-    import torch.distributed as dist
-
-    params = [p for p in model.parameters() if p.requires_grad]
-    for p in params:
-        if p.grad is None:
-            p.grad = torch.zeros_like(p)
-    by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
-    for p in params:
-        by_dtype.setdefault(p.grad.dtype, []).append(p.grad)
-    for grads in by_dtype.values():
-        flat = torch.cat([g.reshape(-1) for g in grads])
-        dist.all_reduce(flat)
-        parts = flat.split([g.numel() for g in grads])
-        torch._foreach_copy_(grads, [part.view_as(g) for part, g in zip(parts, grads)])
-
-
 def real_tokens(batch: dict[str, torch.Tensor]) -> int:
     mask = batch.get("attention_mask")
     if mask is not None:
@@ -271,4 +270,4 @@ def real_tokens(batch: dict[str, torch.Tensor]) -> int:
     return int(batch["input_ids"].numel())
 
 
-__all__ = ["LMStep", "MicroBatch", "NonFiniteLossError", "with_lengths"]
+__all__ = ["LMStep", "MicroBatch", "NonFiniteLossError", "real_tokens", "uses_act", "with_lengths"]

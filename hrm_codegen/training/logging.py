@@ -15,7 +15,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-METRICS_FILE = "metrics.jsonl"
+from hrm_codegen.run_layout import METRICS_FILE
+
 SUPERSEDED_FILE = "metrics.superseded.jsonl"
 LOGGER_NAMES = ("console", "jsonl", "wandb")
 # The open loggers, newest last: waits inside training (evaluation) draw their bars under the

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from hrm_codegen.training.logging import METRICS_FILE, read_metrics
+from hrm_codegen.run_layout import CONFIG_SNAPSHOT, METRICS_FILE
+from hrm_codegen.training.logging import read_metrics
 
 # (metric key in metrics.jsonl, panel title, y-axis label); a panel is drawn only when some run
 # logged the key.
@@ -33,7 +34,7 @@ def metric_series(rows: list[dict[str, Any]], key: str) -> tuple[list[float], li
 def run_label(run_dir: Path) -> str:
     """`<experiment>/<run dir name> (<model type>)`, from the run's config.yaml when present."""
     label = f"{run_dir.parent.name}/{run_dir.name}"
-    config = run_dir / "config.yaml"
+    config = run_dir / CONFIG_SNAPSHOT
     if config.is_file():
         from omegaconf import OmegaConf
 

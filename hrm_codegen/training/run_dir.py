@@ -14,17 +14,16 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from hrm_codegen.training.checkpointing import (
+from hrm_codegen.run_layout import (
     CHECKPOINT_DIR,
-    STATE_FILE,
+    CONFIG_SNAPSHOT,
+    TRAINER_STATE,
     CheckpointError,
     find_latest_run,
     latest_checkpoint,
     resolve_checkpoint_dir,
     run_dir_of,
 )
-
-CONFIG_SNAPSHOT = "config.yaml"
 
 
 class RunDirError(ValueError):
@@ -59,7 +58,7 @@ def find_resume_checkpoint(resume: Any, run_dir: Path, *, explicit: bool) -> Pat
         # An explicit run dir names the run to continue; its siblings may be unrelated runs.
         raise CheckpointError(
             f"resume=true but run_dir={run_dir} has no checkpoint ({CHECKPOINT_DIR}/"
-            f"{STATE_FILE}); pass resume=<run dir> to continue another run"
+            f"{TRAINER_STATE}); pass resume=<run dir> to continue another run"
         )
     latest = find_latest_run(run_dir.parent)
     ckpt = latest_checkpoint(latest) if latest is not None else None

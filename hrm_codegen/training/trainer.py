@@ -7,9 +7,11 @@ with `accelerate launch`), with mixed precision, gradient accumulation and clipp
 run dir. See configs/codegen_base.yaml for every setting.
 
 The loop is built from components the RL loop shares (docs/DESIGN.md, "Training components"): the
-run dir and config snapshot (`run_dir.py`), the checkpoint manager with `checkpoint/` and `best/`
-(`checkpoint_manager.py`), metrics logging (`logging.py`), the evaluation schedule and validation
-metrics (`periodic_eval.py`) and the SIGTERM/SIGINT stop (`preemption.py`). Extra evaluators
+processes (`distributed.py`), the run dir and config snapshot (`run_dir.py`), the checkpoint manager
+with `checkpoint/` and `best/` (`checkpoint_manager.py`), metrics logging (`logging.py`), the
+evaluation schedule and validation metrics (`periodic_eval.py`) and the SIGTERM/SIGINT stop
+(`preemption.py`); `cfg.train` is read once into `TrainSettings` (`settings.py`), and one optimiser
+step is an `LMStep` (`lm_step.py`) the trainer builds and calls. Extra evaluators
 (`Trainer(cfg, evaluators=...)`) add metrics such as MBPP pass@1 without this package importing
 `hrm_codegen.evaluation`; `hrm_codegen.train_cli` composes them.
 
@@ -38,18 +40,21 @@ from hrm_codegen.model.registry import (  # re-exported: older code imports them
     model_classes,
     other_architecture_fields,
 )
+from hrm_codegen.run_layout import (
+    BEST_DIR,
+    CHECKPOINT_DIR,
+    CONFIG_SNAPSHOT,
+    METRICS_FILE,
+    TRAINER_STATE,
+    CheckpointError,
+    latest_checkpoint,
+    resolve_checkpoint_dir,
+)
 from hrm_codegen.runtime import apply_threads, runtime_record
 from hrm_codegen.training.checkpoint_manager import CheckpointManager
 from hrm_codegen.training.checkpointing import (
-    BEST_DIR,
-    CHECKPOINT_DIR,
-    CONFIG_YAML,
-    STATE_FILE,
-    CheckpointError,
     check_architecture,
-    latest_checkpoint,
     load_model_weights,
-    resolve_checkpoint_dir,
     rng_state,
     set_rng_state,
 )
@@ -62,11 +67,12 @@ from hrm_codegen.training.data import (
     build_tokenizer,
 )
 from hrm_codegen.training.depth import depth_sampler
+from hrm_codegen.training.distributed import Distributed
 from hrm_codegen.training.ema import EMA
 from hrm_codegen.training.flops import flops_count, peak_flops
 from hrm_codegen.training.lm_step import LMStep, MicroBatch, NonFiniteLossError
 from hrm_codegen.training.lm_step import with_lengths as _with_lengths  # noqa: F401 - old name
-from hrm_codegen.training.logging import METRICS_FILE, RunLogger
+from hrm_codegen.training.logging import RunLogger
 from hrm_codegen.training.optim import (
     cooldown_start,
     lr_at_step,
@@ -91,6 +97,7 @@ from hrm_codegen.training.run_dir import (  # run_dir_from_config is re-exported
     run_dir_of,
     write_config_snapshot,
 )
+from hrm_codegen.training.settings import TrainSettings
 
 # Errors a user can fix from the command line; the launcher prints them without a traceback.
 USER_ERRORS = (
@@ -141,15 +148,16 @@ def parameter_digest(model: torch.nn.Module) -> str:
 # ----------------------------------------------------------------------------- the trainer
 
 
-class Trainer(LMStep):
+class Trainer:
     """State of one training run; `run()` is the loop. Build it with `Trainer(cfg)`.
 
-    `evaluators` add metrics to every evaluation (see `periodic_eval.Evaluator`)."""
+    `evaluators` add metrics to every evaluation (see `periodic_eval.Evaluator`). The builders run
+    in this order, which is also the order random numbers are drawn in (so it is part of what
+    makes reruns and resumes bitwise equal): processes, run dir, data, model, optimizer,
+    checkpoints (restore or per-process seed), wrapping, budget, step."""
 
     def __init__(self, cfg: DictConfig, evaluators: tuple[Evaluator, ...] = ()) -> None:
-        from accelerate import Accelerator
-        from accelerate.state import AcceleratorState
-        from accelerate.utils import broadcast_object_list, set_seed
+        from accelerate.utils import set_seed
 
         if cfg.get("loop", "lm") != "lm":
             raise ConfigError(
@@ -158,21 +166,62 @@ class Trainer(LMStep):
             )
         validate_config(cfg)
         self.cfg = cfg
-        threads = cfg.get("threads") or {}
+        self.dry_run = bool(cfg.dry_run)
+        self.evaluators = tuple(evaluators)
+        self.settings = TrainSettings.from_config(cfg.train)
+        self._build_distributed()
+        init_ckpt = self._build_run_dir()
+        set_seed(int(cfg.seed))  # the same initial weights on every process
+        self._build_data(self.resume_ckpt or self.branch_ckpt or init_ckpt)
+        self._build_model(init_ckpt)
+        self._build_optimizer()
+        self.checkpoints = self._build_checkpoint_manager()
+        if self.resume_ckpt is not None:
+            self._restore(self.resume_ckpt)
+        elif self.branch_ckpt is not None:
+            self._check_branch_source(self.branch_ckpt)
+            self._restore(self.branch_ckpt)
+        else:
+            set_seed(int(cfg.seed) + self.dist.rank)  # per-process randomness (ACT exploration)
+        self._build_wrapped_model()
+        self._resolve_schedule()
+        self.settings = TrainSettings.from_config(cfg.train)  # with the budget resolved
+        if self.branch_ckpt is not None:
+            self._check_branch_schedule(self.branch_ckpt)
+            self._copy_parent_metrics(self.branch_ckpt)
+        self.byte_lengths = token_byte_lengths(self.tokenizer)
+        self.bpb_sets = (
+            build_bpb_sets(cfg, self.data, self.tokenizer, self._print) if self.is_main else {}
+        )
+        self.lm_step = LMStep(
+            self.model,
+            self.optimizer,
+            self.dist,
+            self.settings,
+            ddp_model=self.ddp_model,
+            train_model=self.train_model,
+            ema=self.ema,
+            compile=bool(cfg.compile),
+            needs_mask=getattr(self.model, "q_head", None) is not None,
+        )
+
+    # ------------------------------------------------------------------ builders
+
+    def _build_distributed(self) -> None:
+        """Threads, then the processes: device, rank, world size, precision (`Distributed`)."""
+        threads = self.cfg.get("threads") or {}
         try:
             apply_threads(threads.get("intra_op"), threads.get("inter_op"))
         except ValueError as error:
             raise ConfigError(str(error)) from error
-        # accelerate keeps one process-wide state; reset its per-run part (precision, device
-        # placement) so train() can run again in the same process with other settings.
-        AcceleratorState._reset_state(reset_partial_state=False)
-        self.accelerator = Accelerator(cpu=cfg.device == "cpu", mixed_precision=cfg.mixed_precision)
-        acc = self.accelerator
-        self.is_main = acc.is_main_process
-        self.dry_run = bool(cfg.dry_run)
-        self.evaluators = tuple(evaluators)
+        self.dist = Distributed(str(self.cfg.device), str(self.cfg.mixed_precision))
+        self.accelerator = self.dist.accelerator
+        self.is_main = self.dist.is_main
 
-        # Every process agrees on one run dir (ranks can resolve ${now:} a second apart).
+    def _build_run_dir(self) -> Path | None:
+        """The run dir and the checkpoint to resume or branch from (every process agrees on
+        them: ranks can resolve `${now:}` a second apart); returns the `init_from` checkpoint."""
+        cfg = self.cfg
         run_dir = resume_ckpt = None
         if self.is_main and not self.dry_run:
             run_dir = run_dir_from_config(cfg)
@@ -181,10 +230,7 @@ class Trainer(LMStep):
                     cfg.resume, run_dir, explicit=bool(cfg.run_dir)
                 )
                 run_dir = run_dir_of(resume_ckpt)
-        shared = [run_dir, resume_ckpt]
-        if acc.num_processes > 1:
-            broadcast_object_list(shared)
-        self.run_dir, self.resume_ckpt = shared
+        self.run_dir, self.resume_ckpt = self.dist.broadcast([run_dir, resume_ckpt])
         if cfg.resume and self.dry_run:
             raise ConfigError("dry_run=true cannot resume (it writes nothing); drop one of them")
         init_ckpt = resolve_checkpoint_dir(str(cfg.init_from)) if cfg.init_from else None
@@ -194,11 +240,12 @@ class Trainer(LMStep):
         )
         if self.branch_ckpt is not None:
             self._check_branch_run_dir()
-        source_ckpt = self.resume_ckpt or self.branch_ckpt or init_ckpt
+        return init_ckpt
 
-        set_seed(int(cfg.seed))  # the same initial weights on every process
-        cache_root = _cache_root()
-        with acc.main_process_first():
+    def _build_data(self, source_ckpt: Path | None) -> None:
+        """The tokenizer (the source checkpoint's, else built) and the stage's data."""
+        cfg = self.cfg
+        with self.dist.main_first():
             if source_ckpt is not None:
                 from hrm_codegen.tokenization import load_tokenizer
 
@@ -207,25 +254,28 @@ class Trainer(LMStep):
                 self.tokenizer = build_tokenizer(
                     OmegaConf.to_container(cfg.tokenizer, resolve=True),
                     OmegaConf.to_container(cfg.data, resolve=True),
-                    cache_root,
+                    _cache_root(),
                 )
             self.data: StageData = build_stage_data(
                 OmegaConf.to_container(cfg.data, resolve=True),
                 self.tokenizer,
                 prefix_lm=bool(cfg.model.get("prefix_lm", False)),
             )
-        if acc.num_processes > 1:
+        if self.dist.world > 1:
             # Every process indexes the same global batch order into its own copy of the data;
             # copies of different sizes (e.g. an augmented variant timing out on one rank) would
             # make ranks read mismatched samples.
-            from accelerate.utils import gather_object
-
-            sizes = gather_object([len(self.data.train)])
+            sizes = self.dist.gather(len(self.data.train))
             if len(set(sizes)) > 1:
                 raise DataConfigError(
                     f"the processes built training sets of different sizes {sizes}; "
                     "the data must be deterministic (check data.augment)"
                 )
+
+    def _build_model(self, init_ckpt: Path | None) -> None:
+        """The model from `cfg.model`, with `init_from`/`init_from_upstream` weights, on the
+        device."""
+        cfg = self.cfg
         model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
         ignored = other_architecture_fields(model_cfg)
         self.model = build_model(
@@ -249,55 +299,66 @@ class Trainer(LMStep):
 
             report = load_upstream_checkpoint(self.model, str(cfg.init_from_upstream))
             self._print(f"warm start from {cfg.init_from_upstream}:\n{report}")
-        self.model.to(acc.device)
-        # The mask is only needed by the Q head: right-padded batches under causal attention never
-        # let a real token see a pad, so dropping the mask keeps SDPA on its fast causal path.
-        self.needs_mask = getattr(self.model, "q_head", None) is not None
+        self.model.to(self.dist.device)
 
-        t = cfg.train
-        self.optimizer = optimizer_from_config(self.model, t)
-        self.ema = EMA(self.model, float(t.ema_decay)) if t.ema_decay else None
-        self.global_batch = int(t.micro_batch_size) * int(t.grad_accum_steps) * acc.num_processes
-        self.order = BatchOrder(len(self.data.train), seed=int(cfg.seed))
+    def _build_optimizer(self) -> None:
+        """AdamW, the EMA, the global batch order and the run's counters (all at step 0)."""
+        s = self.settings
+        self.optimizer = optimizer_from_config(self.model, self.cfg.train)
+        self.ema = EMA(self.model, s.ema_decay) if s.ema_decay else None
+        self.global_batch = s.micro_batch_size * s.grad_accum_steps * self.dist.world
+        self.order = BatchOrder(len(self.data.train), seed=int(self.cfg.seed))
         self.step = 0
         self.tokens_seen = 0
         self.flops_seen = 0.0  # cumulative training FLOPs (forward + backward as executed)
         self.flops_no_embed_seen = 0.0  # the same without the LM head's (flops.py)
         self.train_seconds = 0.0  # cumulative wall time of training steps (not eval/checkpoints)
         self.last_good_checkpoint: Path | None = None
-        self.checkpoints = (
-            CheckpointManager(
-                self.run_dir,
-                best_metric=t.get("best_metric"),
-                best_mode=t.get("best_mode"),
-                is_main=self.is_main,
-                keep_steps=t.get("keep_checkpoints") or (),
-            )
-            if self.run_dir is not None
-            else None
-        )
-        if self.resume_ckpt is not None:
-            self._restore(self.resume_ckpt)
-        elif self.branch_ckpt is not None:
-            self._check_branch_source(self.branch_ckpt)
-            self._restore(self.branch_ckpt)
-        else:
-            set_seed(int(cfg.seed) + acc.process_index)  # per-process randomness (ACT exploration)
 
-        self.ddp_model, self.optimizer = acc.prepare(self.model, self.optimizer)
-        self.train_model = torch.compile(self.ddp_model) if cfg.compile else self.ddp_model
-        self.depth = depth_sampler(cfg.train, self.model, int(cfg.seed))
+    def _build_checkpoint_manager(self) -> CheckpointManager | None:
+        """`checkpoint/`, `best/` by `train.best_metric` and kept steps (None for a dry run)."""
+        if self.run_dir is None:
+            return None
+        s = self.settings
+        return CheckpointManager(
+            self.run_dir,
+            best_metric=s.best_metric,
+            best_mode=s.best_mode,
+            is_main=self.is_main,
+            keep_steps=s.keep_checkpoints,
+        )
+
+    def _build_wrapped_model(self) -> None:
+        """DDP (accelerate), torch.compile, randomized depth and the FLOP model."""
+        self.ddp_model, self.optimizer = self.accelerator.prepare(self.model, self.optimizer)
+        self.train_model = torch.compile(self.ddp_model) if self.cfg.compile else self.ddp_model
+        self.depth = depth_sampler(self.cfg.train, self.model, int(self.cfg.seed))
         self._flops_by_depth: dict[int, Any] = {}
         self.flops = flops_count(self.model)
-        self.peak = peak_flops(acc.device)
-        self._resolve_schedule()
-        if self.branch_ckpt is not None:
-            self._check_branch_schedule(self.branch_ckpt)
-            self._copy_parent_metrics(self.branch_ckpt)
-        self.byte_lengths = token_byte_lengths(self.tokenizer)
-        self.bpb_sets = (
-            build_bpb_sets(cfg, self.data, self.tokenizer, self._print) if self.is_main else {}
-        )
+        self.peak = peak_flops(self.dist.device)
+
+    # ------------------------------------------------------------------ one step
+
+    def micro_batches(self) -> list[MicroBatch]:
+        """This process's micro-batches of the next global batch (`LMStep.micro_batches`)."""
+        return self.lm_step.micro_batches(self.data, self.order.take(self.global_batch))
+
+    def train_step(self, micro_batches: list[MicroBatch]) -> dict[str, float]:
+        """One optimiser step (`LMStep.step`) at this step's FLOP model; advances `step` and
+        `tokens_seen`. A non-finite loss names the last good checkpoint to resume from."""
+        try:
+            metrics = self.lm_step.step(micro_batches, self.step, self.flops)
+        except NonFiniteLossError as error:
+            where = (
+                f"last good checkpoint: {display_path(self.last_good_checkpoint)} (resume=true "
+                "continues from it; lower train.lr or use mixed_precision=no)"
+                if self.last_good_checkpoint is not None
+                else "no checkpoint was saved yet"
+            )
+            raise NonFiniteLossError(f"{error}; {where}") from None
+        self.step += 1
+        self.tokens_seen += int(metrics["tokens"])
+        return metrics
 
     # ------------------------------------------------------------------ budget and eval sets
 
@@ -421,7 +482,7 @@ class Trainer(LMStep):
 
     def _branch_parent_config(self, ckpt: Path) -> DictConfig | None:
         """The resolved config the parent saved with the checkpoint (None if it has none)."""
-        path = ckpt / CONFIG_YAML
+        path = ckpt / CONFIG_SNAPSHOT
         return OmegaConf.load(path) if path.is_file() else None  # type: ignore[return-value]
 
     def _check_branch_source(self, ckpt: Path) -> None:
@@ -431,7 +492,7 @@ class Trainer(LMStep):
             check_architecture(ckpt, self.model)
         except CheckpointError as error:
             raise ConfigError(f"branch_from: {error}") from error
-        state = json.loads((ckpt / STATE_FILE).read_text())
+        state = json.loads((ckpt / TRAINER_STATE).read_text())
         samples = int(state["data"]["num_samples"])
         if samples != len(self.data.train):
             raise ConfigError(
@@ -574,9 +635,7 @@ class Trainer(LMStep):
     def save(self, metrics: dict[str, float] | None = None, *, latest: bool = True) -> Path:
         """Write a checkpoint at this step (main process) after gathering every process's RNG
         state: the latest when `latest`, and `best/` too when `metrics` improve on it."""
-        from accelerate.utils import gather_object
-
-        rngs = gather_object([rng_state()])
+        rngs = self.dist.gather(rng_state())
         state = {
             "tokens_seen": self.tokens_seen,
             "flops_seen": self.flops_seen,
@@ -609,22 +668,11 @@ class Trainer(LMStep):
     def _improves_best(self, metrics: dict[str, float]) -> bool:
         """Whether these (main-process) metrics beat the best so far, agreed by every process."""
         improved = [self.checkpoints.improves(metrics) if self.is_main else False]
-        if self.accelerator.num_processes > 1:
-            from accelerate.utils import broadcast_object_list
-
-            broadcast_object_list(improved)
-        return bool(improved[0])
+        return bool(self.dist.broadcast(improved)[0])
 
     def _stop_requested(self, stop: StopSignal) -> int | None:
         """The signal any process received (every process stops at the same step), else None."""
-        signum = stop.requested or 0
-        if self.accelerator.num_processes > 1:
-            import torch.distributed as dist
-
-            flag = torch.tensor([signum], device=self.accelerator.device)
-            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-            signum = int(flag[0])
-        return signum or None
+        return self.dist.agreed_signal(stop.requested)
 
     # ------------------------------------------------------------------ evaluation
 
@@ -651,7 +699,7 @@ class Trainer(LMStep):
                         self.byte_lengths,
                         batch_size=int(self.cfg.eval.batch_size),
                         max_batches=self.cfg.eval.max_batches,
-                        to_device=self._to_device,
+                        to_device=self.lm_step.to_device,
                         device=self.accelerator.device,
                         autocast=self.accelerator.autocast,
                     )
@@ -679,7 +727,7 @@ class Trainer(LMStep):
 
         On SIGTERM/SIGINT the current step finishes, a checkpoint is saved at it, and
         `TrainingInterrupted` is raised (the launcher exits with 128 + the signal number)."""
-        cfg, acc = self.cfg, self.accelerator
+        cfg = self.cfg
         if self.dry_run:
             return self._dry_run()
         provenance = self.provenance()
@@ -687,102 +735,123 @@ class Trainer(LMStep):
             cfg.provenance = provenance
         if self.is_main:
             write_config_snapshot(self.run_dir, cfg)
-        max_steps = int(cfg.train.max_steps)
-        stop_at = int(cfg.train.stop_at_step or max_steps)
-        schedule = EvalSchedule(int(cfg.eval.interval), int(cfg.checkpoint_interval), stop_at)
         self._print_summary(self._print)
         logger = RunLogger(
             self.run_dir,
             OmegaConf.to_container(cfg.logger, resolve=True),
             config=OmegaConf.to_container(cfg, resolve=True),
             is_main=self.is_main,
-            total_steps=max_steps,
+            total_steps=self.settings.max_steps,
             initial_step=self.step,
             run_name=f"{cfg.experiment_name}/{self.run_dir.name}",
         )
         logger.log({f"provenance/{k}": v for k, v in provenance.items()}, self.step)
-        window: dict[str, float] = {}
-        window_steps, window_start = 0, time.perf_counter()
         interrupted: int | None = None
         self.model.train()
         try:
             with StopSignal() as stop:
-                while self.step < stop_at:
-                    step_start = time.perf_counter()
-                    if self.depth is not None:  # this step's drawn depth, and its FLOP model
-                        depth = self.depth.draw(self.step)
-                        self.flops = self.flops_at_depth(depth)
-                        self.depth.set_depth(self.model, depth)
-                    metrics = self.train_step(self._micro_batches())
-                    if self.depth is not None:
-                        metrics["depth"] = float(depth)
-                    self.train_seconds += time.perf_counter() - step_start
-                    step_flops = float(metrics["flops"])
-                    self.flops_seen += step_flops
-                    # The LM head costs the same per token at any padded length, so its share comes
-                    # off the step's FLOPs as run; with ACT per segment run (act_steps on average).
-                    act_steps = float(metrics.get("act_steps", 1.0))
-                    segments = act_steps if self.flops.segments > 1 else 1.0
-                    self.flops_no_embed_seen += self.flops.non_embedding_flops(
-                        step_flops, float(metrics["tokens"]), segments
-                    )
-                    logger.advance()
-                    for key, value in metrics.items():
-                        window[key] = window.get(key, 0.0) + value
-                    window_steps += 1
-                    interrupted = self._stop_requested(stop)
-                    at_end = self.step == stop_at or interrupted is not None
-                    if self.step % int(cfg.log_interval) == 0 or at_end:
-                        elapsed = time.perf_counter() - window_start
-                        logger.log(self._window_metrics(window, window_steps, elapsed), self.step)
-                        window, window_steps, window_start = {}, 0, time.perf_counter()
-                    eval_metrics: dict[str, float] = {}
-                    if schedule.evaluates(self.step) and interrupted is None:
-                        eval_metrics = self.evaluate()
-                        if eval_metrics:
-                            logger.log({**eval_metrics, **self._progress()}, self.step)
-                            logger.print(
-                                f"step {self.step} eval: "
-                                + " ".join(f"{k}={v:.4g}" for k, v in eval_metrics.items())
-                            )
-                        window_start = time.perf_counter()  # evaluation time is not training time
-                    kept = self.checkpoints.keeps(self.step)  # train.keep_checkpoints
-                    if schedule.checkpoints(self.step) or kept or interrupted is not None:
-                        self.save(eval_metrics)
-                        window_start = time.perf_counter()
-                    elif eval_metrics and self._improves_best(eval_metrics):
-                        self.save(eval_metrics, latest=False)  # best/ only
-                        window_start = time.perf_counter()
-                    logger.resume_rate()  # nor is it in the bar's rate and ETA
-                    if interrupted is not None:
-                        break
+                interrupted = self._train(logger, stop)
         finally:
             logger.close()
-        if self.checkpoints.best_metric and not self.checkpoints.best_seen and self.is_main:
-            self._print(
-                f"note: no evaluation reported train.best_metric={self.checkpoints.best_metric}, "
-                "so no best/ was written"
-            )
-        if acc.num_processes > 1:
-            print(
-                f"parameters sha256 rank {acc.process_index}/{acc.num_processes}: "
-                f"{parameter_digest(self.model)}",
-                flush=True,
-            )
-        acc.wait_for_everyone()
-        self._print(f"run dir: {display_path(self.run_dir)}")
-        if self.is_main and self.checkpoints.best_step is not None and self.checkpoints.best:
-            self._print(
-                f"best: {display_path(self.run_dir / BEST_DIR)} (step {self.checkpoints.best_step}, "
-                f"{self.checkpoints.best_metric}={self.checkpoints.best_value:.4g})"
-            )
-        self._print(f"checkpoint: {display_path(self.run_dir / CHECKPOINT_DIR)}")  # the last line
-        acc.end_training()
+        self._report_end()
+        self.dist.end()
         if interrupted is not None:
             raise TrainingInterrupted(
                 interrupted, self.step, display_path(self.run_dir / CHECKPOINT_DIR)
             )
         return self.run_dir
+
+    def _train(self, logger: RunLogger, stop: StopSignal) -> int | None:
+        """The steps from `self.step` to `stop_at`, with their logging, evaluations and saves;
+        returns the stop signal if one ended them."""
+        stop_at = self.settings.stop_at
+        schedule = EvalSchedule(
+            int(self.cfg.eval.interval), int(self.cfg.checkpoint_interval), stop_at
+        )
+        log_interval = int(self.cfg.log_interval)
+        window: dict[str, float] = {}
+        window_steps, window_start = 0, time.perf_counter()
+        interrupted: int | None = None
+        while self.step < stop_at:
+            metrics = self._timed_step()
+            logger.advance()
+            for key, value in metrics.items():
+                window[key] = window.get(key, 0.0) + value
+            window_steps += 1
+            interrupted = self._stop_requested(stop)
+            at_end = self.step == stop_at or interrupted is not None
+            if self.step % log_interval == 0 or at_end:
+                elapsed = time.perf_counter() - window_start
+                logger.log(self._window_metrics(window, window_steps, elapsed), self.step)
+                window, window_steps, window_start = {}, 0, time.perf_counter()
+            eval_metrics: dict[str, float] = {}
+            if schedule.evaluates(self.step) and interrupted is None:
+                eval_metrics = self.evaluate()
+                if eval_metrics:
+                    logger.log({**eval_metrics, **self._progress()}, self.step)
+                    logger.print(
+                        f"step {self.step} eval: "
+                        + " ".join(f"{k}={v:.4g}" for k, v in eval_metrics.items())
+                    )
+                window_start = time.perf_counter()  # evaluation time is not training time
+            kept = self.checkpoints.keeps(self.step)  # train.keep_checkpoints
+            if schedule.checkpoints(self.step) or kept or interrupted is not None:
+                self.save(eval_metrics)
+                window_start = time.perf_counter()
+            elif eval_metrics and self._improves_best(eval_metrics):
+                self.save(eval_metrics, latest=False)  # best/ only
+                window_start = time.perf_counter()
+            logger.resume_rate()  # nor is it in the bar's rate and ETA
+            if interrupted is not None:
+                break
+        return interrupted
+
+    def _timed_step(self) -> dict[str, float]:
+        """One training step at this step's drawn depth, counted into `train_seconds`,
+        `flops_seen` and `flops_no_embed_seen`; returns its metrics."""
+        step_start = time.perf_counter()
+        if self.depth is not None:  # this step's drawn depth, and its FLOP model
+            depth = self.depth.draw(self.step)
+            self.flops = self.flops_at_depth(depth)
+            self.depth.set_depth(self.model, depth)
+        metrics = self.train_step(self.micro_batches())
+        if self.depth is not None:
+            metrics["depth"] = float(depth)
+        self.train_seconds += time.perf_counter() - step_start
+        step_flops = float(metrics["flops"])
+        self.flops_seen += step_flops
+        # The LM head costs the same per token at any padded length, so its share comes off the
+        # step's FLOPs as run; with ACT per segment run (act_steps on average).
+        act_steps = float(metrics.get("act_steps", 1.0))
+        segments = act_steps if self.flops.segments > 1 else 1.0
+        self.flops_no_embed_seen += self.flops.non_embedding_flops(
+            step_flops, float(metrics["tokens"]), segments
+        )
+        return metrics
+
+    def _report_end(self) -> None:
+        """The closing lines: a missing best metric, each rank's parameter digest under DDP, the
+        run dir, best/ and (the last line) the checkpoint."""
+        checkpoints = self.checkpoints
+        if checkpoints.best_metric and not checkpoints.best_seen and self.is_main:
+            self._print(
+                f"note: no evaluation reported train.best_metric={checkpoints.best_metric}, "
+                "so no best/ was written"
+            )
+        if self.dist.world > 1:
+            print(
+                f"parameters sha256 rank {self.dist.rank}/{self.dist.world}: "
+                f"{parameter_digest(self.model)}",
+                flush=True,
+            )
+        self.dist.barrier()
+        self._print(f"run dir: {display_path(self.run_dir)}")
+        if self.is_main and checkpoints.best_step is not None and checkpoints.best:
+            self._print(
+                f"best: {display_path(self.run_dir / BEST_DIR)} (step {checkpoints.best_step}, "
+                f"{checkpoints.best_metric}={checkpoints.best_value:.4g})"
+            )
+        self._print(f"checkpoint: {display_path(self.run_dir / CHECKPOINT_DIR)}")  # the last line
 
     def _window_metrics(
         self, window: dict[str, float], steps: int, elapsed: float
@@ -831,7 +900,7 @@ class Trainer(LMStep):
         )
         emit(
             f"batch: {self.global_batch} sequences per step ({self.accelerator.num_processes} "
-            f"process(es) x {self.cfg.train.micro_batch_size} x {self.cfg.train.grad_accum_steps} "
+            f"process(es) x {self.settings.micro_batch_size} x {self.settings.grad_accum_steps} "
             f"accumulation), ~{self.tokens_per_step_estimate():,.0f} tokens per step; "
             f"device {self.accelerator.device}, mixed precision {self.cfg.mixed_precision}"
         )
@@ -847,7 +916,7 @@ class Trainer(LMStep):
         self._print(OmegaConf.to_yaml(self.cfg, resolve=True))
         self._print_summary(self._print)
         self.model.train()
-        metrics = self.train_step(self._micro_batches())
+        metrics = self.train_step(self.micro_batches())
         self._print(
             f"dry run: one optimiser step OK (loss {metrics['loss']:.4f}, grad norm "
             f"{metrics['grad_norm']:.3g}); nothing was written"

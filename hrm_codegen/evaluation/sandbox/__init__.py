@@ -86,7 +86,6 @@ off, the compiler is warmed. 3-4x fewer milliseconds per HumanEval program on ou
 page faults are dear the fresh sandbox may win, which `auto` measures.
 """
 
-from hrm_codegen.evaluation.sandbox.bwrap import bwrap_status
 from hrm_codegen.evaluation.sandbox.cgroups import (
     _CGROUP_PREFIX,
     _WORKDIR_PREFIX,
@@ -103,16 +102,15 @@ from hrm_codegen.evaluation.sandbox.limits import (
     MAX_PROCESSES,
     STATUSES,
 )
+from hrm_codegen.evaluation.sandbox.pool import default_workers, run_program, run_programs
 from hrm_codegen.evaluation.sandbox.runner import (
     ExecResult,
     SandboxProgram,
     SandboxUnavailableError,
     SandboxWarning,
-    default_workers,
+    bwrap_status,
     process_limit_in_force,
     resolve_backend,
-    run_program,
-    run_programs,
 )
 from hrm_codegen.evaluation.sandbox.stdio import (
     STDIO_STATUSES,

@@ -1,17 +1,17 @@
-"""The bubblewrap command line every program runs under, and the probe that it works here."""
+"""The bubblewrap command line every program runs under (the probe that it works here is
+`runner.bwrap_status`: it runs a program, so it sits above this module)."""
 
 from __future__ import annotations
 
 import marshal
 import os
-import shutil
 import site
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
-from hrm_codegen.evaluation.sandbox.limits import DEFAULT_MEMORY_MB, SANDBOX_ENV, SHM_MB, TMPFS_MB
+from hrm_codegen.evaluation.sandbox.limits import SANDBOX_ENV, SHM_MB, TMPFS_MB
 
 BOOTSTRAP_SOURCE = (Path(__file__).with_name("bootstrap.py")).read_text(encoding="utf-8")
 # Compiling the bootstrap costs more than starting the interpreter does, so it is compiled once
@@ -58,10 +58,11 @@ def server_command(command: list[str]) -> list[str]:
 
 
 _help_cache: dict[str, set[str]] = {}
+_help_lock = threading.Lock()
 
 
 def _help_flags(bwrap: str) -> set[str]:
-    with _bwrap_lock:
+    with _help_lock:
         if bwrap not in _help_cache:
             help_text = subprocess.run(
                 [bwrap, "--help"], capture_output=True, text=True, timeout=10, check=False
@@ -109,7 +110,7 @@ def _under(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
-def _bwrap_command(bwrap: str, help_text: str) -> list[str]:
+def bwrap_command(bwrap: str, help_text: str) -> list[str]:
     """The bubblewrap command line that wraps every program (everything but the payload).
 
     Writable: only /tmp (the cwd) and /dev/shm, both private tmpfs mounts, size-limited where
@@ -155,42 +156,3 @@ def _bwrap_command(bwrap: str, help_text: str) -> list[str]:
     for name, value in SANDBOX_ENV.items():
         command += ["--setenv", name, value]
     return command + ["--", *interpreter_command()]
-
-
-_bwrap_cache: dict[str, tuple[list[str] | None, str]] = {}
-_bwrap_lock = threading.Lock()
-
-
-def bwrap_status() -> tuple[list[str] | None, str]:
-    """(command prefix, "") when bubblewrap runs a trivial program here, else (None, reason).
-
-    Probed once per process by running a real, empty program through the full command line, so
-    a missing binary, disabled user namespaces or a Python outside the visible tree all show up.
-    """
-    with _bwrap_lock:
-        if sys.executable not in _bwrap_cache:
-            _bwrap_cache[sys.executable] = _probe_bwrap()
-        return _bwrap_cache[sys.executable]
-
-
-def _probe_bwrap() -> tuple[list[str] | None, str]:
-    bwrap = shutil.which("bwrap")
-    if bwrap is None:
-        return None, "bubblewrap is not installed (apt-get install bubblewrap)"
-    from hrm_codegen.evaluation.sandbox.runner import Launcher, run_one
-
-    try:
-        help_text = subprocess.run(
-            [bwrap, "--help"], capture_output=True, text=True, timeout=10, check=False
-        ).stdout
-        command = _bwrap_command(bwrap, help_text)
-        launcher = Launcher("bwrap", command, DEFAULT_MEMORY_MB, 0, None)
-        result = run_one("pass\n", launcher, timeout=30.0)
-    except (OSError, subprocess.SubprocessError) as error:
-        return None, f"bubblewrap could not be started: {error}"
-    if result.status != "passed":
-        return None, (
-            f"bubblewrap cannot run a program here ({result.detail}); "
-            "check that unprivileged user namespaces are enabled"
-        )
-    return command, ""

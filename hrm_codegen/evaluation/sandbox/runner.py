@@ -1,4 +1,5 @@
-"""Running programs: the launcher, the payload, pipes with a cap, verdicts, `run_programs`."""
+"""Running one program: the backend (and the probe that bubblewrap works here), the launcher,
+the payload, pipes with a cap, verdicts. Many programs at a time: pool.py."""
 
 from __future__ import annotations
 
@@ -12,21 +13,19 @@ import selectors
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-from tqdm.auto import tqdm
+from typing import Protocol
 
 from hrm_codegen.evaluation.sandbox.bwrap import (
     BOOTSTRAP_CODE,
-    bwrap_status,
+    bwrap_command,
     interpreter_command,
     site_packages,
 )
@@ -38,7 +37,6 @@ from hrm_codegen.evaluation.sandbox.cgroups import (
 from hrm_codegen.evaluation.sandbox.limits import (
     BACKENDS,
     DEFAULT_MEMORY_MB,
-    DEFAULT_TIMEOUT_S,
     MAX_FILE_MB,
     MAX_OUTPUT_BYTES,
     MAX_PROCESSES,
@@ -48,9 +46,6 @@ from hrm_codegen.evaluation.sandbox.limits import (
     TAIL_BYTES,
 )
 from hrm_codegen.evaluation.sandbox.trusted import TRUSTED_CONTAINER_MODULES, prepare_tests
-
-if TYPE_CHECKING:
-    from hrm_codegen.evaluation.sandbox.forkserver import ForkServerPool
 
 
 class SandboxUnavailableError(RuntimeError):
@@ -120,6 +115,43 @@ class SandboxProgram:
 # Backends
 
 
+_bwrap_cache: dict[str, tuple[list[str] | None, str]] = {}
+_bwrap_lock = threading.Lock()
+
+
+def bwrap_status() -> tuple[list[str] | None, str]:
+    """(command prefix, "") when bubblewrap runs a trivial program here, else (None, reason).
+
+    Probed once per process by running a real, empty program through the full command line, so
+    a missing binary, disabled user namespaces or a Python outside the visible tree all show up.
+    """
+    with _bwrap_lock:
+        if sys.executable not in _bwrap_cache:
+            _bwrap_cache[sys.executable] = _probe_bwrap()
+        return _bwrap_cache[sys.executable]
+
+
+def _probe_bwrap() -> tuple[list[str] | None, str]:
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        return None, "bubblewrap is not installed (apt-get install bubblewrap)"
+    try:
+        help_text = subprocess.run(
+            [bwrap, "--help"], capture_output=True, text=True, timeout=10, check=False
+        ).stdout
+        command = bwrap_command(bwrap, help_text)
+        launcher = Launcher("bwrap", command, DEFAULT_MEMORY_MB, 0, None)
+        result = run_one("pass\n", launcher, timeout=30.0)
+    except (OSError, subprocess.SubprocessError) as error:
+        return None, f"bubblewrap could not be started: {error}"
+    if result.status != "passed":
+        return None, (
+            f"bubblewrap cannot run a program here ({result.detail}); "
+            "check that unprivileged user namespaces are enabled"
+        )
+    return command, ""
+
+
 _warned_unsafe = False
 
 
@@ -163,6 +195,15 @@ def resolve_backend(backend: str = "auto") -> str:
     return "none-unsafe"
 
 
+class ProgramServers(Protocol):
+    """Where `run_one` sends a program instead of a fresh sandbox: the fork-server pool
+    (forkserver.ForkServerPool, which builds on this module and so is named here only by shape)."""
+
+    def execute(
+        self, spec: tuple[bytes, list[bytes]], timeout: float
+    ) -> Observation | ExecResult: ...
+
+
 @dataclass
 class Launcher:
     """Everything needed to start programs on one backend, built once per `run_programs` call."""
@@ -172,7 +213,7 @@ class Launcher:
     memory_mb: int
     max_processes: int  # RLIMIT_NPROC for the bootstrap; 0 = leave unset
     cgroups: Cgroups | None
-    fork_servers: ForkServerPool | None = None  # set by run_in_pool in the fork-server mode
+    fork_servers: ProgramServers | None = None  # set by run_in_pool in the fork-server mode
 
     def argv(self, cgroups: list[Path], command: list[str] | None = None) -> list[str]:
         command = self.command if command is None else command
@@ -548,10 +589,6 @@ def judge(program: str, seen: Observation, timeout: float) -> ExecResult:
     return result("failed", _failure_detail(program, last_error, err_text, returncode))
 
 
-# --------------------------------------------------------------------------------------------------
-# Public entry points
-
-
 def process_limit_in_force() -> bool:
     """Whether a fork bomb is stopped by a process limit (not only by the timeout).
 
@@ -565,157 +602,3 @@ def process_limit_in_force() -> bool:
     finally:
         cgroups.close()
         atexit.unregister(cgroups.close)
-
-
-def default_workers() -> int:
-    """One program per available core."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
-def run_programs(
-    programs: Sequence[str | SandboxProgram],
-    timeout: float = DEFAULT_TIMEOUT_S,
-    memory_mb: int = DEFAULT_MEMORY_MB,
-    workers: int | None = None,
-    backend: str = "auto",
-    *,
-    on_result: Callable[[int, ExecResult], None] | None = None,
-    progress: bool = True,
-    desc: str = "executing",
-    mode: str | None = None,
-) -> list[ExecResult]:
-    """Run each program in its own sandboxed interpreter, `workers` at a time.
-
-    `mode`: `process` starts a fresh sandbox per program; `fork` keeps one sandbox per worker
-    whose trusted server forks a fresh child per program (see forkserver.py; `bwrap` backend
-    only, `process` otherwise); `auto` the one timed faster on this machine, once per process
-    (`forkserver.choose_mode`). None: $HRM_CODEGEN_SANDBOX_MODE, else `auto`.
-    A str is one program, run as is; a SandboxProgram runs its tests against pristine built-ins
-    and modules, comparing only trusted values (see SandboxProgram).
-    Returns one ExecResult per program, in order. `on_result(index, result)` is called in the
-    calling thread as each program finishes, so callers can persist results as they come.
-    `timeout` is the wall-clock time of one program (from its start, not its queueing).
-    """
-    if not isinstance(programs, Sequence) or isinstance(programs, str):
-        raise TypeError("programs must be a sequence of program strings, not a single string")
-    for index, program in enumerate(programs):
-        if not isinstance(program, (str, SandboxProgram)):
-            raise TypeError(
-                f"programs[{index}] is {type(program).__name__}, expected str or SandboxProgram"
-            )
-    if not timeout > 0:
-        raise ValueError(f"timeout={timeout}: give the wall-clock limit in seconds, > 0")
-
-    def run(program: str | SandboxProgram, launcher: Launcher, running: threading.Semaphore):
-        return run_one(program, launcher, timeout, running)
-
-    def evaluator_error(message: str) -> ExecResult:
-        return ExecResult("error", None, "", 0.0, message)
-
-    return run_in_pool(
-        programs,
-        run,
-        evaluator_error,
-        memory_mb=memory_mb,
-        workers=workers,
-        backend=backend,
-        on_result=on_result,
-        progress=progress,
-        desc=desc,
-        mode=_resolve_mode(mode, backend, memory_mb) if programs else "process",
-    )
-
-
-def _resolve_mode(mode: str | None, backend: str, memory_mb: int) -> str:
-    """`fork` or `process`: as asked, else as timed on this machine (`auto`)."""
-    from hrm_codegen.evaluation.sandbox import forkserver  # imports this module
-
-    chosen = forkserver.resolve_mode(mode)
-    if chosen == forkserver.AUTO:
-        chosen = forkserver.choose_mode(resolve_backend(backend), memory_mb).mode
-    return chosen
-
-
-def run_in_pool(
-    items: Sequence,
-    run: Callable,
-    evaluator_error: Callable[[str], object],
-    *,
-    memory_mb: int,
-    workers: int | None,
-    backend: str,
-    on_result: Callable | None,
-    progress: bool,
-    desc: str,
-    mode: str = "process",
-) -> list:
-    """`run(item, launcher, running)` for each item, `workers` at a time; results in order.
-
-    `on_result(index, result)` runs in the calling thread as each item finishes; an exception
-    inside `run` (an evaluator bug) becomes `evaluator_error(message)` for that item only.
-    """
-    if not isinstance(memory_mb, int) or memory_mb < 64:
-        raise ValueError(f"memory_mb={memory_mb}: give at least 64 MiB (default 4096)")
-    workers = default_workers() if workers is None else workers
-    if not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers={workers}: give a positive number of parallel programs")
-    backend = resolve_backend(backend)
-    if not items:
-        return []
-    launcher = make_launcher(backend, memory_mb, workers)
-    if mode == "fork" and backend == "bwrap":
-        from hrm_codegen.evaluation.sandbox.forkserver import ForkServerPool  # imports this module
-
-        launcher.fork_servers = ForkServerPool(launcher, workers)
-    if os.geteuid() == 0 and not (launcher.cgroups and launcher.cgroups.limits_processes):
-        warnings.warn(
-            "running as root without a writable pids cgroup: RLIMIT_NPROC does not apply to "
-            "root, so a fork bomb is only stopped by the timeout",
-            SandboxWarning,
-            stacklevel=3,
-        )
-    results: list = [None] * len(items)
-    # While `workers` programs run, up to 2 x workers others start their sandbox or tear it down
-    # (mostly waiting on the kernel): start-up latency hides behind other programs' execution.
-    running = threading.BoundedSemaphore(workers)
-    pool = ThreadPoolExecutor(max_workers=3 * workers, thread_name_prefix="sandbox")
-    bar = tqdm(total=len(items), desc=desc, unit="prog", disable=not progress)
-    try:
-        futures = {
-            pool.submit(run, item, launcher, running): index for index, item in enumerate(items)
-        }
-        for future in as_completed(futures):
-            index = futures[future]
-            try:
-                result = future.result()
-            except Exception as error:  # an evaluator bug must not lose the other results
-                result = evaluator_error(f"evaluator error: {error!r}")
-            results[index] = result
-            if on_result is not None:
-                on_result(index, result)
-            bar.update(1)
-    finally:
-        # On Ctrl-C or a failing callback, programs not started yet are dropped; running ones
-        # end within their timeout.
-        pool.shutdown(wait=True, cancel_futures=True)
-        bar.close()
-        if launcher.fork_servers is not None:
-            launcher.fork_servers.close()
-        if launcher.cgroups is not None:
-            launcher.cgroups.close()
-            atexit.unregister(launcher.cgroups.close)
-    return [r for r in results if r is not None]
-
-
-def run_program(
-    program: str | SandboxProgram,
-    timeout: float = DEFAULT_TIMEOUT_S,
-    memory_mb: int = DEFAULT_MEMORY_MB,
-    backend: str = "auto",
-    mode: str | None = None,
-) -> ExecResult:
-    """One program; see `run_programs`."""
-    return run_programs([program], timeout, memory_mb, 1, backend, progress=False, mode=mode)[0]

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from hrm_codegen.evaluation.sandbox.limits import DEFAULT_MEMORY_MB, STARTED, STDERR_TAIL_LINES
+from hrm_codegen.evaluation.sandbox.pool import run_in_pool
 from hrm_codegen.evaluation.sandbox.runner import (
     ExecResult,
     Launcher,
@@ -22,7 +23,6 @@ from hrm_codegen.evaluation.sandbox.runner import (
     _Tail,
     execute,
     judge,
-    run_in_pool,
 )
 
 STDIO_STATUSES = ("passed", "wrong_answer", "runtime_error", "timeout", "error")
