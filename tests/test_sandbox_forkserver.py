@@ -246,6 +246,26 @@ def test_a_server_that_cannot_start_falls_back_to_a_sandbox_per_program(monkeypa
     assert [r.status for r in results] == ["passed", "failed"]
 
 
+def test_a_program_whose_servers_die_before_it_starts_runs_in_a_sandbox_of_its_own(
+    monkeypatch,
+) -> None:
+    """Nothing of the program ran on either server, so it is run, not reported as an error."""
+    import hrm_codegen.evaluation.sandbox.forkserver as forkserver
+
+    tries = []
+
+    def gone(self, spec, launcher, timeout):
+        tries.append(self)
+        self.alive = False
+        return ExecResult("error", None, "", 0.0, forkserver._GONE_BEFORE_START)
+
+    monkeypatch.setattr(forkserver.ForkServer, "run", gone)
+    with pytest.warns(SandboxWarning, match="two fork servers were gone"):
+        results = run_programs(["pass\n", "assert False\n"], workers=1, progress=False, mode="fork")
+    assert [r.status for r in results] == ["passed", "failed"]
+    assert len(tries) == 4 and len(set(map(id, tries))) == 4  # two fresh servers per program
+
+
 def test_an_idle_server_that_died_is_replaced_without_failing_the_program() -> None:
     launcher = make_launcher("bwrap", 512, 1)
     pool = ForkServerPool(launcher, 1)

@@ -384,7 +384,9 @@ class ForkServerPool:
         """Run one program on an idle server (a fresh one when none is).
 
         A server found dead before the program's child came up (nothing of the program ran) is
-        replaced, and the program run there, once.
+        replaced, and the program run there, once; when that one too is gone before the start,
+        the program runs in a sandbox of its own, as when no server starts: nothing of it ran,
+        so the failure is not the program's to be reported as its error.
         """
         with self.slots:
             for _ in range(2):
@@ -408,8 +410,9 @@ class ForkServerPool:
                         with self.lock:
                             self.all.remove(server)
                 if not (isinstance(seen, ExecResult) and seen.detail == _GONE_BEFORE_START):
-                    break
-            return seen
+                    return seen
+            self._warn_fallback("two fork servers were gone before a program started")
+            return execute(spec, self.launcher, timeout)
 
     def _warn_fallback(self, reason: str) -> None:
         """The program runs in a fresh sandbox of its own instead: slower, as isolated."""
