@@ -1,0 +1,114 @@
+"""Several languages: the balanced tokenizer sample, the per-language tokens-per-byte table,
+language probabilities, per-language windows and bpb, on a tiny Python + Go tree."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from language_fixtures import write_two_language_tree
+
+from hrm_codegen.data.corpus import DirsSource
+from hrm_codegen.data.corpus.languages import (
+    allocate,
+    balanced_sample,
+    language_probabilities,
+    texts_by_language,
+)
+from hrm_codegen.tokenization import load_tokenizer, train_code_bpe
+from hrm_codegen.tokenization.train import language_table, tokens_per_byte
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory) -> Path:
+    return write_two_language_tree(tmp_path_factory.mktemp("tree"))
+
+
+@pytest.fixture(scope="module")
+def by_language(tree):
+    source = DirsSource([str(tree)], languages=["python", "go"])
+    return texts_by_language(source.documents(), val_fraction=0.0)
+
+
+def test_texts_are_grouped_by_the_language_of_their_extension(by_language):
+    assert sorted(by_language) == ["go", "python"]
+    assert all("package " in text for text in by_language["go"].texts)
+    assert all("def " in text for text in by_language["python"].texts)
+    assert len(by_language["go"].texts) == len(by_language["python"].texts) == 8
+
+
+def test_balance_gives_each_language_the_same_bytes(by_language):
+    budget = 1000
+    texts, counts = balanced_sample(by_language, budget, seed=3)
+    for language in ("go", "python"):
+        one = len(by_language[language].texts[0].encode())
+        # whole documents until the budget is reached: at least the budget, less than one more
+        assert budget <= counts[language]["bytes"] < budget + one + 50
+        assert counts[language]["available_bytes"] == by_language[language].num_bytes
+    assert len(texts) == counts["go"]["documents"] + counts["python"]["documents"]
+    # the default budget is the smallest language's bytes: that language is taken whole
+    _, default = balanced_sample(by_language, None)
+    smallest = min(default, key=lambda lang: default[lang]["available_bytes"])
+    assert default[smallest]["documents"] == 8
+
+
+def test_validation_documents_are_left_out_of_the_tokenizer_sample(tree):
+    source = DirsSource([str(tree)], languages=["python", "go"])
+    everything = texts_by_language(source.documents(), val_fraction=0.0)
+    held = texts_by_language(source.documents(), val_fraction=0.5)
+    kept = sum(len(entry.texts) for entry in held.values())
+    left_out = sum(entry.dropped.get("validation", 0) for entry in held.values())
+    assert left_out > 0 and kept + left_out == 16 == sum(len(e.texts) for e in everything.values())
+
+
+def test_language_probabilities_follow_the_temperature_or_the_weights():
+    counts = {"python": 900, "go": 100}
+    assert language_probabilities(counts, 1.0) == pytest.approx({"go": 0.1, "python": 0.9})
+    flat = language_probabilities(counts, 2.0)  # sqrt: 30 vs 10
+    assert flat == pytest.approx({"go": 0.25, "python": 0.75})
+    assert language_probabilities(counts, weights={"python": 1.0}) == {"go": 0.0, "python": 1.0}
+    with pytest.raises(ValueError, match="rust"):
+        language_probabilities(counts, weights={"rust": 1.0})
+    assert allocate(10, {"a": 0.55, "b": 0.45}) == {"a": 6, "b": 4}
+    assert sum(allocate(7, {"a": 1 / 3, "b": 1 / 3, "c": 1 / 3}).values()) == 7
+
+
+def test_the_table_has_a_row_per_language(by_language, tmp_path):
+    texts = [t for entry in by_language.values() for t in entry.texts]
+    folder = train_code_bpe(texts, 400, tmp_path / "bpe", progress=False)
+    tokenizer = load_tokenizer(folder)
+    table = language_table({"bpe": tokenizer}, {lang: e.texts for lang, e in by_language.items()})
+    rows = [line.split() for line in table.splitlines()[3:]]
+    assert [row[0] for row in rows] == ["go", "python"]
+    go_rate = tokens_per_byte(tokenizer, by_language["go"].texts)
+    assert float(rows[0][2]) == pytest.approx(go_rate, abs=1e-4)
+    assert 0.0 < go_rate < 1.0
+
+
+def test_train_tokenizer_script_records_bytes_per_language(tree, tmp_path):
+    config = tmp_path / "two.yaml"
+    config.write_text(f"kind: dirs\ndirs: [{tree}]\nlanguages: [python, go]\nval_fraction: 0.0\n")
+    output = tmp_path / "bpe"
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "train_tokenizer.py"),
+            *("--corpus", str(config), "--balance", "language"),
+            *("--bytes-per-language", "800", "--vocab-size", "400"),
+            *("--no-decontaminate", "--output", str(output)),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    info = json.loads((output / "training.json").read_text())
+    assert info["balance"] == "language" and info["bytes_per_language"] == 800
+    assert sorted(info["languages"]) == ["go", "python"]
+    for counts in info["languages"].values():
+        assert counts["bytes"] >= 800 and counts["documents"] < 8
+    assert info["training_texts"] == sum(c["documents"] for c in info["languages"].values())
