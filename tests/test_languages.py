@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from language_fixtures import write_two_language_tree
 
@@ -112,3 +113,75 @@ def test_train_tokenizer_script_records_bytes_per_language(tree, tmp_path):
     for counts in info["languages"].values():
         assert counts["bytes"] >= 800 and counts["documents"] < 8
     assert info["training_texts"] == sum(c["documents"] for c in info["languages"].values())
+
+
+# ----------------------------------------------------------------------------- built corpora
+@pytest.fixture(scope="module")
+def bpe_dir(by_language, tmp_path_factory) -> Path:
+    texts = [t for entry in by_language.values() for t in entry.texts]
+    return train_code_bpe(texts, 400, tmp_path_factory.mktemp("bpe"), progress=False)
+
+
+def _build(tree: Path, out: Path, bpe_dir: Path, **options) -> dict:
+    from hrm_codegen.data.corpus import build_corpus
+
+    source = DirsSource([str(tree)], languages=["python", "go"])
+    settings = {"val_fraction": 0.3, "decontaminate": False, "workers": 1, "progress": False}
+    return build_corpus(out, bpe_dir, source, **{**settings, **options})
+
+
+@pytest.fixture(scope="module")
+def corpus(tree, bpe_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("corpus") / "two"
+    _build(tree, out, bpe_dir)
+    return out
+
+
+def test_every_label_token_is_named_with_its_documents_language(corpus, bpe_dir):
+    from hrm_codegen.data.corpus import PackedDataset
+
+    tokenizer = load_tokenizer(bpe_dir)
+    for split in ("train", "validation"):
+        windows = PackedDataset(corpus, split, 16)
+        assert sorted(windows.language_names) == ["go", "python"]
+        for index in range(len(windows)):
+            labels = windows[index]["labels"].tolist()
+            codes = windows.label_language_codes(index)
+            for language in windows.language_names:
+                code = windows.language_names.index(language)
+                text = tokenizer.decode([t for t, c in zip(labels, codes) if c == code])
+                if language == "go":  # Go's tab-indented lines never appear in the Python files
+                    assert "def " not in text
+                else:
+                    assert "func " not in text and "\t" not in text
+
+
+def test_the_language_tag_is_off_by_default_and_recorded_when_on(tree, bpe_dir, corpus, tmp_path):
+    from hrm_codegen.data.corpus import read_manifest
+
+    plain = read_manifest(corpus)
+    assert "language_tag" not in plain and "language_tag" not in plain["config"]
+    again = _build(tree, tmp_path / "again", bpe_dir)
+    assert again["fingerprint"] == plain["fingerprint"]
+    assert again["config_hash"] == plain["config_hash"]
+    tagged = _build(tree, tmp_path / "tagged", bpe_dir, language_tag="<|{language}|>\n")
+    assert tagged["language_tag"] == tagged["config"]["language_tag"] == "<|{language}|>\n"
+    assert tagged["fingerprint"] != plain["fingerprint"]
+    # the same documents in the same splits, each one tag longer
+    for split in ("train", "validation"):
+        assert tagged["splits"][split]["documents"] == plain["splits"][split]["documents"]
+        assert tagged["splits"][split]["tokens"] > plain["splits"][split]["tokens"]
+    tokenizer = load_tokenizer(bpe_dir)
+    first = np.fromfile(tmp_path / "tagged" / "train_00000.bin", dtype=np.uint16)[:40]
+    assert tokenizer.decode(first.tolist()).startswith(("<|go|>\n", "<|python|>\n"))
+    with pytest.raises(ValueError, match="language"):
+        _build(tree, tmp_path / "bad", bpe_dir, language_tag="<tag>")
+
+
+def test_a_corpus_without_the_index_is_rebuilt_with_the_same_shards(tree, bpe_dir, tmp_path):
+    out = tmp_path / "old"
+    first = _build(tree, out, bpe_dir)
+    (out / first["splits"]["train"]["document_index"]["file"]).unlink()
+    second = _build(tree, out, bpe_dir)
+    assert second["fingerprint"] == first["fingerprint"]
+    assert (out / second["splits"]["train"]["document_index"]["file"]).is_file()

@@ -292,6 +292,7 @@ BUILD_KEYS = (
     "near_dedup",
     "expect_fingerprint",
     "shard_tokens",
+    "language_tag",
 )
 
 
