@@ -3,6 +3,7 @@ language probabilities, per-language windows and bpb, on a tiny Python + Go tree
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from language_fixtures import write_two_language_tree
 
 from hrm_codegen.data.corpus import DirsSource
@@ -185,3 +187,141 @@ def test_a_corpus_without_the_index_is_rebuilt_with_the_same_shards(tree, bpe_di
     second = _build(tree, out, bpe_dir)
     assert second["fingerprint"] == first["fingerprint"]
     assert (out / second["splits"]["train"]["document_index"]["file"]).is_file()
+
+
+# ----------------------------------------------------------------------------- mixing and bpb
+def test_mixed_windows_hold_one_language_each_in_exact_proportions(corpus):
+    from hrm_codegen.data.corpus import PackedDataset
+    from hrm_codegen.data.corpus.languages import MixedWindows
+    from hrm_codegen.data.corpus.packed import LanguageWindows
+    from hrm_codegen.training.data import BatchOrder
+
+    train = PackedDataset(corpus, "train", 8)
+    windows = {lang: LanguageWindows([train], lang, 8) for lang in ("go", "python")}
+    # each language's windows are its documents' tokens, in order, and nothing else
+    for language, part in windows.items():
+        begin, end = train.language_spans(language)
+        expected = np.concatenate([train._read(int(a), int(b)) for a, b in zip(begin, end)])
+        assert part.tokens == len(expected)
+        assert torch.equal(part[1]["input_ids"], torch.from_numpy(expected[8:16]))
+    mixed = MixedWindows(windows, {"go": 0.25, "python": 0.75})
+    assert mixed.counts["go"] == round(0.25 * len(mixed))
+    assert sum(mixed.counts.values()) == len(mixed)
+    order = BatchOrder(len(mixed), seed=0)
+    taken = order.take(len(mixed) + 3)  # one epoch and three more
+    seen = mixed.tokens_by_language(order.epoch, order.taken_in_epoch())
+    codes = mixed.language_codes[np.asarray(taken)]
+    assert seen == {lang: int((codes == i).sum()) * 8 for i, lang in enumerate(mixed.languages)}
+    for index in range(len(mixed)):  # every window is read from its language's stream
+        language = mixed.languages[int(mixed.language_codes[index])]
+        window = mixed[index]["input_ids"]
+        assert any(
+            torch.equal(window, windows[language][j]["input_ids"])
+            for j in range(len(windows[language]))
+        )
+
+
+@pytest.fixture(scope="module")
+def mixed_run(corpus, bpe_dir, tmp_path_factory):
+    """Two steps of a tiny model on the two-language corpus mixed at temperature 2."""
+    import contextlib
+    import io
+
+    from hydra import compose, initialize_config_dir
+
+    from hrm_codegen.training import train
+
+    root = tmp_path_factory.mktemp("mixed")
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose(
+            "codegen_base",
+            overrides=[
+                "experiment=smoke",
+                "logger=jsonl",
+                f"run_dir={root / 'run'}",
+                "data=corpus",
+                f"+data.mix.sources=['{corpus}']",
+                "+data.mix.temperature=2.0",
+                "data.max_seq_len=16",
+                f"tokenizer.path={bpe_dir}",
+                "train.max_steps=2",
+                "eval.interval=2",
+                "eval.batch_size=2",
+                "eval.max_batches=null",
+                "eval.mbpp_bpb=false",
+            ],
+        )
+    with contextlib.redirect_stdout(io.StringIO()):
+        return train(cfg)
+
+
+def test_a_mixed_run_logs_tokens_and_bpb_per_language(mixed_run, corpus, bpe_dir):
+    from hrm_codegen.bpb import batched, dataset_bpb, token_byte_lengths
+    from hrm_codegen.data.corpus import PackedDataset, stack_windows
+    from hrm_codegen.evaluation.likelihood import language_windows
+    from hrm_codegen.model import load_model
+    from hrm_codegen.training.logging import read_metrics
+
+    rows = read_metrics(mixed_run)
+    final = [row for row in rows if "val/bpb" in row][-1]
+    assert final["tokens_seen/go"] + final["tokens_seen/python"] == final["tokens_seen"] > 0
+    model = load_model(mixed_run / "checkpoint").eval()
+    lengths = token_byte_lengths(load_tokenizer(bpe_dir))
+    val = PackedDataset(corpus, "validation", 16)
+    for language in ("go", "python"):
+        items = language_windows(val, language, len(val))
+        own = dataset_bpb(model, batched(items, stack_windows, 2), lengths)
+        assert final[f"val/bpb/{language}"] == pytest.approx(own.bpb, rel=1e-5)
+    overall = dataset_bpb(model, batched(val, stack_windows, 2), lengths)
+    assert final["val/bpb"] == pytest.approx(overall.bpb, rel=1e-5)
+
+
+def test_per_language_bpb_leaves_the_overall_value_unchanged(mixed_run, corpus, bpe_dir):
+    from hrm_codegen.bpb import token_byte_lengths
+    from hrm_codegen.data.corpus import PackedDataset, stack_windows
+    from hrm_codegen.model import load_model
+    from hrm_codegen.training.periodic_eval import validation_metrics
+
+    model = load_model(mixed_run / "checkpoint").eval()
+    val = PackedDataset(corpus, "validation", 16)
+    plain = [val[i] for i in range(len(val))]  # the same windows, languages unnamed
+
+    def scored(dataset):
+        return validation_metrics(
+            model,
+            dataset,
+            stack_windows,
+            {"val/bpb": (dataset, stack_windows)},
+            token_byte_lengths(load_tokenizer(bpe_dir)),
+            batch_size=2,
+            max_batches=None,
+            to_device=lambda batch: batch,
+            device=torch.device("cpu"),
+            autocast=contextlib.nullcontext,
+        )
+
+    named, unnamed = scored(val), scored(plain)
+    assert sorted(named) == ["val/bpb", "val/bpb/go", "val/bpb/python", "val/loss", "val/ppl"]
+    assert named["val/bpb"] == unnamed["val/bpb"] and named["val/loss"] == unnamed["val/loss"]
+    assert min(named["val/bpb/go"], named["val/bpb/python"]) <= named["val/bpb"]
+    assert named["val/bpb"] <= max(named["val/bpb/go"], named["val/bpb/python"])
+
+
+def test_evaluate_language_flag_scores_one_languages_tokens(mixed_run, corpus):
+    from hrm_codegen.evaluation.cli import main
+
+    out = mixed_run.parent / "eval-go"
+    argv = ["--metric", "bpb", "--model-type", "hrm", "--ckpt", str(mixed_run / "checkpoint")]
+    argv += ["--data", "corpus", "--corpus-dir", str(corpus), "--seq-len", "16"]
+    assert main([*argv, "--language", "go", "--output", str(out)]) == 0
+    result = json.loads((out / "bpb.json").read_text())
+    final = [row for row in read_metrics_of(mixed_run) if "val/bpb" in row][-1]
+    assert result["language"] == "go"
+    assert result["bpb"] == pytest.approx(final["val/bpb/go"], rel=1e-5)
+    assert main([*argv, "--language", "rust"]) == 2
+
+
+def read_metrics_of(run_dir: Path) -> list[dict]:
+    from hrm_codegen.training.logging import read_metrics
+
+    return read_metrics(run_dir)

@@ -1,5 +1,6 @@
-"""Several languages in one corpus: a language-balanced text sample for the tokenizer, and the
-per-language probabilities a mixed pretraining run samples windows with.
+"""Several languages in one corpus: a language-balanced text sample for the tokenizer, the
+per-language probabilities a mixed pretraining run samples windows with, and its windows
+(`MixedWindows`).
 
 The tokenizer must not learn its merges mostly from whichever language has the most source, so
 `balanced_sample` gives every language the same byte budget (a language with less gives all it
@@ -15,6 +16,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from hrm_codegen.data.corpus.packed import LanguageWindows
 from hrm_codegen.data.corpus.sources import Document, read_document, source_from_config
 from hrm_codegen.data.corpus_filters import (
     Decontaminator,
@@ -173,3 +179,59 @@ def allocate(total: int, probabilities: Mapping[str, float]) -> dict[str, int]:
     for lang in order[: total - sum(parts.values())]:
         parts[lang] += 1
     return parts
+
+
+class MixedWindows(Dataset):
+    """Training windows of several languages in fixed proportions: of its `len` items,
+    `allocate(len, probabilities)` are each language's (that language's windows spread evenly
+    over its share, repeated when the share is larger than the windows it has), so any
+    permutation of the items, one per epoch, sees every language in exactly its proportion."""
+
+    def __init__(
+        self, windows: Mapping[str, LanguageWindows], probabilities: Mapping[str, float]
+    ) -> None:
+        self.windows = {lang: windows[lang] for lang in sorted(windows) if probabilities.get(lang)}
+        empty = [lang for lang, w in self.windows.items() if len(w) == 0]
+        if empty:
+            raise ValueError(f"no full training window of {empty}: shorten data.max_seq_len")
+        if not self.windows:
+            raise ValueError("no language with a positive weight has training text")
+        self.probabilities = {lang: float(probabilities[lang]) for lang in self.windows}
+        total = sum(len(w) for w in self.windows.values())
+        self.counts = allocate(total, _normalised(self.probabilities))
+        self.languages = list(self.windows)
+        self.starts = np.cumsum([0] + [self.counts[lang] for lang in self.languages])
+        self.language_codes = np.repeat(
+            np.arange(len(self.languages)), [self.counts[lang] for lang in self.languages]
+        )
+        self.seq_len = next(iter(self.windows.values())).seq_len
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"window {index} out of range for {len(self)} windows")
+        index %= len(self)
+        code = int(self.language_codes[index])
+        language = self.languages[code]
+        local, share = index - int(self.starts[code]), self.counts[language]
+        available = len(self.windows[language])
+        window = local * available // share if share <= available else local % available
+        return self.windows[language][window]
+
+    def tokens_by_language(self, epoch: int, taken: list[int]) -> dict[str, int]:
+        """Label tokens of each language a run has trained on after `epoch` whole epochs and
+        the items `taken` of the current one (each window: `seq_len` label tokens)."""
+        partial = np.bincount(
+            self.language_codes[np.asarray(taken, dtype=np.int64)], minlength=len(self.languages)
+        )
+        return {
+            lang: (epoch * self.counts[lang] + int(partial[code])) * self.seq_len
+            for code, lang in enumerate(self.languages)
+        }
+
+
+def _normalised(weights: Mapping[str, float]) -> dict[str, float]:
+    total = sum(weights.values())
+    return {lang: value / total for lang, value in weights.items()}
