@@ -325,3 +325,92 @@ def read_metrics_of(run_dir: Path) -> list[dict]:
     from hrm_codegen.training.logging import read_metrics
 
     return read_metrics(run_dir)
+
+
+# ----------------------------------------------------------------------------- the study
+def test_cpu_polyglot_is_a_valid_protocol_with_equal_python_tokens():
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from hrm_codegen.study.spec import load_spec
+
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose("run_study", overrides=["study=cpu_polyglot"])
+    spec = load_spec(OmegaConf.to_container(cfg, resolve=True)["study"])
+    assert spec.select_metric == "val/bpb/python" and len(spec.seeds) == 2
+    for model in ("hrm", "transformer"):
+        python_only = spec.pretrain.budget_overrides(spec.step_scale.get(f"{model}_python", 1))
+        mixed = spec.pretrain.budget_overrides(spec.step_scale[f"{model}_polyglot"])
+        weights = next(o for o in spec.arms[f"{model}_polyglot"] if "weights" in o)
+        assert "python:0.5" in weights  # half the windows Python, twice the steps
+        assert python_only[-1] == "train.max_steps=500" and mixed[-1] == "train.max_steps=1000"
+
+
+def test_a_tiny_polyglot_study_reports_bpb_per_language_at_equal_python_tokens(
+    corpus, bpe_dir, tmp_path
+):
+    import io
+
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from hrm_codegen.study import run_study_from_config
+
+    tiny = [
+        "device=cpu",
+        "logger=jsonl",
+        "log_interval=2",
+        "model.max_seq_len=64",
+        "model.hidden_size=32",
+        "model.num_heads=2",
+        "++model.H_layers=1",
+        "++model.L_layers=1",
+        "++model.H_cycles=1",
+        "++model.L_cycles=1",
+        "train.micro_batch_size=2",
+        "eval.batch_size=2",
+        "eval.max_batches=null",
+        "eval.points=2",
+        "eval.checkpoint_points=1",
+        "eval.mbpp_bpb=false",
+    ]
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose(
+            "run_study",
+            overrides=[
+                "study=cpu_polyglot",
+                f"output_dir={tmp_path / 'out'}",
+                "study.jobs=1",
+                "study.records_dir=null",
+                f"study.prepare.tokenizer_path={bpe_dir}",
+                f"+study.prepare.corpus_dir={corpus}",
+                "study.pretrain.max_steps=4",
+            ],
+        )
+    node = OmegaConf.to_container(cfg, resolve=True)
+    node["study"]["common"] = tiny
+    node["study"]["pretrain"]["overrides"] = [
+        "data=corpus",
+        "data.max_seq_len=16",
+        "+data.mix.val_windows_per_language=3",
+    ]
+    arms = {"hrm_python": ["model=hrm", "+data.mix.weights={python:1.0}"]}
+    arms["hrm_polyglot"] = ["model=hrm", "+data.mix.weights={python:0.5,go:0.5}"]
+    node["study"].update(arms=arms, step_scale={"hrm_polyglot": 2})
+    with contextlib.redirect_stdout(io.StringIO()):
+        report = run_study_from_config(OmegaConf.create(node), command="test")
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    runs = {(r["arm"], r["lr"], r["seed"]): r for r in results["runs"]}
+    for (arm, _, _), run in runs.items():
+        assert run["steps"] == (8 if arm == "hrm_polyglot" else 4)
+        last = run["curve"][-1]
+        python = last["tokens_seen/python"]
+        assert python == 4 * 2 * 16 if arm == "hrm_python" else 0 < python < 8 * 2 * 16
+        assert {"val/bpb/python", "val/bpb/go"} <= set(last)
+    block = results["languages"]
+    assert block["names"] == ["go", "python"]
+    assert set(block["final"]) == {"hrm_python", "hrm_polyglot"}
+    assert list(block["equal_tokens"]) == ["python"]  # the Python-only arm never saw Go
+    text = report.read_text()
+    assert "## Per language: final val/bpb/<language>" in text
+    assert "## Equal python tokens" in text

@@ -221,9 +221,12 @@ def _pretrain_data(data_cfg: dict[str, Any], tokenizer: Any) -> StageData:
 
 
 def _mixed_pretrain_data(data_cfg: dict[str, Any], tokenizer: Any) -> StageData:
-    """Several corpora (`data.mix.sources`: configs/corpus names or folders), their languages
-    mixed by `data.mix.weights` or temperature sampling (`data.mix.temperature`: p_l
-    proportional to n_l^(1/T) over training tokens); validation: every source's split, whole."""
+    """Several corpora (`data.mix.sources`: configs/corpus names or folders; default the one
+    corpus `data.shard_dir`/`data.source` names), their languages mixed by `data.mix.weights`
+    or temperature sampling (`data.mix.temperature`: p_l proportional to n_l^(1/T) over
+    training tokens); validation: every source's split, whole, whatever the weights (a
+    language with weight 0 is still scored), or the first `data.mix.val_windows_per_language`
+    windows of each language's validation documents."""
     from hrm_codegen.data.corpus import (
         PackedDataset,
         read_manifest,
@@ -236,8 +239,10 @@ def _mixed_pretrain_data(data_cfg: dict[str, Any], tokenizer: Any) -> StageData:
 
     mix = dict(data_cfg["mix"])
     sources = [str(name) for name in mix.get("sources") or []]
-    if not sources:
-        raise DataConfigError("data.mix.sources is empty: name the corpora to mix")
+    if not sources:  # the languages of the stage's one corpus
+        source = data_cfg.get("source")
+        default = hrm_codegen_home() / "corpus" / (str(source) if source else "")
+        sources = [str(data_cfg.get("shard_dir") or default)]
     seq_len = int(data_cfg["max_seq_len"])
     ours = tokenizer_fingerprint(tokenizer.backend_tokenizer.to_str())
     trains, vals, fingerprints = [], [], {}
@@ -263,7 +268,7 @@ def _mixed_pretrain_data(data_cfg: dict[str, Any], tokenizer: Any) -> StageData:
         # too small or no split: the other sources' validation still counts
         with contextlib.suppress(ValueError):
             vals.append(PackedDataset(folder, data_cfg["val_split"], seq_len))
-        fingerprints[f"corpus/{Path(name).name}"] = read_manifest(folder)["fingerprint"]
+        fingerprints[f"corpus_{Path(name).name}"] = read_manifest(folder)["fingerprint"]
     languages = sorted({lang for part in trains for lang in part.language_names})
     try:
         windows = {lang: LanguageWindows(trains, lang, seq_len) for lang in languages}
@@ -276,11 +281,20 @@ def _mixed_pretrain_data(data_cfg: dict[str, Any], tokenizer: Any) -> StageData:
         train_set = MixedWindows(windows, probabilities)
     except ValueError as error:
         raise DataConfigError(f"data.mix: {error}") from error
-    val = ConcatWindows(vals) if vals and sum(len(v) for v in vals) else None
+    per_language = mix.get("val_windows_per_language")
+    if per_language:  # the first N validation windows of each language: every one scored
+        val = ConcatWindows(
+            [LanguageWindows(vals, lang, seq_len, int(per_language)) for lang in languages]
+        )
+    else:
+        val = ConcatWindows(vals)
+    val = val if len(val) else None
     shares = ", ".join(f"{lang} {p:.3f}" for lang, p in probabilities.items())
-    combined = hashlib.sha256(
-        json.dumps([fingerprints, probabilities], sort_keys=True).encode()
-    ).hexdigest()
+    if len(fingerprints) == 1:  # one corpus: the run reads its shards, as without a mix
+        fingerprints = {"corpus": next(iter(fingerprints.values()))}
+    else:
+        combined = json.dumps(sorted(fingerprints.items())).encode()
+        fingerprints = {"corpus": hashlib.sha256(combined).hexdigest(), **fingerprints}
     return StageData(
         train=train_set,
         val=val,
@@ -290,7 +304,7 @@ def _mixed_pretrain_data(data_cfg: dict[str, Any], tokenizer: Any) -> StageData:
             f"mixed corpora {sources}: {len(train_set)} train windows of {seq_len} "
             f"(languages: {shares}), {len(val) if val is not None else 0} val windows"
         ),
-        fingerprints={"corpus": combined, **fingerprints},
+        fingerprints=fingerprints,
     )
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -129,8 +130,15 @@ class LanguageWindows(Dataset):
     or more `PackedDataset`s of the same tokenizer (their split streams; each document keeps
     its EOS), as if those documents alone had been written to the shards."""
 
-    def __init__(self, parts: list[PackedDataset], language: str, seq_len: int) -> None:
+    def __init__(
+        self,
+        parts: list[PackedDataset],
+        language: str,
+        seq_len: int,
+        max_windows: int | None = None,
+    ) -> None:
         self.language, self.seq_len = language, seq_len
+        self.language_names = [language]
         self.parts = parts
         owners, starts, lengths = [], [], []
         for number, part in enumerate(parts):
@@ -144,9 +152,15 @@ class LanguageWindows(Dataset):
         self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         self.tokens = int(self.offsets[-1])
         self.num_windows = max(0, (self.tokens - 1) // seq_len)
+        if max_windows is not None:  # the first windows only (a validation sample)
+            self.num_windows = min(self.num_windows, int(max_windows))
 
     def __len__(self) -> int:
         return self.num_windows
+
+    def label_language_codes(self, index: int) -> np.ndarray:
+        """Every label is this language's (code 0 of `language_names`)."""
+        return np.zeros(self.seq_len, dtype=np.int64)
 
     def _read(self, start: int, stop: int) -> np.ndarray:
         pieces = []
@@ -172,12 +186,12 @@ class ConcatWindows(Dataset):
     """The windows of several `PackedDataset`s one after another (e.g. the validation splits of
     every corpus a mixed run reads), with each label token's language under one shared naming."""
 
-    def __init__(self, parts: list[PackedDataset]) -> None:
-        self.parts = parts
-        self.offsets = np.cumsum([0] + [len(part) for part in parts])
+    def __init__(self, parts: list[Any]) -> None:
+        self.parts = [part for part in parts if len(part)]
+        self.offsets = np.cumsum([0] + [len(part) for part in self.parts])
         self.language_names: list[str] = []
         self._codes: list[np.ndarray] = []
-        for part in parts:
+        for part in self.parts:
             for name in part.language_names:
                 if name not in self.language_names:
                     self.language_names.append(name)
