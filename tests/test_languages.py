@@ -180,13 +180,25 @@ def test_the_language_tag_is_off_by_default_and_recorded_when_on(tree, bpe_dir, 
         _build(tree, tmp_path / "bad", bpe_dir, language_tag="<tag>")
 
 
-def test_a_corpus_without_the_index_is_rebuilt_with_the_same_shards(tree, bpe_dir, tmp_path):
+def test_a_corpus_built_before_the_index_is_kept_and_asks_for_a_forced_rebuild(
+    tree, bpe_dir, tmp_path
+):
+    from hrm_codegen.data.corpus import PackedDataset
+
     out = tmp_path / "old"
     first = _build(tree, out, bpe_dir)
     (out / first["splits"]["train"]["document_index"]["file"]).unlink()
-    second = _build(tree, out, bpe_dir)
-    assert second["fingerprint"] == first["fingerprint"]
-    assert (out / second["splits"]["train"]["document_index"]["file"]).is_file()
+    assert _build(tree, out, bpe_dir)["fingerprint"] == first["fingerprint"]  # skipped
+    old = PackedDataset(out, "train", 16)
+    assert old.language_names == [] and len(old) > 0  # trains as before
+    with pytest.raises(ValueError, match="--force"):
+        old.label_language_codes(0)
+    forced = _build(tree, out, bpe_dir, force=True)
+    assert forced["fingerprint"] == first["fingerprint"]
+    assert (
+        PackedDataset(out, "train", 16).language_names
+        == first["splits"]["train"]["document_index"]["languages"]
+    )
 
 
 # ----------------------------------------------------------------------------- mixing and bpb

@@ -328,9 +328,6 @@ def _is_up_to_date(output_dir: Path, config_hash: str) -> dict | None:
         return None
     itemsize = np.dtype(meta["dtype"]).itemsize
     for split in meta["splits"].values():
-        index = split.get("document_index")
-        if index is None or not (output_dir / index["file"]).is_file():
-            return None  # built before the document index: rebuilt (the same shards) with it
         for shard in split["shards"]:
             path = output_dir / shard["file"]
             if not path.is_file() or path.stat().st_size != shard["tokens"] * itemsize:

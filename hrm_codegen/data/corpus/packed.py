@@ -79,7 +79,8 @@ class PackedDataset(Dataset):
         if self.document_ends is None:
             raise ValueError(
                 "this corpus has no document index (built before it, with several languages): "
-                "rebuild it with scripts/build_corpus.py (the shards come out the same)"
+                "rebuild it with `scripts/build_corpus.py ... --force` (the shards and the "
+                "fingerprint come out the same)"
             )
 
     def label_language_codes(self, index: int) -> np.ndarray:
