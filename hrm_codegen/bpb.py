@@ -114,6 +114,38 @@ def batch_bpb_totals(
     )
 
 
+def batch_bpb_totals_by_language(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    codes: torch.Tensor,
+    names: Sequence[str],
+    byte_lengths: torch.Tensor,
+    loss: str = "softmax",
+) -> dict[str, BpbTotals]:
+    """Totals of each language's label tokens (`codes` [B, S]: each label's index in `names`)
+    for one batch, from one cross-entropy pass: the parts sum to `batch_bpb_totals`'s."""
+    per_token = token_cross_entropy(loss, logits, labels, reduction="none")
+    valid = labels != IGNORE_INDEX
+    codes = codes.to(labels.device)
+    found = {}
+    for code, name in enumerate(names):
+        mask = valid & (codes == code)
+        ids = labels[mask].to(byte_lengths.device)
+        found[name] = BpbTotals(
+            nats=float(per_token[mask].double().sum()),
+            bytes=int(byte_lengths[ids].sum()),
+            tokens=int(mask.sum()),
+        )
+    return found
+
+
+def language_codes_of(dataset: Any, start: int, stop: int) -> torch.Tensor:
+    """Int64 [stop - start, S]: the language code of every label of items [start, stop)."""
+    return torch.stack(
+        [torch.as_tensor(dataset.label_language_codes(i)) for i in range(start, stop)]
+    ).long()
+
+
 @torch.no_grad()
 def dataset_bpb(
     model: torch.nn.Module,
@@ -168,4 +200,12 @@ def batched(
         yield collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
 
 
-__all__ = ["BpbTotals", "batch_bpb_totals", "batched", "dataset_bpb", "token_byte_lengths"]
+__all__ = [
+    "BpbTotals",
+    "batch_bpb_totals",
+    "batch_bpb_totals_by_language",
+    "batched",
+    "dataset_bpb",
+    "language_codes_of",
+    "token_byte_lengths",
+]

@@ -190,6 +190,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     metric.add_argument("--seq-len", type=int, default=1024, help="--data corpus: window length")
     metric.add_argument("--max-batches", type=int, help="--metric bpb: only the first N batches")
+    metric.add_argument(
+        "--language",
+        help="--metric bpb --data corpus: score only this language's tokens (e.g. go; the corpus "
+        "names each document's language)",
+    )
     hrm = parser.add_argument_group("HRM test-time compute (default: as trained)")
     hrm.add_argument("--h-cycles", type=int, help="H cycles per segment at inference")
     hrm.add_argument("--l-cycles", type=int, help="L cycles per H cycle at inference")
@@ -311,6 +316,8 @@ def run_bpb(args: argparse.Namespace) -> None:
     data = args.data or "corpus"
     if data not in BPB_DATA:
         raise ValueError(f"--metric bpb --data {data!r}: use one of {', '.join(BPB_DATA)}")
+    if args.language and data != "corpus":
+        raise ValueError("--language applies to --metric bpb --data corpus only")
     run_bpb_evaluation(
         model_type=args.model_type,
         ckpt=args.ckpt,
@@ -330,6 +337,7 @@ def run_bpb(args: argparse.Namespace) -> None:
         h_cycles=args.h_cycles,
         l_cycles=args.l_cycles,
         segments=args.segments,
+        language=args.language,
     )
 
 

@@ -3,7 +3,8 @@
 Pass@k of a small model is 0 and compares nothing; bits per byte moves at every scale and needs no
 sandbox. `--data corpus` scores the validation split of a token-shard corpus (packed windows, as
 `val/bpb` in training), `--data mbpp` the MBPP reference solutions given their prompts (as
-`val/mbpp_bpb`). With an HRM, `--h-cycles/--l-cycles/--segments` run more (or less) recurrence at
+`val/mbpp_bpb`); `--language go` scores only that language's tokens of the corpus (as
+`val/bpb/go`). With an HRM, `--h-cycles/--l-cycles/--segments` run more (or less) recurrence at
 inference than in training (`HRMForCausalLM.set_inference_schedule`).
 """
 
@@ -58,9 +59,12 @@ def bpb_dataset(
     benchmark: str = "mbpp",
     limit: int | None = None,
     prefix_lm: bool = False,
+    language: str | None = None,
 ) -> tuple[Any, Any, str]:
     """(dataset, collate, description) for `--data corpus|mbpp`; `prefix_lm` (the model's) marks
-    MBPP prompts so that a PrefixLM model reads them as it was fine-tuned to."""
+    MBPP prompts so that a PrefixLM model reads them as it was fine-tuned to; `language`: only
+    that language's label tokens count (the others' labels are ignored, windows without it
+    dropped), so the bpb is the language's own over the same windows training scores."""
     if data == "corpus":
         from hrm_codegen.data.corpus import PackedDataset, stack_windows, tokenizer_fingerprint
         from hrm_codegen.tokenization import hrm_codegen_home
@@ -74,9 +78,17 @@ def bpb_dataset(
                 f"{folder} was tokenized with another tokenizer than this model's; pass the "
                 "--corpus-dir built with the model's tokenizer"
             )
+        description = f"{folder} {split or 'validation'}, windows of {seq_len}"
+        count = min(limit, len(dataset)) if limit else len(dataset)
+        if language:
+            return (
+                language_windows(dataset, language, count),
+                stack_windows,
+                (f"{description}, {language} tokens only"),
+            )
         if limit:
-            dataset = [dataset[i] for i in range(min(limit, len(dataset)))]
-        return dataset, stack_windows, f"{folder} {split or 'validation'}, windows of {seq_len}"
+            dataset = [dataset[i] for i in range(count)]
+        return dataset, stack_windows, description
     if data == "mbpp":
         from hrm_codegen.data import load_benchmark
         from hrm_codegen.data.sft import SFTCollator, SFTDataset
@@ -89,6 +101,29 @@ def bpb_dataset(
         collate = SFTCollator(tokenizer.pad_token_id, pad_to_multiple_of=8, prefix_lm=prefix_lm)
         return dataset, collate, f"{benchmark} {split or 'validation'}: {len(dataset)} tasks"
     raise ValueError(f"--data {data!r} is not one of {BPB_DATA}")
+
+
+def language_windows(dataset: Any, language: str, count: int) -> list[dict[str, Any]]:
+    """The first `count` windows that hold `language`, other languages' labels ignored (-100)."""
+    import torch
+
+    from hrm_codegen.losses import IGNORE_INDEX
+
+    names = list(getattr(dataset, "language_names", []))
+    if language not in names:
+        raise ValueError(
+            f"--language {language}: the corpus split holds {', '.join(names) or 'no named'} "
+            "languages"
+        )
+    code = names.index(language)
+    items = []
+    for index in range(count):
+        other = torch.as_tensor(dataset.label_language_codes(index)) != code
+        if bool(other.all()):
+            continue
+        item = dataset[index]
+        items.append({**item, "labels": item["labels"].masked_fill(other, IGNORE_INDEX)})
+    return items
 
 
 def run_bpb_evaluation(
@@ -111,6 +146,7 @@ def run_bpb_evaluation(
     output: str | Path | None = None,
     quantize: str | None = None,
     dtype: str | None = None,
+    language: str | None = None,
 ) -> dict[str, Any]:
     """Load the model, set the schedule, score the text; print and (with `output`) write JSON.
 
@@ -138,6 +174,7 @@ def run_bpb_evaluation(
         benchmark=benchmark,
         limit=limit,
         prefix_lm=bool(getattr(model.config, "prefix_lm", False)),
+        language=language,
     )
     from hrm_codegen.bpb import batched, dataset_bpb, token_byte_lengths
 
@@ -151,6 +188,7 @@ def run_bpb_evaluation(
     result = {
         "metric": "bpb",
         "data": data,
+        **({"language": language} if language else {}),
         "description": description,
         "ckpt": str(Path(ckpt).resolve()),
         "model_type": model_type,

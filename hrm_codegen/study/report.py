@@ -61,6 +61,14 @@ def _curve(run_dir: Path) -> list[dict[str, float]]:
                 k: row[k] for k in ("step", "tokens_seen", "flops", "train_seconds") if k in row
             }
             point.update({k: finite_or_inf(row[k]) for k in CURVE_KEYS if k in row})
+            # a multi-language run's per-language bpb and tokens (absent otherwise)
+            point.update(
+                {
+                    k: finite_or_inf(v) if k.startswith("val/bpb/") else v
+                    for k, v in row.items()
+                    if k.startswith(("val/bpb/", "tokens_seen/"))
+                }
+            )
             by_step[int(row["step"])] = point
     return [by_step[s] for s in sorted(by_step)]
 
@@ -279,6 +287,7 @@ def collect(runner: StudyState) -> dict[str, Any]:
         else data_record(runner, runs),
         "arms": arms,
         "equal_tokens": _equal_tokens(runs, selected),
+        **_languages_entry(runs, selected),
         "runs": runs,
         "sessions": json.loads((runner.out / "sessions.json").read_text())
         if (runner.out / "sessions.json").is_file()
@@ -310,6 +319,62 @@ def _equal_tokens(runs: list[dict[str, Any]], selected: dict[str, float]) -> dic
         value = float(np.interp(tokens, xs, ys)) if xs and xs[0] <= tokens else math.nan
         per_arm.setdefault(r["arm"], []).append(value)
     return {"tokens": tokens, "val/bpb": {arm: _stats(v) for arm, v in per_arm.items()}}
+
+
+def _languages_entry(runs: list[dict[str, Any]], selected: dict[str, float]) -> dict[str, Any]:
+    """`{"languages": ...}` when the runs logged val/bpb/<language> (else nothing, so a
+    one-language study's results keep their keys): each selected arm's final bpb per language,
+    and, for each language every run trained on, its bpb at the same count of that language's
+    tokens (the fewest any run saw), interpolated on tokens_seen/<language>."""
+    import numpy as np
+
+    chosen = [
+        r
+        for r in runs
+        if r["stage"] == "pretrain" and selected.get(r["arm"]) == r["lr"] and r["status"] == "done"
+    ]
+    names = sorted(
+        {
+            k.split("/", 2)[2]
+            for r in chosen
+            for p in r["curve"]
+            for k in p
+            if k.startswith("val/bpb/")
+        }
+    )
+    if not names:
+        return {}
+    final: dict[str, dict[str, Any]] = {}
+    for r in chosen:
+        for lang in names:
+            values = [p[f"val/bpb/{lang}"] for p in r["curve"] if f"val/bpb/{lang}" in p]
+            if values:
+                final.setdefault(r["arm"], {}).setdefault(lang, []).append(values[-1])
+    equal: dict[str, Any] = {}
+    for lang in names:
+        key = f"tokens_seen/{lang}"
+        seen = [max((p.get(key, 0) for p in r["curve"]), default=0) for r in chosen]
+        if not seen or min(seen) <= 0:
+            continue  # some run never trained on it: compared by final value only
+        tokens = min(seen)
+        per_arm: dict[str, list[float]] = {}
+        for r in chosen:
+            points = [
+                (p[key], p[f"val/bpb/{lang}"])
+                for p in r["curve"]
+                if key in p and f"val/bpb/{lang}" in p
+            ]
+            xs, ys = [x for x, _ in points], [y for _, y in points]
+            value = float(np.interp(tokens, xs, ys)) if xs and xs[0] <= tokens else math.nan
+            per_arm.setdefault(r["arm"], []).append(value)
+        equal[lang] = {"tokens": tokens, "bpb": {a: _stats(v) for a, v in per_arm.items()}}
+    return {
+        "languages": {
+            "names": names,
+            "final": {a: {lang: _stats(v) for lang, v in by.items()} for a, by in final.items()},
+            "equal_tokens": equal,
+        }
+    }
 
 
 def _machine() -> dict[str, Any]:
@@ -522,6 +587,7 @@ def render_markdown(result: dict[str, Any], command: str, plots: list[str]) -> s
         ]
         lines += [f"| {arm} | {_fmt(s)} |" for arm, s in eq["val/bpb"].items()]
         lines.append("")
+    lines += _language_lines(result.get("languages"))
     tt = {
         arm: e["pretrain"]["test_time"]
         for arm, e in arms.items()
@@ -601,6 +667,35 @@ def render_markdown(result: dict[str, Any], command: str, plots: list[str]) -> s
 
 
 # ----------------------------------------------------------------------------- plots
+
+
+def _language_lines(block: dict[str, Any] | None) -> list[str]:
+    """The per-language sections: final val/bpb/<language>, and bpb at equal tokens of it."""
+    if not block:
+        return []
+    names = block["names"]
+    lines = [
+        "## Per language: final val/bpb/<language>",
+        "",
+        "| arm | " + " | ".join(names) + " |",
+        "|---|" + "---:|" * len(names),
+    ]
+    for arm, by in block["final"].items():
+        lines.append(f"| {arm} | " + " | ".join(_fmt(by.get(n)) for n in names) + " |")
+    lines.append("")
+    for lang, eq in block["equal_tokens"].items():
+        lines += [
+            f"## Equal {lang} tokens: val/bpb/{lang} after {_si(eq['tokens'])} {lang} tokens",
+            "",
+            f"Interpolated on each run's curve against tokens_seen/{lang}, at the count of the "
+            "run that saw the fewest (equal data of that language, whatever else it saw).",
+            "",
+            f"| arm | val/bpb/{lang} |",
+            "|---|---:|",
+        ]
+        lines += [f"| {arm} | {_fmt(s)} |" for arm, s in eq["bpb"].items()]
+        lines.append("")
+    return lines
 
 
 def _data_lines(data: dict[str, Any], study: str) -> list[str]:

@@ -211,7 +211,9 @@ class StudyRunner:
             f"experiment_name=study-{spec.name}",
             f"seed={key.seed}",
             f"train.lr={key.lr * stage.lr_scale!r}",
-            *stage.budget_overrides(),
+            *stage.budget_overrides(
+                spec.step_scale.get(key.arm, 1.0) if key.stage == "pretrain" else 1.0
+            ),
             f"run_dir={key.path(self.out)}",
         ]
         if spec.mbpp_path:

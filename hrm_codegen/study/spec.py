@@ -31,10 +31,14 @@ class StageSpec:
     lr_scale: float = 1.0  # sft: the arm's selected pretraining lr times this
     max_steps: int | None = None  # ... or optimiser steps per run (equal tokens/examples)
 
-    def budget_overrides(self) -> list[str]:
-        """What makes every arm's run of this stage the same size."""
+    def budget_overrides(self, step_scale: float = 1.0) -> list[str]:
+        """What makes every arm's run of this stage the same size (`step_scale`: an arm's
+        steps are `max_steps` times it, see `StudySpec.step_scale`)."""
         if self.max_steps is not None:
-            return ["train.flop_budget=null", f"train.max_steps={self.max_steps}"]
+            steps = (
+                self.max_steps if step_scale == 1.0 else max(1, round(self.max_steps * step_scale))
+            )
+            return ["train.flop_budget=null", f"train.max_steps={steps}"]
         return [f"train.flop_budget={self.flop_budget!r}"]
 
 
@@ -101,6 +105,10 @@ class StudySpec:
     # where runs execute: local workers, Slurm jobs (submitit) or Ray tasks (`ExecutorSpec`;
     # study/executors.py runs them)
     executor: Any = None
+    # pretraining steps of an arm relative to pretrain.max_steps (default 1): an arm that gives
+    # half its windows to other languages trains twice as long, so both see the same tokens of
+    # the language compared (study=cpu_polyglot)
+    step_scale: dict[str, float] = field(default_factory=dict)
 
     @property
     def all_arms(self) -> list[str]:
@@ -170,6 +178,25 @@ def _exec_eval(cfg: Any) -> ExecEvalSpec | None:
         max_new_tokens=int(cfg.get("max_new_tokens", 48)),
         batch_size=int(cfg.get("batch_size", 32)),
     )
+
+
+def _step_scale(cfg: Any, arms: dict[str, Any], pretrain: Any) -> dict[str, float]:
+    if not cfg:
+        return {}
+    scales = {str(arm): float(value) for arm, value in dict(cfg).items()}
+    unknown = sorted(set(scales) - set(arms))
+    if unknown:
+        raise StudyConfigError(
+            f"study.step_scale names {unknown}, not pretraining arms ({sorted(arms)})"
+        )
+    if any(not value > 0 for value in scales.values()):
+        raise StudyConfigError(f"study.step_scale={scales}: every scale must be positive")
+    if not pretrain or pretrain.get("max_steps") is None:
+        raise StudyConfigError(
+            "study.step_scale scales pretrain.max_steps: give the stage max_steps, not a "
+            "flop_budget"
+        )
+    return scales
 
 
 def load_spec(cfg: Any) -> StudySpec:
@@ -269,6 +296,7 @@ def load_spec(cfg: Any) -> StudySpec:
         threads=int(cfg["threads"]) if cfg.get("threads") else None,
         exec_eval=_exec_eval(cfg.get("exec_eval")),
         executor=_executor(cfg.get("executor")),
+        step_scale=_step_scale(cfg.get("step_scale"), arms, cfg.get("pretrain")),
     )
     if spec.exec_eval is not None and not spec.prepare.get("exec"):
         raise StudyConfigError(

@@ -97,12 +97,14 @@ def train_code_bpe(
     vary_layouts: bool = True,
     seed: int = 0,
     progress: bool = True,
+    manifest: dict | None = None,
 ) -> Path:
     """Train the code BPE and save `tokenizer.json` in `output_dir`; returns that folder.
 
     `files_or_iterator` is a list of file paths (`Path`s, or strings naming existing files) or
     an iterable of texts. Special tokens: `<|endoftext|>` (id 0, BOS/EOS) and `<|pad|>` (id 1).
     `output_dir` defaults to `default_code_bpe_dir()`, where `load_tokenizer("code-bpe")` looks.
+    `manifest`: more to record in `training.json` (e.g. the bytes per language sampled).
     """
     if vocab_size < 300:
         raise ValueError(f"vocab_size={vocab_size} is below the 256 bytes + specials it needs")
@@ -141,6 +143,7 @@ def train_code_bpe(
         "pretokenize_pattern": CODE_PRETOKENIZE_PATTERN,
         # what a corpus manifest and a run record as this tokenizer's identity
         "fingerprint": tokenizer_fingerprint(tokenizer),
+        **(manifest or {}),
     }
     (output / "training.json").write_text(json.dumps(info, indent=2) + "\n")
     return output
@@ -167,4 +170,27 @@ def compression_table(tokenizers: dict, corpora: dict[str, list[str]], baseline:
                 f"{corpus_name:<24} {name:<12} {chars:>10,} {round(rate * chars):>10,} "
                 f"{rate:>9.4f} {ratio:>7.3f}"
             )
+    return "\n".join(lines)
+
+
+def tokens_per_byte(tokenizer, texts: list[str]) -> float:
+    """Tokens per UTF-8 byte over `texts` (no special tokens): comparable across languages."""
+    ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    num_bytes = sum(len(t.encode("utf-8", "surrogatepass")) for t in texts)
+    return sum(len(x) for x in ids) / max(1, num_bytes)
+
+
+def language_table(tokenizers: dict, texts_by_language: dict[str, list[str]]) -> str:
+    """One row per language: its bytes and each tokenizer's tokens per byte (lower is better)."""
+    names = list(tokenizers)
+    width = max(12, *(len(name) for name in names))
+    header = f"{'language':<12} {'bytes':>12} " + " ".join(f"{n:>{width}}" for n in names)
+    lines = ["tokens per byte", header, "-" * len(header)]
+    for language in sorted(texts_by_language):
+        texts = texts_by_language[language]
+        num_bytes = sum(len(t.encode("utf-8", "surrogatepass")) for t in texts)
+        rates = [tokens_per_byte(tokenizers[name], texts) for name in names]
+        lines.append(
+            f"{language:<12} {num_bytes:>12,} " + " ".join(f"{r:>{width}.4f}" for r in rates)
+        )
     return "\n".join(lines)

@@ -8,6 +8,7 @@ pure function of (seed, position) so a resumed run sees exactly the batches it w
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -68,6 +69,10 @@ class BatchOrder:
                 self.epoch, self.offset = self.epoch + 1, 0
                 self._perm = self._permutation(self.epoch)
         return out
+
+    def taken_in_epoch(self) -> list[int]:
+        """The indices of the current epoch handed out so far."""
+        return self._perm[: self.offset]
 
     def state_dict(self) -> dict[str, int]:
         return {"epoch": self.epoch, "offset": self.offset, "num_samples": self.num_samples}
@@ -175,6 +180,8 @@ def _pretrain_data(data_cfg: dict[str, Any], tokenizer: Any) -> StageData:
     )
     from hrm_codegen.tokenization import hrm_codegen_home
 
+    if data_cfg.get("mix"):
+        return _mixed_pretrain_data(data_cfg, tokenizer)
     source = data_cfg.get("source")
     default = (
         hrm_codegen_home() / "corpus" / str(source) if source else hrm_codegen_home() / "corpus"
@@ -210,6 +217,94 @@ def _pretrain_data(data_cfg: dict[str, Any], tokenizer: Any) -> StageData:
         max_seq_len=seq_len,
         description=f"corpus {shard_dir}: {len(train)} train windows of {seq_len}, {val_text}",
         fingerprints={"corpus": read_manifest(shard_dir)["fingerprint"]},
+    )
+
+
+def _mixed_pretrain_data(data_cfg: dict[str, Any], tokenizer: Any) -> StageData:
+    """Several corpora (`data.mix.sources`: configs/corpus names or folders; default the one
+    corpus `data.shard_dir`/`data.source` names), their languages mixed by `data.mix.weights`
+    or temperature sampling (`data.mix.temperature`: p_l proportional to n_l^(1/T) over
+    training tokens); validation: every source's split, whole, whatever the weights (a
+    language with weight 0 is still scored), or the first `data.mix.val_windows_per_language`
+    windows of each language's validation documents."""
+    from hrm_codegen.data.corpus import (
+        PackedDataset,
+        read_manifest,
+        stack_windows,
+        tokenizer_fingerprint,
+    )
+    from hrm_codegen.data.corpus.languages import MixedWindows, language_probabilities
+    from hrm_codegen.data.corpus.packed import ConcatWindows, LanguageWindows
+    from hrm_codegen.tokenization import hrm_codegen_home
+
+    mix = dict(data_cfg["mix"])
+    sources = [str(name) for name in mix.get("sources") or []]
+    if not sources:  # the languages of the stage's one corpus
+        source = data_cfg.get("source")
+        default = hrm_codegen_home() / "corpus" / (str(source) if source else "")
+        sources = [str(data_cfg.get("shard_dir") or default)]
+    seq_len = int(data_cfg["max_seq_len"])
+    ours = tokenizer_fingerprint(tokenizer.backend_tokenizer.to_str())
+    trains, vals, fingerprints = [], [], {}
+    for name in sources:
+        folder = Path(name).expanduser()
+        if not folder.is_dir():
+            folder = hrm_codegen_home() / "corpus" / name
+        if not (folder / "meta.json").is_file():
+            raise DataConfigError(
+                f"data.mix.sources: no corpus {name!r} at {folder}: build it with "
+                f"`python scripts/build_corpus.py --source {name} --output {folder}`"
+            )
+        try:
+            train = PackedDataset(folder, data_cfg["train_split"], seq_len)
+        except ValueError as error:
+            raise DataConfigError(f"{error} (data.max_seq_len={seq_len})") from error
+        if train.meta.get("tokenizer_hash") != ours:
+            raise DataConfigError(
+                f"{folder} was tokenized with another tokenizer than this run's; build every "
+                "corpus of data.mix.sources with tokenizer.path"
+            )
+        trains.append(train)
+        # too small or no split: the other sources' validation still counts
+        with contextlib.suppress(ValueError):
+            vals.append(PackedDataset(folder, data_cfg["val_split"], seq_len))
+        fingerprints[f"corpus_{Path(name).name}"] = read_manifest(folder)["fingerprint"]
+    languages = sorted({lang for part in trains for lang in part.language_names})
+    try:
+        windows = {lang: LanguageWindows(trains, lang, seq_len) for lang in languages}
+        weights = mix.get("weights")
+        probabilities = language_probabilities(
+            {lang: w.tokens for lang, w in windows.items()},
+            float(mix.get("temperature") or 1.0),
+            dict(weights) if weights else None,
+        )
+        train_set = MixedWindows(windows, probabilities)
+    except ValueError as error:
+        raise DataConfigError(f"data.mix: {error}") from error
+    per_language = mix.get("val_windows_per_language")
+    if per_language:  # the first N validation windows of each language: every one scored
+        val = ConcatWindows(
+            [LanguageWindows(vals, lang, seq_len, int(per_language)) for lang in languages]
+        )
+    else:
+        val = ConcatWindows(vals)
+    val = val if len(val) else None
+    shares = ", ".join(f"{lang} {p:.3f}" for lang, p in probabilities.items())
+    if len(fingerprints) == 1:  # one corpus: the run reads its shards, as without a mix
+        fingerprints = {"corpus": next(iter(fingerprints.values()))}
+    else:
+        combined = json.dumps(sorted(fingerprints.items())).encode()
+        fingerprints = {"corpus": hashlib.sha256(combined).hexdigest(), **fingerprints}
+    return StageData(
+        train=train_set,
+        val=val,
+        collate=stack_windows,
+        max_seq_len=seq_len,
+        description=(
+            f"mixed corpora {sources}: {len(train_set)} train windows of {seq_len} "
+            f"(languages: {shares}), {len(val) if val is not None else 0} val windows"
+        ),
+        fingerprints=fingerprints,
     )
 
 

@@ -19,7 +19,14 @@ from typing import Any
 
 import torch
 
-from hrm_codegen.bpb import BpbTotals, batch_bpb_totals, batched, dataset_bpb
+from hrm_codegen.bpb import (
+    BpbTotals,
+    batch_bpb_totals,
+    batch_bpb_totals_by_language,
+    batched,
+    dataset_bpb,
+    language_codes_of,
+)
 from hrm_codegen.training.data import count_label_tokens
 from hrm_codegen.training.logging import nested_bar
 
@@ -150,13 +157,20 @@ def validation_metrics(
         for name, (dataset, set_collate) in bpb_sets.items()
         if not (dataset is val and (name == "val/bpb" or max_batches is None))
     }
+    # val/bpb/<language> beside val/bpb when the validation split holds several languages
+    languages = list(getattr(val, "language_names", []))
+    if len(languages) < 2 or "val/bpb" not in bpb_sets or "val/bpb" in apart:
+        languages = []
+    by_language = {name: BpbTotals() for name in languages}
     batches = _batch_count(len(val), batch_size, max_batches)
     batches += sum(_batch_count(len(d), batch_size, limit) for d, _, limit in apart.values())
     bar = nested_bar(batches, desc="eval", unit="batch")
     try:
         total, count = 0.0, 0
         own = BpbTotals()
-        for cpu_batch in _counted(batched(val, collate, batch_size, max_batches), bar):
+        for number, cpu_batch in enumerate(
+            _counted(batched(val, collate, batch_size, max_batches), bar)
+        ):
             batch = to_device(cpu_batch)
             with autocast():
                 out = model(**batch)
@@ -165,6 +179,14 @@ def validation_metrics(
             count += n
             loss_kind = getattr(model.config, "loss", "softmax")
             own = own + batch_bpb_totals(out.logits, batch["labels"], byte_lengths, loss_kind)
+            if languages:
+                first = number * batch_size
+                codes = language_codes_of(val, first, first + len(cpu_batch["labels"]))
+                parts = batch_bpb_totals_by_language(
+                    out.logits, batch["labels"], codes, languages, byte_lengths, loss_kind
+                )
+                for name, part in parts.items():
+                    by_language[name] = by_language[name] + part
         loss = total / max(count, 1)
         metrics = {"val/loss": loss, "val/ppl": math.exp(min(loss, 50.0))}
         for name in bpb_sets:
@@ -180,6 +202,9 @@ def validation_metrics(
                 autocast=autocast,
             )
             metrics[name] = totals.bpb
+        for name, totals in by_language.items():
+            if totals.tokens:
+                metrics[f"val/bpb/{name}"] = totals.bpb
     finally:
         bar.close()
     return metrics

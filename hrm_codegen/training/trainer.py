@@ -883,12 +883,17 @@ class Trainer:
     def _progress(self) -> dict[str, float]:
         """Where the run stands, carried by every logged record so curves can be drawn against
         tokens, training FLOPs or training wall time alike."""
-        return {
+        out = {
             "tokens_seen": self.tokens_seen,
             "flops": self.flops_seen,
             "flops_no_embed": self.flops_no_embed_seen,
             "train_seconds": self.train_seconds,
         }
+        by_language = getattr(self.data.train, "tokens_by_language", None)
+        if by_language is not None:  # a language mix (data.mix): what each language gave
+            seen = by_language(self.order.epoch, self.order.taken_in_epoch())
+            out.update({f"tokens_seen/{lang}": n for lang, n in seen.items()})
+        return out
 
     def _print_summary(self, emit: Any) -> None:
         n_total = self.model.num_parameters()

@@ -8,6 +8,12 @@ and near-duplicates (first copy kept, in source order) and appends the rest, eac
 to `{split}_{k:05d}.bin` shards (uint16 when the vocabulary fits, else uint32). Results come back
 in source order, so the shards do not depend on the number of workers.
 
+Each split also gets `{split}_documents.npy` (`DOCUMENT_INDEX_SUFFIX`): for every document, where
+its tokens end in the split's stream and its language, so training can mix languages and score
+each one apart. An optional `language_tag` (a format string such as "<|{language}|>\n") is put
+before every document's text; off by default, and part of the settings (hence of the config
+hash and the fingerprint's shards) only when on.
+
 The manifest (`meta.json`) records the source's pin, the settings, the counts (files, bytes,
 tokens per split and per language), what was dropped and why (`dropped.jsonl` names every
 dropped document), and the fingerprint: sha256 over the tokenizer and the ordered shard bytes.
@@ -56,6 +62,7 @@ FORMAT_VERSION = 2
 SPLITS = ("train", "validation")
 DROPPED_FILE = "dropped.jsonl"
 DEFAULT_DECONTAMINATE = ("mbpp", "mbpp_sanitized", "humaneval")
+DOCUMENT_INDEX_SUFFIX = "_documents.npy"
 
 
 class FingerprintMismatch(RuntimeError):
@@ -146,6 +153,7 @@ def _init_worker(
     decontaminator: Decontaminator | None,
     filters: FilterConfig,
     near_dedup: NearDedupConfig | None,
+    language_tag: str | None = None,
 ) -> None:
     from tokenizers import Tokenizer
 
@@ -154,7 +162,11 @@ def _init_worker(
     # Source that mentions "<|endoftext|>" must not inject a fake document boundary.
     tokenizer.encode_special_tokens = True
     _WORKER.update(
-        tokenizer=tokenizer, decontaminator=decontaminator, filters=filters, near_dedup=near_dedup
+        tokenizer=tokenizer,
+        decontaminator=decontaminator,
+        filters=filters,
+        near_dedup=near_dedup,
+        language_tag=language_tag,
     )
 
 
@@ -194,10 +206,14 @@ def _process(document: Document) -> Processed:
         out.reason, out.detail = "contaminated", f"{found[0]}: {found[1]!r}"
         return out
     out.content_hash = content_hash(text)
+    signed = text
+    if _WORKER.get("language_tag"):
+        text = _WORKER["language_tag"].format(language=document.language) + text
+        out.num_bytes = len(text.encode("utf-8", "surrogatepass"))  # the tag is text too
     ids = _WORKER["tokenizer"].encode(text, add_special_tokens=False).ids
     out.ids = np.asarray(ids, dtype=np.uint32)
     if _WORKER["near_dedup"] is not None:
-        out.signature = signature(text, _WORKER["near_dedup"])
+        out.signature = signature(signed, _WORKER["near_dedup"])
     return out
 
 
@@ -215,6 +231,10 @@ class ShardWriter:
     documents: int = 0
     num_bytes: int = 0
     languages: dict[str, dict[str, int]] = field(default_factory=dict)
+    # per document: where its tokens end in the split's stream, and its language's code
+    document_ends: list[int] = field(default_factory=list)
+    document_codes: list[int] = field(default_factory=list)
+    language_codes: dict[str, int] = field(default_factory=dict)
     _handle: object = None
 
     def add(self, ids: np.ndarray, language: str = "python", num_bytes: int = 0) -> None:
@@ -231,6 +251,10 @@ class ShardWriter:
         counts["documents"] += 1
         counts["tokens"] += len(data)
         counts["bytes"] += num_bytes
+        self.document_ends.append(self.tokens)
+        self.document_codes.append(
+            self.language_codes.setdefault(language, len(self.language_codes))
+        )
 
     def _open_next(self) -> None:
         self.close()
@@ -242,6 +266,20 @@ class ShardWriter:
         if self._handle is not None:
             self._handle.close()
             self._handle = None
+
+    def write_document_index(self) -> dict[str, Any]:
+        """Save `{split}_documents.npy` ([documents, 2] int64: end offset, language code) and
+        return what the manifest says about it."""
+        name = f"{self.split}{DOCUMENT_INDEX_SUFFIX}"
+        index = np.stack(
+            [
+                np.asarray(self.document_ends, dtype=np.int64),
+                np.asarray(self.document_codes, dtype=np.int64),
+            ],
+            axis=1,
+        ).reshape(-1, 2)
+        np.save(self.directory / name, index)
+        return {"file": name, "languages": list(self.language_codes)}
 
     @property
     def tokens(self) -> int:
@@ -438,6 +476,7 @@ def build_corpus(
     near_dedup: NearDedupConfig | dict | None = None,
     expect_fingerprint: str | None = None,
     shard_tokens: int = 50_000_000,
+    language_tag: str | None = None,
     workers: int | None = None,
     force: bool = False,
     progress: bool = True,
@@ -448,7 +487,8 @@ def build_corpus(
     `source_dirs` is shorthand for a `dirs` source. `decontaminate`: benchmark names (True: MBPP,
     sanitized MBPP and HumanEval; False: none, recorded). `near_dedup`: MinHash settings, None
     for exact de-duplication only. `expect_fingerprint`: refuse (FingerprintMismatch) a build
-    whose fingerprint differs, leaving it beside the output for inspection.
+    whose fingerprint differs, leaving it beside the output for inspection. `language_tag`:
+    text put before every document, `{language}` replaced by its language (None: no tag).
     """
     from hrm_codegen.data.decontamination import benchmark_fingerprint
     from hrm_codegen.tokenization import load_tokenizer
@@ -491,6 +531,10 @@ def build_corpus(
         "near_dedup": near_dedup.to_dict() if near_dedup is not None else None,
         "shard_tokens": shard_tokens,
     }
+    if language_tag:  # only when on: every corpus built without one keeps its config hash
+        if "{language}" not in language_tag:
+            raise ValueError(f"language_tag={language_tag!r} must contain {{language}}")
+        config["language_tag"] = language_tag
     config_hash = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
     if not force:
         meta = _is_up_to_date(output_dir, config_hash)
@@ -522,7 +566,7 @@ def build_corpus(
                 corpus_source.documents(),
                 writers,
                 _documents_total(corpus_source),
-                (tokenizer_json, decontaminator, filters, near_dedup),
+                (tokenizer_json, decontaminator, filters, near_dedup, language_tag or None),
                 val_fraction,
                 near_index,
                 dropped_log,
@@ -560,6 +604,10 @@ def build_corpus(
         "splits": {split: writer.summary() for split, writer in writers.items()},
         "environment": _environment(),
     }
+    for split, writer in writers.items():
+        meta["splits"][split]["document_index"] = writer.write_document_index()
+    if language_tag:
+        meta["language_tag"] = language_tag
     meta["fingerprint"] = corpus_fingerprint(staging, meta)
     (staging / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     if expect_fingerprint is not None and meta["fingerprint"] != expect_fingerprint:
@@ -600,5 +648,6 @@ def build_named_corpus(
         near_dedup=config.get("near_dedup"),
         expect_fingerprint=config.get("expect_fingerprint"),
         shard_tokens=int(config.get("shard_tokens", 50_000_000)),
+        language_tag=config.get("language_tag"),
         **options,
     )

@@ -262,6 +262,31 @@ class DirsSource(CorpusSource):
         return {**super().pin(), "stat_sha256": digest.hexdigest()}
 
 
+class CombinedSource(CorpusSource):
+    """Several named sources read one after another (`kind: combined`, `sources: [stdlib,
+    debian]`): one corpus of several languages, so one build splits, de-duplicates and
+    decontaminates them together. Each document's name is prefixed by its source's."""
+
+    kind = "combined"
+
+    def __init__(self, sources: list[str], max_documents: int | None = None) -> None:
+        super().__init__(max_documents)
+        if not sources:
+            raise ValueError("a combined source needs at least one source name")
+        self.names = [str(name) for name in sources]
+        self.parts = [source_from_config(named_source_config(name)) for name in self.names]
+
+    def list_documents(self) -> Iterator[Document]:
+        import dataclasses
+
+        for name, part in zip(self.names, self.parts):
+            for doc in part.documents():
+                yield dataclasses.replace(doc, name=f"{Path(name).stem}/{doc.name}")
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "sources": [part.pin() for part in self.parts]}
+
+
 # kind -> (module, class): a kind's module is imported only when that kind is asked for.
 SOURCE_KINDS = {
     "stdlib": ("hrm_codegen.data.corpus.sources", "StdlibSource"),
@@ -269,6 +294,7 @@ SOURCE_KINDS = {
     "installed": ("hrm_codegen.data.corpus.installed", "InstalledSource"),
     "debian": ("hrm_codegen.data.corpus.debian", "DebianSource"),
     "hf": ("hrm_codegen.data.corpus.hub", "HubSource"),
+    "combined": ("hrm_codegen.data.corpus.sources", "CombinedSource"),
 }
 
 
@@ -292,6 +318,7 @@ BUILD_KEYS = (
     "near_dedup",
     "expect_fingerprint",
     "shard_tokens",
+    "language_tag",
 )
 
 
