@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -203,3 +205,119 @@ def test_a_samples_file_run_has_no_prompt_fit(tmp_path: Path) -> None:
     assert summary.breakdown == {} and "prompt_fit" not in summary.per_language["python"]
     line = json.loads((tmp_path / "out" / "results.jsonl").read_text())
     assert "prompt_fit" not in line
+
+
+# --------------------------------------------------------------------------------------------------
+# Bits per byte of the example solutions given their prompts
+
+
+def test_scoring_windows_score_each_answer_token_once_with_enough_context() -> None:
+    from hrm_codegen.evaluation.polyglot.likelihood import scoring_windows
+
+    assert scoring_windows(10, 30, 64, 8) == [(0, 30, 10)]  # it all fits: one window
+    prompt, total, limit, stride = 40, 200, 64, 16
+    windows = scoring_windows(prompt, total, limit, stride)
+    scored = [p for _, end, first in windows for p in range(first, end)]
+    assert scored == list(range(prompt, total))
+    assert windows[0] == (0, limit, prompt)
+    for start, end, first in windows:
+        assert 0 <= start < first < end <= total and end - start <= limit
+        assert first - start >= limit - stride or start == 0  # L - R tokens before each
+    with pytest.raises(ValueError, match="leaves fewer"):
+        scoring_windows(60, 200, 64, 16)
+
+
+class Uniform:
+    """A model that gives every token the same probability: bpb = tokens x log2(V) / bytes."""
+
+    def __init__(self, vocab_size: int, max_seq_len: int) -> None:
+        import torch
+
+        self.config = argparse.Namespace(max_seq_len=max_seq_len, loss="softmax")
+        self.vocab_size = vocab_size
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.training = False
+
+    def parameters(self):
+        yield self.weight
+
+    def eval(self):
+        return self
+
+    def train(self, mode: bool = True):
+        return self
+
+    def __call__(self, input_ids, **_):
+        import torch
+
+        return argparse.Namespace(logits=torch.zeros(*input_ids.shape, self.vocab_size))
+
+
+def test_example_bpb_per_language_matches_a_direct_computation(tiny_run: Path, tmp_path) -> None:
+    import torch
+
+    from hrm_codegen.evaluation.harness import load_model_and_tokenizer
+    from hrm_codegen.evaluation.polyglot.likelihood import example_answer, polyglot_bpb
+    from hrm_codegen.model import HRMForCausalLM
+
+    small, tokenizer = load_model_and_tokenizer("hrm", tiny_run, device="cpu")
+    torch.manual_seed(1)  # the same model with a context where prompt and answer fit together
+    model = HRMForCausalLM(replace(small.config, max_seq_len=1024)).eval()
+    exercises = load_exercises(bench(tmp_path / "bench", long_instructions=False, long_stub=False))
+    result = polyglot_bpb(model, tokenizer, exercises, max_new_tokens=NEW_TOKENS, progress=False)
+    assert set(result["per_language"]) == {"go", "python"}
+    assert all(
+        values["whole"] == values["scored"] == 1 for values in result["per_language"].values()
+    )
+    fitter = PromptFitter.for_model(model, tokenizer, NEW_TOKENS)
+    assert fitter is not None and result["max_prompt_tokens"] == fitter.max_prompt_tokens == 1016
+    nats, size = 0.0, 0
+    for exercise in exercises:
+        # both fit in one window here: one forward over BOS + fitted prompt + answer
+        prompt = fitter.first(exercise, "whole", stubs_of(exercise)).text
+        assert prompt is not None
+        answer = example_answer(exercise)
+        prompt_ids = [tokenizer.bos_token_id, *tokenizer.encode(prompt, add_special_tokens=False)]
+        ids = prompt_ids + tokenizer.encode(answer, add_special_tokens=False)
+        assert len(ids) <= 1024
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([ids])).logits[0].double()
+        logp = torch.log_softmax(logits, dim=-1)
+        own = -sum(float(logp[p - 1, ids[p]]) for p in range(len(prompt_ids), len(ids)))
+        language = result["per_language"][exercise.language]
+        assert language["bytes"] == len(answer.encode("utf-8"))
+        assert language["bpb"] == pytest.approx(own / math.log(2) / language["bytes"], rel=1e-4)
+        nats, size = nats + own, size + language["bytes"]
+    assert result["bpb"] == pytest.approx(nats / math.log(2) / size, rel=1e-4)
+    assert result["bytes"] == size
+
+    # many windows (a 400-token context): tokens and bytes add up, each token counted once
+    uniform = Uniform(len(tokenizer), 400)
+    spread = polyglot_bpb(uniform, tokenizer, exercises, max_new_tokens=NEW_TOKENS, progress=False)
+    assert spread["window_stride"] == NEW_TOKENS and spread["max_prompt_tokens"] == 392
+    for values in spread["per_language"].values():
+        if values["scored"]:
+            expected = values["tokens"] * math.log2(len(tokenizer)) / values["bytes"]
+            assert values["bpb"] == pytest.approx(expected, rel=1e-6)  # float32 logits
+    assert spread["per_language"]["python"]["tokens"] == result["per_language"]["python"]["tokens"]
+    assert spread["per_exercise"]["python/leap"]["fit"] == "truncated"
+    assert spread["per_exercise"]["python/leap"]["windows"] > 1
+    assert result["per_exercise"]["python/leap"]["windows"] == 1
+
+
+def test_evaluate_metric_bpb_on_polyglot_writes_per_language_bpb(tiny_run: Path, tmp_path) -> None:
+    from hrm_codegen.evaluation.cli import main
+
+    data, out = bench(tmp_path / "bench"), tmp_path / "out"
+    argv = ["--benchmark", "polyglot", "--metric", "bpb", "--model-type", "hrm",
+            "--ckpt", str(tiny_run), "--data", str(data), "--max-new-tokens", str(NEW_TOKENS),
+            "--device", "cpu", "--output", str(out), "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    saved = json.loads((out / "bpb.json").read_text())
+    assert saved["data"] == "polyglot" and saved["per_language"]["go"]["prompt_too_long"] == 1
+    assert saved["per_language"]["go"]["scored"] == 0 and math.isnan(
+        saved["per_language"]["go"]["bpb"]
+    )
+    assert saved["per_language"]["python"]["scored"] == 1 and saved["bpb"] > 0
+    assert saved["bpb"] == saved["per_language"]["python"]["bpb"]  # python is all that was scored
+    assert main([*argv, "--edit-format", "diff"]) == 2  # bpb scores whole-file answers
