@@ -165,6 +165,8 @@ def test_evaluate_polyglot_with_our_model_fits_prompts_and_counts_them(
     assert python["prompt_fit"]["try_1"] == {"whole": 0, "truncated": 1, "prompt_too_long": 0}
     assert go["prompt_fit"]["try_1"] == {"whole": 0, "truncated": 0, "prompt_too_long": 1}
     assert summary["breakdown"]["prompt_fit"]["try_1"]["prompt_too_long"] == 1
+    assert (python["prompt_fit"]["answered"], go["prompt_fit"]["answered"]) == (1, 0)
+    assert go["percent_well_formed"] == 1.0  # no response is not a malformed one (as aider)
     assert summary["errors"]["exhausted_context_windows"] >= 1
     results = {
         line["task_id"]: line

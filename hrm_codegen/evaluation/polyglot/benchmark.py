@@ -326,17 +326,28 @@ def _rates(lines: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
-def fit_counts(lines: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, int]]:
+def fit_counts(lines: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """How the prompts of model-run lines were fitted to the context: per try, the number of
     exercises whose prompt went whole, with its history dropped (try 2), truncated, or was
-    skipped as too long (`fitting.FITS`); exercises without that try are not counted."""
-    counts = {
+    skipped as too long (`fitting.FITS`; exercises without that try are not counted); then the
+    exercises `answered` (try 1 sent) and the share of those whose responses were all
+    well-formed (`percent_well_formed` counts a skipped exercise, which has no response, as
+    well-formed, as aider counts an exhausted context window apart from malformed responses)."""
+    counts: dict[str, Any] = {
         "try_1": dict.fromkeys((f for f in FITS if f != "history_dropped"), 0),
         "try_2": dict.fromkeys(FITS, 0),
     }
+    answered = []
     for line in lines:
-        for number, fit in line.get("prompt_fit", {}).items():
+        fits = line.get("prompt_fit", {})
+        for number, fit in fits.items():
             counts[number][fit] += 1
+        if fits and fits.get("try_1") != "prompt_too_long":
+            answered.append(line)
+    counts["answered"] = len(answered)
+    counts["percent_well_formed_answered"] = (
+        sum(bool(line["well_formed"]) for line in answered) / len(answered) if answered else 0.0
+    )
     return counts
 
 
@@ -467,24 +478,29 @@ def model_responder(
     """Answers from a causal LM, through the same generation as the pass@k harness
     (`sampling.sample_texts`: `generation.generate` for our models, `generate_hf` for a
     transformers model), one prompt at a time (`sampling.batch_size` is not used). A prompt
-    that does not fit the model's `max_seq_len` raises ContextExhaustedError (that try fails)."""
+    that does not fit the model's `max_seq_len` raises ContextExhaustedError (that try fails);
+    new tokens are capped at what the context leaves after the prompt."""
     config = getattr(model, "config", None)
     limit = getattr(config, "max_seq_len", None) or getattr(config, "max_position_embeddings", None)
     sampling = replace(sampling, batch_size=1)
 
     def respond(exercise: Exercise, number: int, prompt: str) -> str:
+        settings = sampling
         if limit is not None:
             tokens = len(tokenizer(prompt)["input_ids"])
-            if tokens + 1 >= limit:  # + BOS
+            room = limit - tokens - 1  # + BOS
+            if room <= 0:
                 raise ContextExhaustedError(
                     f"the try-{number} prompt has {tokens} tokens; the model's max_seq_len is {limit}"
                 )
+            # what generation would cap it to anyway, without a warning on every try
+            settings = replace(sampling, max_new_tokens=min(sampling.max_new_tokens, room))
         texts = sample_texts(
             model,
             tokenizer,
             [prompt],
             stop=["\n# Test results", "\n# Instructions"],
-            sampling=sampling,
+            sampling=settings,
         )
         return texts[0][0]
 
@@ -838,14 +854,17 @@ def format_polyglot_table(summary: PolyglotSummary) -> str:
         rows.append(f"malformed responses: {summary.errors['malformed_responses']}")
     if "prompt_fit" in summary.breakdown:
         limit = summary.settings.get("max_prompt_tokens")
-        rows.append(f"prompts fitted to {limit} tokens: truncated / skipped as too long")
-        for language, rates in summary.per_language.items():
-            fit = rates["prompt_fit"]
+        rows.append(
+            f"prompts fitted to {limit} tokens   try 1: truncated  too long   "
+            "try 2: no history  truncated  too long   answered  well-formed"
+        )
+        for language, rates in [*summary.per_language.items(), ("all", summary.breakdown)]:
+            one, two = rates["prompt_fit"]["try_1"], rates["prompt_fit"]["try_2"]
             rows.append(
-                f"{language:<12} try 1: {fit['try_1']['truncated']} / "
-                f"{fit['try_1']['prompt_too_long']}   try 2: {fit['try_2']['truncated']} / "
-                f"{fit['try_2']['prompt_too_long']} ({fit['try_2']['history_dropped']} without "
-                "try 1's conversation)"
+                f"{language:<32} {one['truncated']:>9} {one['prompt_too_long']:>9} "
+                f"{two['history_dropped']:>18} {two['truncated']:>10} {two['prompt_too_long']:>9}"
+                f" {rates['prompt_fit']['answered']:>10}"
+                f" {100 * rates['prompt_fit']['percent_well_formed_answered']:>11.1f}%"
             )
     return "\n".join(rows)
 
