@@ -145,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--benchmark",
         choices=list(BENCHMARKS),
         help="required for pass@k (see the list below); with --metric bpb --data mbpp, which "
-        "MBPP (default mbpp)",
+        "MBPP (default mbpp); --metric bpb --benchmark polyglot: the example solutions' bpb",
     )
     tasks.add_argument(
         "--split",
@@ -313,6 +313,11 @@ def run_bpb(args: argparse.Namespace) -> None:
 
     if args.ckpt is None or args.samples is not None:
         raise ValueError("--metric bpb scores a model: give --model-type and --ckpt")
+    if args.benchmark == "polyglot":  # the example solutions given their prompts
+        from hrm_codegen.evaluation.polyglot.likelihood import run_polyglot_bpb
+
+        run_polyglot_bpb(args)
+        return
     data = args.data or "corpus"
     if data not in BPB_DATA:
         raise ValueError(f"--metric bpb --data {data!r}: use one of {', '.join(BPB_DATA)}")

@@ -29,6 +29,7 @@ from hrm_codegen.evaluation.polyglot.exercises import (
     load_exercise,
     load_exercises,
 )
+from hrm_codegen.evaluation.polyglot.fitting import FittedPrompt, PromptFitter
 from hrm_codegen.evaluation.polyglot.languages import (
     install_polyglot_toolchains,
     toolchain_status,
@@ -43,8 +44,10 @@ __all__ = [
     "LANGUAGES",
     "Exercise",
     "ExerciseError",
+    "FittedPrompt",
     "MalformedResponseError",
     "PolyglotSummary",
+    "PromptFitter",
     "TryResult",
     "add_polyglot_arguments",
     "apply_response",

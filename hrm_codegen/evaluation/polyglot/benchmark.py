@@ -30,6 +30,7 @@ from hrm_codegen.evaluation.polyglot.exercises import (
     exercise_files,
     load_exercises,
 )
+from hrm_codegen.evaluation.polyglot.fitting import FITS, FittedPrompt, PromptFitter
 from hrm_codegen.evaluation.polyglot.languages import (
     AIDER_COMPAT,
     check_aider_compat,
@@ -221,8 +222,13 @@ def solve_exercise(
     sandbox: str,
     timeout: float = DEFAULT_TEST_TIMEOUT_S,
     aider_compat: str | None = None,
+    fitter: PromptFitter | None = None,
 ) -> dict[str, Any]:
-    """Both tries of one exercise (try 2 only after a failed try 1): its results.jsonl line."""
+    """Both tries of one exercise (try 2 only after a failed try 1): its results.jsonl line.
+
+    With `fitter` (a model's context), each prompt is fitted to it (`fitting`): how, per try,
+    goes in the line's `prompt_fit`, and a try whose prompt cannot fit is `context_exceeded`
+    without asking the model."""
     line: dict[str, Any] = {
         "task_id": exercise.task_id,
         "language": exercise.language,
@@ -234,10 +240,25 @@ def solve_exercise(
         return {**line, "status": "unavailable", "reason": missing, "tries": []}
     files = {name: exercise.read(name) for name in exercise.solution_files}
     tries: list[TryResult] = []
+    fits: dict[str, str] = {}
 
-    def run_try(number: int, prompt: str, files: dict[str, str]) -> tuple[str | None, dict]:
+    def fitted(number: int, prompt: FittedPrompt) -> str | None:
+        """The fitted prompt's text, its fit recorded; a skipped one fails try `number`."""
+        fits[f"try_{number}"] = prompt.fit
+        if prompt.text is None:
+            assert fitter is not None
+            reason = (
+                f"prompt_too_long: the try-{number} prompt takes at least {prompt.tokens} tokens "
+                f"with nothing cut; the model's context leaves {fitter.max_prompt_tokens}"
+            )
+            tries.append(TryResult(number, "context_exceeded", "", reason=reason))
+        return prompt.text
+
+    def run_try(number: int, prompt: str | None, files: dict[str, str]) -> tuple[str | None, dict]:
         """Try `number`: (its response, None when there is none; the files after it), its
         result appended to `tries` (a prompt that does not fit fails the try)."""
+        if prompt is None:
+            return None, files
         try:
             response = respond(exercise, number, prompt)
         except ContextExhaustedError as error:
@@ -258,18 +279,20 @@ def solve_exercise(
         tries.append(result)
         return response, files
 
-    prompt = first_prompt(exercise, edit_format, files)
+    if fitter is None:
+        prompt = first_prompt(exercise, edit_format, files)
+    else:
+        prompt = fitted(1, fitter.first(exercise, edit_format, files))
     response, files = run_try(1, prompt, files)
     if response is not None and tries[-1].status != "passed":
         first = tries[-1]
         feedback = first.output if first.status != "malformed" else first.reason
-        run_try(
-            2,
-            second_prompt(
-                exercise, edit_format, files, feedback, first=prompt, first_response=response
-            ),
-            files,
-        )
+        history = {"first": prompt, "first_response": response}
+        if fitter is None:
+            second = second_prompt(exercise, edit_format, files, feedback, **history)
+        else:
+            second = fitted(2, fitter.second(exercise, edit_format, files, feedback, **history))
+        run_try(2, second, files)
     passed_1 = bool(tries) and tries[0].status == "passed"
     passed_2 = any(t.status == "passed" for t in tries)
     return {
@@ -278,6 +301,7 @@ def solve_exercise(
         "passed_1": passed_1,
         "passed_2": passed_2,
         "well_formed": all(t.well_formed for t in tries),
+        **({"prompt_fit": fits} if fitter is not None else {}),
         "tries": [t.to_dict() for t in tries],
     }
 
@@ -300,6 +324,31 @@ def _rates(lines: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "exercises": total,
         "unavailable": len(lines) - total,
     }
+
+
+def fit_counts(lines: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """How the prompts of model-run lines were fitted to the context: per try, the number of
+    exercises whose prompt went whole, with its history dropped (try 2), truncated, or was
+    skipped as too long (`fitting.FITS`; exercises without that try are not counted); then the
+    exercises `answered` (try 1 sent) and the share of those whose responses were all
+    well-formed (`percent_well_formed` counts a skipped exercise, which has no response, as
+    well-formed, as aider counts an exhausted context window apart from malformed responses)."""
+    counts: dict[str, Any] = {
+        "try_1": dict.fromkeys((f for f in FITS if f != "history_dropped"), 0),
+        "try_2": dict.fromkeys(FITS, 0),
+    }
+    answered = []
+    for line in lines:
+        fits = line.get("prompt_fit", {})
+        for number, fit in fits.items():
+            counts[number][fit] += 1
+        if fits and fits.get("try_1") != "prompt_too_long":
+            answered.append(line)
+    counts["answered"] = len(answered)
+    counts["percent_well_formed_answered"] = (
+        sum(bool(line["well_formed"]) for line in answered) / len(answered) if answered else 0.0
+    )
+    return counts
 
 
 def _error_kind(reason: str) -> str:
@@ -351,6 +400,12 @@ def summarize(
             counts["passed_2"] += 1
         else:
             counts["failed"] += 1
+    per_language = {language: _rates(group) for language, group in sorted(by_language.items())}
+    breakdown: dict[str, Any] = {}
+    if any("prompt_fit" in line for line in lines):  # a model's run: prompts fitted to it
+        breakdown["prompt_fit"] = fit_counts(lines)
+        for language, group in by_language.items():
+            per_language[language]["prompt_fit"] = fit_counts(group)
     return PolyglotSummary(
         benchmark=BENCHMARK,
         num_tasks=len(lines),
@@ -363,7 +418,8 @@ def summarize(
         },
         timings=dict(timings),
         settings=dict(settings),
-        per_language={language: _rates(group) for language, group in sorted(by_language.items())},
+        breakdown=breakdown,
+        per_language=per_language,
         errors=dict(errors),
         unavailable=_unavailable(by_language),
     )
@@ -422,24 +478,29 @@ def model_responder(
     """Answers from a causal LM, through the same generation as the pass@k harness
     (`sampling.sample_texts`: `generation.generate` for our models, `generate_hf` for a
     transformers model), one prompt at a time (`sampling.batch_size` is not used). A prompt
-    that does not fit the model's `max_seq_len` raises ContextExhaustedError (that try fails)."""
+    that does not fit the model's `max_seq_len` raises ContextExhaustedError (that try fails);
+    new tokens are capped at what the context leaves after the prompt."""
     config = getattr(model, "config", None)
     limit = getattr(config, "max_seq_len", None) or getattr(config, "max_position_embeddings", None)
     sampling = replace(sampling, batch_size=1)
 
     def respond(exercise: Exercise, number: int, prompt: str) -> str:
+        settings = sampling
         if limit is not None:
             tokens = len(tokenizer(prompt)["input_ids"])
-            if tokens + 1 >= limit:  # + BOS
+            room = limit - tokens - 1  # + BOS
+            if room <= 0:
                 raise ContextExhaustedError(
                     f"the try-{number} prompt has {tokens} tokens; the model's max_seq_len is {limit}"
                 )
+            # what generation would cap it to anyway, without a warning on every try
+            settings = replace(sampling, max_new_tokens=min(sampling.max_new_tokens, room))
         texts = sample_texts(
             model,
             tokenizer,
             [prompt],
             stop=["\n# Test results", "\n# Instructions"],
-            sampling=sampling,
+            sampling=settings,
         )
         return texts[0][0]
 
@@ -500,6 +561,7 @@ def evaluate_polyglot(
     run_info: Mapping[str, Any] | None = None,
     workers: int = 1,
     aider_compat: str | None = None,
+    fitter: PromptFitter | None = None,
 ) -> PolyglotSummary:
     """Run both tries of every exercise and summarise; give `responses` or `respond`.
 
@@ -508,6 +570,7 @@ def evaluate_polyglot(
     each try that is needed (e.g. `model_responder`). `workers` exercises run at once with
     `responses` (each test run is itself a multi-process build); a model runs one at a time.
     `aider_compat` (one of `AIDER_COMPAT`) enables the tests as aider's harness does.
+    `fitter` fits each prompt to a model's context (`fitting.PromptFitter`; with `respond`).
     """
     check_aider_compat(aider_compat)
     if edit_format not in EDIT_FORMATS:
@@ -537,6 +600,7 @@ def evaluate_polyglot(
         "test_timeout_s": timeout,
         "aider_compat": aider_compat,
         "source": "samples" if responses is not None else "model",
+        **({"max_prompt_tokens": fitter.max_prompt_tokens} if fitter is not None else {}),
         **(dict(run_info) if run_info else {}),
     }
     store = RunStore.open(output_dir)
@@ -566,6 +630,7 @@ def evaluate_polyglot(
             sandbox=backend,
             timeout=timeout,
             aider_compat=aider_compat,
+            fitter=fitter,
         )
 
     def run(emit: Callable[[dict[str, Any]], None]) -> None:
@@ -758,11 +823,14 @@ def run_polyglot(options: argparse.Namespace | Any) -> PolyglotSummary:
             SamplingSettings.from_args(options, max_new_tokens=1024), dtype=None, compile=False
         )
         respond = model_responder(model, tokenizer, sampling)
+        fitter = PromptFitter.for_model(model, tokenizer, sampling.max_new_tokens)
         run_info = {"model_type": get("model_type"), "ckpt": str(Path(ckpt).resolve())}
         if schedule:
             run_info["schedule"] = schedule
         run_info.update(sampling.recorded())
-        summary = evaluate_polyglot(exercises, respond=respond, run_info=run_info, **common)
+        summary = evaluate_polyglot(
+            exercises, respond=respond, run_info=run_info, fitter=fitter, **common
+        )
     print(format_polyglot_table(summary))
     print(f"wrote {Path(output) / RESULTS_FILE} and {SUMMARY_FILE}")
     return summary
@@ -784,6 +852,20 @@ def format_polyglot_table(summary: PolyglotSummary) -> str:
             rows.append(f"unavailable: {task_id}: {reason}")
     if summary.errors.get("malformed_responses"):
         rows.append(f"malformed responses: {summary.errors['malformed_responses']}")
+    if "prompt_fit" in summary.breakdown:
+        limit = summary.settings.get("max_prompt_tokens")
+        rows.append(
+            f"prompts fitted to {limit} tokens   try 1: truncated  too long   "
+            "try 2: no history  truncated  too long   answered  well-formed"
+        )
+        for language, rates in [*summary.per_language.items(), ("all", summary.breakdown)]:
+            one, two = rates["prompt_fit"]["try_1"], rates["prompt_fit"]["try_2"]
+            rows.append(
+                f"{language:<32} {one['truncated']:>9} {one['prompt_too_long']:>9} "
+                f"{two['history_dropped']:>18} {two['truncated']:>10} {two['prompt_too_long']:>9}"
+                f" {rates['prompt_fit']['answered']:>10}"
+                f" {100 * rates['prompt_fit']['percent_well_formed_answered']:>11.1f}%"
+            )
     return "\n".join(rows)
 
 
