@@ -24,7 +24,7 @@ from hrm_codegen.data.tasks import canonical_benchmark, program_parts
 from hrm_codegen.evaluation import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S, USER_ERRORS
 from hrm_codegen.evaluation.source import load_draft_from_args
 from hrm_codegen.generation import truncate_at_stop
-from hrm_codegen.inference.backends import BACKENDS, check_backend
+from hrm_codegen.inference.backends import BACKENDS, GGUF_TYPES, check_backend
 from hrm_codegen.quantization import QUANTIZE_CHOICES
 from hrm_codegen.runtime import apply_threads
 
@@ -63,7 +63,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=BACKENDS,
         default="torch",
         help="torch: eager; compiled: torch.compile'd decode step; onnx: ONNX Runtime (int8 with "
-        "--quantize int8-dynamic); llamacpp: not built here yet",
+        "--quantize int8-dynamic); llamacpp: llama.cpp, --model-type llama only (needs "
+        "llama-cpp-python)",
+    )
+    model.add_argument(
+        "--gguf-type",
+        choices=GGUF_TYPES,
+        help="--backend llamacpp's weights: f32, f16 (default), or llama.cpp's q8_0 / q4_K",
     )
     model.add_argument(
         "--draft",
@@ -188,7 +194,8 @@ class TextStreamer:
 def _load(args: argparse.Namespace):
     from hrm_codegen.evaluation.harness import load_model_and_tokenizer
 
-    onnx = getattr(args, "backend", "torch") == "onnx"
+    backend = getattr(args, "backend", "torch")
+    onnx = backend == "onnx"
     model, tokenizer = load_model_and_tokenizer(
         args.model_type,
         args.ckpt,
@@ -197,10 +204,12 @@ def _load(args: argparse.Namespace):
         dtype=args.dtype,
         quantize=None if onnx else args.quantize,  # onnx: onnxruntime quantizes the graph
     )
-    if onnx:
+    if backend in ("onnx", "llamacpp"):
         from hrm_codegen.inference.serving import prepare_backend
 
-        model = prepare_backend(model, "onnx", quantize=args.quantize)
+        model = prepare_backend(
+            model, backend, quantize=args.quantize, tokenizer=tokenizer, gguf_type=args.gguf_type
+        )
     if args.save_quantized:
         from hrm_codegen.quantization import save_quantized
 
@@ -319,6 +328,7 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
             device=args.device,
             quantize=args.quantize,
             draft=args.draft is not None,
+            gguf_type=args.gguf_type,
         )
         if args.draft is not None and args.temperature > 0:
             raise ValueError("--draft decodes greedily: use --temperature 0")

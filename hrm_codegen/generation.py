@@ -617,6 +617,8 @@ def generate_ids(
             model, draft, prompts, budgets, num_samples, max_new_tokens, eos_token_id, stop,
             tokenizer, on_token, progress,
         )  # fmt: skip
+    # an engine that holds one sequence at a time (llama.cpp) says so: decode its rows singly
+    batch_size = min(batch_size, getattr(model, "max_batch_size", batch_size))
     greedy = not do_sample or temperature == 0
     sampling = _Sampling(greedy, temperature, top_k, top_p)
     if not greedy and seed is None:

@@ -37,8 +37,13 @@ SIZES = {
     "quickstart": dict(hidden_size=128, num_heads=4, H_layers=2, L_layers=2, vocab_size=4096),
     "reference": dict(hidden_size=512, num_heads=8, H_layers=4, L_layers=4, vocab_size=16384),
 }
-FAMILIES = ("hrm", "transformer-param", "transformer-compute")
+FAMILIES = ("hrm", "transformer-param", "transformer-compute", "llama")
 BACKENDS = ("torch", "compiled", "onnx", "onnx-int8", "speculative")
+BACKENDS += ("llamacpp-f16", "llamacpp-q8_0", "llamacpp-q4_K")
+# bytes read per weight, for the memory floor (q8_0: 34 bytes per 32 weights; q4_K_M mixes
+# 4.5-bit blocks with 6-bit ones for some tensors: ~4.9 bits measured by llama.cpp)
+WEIGHT_BYTES = {"onnx-int8": 1.0, "llamacpp-f16": 2.0, "llamacpp-q8_0": 34 / 32}
+WEIGHT_BYTES["llamacpp-q4_K"] = 4.9 / 8
 MAX_SEQ_LEN = 1024
 ROOT = Path(__file__).resolve().parents[1]
 DRAFT_LAYERS = 2  # the speculative rows' draft: a 2-layer transformer of the same width
@@ -70,6 +75,11 @@ def build_model(family: str, size: str, seed: int = 0):
         return TransformerForCausalLM(TransformerConfig(n_layers=applications, **common))
     if family == "draft":
         return TransformerForCausalLM(TransformerConfig(n_layers=DRAFT_LAYERS, **common))
+    if family == "llama":  # transformers' Llama, parameter-matched (H + L layers)
+        from hrm_codegen.model.hf_models import HFCausalLM, HFModelConfig
+
+        config = HFModelConfig(model_type="llama", n_layers=h_layers + l_layers, **common)
+        return HFCausalLM(config)
     raise ValueError(f"unknown family {family!r}; use {', '.join(FAMILIES)}")
 
 
@@ -78,11 +88,24 @@ def applied_weights(model) -> tuple[int, int]:
     block's weights once, as the matmuls (2 FLOPs each) and the bytes read per token."""
     count = lambda module: sum(p.numel() for p in module.parameters())  # noqa: E731
     head = count(model.lm_head)
+    if getattr(model, "model_type", "") == "llama":
+        return sum(count(layer) for layer in model.hf.model.layers) + head, head
     if getattr(model, "model_type", "") == "hrm":
         c = model.config
         per_segment = c.H_cycles * (c.L_cycles * count(model.L_level) + count(model.H_level))
         return per_segment * model.num_segments_eval + head, head
     return sum(count(layer) for layer in model.layers) + head, head
+
+
+def not_served(family: str, backend: str) -> str | None:
+    """Why `backend` does not run `family` (None when it does)."""
+    if backend == "speculative" and family != "hrm":
+        return "the plan drafts for the HRM"
+    if family == "llama" and (backend.startswith("onnx") or backend == "compiled"):
+        return "transformers' Llama is not exported to ONNX nor decoded on a static cache here"
+    if backend.startswith("llamacpp") and family != "llama":
+        return "llama.cpp has no architecture for it"
+    return None
 
 
 def load_prompts(count: int, vocab_size: int) -> tuple[list[list[int]], str]:
@@ -125,6 +148,12 @@ def run_config(spec: dict) -> dict:
         from hrm_codegen.inference.onnx_runtime import OnnxCausalLM
 
         model = OnnxCausalLM(spec["onnx_dir"], threads=spec["threads"])
+    elif backend.startswith("llamacpp"):
+        from hrm_codegen.inference.llamacpp_runtime import LlamaCppCausalLM
+
+        model = LlamaCppCausalLM(
+            spec["gguf_path"], max_seq_len=MAX_SEQ_LEN, threads=spec["threads"]
+        )
     else:
         model = build_model(spec["family"], spec["size"])
     if backend == "compiled":
@@ -235,7 +264,7 @@ def probe_bandwidth() -> float:
 
 
 def floors(
-    weights: int, prompt_len: float, new_tokens: int, gflops: float, gbps: float, width: int
+    weights: int, prompt_len: float, new_tokens: int, gflops: float, gbps: float, width: float
 ):
     """(compute floor s, memory floor s) of one problem: prefill and decode arithmetic at
     `gflops`; decode weight bytes (`width` bytes per weight) at `gbps` (a prefill reads the
@@ -294,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     rows = [header, "|" + "---|" * 11]
     print(header, flush=True)
-    sources = set()
+    sources, skipped = set(), set()
     with tempfile.TemporaryDirectory(prefix="bench-inference-") as scratch:
         for size in args.sizes:
             prompts, source = load_prompts(args.problems, SIZES[size]["vocab_size"])
@@ -305,22 +334,30 @@ def main(argv: list[str] | None = None) -> int:
                 weights, _ = applied_weights(model)
                 exported = {}
                 for backend in args.backends:
-                    if backend == "speculative" and family != "hrm":
-                        continue  # the plan drafts for the HRM
+                    why = not_served(family, backend)
+                    if why:
+                        skipped.add(f"{backend} for {family}: {why}")
+                        continue
+                    folder = Path(scratch) / f"{size}-{family}-{backend}"
                     if backend.startswith("onnx"):
                         quantize = "int8-dynamic" if backend == "onnx-int8" else None
+                        exported[backend] = str(export_onnx(model, folder, quantize=quantize))
+                    if backend.startswith("llamacpp"):
+                        from hrm_codegen.inference.llamacpp_runtime import export_gguf
+
                         exported[backend] = str(
-                            export_onnx(model, Path(scratch) / f"{size}-{family}-{backend}",
-                                        quantize=quantize)
+                            export_gguf(model, None, folder / "model.gguf",
+                                        gguf_type=backend.split("-", 1)[1])
                         )  # fmt: skip
                     for threads in args.threads:
                         spec = dict(
                             size=size, family=family, backend=backend, threads=threads,
                             prompts=prompts, new_tokens=args.new_tokens,
                             draft_tokens=args.draft_tokens, onnx_dir=exported.get(backend),
+                            gguf_path=exported.get(backend),
                         )  # fmt: skip
                         result = measure(spec)
-                        width = 1 if backend == "onnx-int8" else 4
+                        width = WEIGHT_BYTES.get(backend, 4.0)
                         compute, memory = floors(
                             weights, mean_prompt, args.new_tokens, gflops[threads], gbps, width
                         )
@@ -352,6 +389,10 @@ def main(argv: list[str] | None = None) -> int:
         "Floors per problem: compute = 2 x weights applied per token x (prompt + new tokens) / "
         "GFLOP/s; memory = weights applied per token x bytes per weight x new tokens / GB/s.",
     ]
+    if skipped:
+        notes.append(
+            "Not measured (the backend cannot serve the model): " + "; ".join(sorted(skipped)) + "."
+        )
     for line in notes:
         print(line)
     if args.output:

@@ -18,7 +18,7 @@ from hrm_codegen.inference import BackendUnavailableError, check_backend
 @pytest.mark.parametrize(
     ("backend", "model_type", "options", "message"),
     [
-        ("llamacpp", "transformer", {}, "not built here yet"),
+        ("llamacpp", "transformer", {}, "normalizes after the residual add"),
         ("compiled", "hf", {}, "transformers' own generate"),
         ("onnx", "llama", {}, "hrm and transformer models only"),
         ("onnx", "hrm", {"device": "cuda"}, "CPU provider"),
@@ -83,7 +83,7 @@ def test_generate_backends_print_the_eager_text(checkpoint: Path, capsys):
 
 def test_generate_refuses_in_one_line(checkpoint: Path, capsys):
     code, _ = generate(checkpoint, "--backend", "llamacpp")
-    assert code == 2 and "not built here yet" in capsys.readouterr().err
+    assert code == 2 and "llama only, not hrm" in capsys.readouterr().err
     code, _ = generate(checkpoint, "--draft", str(checkpoint), "--temperature", "0.8")
     assert code == 2 and "--draft decodes greedily" in capsys.readouterr().err
 

@@ -20,7 +20,7 @@ from hrm_codegen.evaluation.sandbox import (
     DEFAULT_TIMEOUT_S,
     SandboxUnavailableError,
 )
-from hrm_codegen.inference.backends import BACKENDS
+from hrm_codegen.inference.backends import BACKENDS, GGUF_TYPES
 from hrm_codegen.runtime import AUTO, apply_threads, resolve_threads
 
 # Errors caused by the user's input (bad flags, files, checkpoints), shown without a traceback.
@@ -242,7 +242,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=BACKENDS,
         default="torch",
         help="torch: eager; compiled: as --compile; onnx: ONNX Runtime on the CPU (int8 with "
-        "--quantize int8-dynamic); llamacpp: not built here yet (see hrm_codegen/inference)",
+        "--quantize int8-dynamic); llamacpp: llama.cpp, --model-type llama only (needs "
+        "llama-cpp-python)",
+    )
+    gen.add_argument(
+        "--gguf-type",
+        choices=GGUF_TYPES,
+        help="--backend llamacpp's weights: f32, f16 (default), or llama.cpp's q8_0 / q4_K",
     )
     gen.add_argument(
         "--draft",

@@ -47,6 +47,7 @@ def load_model_from_args(
         device=device,
         quantize=get("quantize"),
         draft=bool(get("draft")),
+        gguf_type=get("gguf_type"),
     )
     model, tokenizer = load_model_and_tokenizer(
         get("model_type"),
@@ -57,8 +58,14 @@ def load_model_from_args(
         quantize=None if backend == "onnx" else get("quantize"),  # onnx: onnxruntime's int8
     )
     schedule = apply_inference_schedule(model, get("h_cycles"), get("l_cycles"), get("segments"))
-    if backend == "onnx":  # after the schedule: the export unrolls the one in force
-        model = prepare_backend(model, backend, quantize=get("quantize"))
+    if backend in ("onnx", "llamacpp"):  # after the schedule: the export unrolls the one in force
+        model = prepare_backend(
+            model,
+            backend,
+            quantize=get("quantize"),
+            tokenizer=tokenizer,
+            gguf_type=get("gguf_type"),
+        )
     return model, tokenizer, schedule
 
 

@@ -7,8 +7,12 @@ not in float32); each is one line naming the backend, the model and the reason.
 
 from __future__ import annotations
 
+import importlib.util
+
 BACKENDS = ("torch", "compiled", "onnx", "llamacpp")
 ONNX_FAMILIES = ("hrm", "transformer")  # the families whose forward the ONNX export rebuilds
+GGUF_FAMILIES = ("llama",)  # the families llama.cpp has an architecture for
+GGUF_TYPES = ("f32", "f16", "q8_0", "q4_K")  # --gguf-type: weights as llama.cpp reads them
 
 
 class BackendUnavailableError(ValueError):
@@ -22,15 +26,14 @@ def check_backend(
     device: str | None = None,
     quantize: str | None = None,
     draft: bool = False,
+    gguf_type: str | None = None,
 ) -> None:
     """Refuse, from the flags alone, a backend that cannot serve `model_type` this way."""
     if backend not in BACKENDS:
         raise BackendUnavailableError(f"--backend {backend!r} is not one of {', '.join(BACKENDS)}")
-    if backend == "llamacpp":
+    if gguf_type is not None and backend != "llamacpp":
         raise BackendUnavailableError(
-            "--backend llamacpp is not built here yet: llama-cpp-python compiles llama.cpp from "
-            "source at install, which this machine has not done (and llama.cpp has no HRM "
-            "architecture); use --backend torch, compiled or onnx"
+            f"--gguf-type {gguf_type} is the weights of --backend llamacpp, not --backend {backend}"
         )
     if model_type == "hf" and backend != "torch":
         raise BackendUnavailableError(
@@ -62,6 +65,63 @@ def check_backend(
         raise BackendUnavailableError(
             "--draft cannot serve --model-type hf: speculative decoding rolls back our KV cache"
         )
+    if backend == "llamacpp":
+        _check_llamacpp(model_type, device, quantize, gguf_type)
 
 
-__all__ = ["BACKENDS", "ONNX_FAMILIES", "BackendUnavailableError", "check_backend"]
+def check_gguf_family(model_type: str) -> None:
+    """Refuse a family llama.cpp has no architecture for (one line: which and why)."""
+    if model_type not in GGUF_FAMILIES:
+        raise BackendUnavailableError(
+            f"--backend llamacpp serves --model-type llama only, not {model_type}: llama.cpp "
+            "has no architecture for our HRM or HRM-Text, and our transformer normalizes after "
+            "the residual add where llama.cpp's Llama normalizes before"
+        )
+
+
+def llama_cpp_missing() -> str | None:
+    """Why llama-cpp-python cannot be used here (None when it is installed)."""
+    if importlib.util.find_spec("llama_cpp") is not None:
+        return None
+    return (
+        "--backend llamacpp needs llama-cpp-python, which compiles llama.cpp at install: "
+        "pip install -e '.[llamacpp]' (a C++ compiler and cmake; ~10 min on 2 cores)"
+    )
+
+
+def _check_llamacpp(
+    model_type: str | None, device: str | None, quantize: str | None, gguf_type: str | None
+) -> None:
+    """llama.cpp runs our Llama arm on the CPU, quantized by itself, when llama-cpp-python is
+    installed (it compiles llama.cpp at install: an optional extra)."""
+    if model_type is not None:
+        check_gguf_family(model_type)
+    if device is not None and not str(device).startswith("cpu"):
+        raise BackendUnavailableError(
+            f"--backend llamacpp runs llama.cpp's CPU build; --device {device} is not served "
+            "(use --device cpu)"
+        )
+    if quantize is not None:
+        raise BackendUnavailableError(
+            f"--backend llamacpp cannot take --quantize {quantize} (a torchao format); "
+            f"--gguf-type {' | '.join(GGUF_TYPES[2:])} gives llama.cpp's own quantization"
+        )
+    if gguf_type is not None and gguf_type not in GGUF_TYPES:
+        raise BackendUnavailableError(
+            f"--gguf-type {gguf_type!r} is not one of {', '.join(GGUF_TYPES)}"
+        )
+    missing = llama_cpp_missing()
+    if missing:
+        raise BackendUnavailableError(missing)
+
+
+__all__ = [
+    "BACKENDS",
+    "GGUF_FAMILIES",
+    "GGUF_TYPES",
+    "ONNX_FAMILIES",
+    "BackendUnavailableError",
+    "check_backend",
+    "check_gguf_family",
+    "llama_cpp_missing",
+]

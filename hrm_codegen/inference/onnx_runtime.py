@@ -210,9 +210,15 @@ def export_onnx(model: nn.Module, folder: str | Path, *, quantize: str | None = 
 
         floats = folder / "model.fp32.onnx"
         graph.rename(floats)
+        fold_weights(floats, floats)
         logging.disable(logging.WARNING)  # its advice to pre-process, logged on the root logger
         try:
-            quantize_dynamic(str(floats), str(graph), weight_type=QuantType.QInt8)
+            quantize_dynamic(
+                str(floats),
+                str(graph),
+                weight_type=QuantType.QInt8,
+                op_types_to_quantize=["MatMul"],
+            )
         finally:
             logging.disable(logging.NOTSET)
         floats.unlink()
@@ -231,6 +237,41 @@ def export_onnx(model: nn.Module, folder: str | Path, *, quantize: str | None = 
     )
     (folder / INFO_FILE).write_text(json.dumps(asdict(info), indent=2) + "\n")
     return folder
+
+
+def fold_weights(source: Path, target: Path) -> int:
+    """Make every weight product of `source` a MatMul whose weight is a stored tensor, each
+    distinct weight stored once; returns how many duplicate copies were dropped.
+
+    Why: the exporter writes a weight's transpose as a node of the graph; the quantizer quantizes
+    a MatMul only when its weight is a stored tensor, so without this it quantized each block's
+    first application and left the HRM's later cycles (two thirds of its products) in float32.
+    onnxruntime's basic optimizations fold the transposes into stored tensors (one per use); the
+    copies of one weight are then merged by content.
+    """
+    import onnx
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.intra_op_num_threads = 1
+    with tempfile.TemporaryDirectory(prefix="hrm-onnx-fold-") as scratch:
+        options.optimized_model_filepath = str(Path(scratch) / "folded.onnx")
+        onnxruntime.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
+        model = onnx.load(options.optimized_model_filepath)
+    graph, first, renamed = model.graph, {}, {}
+    for tensor in list(graph.initializer):
+        key = (tensor.data_type, tuple(tensor.dims), onnx.numpy_helper.to_array(tensor).tobytes())
+        if key in first:
+            renamed[tensor.name] = first[key]
+            graph.initializer.remove(tensor)
+        else:
+            first[key] = tensor.name
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            node.input[i] = renamed.get(name, name)
+    onnx.save(model, str(target))
+    return len(renamed)
 
 
 class OnnxKVCache:
@@ -399,5 +440,6 @@ __all__ = [
     "OnnxModelInfo",
     "check_exportable",
     "export_onnx",
+    "fold_weights",
     "top1_agreement",
 ]
