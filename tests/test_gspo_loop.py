@@ -9,9 +9,6 @@ import math
 import os
 import signal
 import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -20,12 +17,12 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from gspo_fixtures import (
     CONFIG_DIR,
-    REPO,
     gspo_config,
     make_toy_act_hrm_checkpoint,
     make_toy_checkpoint,
 )
 from hydra import compose, initialize_config_dir
+from preemption import preempt_launcher
 from safetensors.torch import load_file
 
 from hrm_codegen.data.prompts import format_prompt
@@ -326,22 +323,7 @@ def test_sigterm_to_a_gspo_process_exits_143_and_resume_continues(toy_checkpoint
         "gspo.reward.workers=1",
         "checkpoint_interval=1000",
     ]
-    command = [sys.executable, str(REPO / "scripts" / "train_codegen.py"), *overrides]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        metrics = run_dir / "metrics.jsonl"
-        deadline = time.monotonic() + 240
-        while not (metrics.is_file() and len(metrics.read_text().splitlines()) >= 3):
-            assert process.poll() is None, process.communicate()
-            assert time.monotonic() < deadline, "GSPO never logged two steps"
-            time.sleep(0.05)
-        process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=120)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == 128 + signal.SIGTERM, stderr
-    assert "stopped by SIGTERM" in stderr and "Traceback" not in stderr
+    preempt_launcher(overrides, run_dir, "GSPO")
     last_logged = [row["step"] for row in read_metrics(run_dir) if "train/reward_mean" in row][-1]
     state = json.loads((run_dir / "checkpoint" / "trainer_state.json").read_text())
     assert 2 <= state["step"] == last_logged < 1000

@@ -15,12 +15,12 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from preemption import preempt_launcher
 from safetensors.torch import load_file
 from training_fixtures import build_tiny_corpus, write_tiny_mbpp
 
@@ -271,22 +271,7 @@ def test_sigterm_mid_run_saves_the_current_step_and_resume_continues_from_it(
         "eval.interval=1000",
         "checkpoint_interval=1000",
     ]
-    command = [sys.executable, str(REPO / "scripts" / "train_codegen.py"), *overrides]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        metrics = run_dir / "metrics.jsonl"
-        deadline = time.monotonic() + 240
-        while not (metrics.is_file() and len(metrics.read_text().splitlines()) >= 3):
-            assert process.poll() is None, process.communicate()
-            assert time.monotonic() < deadline, "training never logged three steps"
-            time.sleep(0.05)
-        process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=120)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == 128 + signal.SIGTERM, stderr
-    assert "stopped by SIGTERM" in stderr and "Traceback" not in stderr
+    preempt_launcher(overrides, run_dir, "training")
     last_logged = [row["step"] for row in read_metrics(run_dir) if "train/loss" in row][-1]
     state = json.loads((run_dir / "checkpoint" / "trainer_state.json").read_text())
     assert 3 <= state["step"] == last_logged < 1000
