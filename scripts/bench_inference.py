@@ -168,6 +168,8 @@ def run_config(spec: dict) -> dict:
     prompts = spec["prompts"]
     new_tokens = spec["new_tokens"]
 
+    outputs: list[list[int]] = []
+
     def one(prompt: list[int]) -> tuple[float, float]:
         first: list[float] = []
         start = time.perf_counter()
@@ -181,6 +183,7 @@ def run_config(spec: dict) -> dict:
         )
         total = time.perf_counter() - start
         assert len(out[0][0]) == new_tokens
+        outputs.append(out[0][0])
         return total, first[0] - start
 
     warm = prompts if backend == "compiled" else prompts[:1]  # compiled: every cache length
@@ -188,9 +191,11 @@ def run_config(spec: dict) -> dict:
         one(prompt)
     if draft is not None:
         draft.proposed = draft.accepted = draft.target_forwards = draft.generated = 0
+    outputs.clear()  # the warm-up's
     latencies, ttfts = zip(*(one(p) for p in prompts))
     decode = [(lat - ttft) for lat, ttft in zip(latencies, ttfts)]
     result = {
+        "outputs": outputs,
         "median_s": statistics.median(latencies),
         "p90_s": sorted(latencies)[max(0, round(0.9 * len(latencies)) - 1)],
         "ttft_s": statistics.median(ttfts),
@@ -200,6 +205,15 @@ def run_config(spec: dict) -> dict:
     if draft is not None:
         result["acceptance"] = draft.acceptance_rate
     return result
+
+
+def same_as(result: dict, eager: list[list[int]] | None) -> str:
+    """How many problems' greedy tokens equal eager torch's (same size, family, threads)."""
+    outputs = result.get("outputs")
+    if outputs is None or eager is None:
+        return ""
+    same = sum(a == b for a, b in zip(outputs, eager))
+    return f"greedy = torch on {same}/{len(eager)}"
 
 
 def peak_rss_mb() -> float:
@@ -332,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
             for family in args.families:
                 model = build_model(family, size)
                 weights, _ = applied_weights(model)
-                exported = {}
+                exported, eager = {}, {}  # eager: torch's greedy tokens per thread count
                 for backend in args.backends:
                     why = not_served(family, backend)
                     if why:
@@ -361,9 +375,13 @@ def main(argv: list[str] | None = None) -> int:
                         compute, memory = floors(
                             weights, mean_prompt, args.new_tokens, gflops[threads], gbps, width
                         )
-                        note = result.get("error", "")
-                        if "acceptance" in result:
-                            note = f"acceptance {result['acceptance']:.0%} (random weights)"
+                        if backend == "torch":
+                            eager[threads] = result.get("outputs")
+                        agree = "" if backend == "torch" else same_as(result, eager.get(threads))
+                        accept = result.get("acceptance")
+                        if accept is not None:
+                            accept = f"acceptance {accept:.0%} (random weights)"
+                        note = "; ".join(filter(None, [result.get("error"), agree, accept]))
                         cells = [size, family, backend, str(threads)]
                         if "error" in result:
                             cells += ["-"] * 6
