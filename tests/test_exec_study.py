@@ -68,6 +68,11 @@ def test_every_selected_run_is_scored_by_difficulty_and_depth(exec_study):
                     "## Test-time depth", "## Adaptive computation", "## Training at equal steps"):  # fmt: skip
         assert heading in page, heading
     assert data["exec_fingerprint"] in page
+    assert sorted(data["baselines"]) == sorted(
+        ["the argument", f"always {next(iter(data['baselines']))[7:]}"]
+    )
+    assert all(0 <= v <= 1 for b in data["baselines"].values() for v in b.values())
+    assert "| *no model: the argument* |" in page
     assert (exec_study["root"] / "out" / "exec_by_steps.png").is_file()
     built = list((exec_study["root"] / "home" / "exec").glob("exec-*/meta.json"))
     assert len(built) == 1  # built once, under HRM_CODEGEN_HOME, for every study with its settings
@@ -94,3 +99,17 @@ def test_records_alone_rebuild_the_exec_report(exec_study, tmp_path):
 def test_exec_study_mistakes_are_one_line(override, message):
     with pytest.raises(StudyConfigError, match=message):
         load_spec(exec_node(override)["study"])
+
+
+def test_trivial_baselines_grade_answers_written_without_the_program():
+    from hrm_codegen.data.exec_programs import ExecTask
+    from hrm_codegen.evaluation.exec_score import trivial_baselines
+
+    def task(i: int, call: str, output: str) -> ExecTask:
+        return ExecTask(f"Exec/t/{i}", "def f(x):\n    return x\n", call, output, 3)
+
+    train = [task(0, "f(1)", "0"), task(1, "f(2)", "0"), task(2, "f('a')", "'b'")]
+    tests = [task(3, "f('ab')", "'ab'"), task(4, "f(5)", "0"), task(5, "f([1, 2])", "[1, 2]")]
+    tests.append(task(6, "f(7)", "8"))
+    baselines = trivial_baselines(train, {"test": tests}, edges=[8, 32])
+    assert baselines == {"always 0": {"test": 0.25}, "the argument": {"test": 0.5}}

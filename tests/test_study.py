@@ -424,3 +424,23 @@ def test_every_report_table_is_well_formed_before_and_after_pass_at_k(smoke_stud
     for report in (full, partial):
         widths = _table_rows_widths(report)
         assert len(widths) >= 4 and all(len(w) == 1 for w in widths), widths
+
+
+def test_the_page_names_the_command_any_checkout_runs(tmp_path, monkeypatch):
+    """A study run from another worktree passes absolute paths that only restate defaults: the
+    page drops them, and makes other paths inside the checkout relative."""
+    import types
+
+    from hrm_codegen.study.report import portable_command
+
+    monkeypatch.chdir(tmp_path)
+    spec = types.SimpleNamespace(name="cpu_x", records_dir="docs/results/cpu_x")
+    ran = (
+        f"python scripts/run_study.py study=cpu_x output_dir={tmp_path}/studies/cpu_x "
+        f"study.records_dir={tmp_path}/docs/results/cpu_x publish_dir={tmp_path}/docs/results"
+    )
+    assert portable_command(ran, spec) == (
+        "python scripts/run_study.py study=cpu_x publish_dir=docs/results"
+    )
+    kept = "python scripts/run_study.py study=cpu_x output_dir=/elsewhere '+a.b={c:1}'"
+    assert portable_command(kept, spec) == kept

@@ -1,6 +1,7 @@
 """Score a model on exec tasks: greedy answers graded as LCB's code execution (an `ast` literal
 compared with the sandbox's answer, nothing run), counted by difficulty bucket; and, for a model
-with adaptive computation, how many segments its Q head asks for against the task's steps.
+with adaptive computation, how many segments its Q head asks for against the task's steps; and
+the floor every model is read against (`trivial_baselines`).
 
 One place for both callers: the in-training `val/exec_acc` (train_cli) and the study's per-run
 evaluation (study/runner.py)."""
@@ -85,4 +86,31 @@ def act_segments(model: torch.nn.Module, tokenizer: Any, tasks: Sequence[Any]) -
     }
 
 
-__all__ = ["act_segments", "score_exec_model"]
+def trivial_baselines(
+    train: Sequence[Any], splits: dict[str, Sequence[Any]], edges: Sequence[int]
+) -> dict[str, dict[str, float]]:
+    """Accuracy of answers written without reading the program, graded as a model's: the train
+    split's most common answer for every task, and the call's own argument (`f(ARG)` answers
+    `ARG`, as if the function returned its input). A model below these has not learned to
+    trace programs yet, whatever its rank among models."""
+    from collections import Counter
+
+    from hrm_codegen.evaluation.lcb.grading import grade_execution
+
+    constant = Counter(task.output for task in train).most_common(1)[0][0]
+    guesses = {
+        f"always {constant}": lambda task: constant,
+        "the argument": lambda task: task.call[task.call.index("(") + 1 : -1],
+    }
+    return {
+        name: {
+            split: sum(grade_execution(t.problem(edges), guess(t)).passed for t in tasks)
+            / len(tasks)
+            for split, tasks in splits.items()
+            if tasks
+        }
+        for name, guess in guesses.items()
+    }
+
+
+__all__ = ["act_segments", "score_exec_model", "trivial_baselines"]

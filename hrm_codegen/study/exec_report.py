@@ -34,8 +34,19 @@ def exec_data_record(runner: Any, runs: list[dict[str, Any]]) -> dict[str, Any]:
                     f"{run['run_dir']} recorded {key} {found} but the study's is {value}; runs "
                     "on other data cannot share one table: move that run away (it retrains)"
                 )
+    from hrm_codegen.data.exec_programs import load_exec_tasks
+    from hrm_codegen.evaluation.exec_score import trivial_baselines
+
+    folder = Path(str(runner.corpus_dir))
+    scored = [s for s in ("test", "test_hard") if s in meta["splits"]]
+    baselines = trivial_baselines(
+        load_exec_tasks(folder, "train"),
+        {split: load_exec_tasks(folder, split) for split in scored},
+        meta["edges"],
+    )
     return {
         **expected,
+        "baselines": baselines,
         "settings": meta["settings"],
         "edges": meta["edges"],
         "generated": meta["generated"],
@@ -137,6 +148,9 @@ def exec_markdown(result: dict[str, Any]) -> list[str]:
         f"| {arm} | " + " | ".join(_acc(b["x1"][s]["accuracy"]) for s in splits) + " |"
         for arm, b in arms.items()
     ]
+    for name, by_split in (data.get("baselines") or {}).items():  # no model: the floor
+        cells = [f"{100 * by_split[s]:.1f}" if s in by_split else "-" for s in splits]
+        lines.append(f"| *no model: {name}* | " + " | ".join(cells) + " |")
     buckets = sorted(
         {k for b in arms.values() for s in splits for k in b["x1"][s]["buckets"]},
         key=lambda name: float(name.lstrip("<=>")) + (0.5 if name.startswith(">") else 0),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import platform
+import shlex
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -840,6 +841,26 @@ def write_plots(result: dict[str, Any], folder: Path, prefix: str) -> list[str]:
     return written
 
 
+def portable_command(command: str, spec: Any) -> str:
+    """`command` as another checkout runs it: overrides that only restate a default (the output
+    folder studies/<name>, the spec's records_dir) dropped, and paths inside the current folder
+    made relative (a run from another worktree of this checkout wrote absolute ones)."""
+    here = Path.cwd().resolve()
+    defaults = {
+        "output_dir": (Path("studies") / spec.name).resolve(),
+        "study.records_dir": Path(spec.records_dir).resolve() if spec.records_dir else None,
+    }
+    kept = []
+    for part in shlex.split(command):
+        key, equals, value = part.partition("=")
+        if equals and key in defaults and Path(value).resolve() == defaults[key]:
+            continue
+        if equals and Path(value).is_absolute() and Path(value).resolve().is_relative_to(here):
+            part = f"{key}={Path(value).resolve().relative_to(here)}"
+        kept.append(shlex.quote(part))
+    return " ".join(kept)
+
+
 def write_report(
     runner: StudyState, publish_dir: str | Path | None = None, command: str = ""
 ) -> Path:
@@ -848,7 +869,7 @@ def write_report(
     result = collect(runner)
     # the command that ran the study reproduces it; a report_only rebuild just rewrites the page
     ran = [s["command"] for s in result["sessions"] if "report_only" not in s.get("command", "")]
-    command = ran[0] if ran and ran[0] else command
+    command = portable_command(ran[0] if ran and ran[0] else command, runner.spec)
     return write_pages(runner, result, command, write_plots, render_markdown, publish_dir)
 
 
