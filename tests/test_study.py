@@ -444,3 +444,48 @@ def test_the_page_names_the_command_any_checkout_runs(tmp_path, monkeypatch):
     )
     kept = "python scripts/run_study.py study=cpu_x output_dir=/elsewhere '+a.b={c:1}'"
     assert portable_command(kept, spec) == kept
+
+
+def test_a_tokenizer_path_under_home_reaches_training_expanded(monkeypatch, tmp_path):
+    """`prepare.tokenizer_path: ~/...` (as configs/study/cpu_polyglot.yaml writes it) becomes
+    an absolute path: Hydra's override grammar cannot parse a value starting with `~`."""
+    from hrm_codegen.study.runner import compose_training_config, prepare_study_data
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    prepare = {"tokenizer_path": "~/tokenizers/six", "corpus_dir": str(tmp_path / "corpus")}
+    tokenizer_dir, corpus_dir = prepare_study_data(prepare, tmp_path, None, print)
+    assert tokenizer_dir == str(tmp_path / "tokenizers" / "six")
+    assert corpus_dir == tmp_path / "corpus"
+    config = compose_training_config(["data=corpus", f"tokenizer.path={tokenizer_dir}"])
+    assert config.tokenizer.path == tokenizer_dir
+
+
+class _NeedsTwoArguments(Exception):
+    def __init__(self, what: str, where: str):
+        super().__init__(f"{what} at {where}")
+
+
+def test_a_worker_error_that_cannot_be_pickled_arrives_with_its_message(tmp_path):
+    """A process pool rebuilds a worker's exception by calling its class with `args`; one whose
+    constructor wants more (Hydra's OverrideParseException) broke the pool and hid the message."""
+    import types
+
+    from hrm_codegen.study.runner import _run_in_worker
+    from hrm_codegen.study.runs import RunKey
+
+    def fails(key):
+        raise _NeedsTwoArguments("bad override", "position 3")
+
+    runner = types.SimpleNamespace(
+        log_path=lambda method, key: tmp_path / "logs" / f"{method}.log", train=fails
+    )
+    key = RunKey(stage="pretrain", arm="a", lr=1e-3, seed=0)
+    with pytest.raises(RuntimeError, match="_NeedsTwoArguments: bad override at position 3"):
+        _run_in_worker(runner, "train", key)
+
+    def fails_plainly(key):
+        raise ValueError("plain")
+
+    runner.train = fails_plainly
+    with pytest.raises(ValueError, match="plain"):  # a picklable error passes unchanged
+        _run_in_worker(runner, "train", key)

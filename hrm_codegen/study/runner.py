@@ -34,6 +34,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import pickle
 import shutil
 import time
 from collections.abc import Callable
@@ -90,7 +91,9 @@ def prepare_study_data(
     if p.get("exec"):  # generated output-prediction tasks instead of a corpus
         return prepare_exec_data(p, out, log)
     if p.get("tokenizer_path"):  # e.g. code-bpe: the tokenizer an existing corpus was built with
-        tokenizer_dir = p["tokenizer_path"]
+        tokenizer_dir = str(p["tokenizer_path"])
+        if tokenizer_dir.startswith("~"):  # a path for the shell: Hydra's overrides cannot take ~
+            tokenizer_dir = str(Path(tokenizer_dir).expanduser())
     else:
         tok_cfg = dict(p.get("tokenizer") or {})
         data_cfg = {"stage": "sft", "benchmark": "mbpp", "path": mbpp_path, "train_split": "train"}
@@ -711,4 +714,13 @@ def _run_in_worker(runner: StudyRunner, method: str, key: RunKey) -> Any:
         contextlib.redirect_stdout(stream),
         contextlib.redirect_stderr(stream),
     ):
-        return getattr(runner, method)(key)
+        try:
+            return getattr(runner, method)(key)
+        except Exception as error:
+            # the pool pickles the error back to the study; one that cannot be rebuilt there
+            # (Hydra's OverrideParseException) would break the pool and hide its message
+            try:
+                pickle.loads(pickle.dumps(error))
+            except Exception:
+                raise RuntimeError(f"{type(error).__name__}: {error}") from None
+            raise
