@@ -198,3 +198,20 @@ def test_generate_cli_with_llamacpp_prints_the_eager_text(llama_cpp, llama_check
     code, eager = run()
     assert code == 0 and eager.strip()
     assert run("--backend", "llamacpp", "--gguf-type", "f32") == (0, eager)
+
+
+def test_evaluate_with_llamacpp_writes_the_eager_completions(
+    llama_cpp, llama_checkpoint: Path, tmp_path: Path
+):
+    import json
+
+    from hrm_codegen.evaluation.cli import main as evaluate
+
+    common = ["--benchmark", "toy", "--split", "train", "--limit", "2", "--model-type", "llama",
+              "--ckpt", str(llama_checkpoint), "--max-new-tokens", "8", "--no-progress"]  # fmt: skip
+    completions = {}
+    for name, flags in {"torch": [], "llamacpp": ["--backend", "llamacpp", "--gguf-type", "f32"]}.items():  # fmt: skip
+        assert evaluate([*common, *flags, "--output", str(tmp_path / name)]) == 0
+        lines = (tmp_path / name / "samples.jsonl").read_text().splitlines()
+        completions[name] = [json.loads(line)["completion"] for line in lines]
+    assert len(completions["torch"]) == 2 and completions["llamacpp"] == completions["torch"]
