@@ -105,6 +105,11 @@ def not_served(family: str, backend: str) -> str | None:
         return "transformers' Llama is not exported to ONNX nor decoded on a static cache here"
     if backend.startswith("llamacpp") and family != "llama":
         return "llama.cpp has no architecture for it"
+    if backend.startswith("llamacpp"):
+        from hrm_codegen.inference.backends import llama_cpp_missing
+
+        if llama_cpp_missing():
+            return "llama-cpp-python is not installed here (pip install -e '.[llamacpp]')"
     return None
 
 

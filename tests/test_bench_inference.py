@@ -44,3 +44,14 @@ def test_weights_applied_per_token_count_every_block_application():
     assert applied - head == 2 * (2 * level + level)  # H_cycles x (L_cycles x L + H)
     compute = bench.build_model("transformer-compute", "tiny")
     assert bench.applied_weights(compute)[0] == applied  # compute-matched: same arithmetic
+
+
+def test_unserved_pairs_are_named_not_run(monkeypatch):
+    bench = load_script()
+    assert bench.not_served("hrm", "llamacpp-q4_K") == "llama.cpp has no architecture for it"
+    assert "drafts for the HRM" in bench.not_served("llama", "speculative")
+    assert bench.not_served("hrm", "onnx-int8") is None
+    from hrm_codegen.inference import backends
+
+    monkeypatch.setattr(backends, "llama_cpp_missing", lambda: "missing")
+    assert "not installed" in bench.not_served("llama", "llamacpp-f16")
