@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_inference.py"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("bench_inference", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from bench_scripts import load_script
 
 
 def test_quick_run_writes_a_row_per_backend(tmp_path, capsys):
     pytest.importorskip("onnxruntime")
-    bench = load_script()
+    bench = load_script("bench_inference")
     output = tmp_path / "inference.md"
     assert bench.main(["--quick", "--output", str(output)]) == 0
     text = output.read_text()
@@ -36,7 +25,7 @@ def test_quick_run_writes_a_row_per_backend(tmp_path, capsys):
 
 
 def test_weights_applied_per_token_count_every_block_application():
-    bench = load_script()
+    bench = load_script("bench_inference")
     hrm = bench.build_model("hrm", "tiny")
     applied, head = bench.applied_weights(hrm)
     level = sum(p.numel() for p in hrm.L_level.parameters())  # H and L alike at this size
@@ -47,7 +36,7 @@ def test_weights_applied_per_token_count_every_block_application():
 
 
 def test_unserved_pairs_are_named_not_run(monkeypatch):
-    bench = load_script()
+    bench = load_script("bench_inference")
     assert bench.not_served("hrm", "llamacpp-q4_K") == "llama.cpp has no architecture for it"
     assert "drafts for the HRM" in bench.not_served("llama", "speculative")
     assert bench.not_served("hrm", "onnx-int8") is None

@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
+from bench_scripts import load_script
 
 from hrm_codegen.data.exec_programs import ExecTask, write_tasks
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_speculative.py"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("bench_speculative", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_table_reports_acceptance_and_unchanged_outputs(tmp_path, gpt2_dir, capsys):
@@ -42,7 +31,7 @@ def test_table_reports_acceptance_and_unchanged_outputs(tmp_path, gpt2_dir, caps
     code = "def f(x):\n    v0 = x * 2\n    return v0 + 1\n"
     tasks = [ExecTask(f"Exec/test/{i}", code, f"f({i})", str(2 * i + 1), 3) for i in range(3)]
     write_tasks(tmp_path / "exec" / "test.jsonl", tasks)
-    bench = load_script()
+    bench = load_script("bench_speculative")
     argv = ["--target", str(tmp_path / "hrm"), "--draft", str(tmp_path / "draft"),
             "--exec-dir", str(tmp_path / "exec"), "--problems", "3", "--draft-tokens", "1,3",
             "--max-new-tokens", "6"]  # fmt: skip
@@ -59,7 +48,7 @@ def test_table_reports_acceptance_and_unchanged_outputs(tmp_path, gpt2_dir, caps
 
 
 def test_draft_tokens_must_be_integers():
-    bench = load_script()
+    bench = load_script("bench_speculative")
     with pytest.raises(SystemExit):
         bench.parse_args(
             ["--target", "a", "--draft", "b", "--exec-dir", "c", "--draft-tokens", "x"]
