@@ -22,6 +22,7 @@ from hrm_codegen.evaluation.sandbox import (
     run_programs,
 )
 from hrm_codegen.evaluation.sandbox import limits as sandbox_limits
+from hrm_codegen.evaluation.sandbox import pool as sandbox_pool
 from hrm_codegen.evaluation.sandbox import runner as sandbox_runner
 
 BACKENDS = [
@@ -119,6 +120,36 @@ def test_results_come_back_in_order_and_through_the_callback() -> None:
     )
     assert [r.status for r in results] == ["passed", "failed", "passed"]
     assert sorted(seen) == [(0, "passed"), (1, "failed"), (2, "passed")]
+
+
+def test_a_sandbox_that_did_not_start_is_retried_not_scored(monkeypatch) -> None:
+    # The first start of program 0 and every start of program 1 fail on the evaluator's side
+    # (as a start-up lost to a loaded machine would): program 0 is judged on its rerun,
+    # program 1 stays an `error` after ERROR_ATTEMPTS runs and is not called a failure.
+    real_run_one = sandbox_pool.run_one
+    starts = {0: 0, 1: 0}
+
+    def flaky(program, launcher, timeout, running=None):
+        index = 0 if "first" in program else 1
+        starts[index] += 1
+        if index == 1 or starts[index] == 1:
+            raise OSError("[Errno 11] Resource temporarily unavailable")
+        return real_run_one(program, launcher, timeout, running)
+
+    monkeypatch.setattr(sandbox_pool, "run_one", flaky)
+    seen = []
+    results = run_programs(
+        ["# first\nassert 1 + 1 == 2\n", "# second\n"],
+        memory_mb=256,
+        workers=2,
+        progress=False,
+        mode="process",
+        on_result=lambda index, result: seen.append(index),
+    )
+    assert [r.status for r in results] == ["passed", "error"]
+    assert "Resource temporarily unavailable" in results[1].detail
+    assert starts == {0: 2, 1: sandbox_pool.ERROR_ATTEMPTS}
+    assert sorted(seen) == [0, 1]  # each reported once, with its final result
 
 
 def test_large_programs_and_output_tails() -> None:

@@ -33,6 +33,8 @@ from hrm_codegen.evaluation.sandbox.runner import (
     run_one,
 )
 
+ERROR_ATTEMPTS = 3  # runs of one item whose result is an evaluator-side `error`
+
 
 def default_workers() -> int:
     """One program per available core."""
@@ -121,6 +123,10 @@ def run_in_pool(
 
     `on_result(index, result)` runs in the calling thread as each item finishes; an exception
     inside `run` (an evaluator bug) becomes `evaluator_error(message)` for that item only.
+    A result with status `error` (the evaluator, not the program, failed: the sandbox did not
+    start, the fork server vanished) is run again, up to ERROR_ATTEMPTS times in all: every run
+    is in a fresh sandbox, so a rerun cannot see the first, and one start-up lost to a loaded
+    machine must not count as a model's failure. The last attempt's result is kept.
     """
     if not isinstance(memory_mb, int) or memory_mb < 64:
         raise ValueError(f"memory_mb={memory_mb}: give at least 64 MiB (default 4096)")
@@ -146,16 +152,24 @@ def run_in_pool(
     running = threading.BoundedSemaphore(workers)
     pool = ThreadPoolExecutor(max_workers=3 * workers, thread_name_prefix="sandbox")
     bar = tqdm(total=len(items), desc=desc, unit="prog", disable=not progress)
+    attempts = [1] * len(items)
+
+    def attempt(index: int):
+        try:
+            return run(items[index], launcher, running)
+        except Exception as error:  # an evaluator bug must not lose the other results
+            return evaluator_error(f"evaluator error: {error!r}")
+
     try:
-        futures = {
-            pool.submit(run, item, launcher, running): index for index, item in enumerate(items)
-        }
-        for future in as_completed(futures):
-            index = futures[future]
-            try:
-                result = future.result()
-            except Exception as error:  # an evaluator bug must not lose the other results
-                result = evaluator_error(f"evaluator error: {error!r}")
+        pending = {pool.submit(attempt, index): index for index in range(len(items))}
+        while pending:
+            future = next(as_completed(pending))
+            index = pending.pop(future)
+            result = future.result()
+            if getattr(result, "status", None) == "error" and attempts[index] < ERROR_ATTEMPTS:
+                attempts[index] += 1
+                pending[pool.submit(attempt, index)] = index
+                continue
             results[index] = result
             if on_result is not None:
                 on_result(index, result)
