@@ -14,6 +14,7 @@ from hrm_codegen.study.fits import (
     BootstrapResult,
     FlopsPerToken,
     LawFit,
+    at_bound,
     bootstrap_fits,
     cost_from_records,
     crossover,
@@ -117,6 +118,19 @@ def test_noise_free_fit_is_exact():
     fit = fit_records(runs)
     for name in ("E", "A", "alpha", "B", "beta"):
         assert getattr(fit, name) == pytest.approx(getattr(TRUE, name), rel=1e-3), name
+
+
+def test_a_parameter_the_runs_cannot_determine_is_flagged_at_its_bound():
+    # Recovered parameters sit inside their bounds; a law with no irreducible loss (E = 0)
+    # drives the fitted E onto its lower bound, and the report must say so.
+    fit = fit_records(grid_runs(TRUE, noise=0.0))
+    assert not any(at_bound(name, getattr(fit, name)) for name in ("E", "alpha", "beta"))
+    no_floor = LawFit(E=0.0, A=400.0, alpha=0.34, B=410.0, beta=0.28)
+    floorless = fit_records(grid_runs(no_floor, noise=0.0))
+    assert at_bound("E", floorless.E)
+    assert at_bound("alpha", 3.0) and at_bound("alpha", 0.0) and not at_bound("alpha", 1.5)
+    assert at_bound("phi", 1.5) and not at_bound("phi", 0.46)
+    assert not at_bound("A", 0.0) and not at_bound("beta", math.nan)
 
 
 def test_bootstrap_resamples_whole_configurations():

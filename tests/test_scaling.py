@@ -17,6 +17,7 @@ from training_fixtures import copy_stdlib_modules, write_tiny_mbpp
 from hrm_codegen.study import StudyConfigError, run_study_from_config
 from hrm_codegen.study.runner import CONFIG_DIR, run_status
 from hrm_codegen.study.scaling import ScalingRunner
+from hrm_codegen.study.scaling_report import reuse_fits
 from hrm_codegen.study.scaling_spec import ScalingKey, budget_tag, load_scaling_spec
 from hrm_codegen.training.repeat import compare_runs
 
@@ -82,6 +83,15 @@ def test_records_alone_rebuild_the_report_and_a_long_run_is_retrained_bit_for_bi
     after = json.loads((tmp_path / "fresh" / "results.json").read_text())
     assert [r["loss"] for r in after["runs"]] == [r["loss"] for r in before["runs"]]
     assert after["points"] == before["points"]
+    # refitted from scratch in the fresh folder: the fits are a function of the points (the
+    # premise on which a rebuild reuses them), and a second rebuild reuses them
+    assert after["fits_key"] == before["fits_key"] and after["fits"] == before["fits"]
+    rebuilt = io.StringIO()
+    with contextlib.redirect_stdout(rebuilt):
+        run_study_from_config({**cfg, "report_only": True})
+    assert "fitting the laws" not in rebuilt.getvalue()
+    key, reused = reuse_fits(tmp_path / "fresh" / "results.json", after["points"], {})
+    assert reused is None and key != after["fits_key"]  # other fit settings: refit
 
     # a branch whose record is gone: its long run exists only as a record here
     spec = load_scaling_spec(cfg["study"])

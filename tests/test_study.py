@@ -201,6 +201,9 @@ def test_the_report_and_its_published_copy_show_every_sweep_point_and_the_comman
     assert "Equal tokens" in report and "Test-time compute" in report and "pass@1" in report
     published = root / "published" / "smoke.md"
     assert published.is_file()
+    # the numbers travel with the page: the study's results.json in a folder named like it
+    copied = json.loads((root / "published" / "smoke" / "results.json").read_text())
+    assert copied == json.loads((root / "out" / "results.json").read_text())
     for name in ("bpb_vs_flops", "bpb_vs_time", "lr_sweep", "test_time"):
         assert (root / "out" / f"{name}.png").is_file()
         assert (root / "published" / f"smoke_{name}.png").is_file()

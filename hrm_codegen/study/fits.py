@@ -47,6 +47,7 @@ __all__ = [
     "BootstrapResult",
     "FlopsPerToken",
     "LawFit",
+    "at_bound",
     "bootstrap_fits",
     "cost_from_records",
     "crossover",
@@ -77,6 +78,30 @@ _GRID_PHI = (0.0, 0.5, 1.0, 1.5)
 _BOUNDS = ((-200.0, 200.0), (-200.0, 200.0), (-20.0, 10.0), (0.0, 3.0), (0.0, 3.0))
 PHI_BOUNDS = (0.0, 1.5)
 _N_BOUNDS = (1e2, 1e16)  # the frontier's search range for N
+# The same bounds on the reported (natural-scale) parameters: an estimate on one of them was
+# stopped by the bound, not determined by the data.
+PARAMETER_BOUNDS = {
+    "E": (math.exp(_BOUNDS[2][0]), math.exp(_BOUNDS[2][1])),
+    "alpha": _BOUNDS[3],
+    "beta": _BOUNDS[4],
+    "phi": PHI_BOUNDS,
+}
+E_NEGLIGIBLE = 1e-6  # an irreducible loss this small (losses are O(1) nats or bits) is none
+
+
+def at_bound(name: str, value: float, rtol: float = 1e-3) -> bool:
+    """Whether a fitted `name` (E, alpha, beta or phi) sits on its fit bound: an exponent within
+    `rtol` of its bound range's width of either end, E at or below E_NEGLIGIBLE (the optimiser
+    stops anywhere once E no longer moves the objective, so the lower bound itself is rarely
+    hit). Such a value was stopped by the bound, not determined by the data; the report marks it."""
+    if name not in PARAMETER_BOUNDS or not math.isfinite(value):
+        return False
+    lo, hi = PARAMETER_BOUNDS[name]
+    if name == "E":
+        return value <= E_NEGLIGIBLE or value >= hi * (1.0 - rtol)
+    return min(abs(value - lo), abs(value - hi)) <= rtol * (hi - lo)
+
+
 _FIT_ERRORS = (ValueError, ArithmeticError, RuntimeError, np.linalg.LinAlgError)
 # Fields that name a configuration; runs equal in all of them but the seed are paired.
 _CONFIG_FIELDS = (

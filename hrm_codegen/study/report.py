@@ -661,7 +661,9 @@ def render_markdown(result: dict[str, Any], command: str, plots: list[str]) -> s
         lines += ["## Plots", ""] + [f"![{name}]({name})" for name in plots] + [""]
     lines += [
         "Each run is an ordinary run directory (`scripts/evaluate.py --ckpt`, "
-        "`scripts/plot_runs.py`); every number here is in `results.json` beside the report.",
+        "`scripts/plot_runs.py`); every number here is in the study's `results.json`: beside "
+        "`report.md` in the study folder, and in the folder of the same name as this page when "
+        "published.",
         "",
     ]
     return "\n".join(lines)
@@ -882,7 +884,8 @@ def write_pages(
     publish_dir: str | Path | None = None,
 ) -> Path:
     """results.json, report.md and plots in the study folder; with `publish_dir`, also
-    `<publish_dir>/<study>.md` with its plots beside it as `<study>_*.png` (every study kind)."""
+    `<publish_dir>/<study>.md` with its plots beside it as `<study>_*.png` and its
+    results.json in `<publish_dir>/<study>/` (every study kind)."""
     out = runner.out
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
@@ -897,6 +900,9 @@ def write_pages(
             shutil.copy(out / name, publish / f"{prefix}{name}")
         page = render_fn(result, command, [f"{prefix}{name}" for name in plots])
         (publish / f"{result['study']}.md").write_text(page)
+        records = publish / result["study"]
+        records.mkdir(exist_ok=True)
+        shutil.copy(out / "results.json", records / "results.json")
         runner.log(f"published {publish / (result['study'] + '.md')}")
     runner.log(f"wrote {report} and {out / 'results.json'}")
     return report

@@ -10,6 +10,7 @@ and both are reported.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -197,6 +198,27 @@ def fit_arms(points: list[dict[str, Any]], spec_fits: dict[str, Any]) -> dict[st
     return out
 
 
+def fits_key(points: list[dict[str, Any]], spec_fits: dict[str, Any]) -> str:
+    """sha256 of what the fits are a function of: the selected points and the fit settings
+    (the bootstrap is seeded, and forked workers draw the same resamples as one process)."""
+    text = json.dumps({"points": points, "fits": spec_fits}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def reuse_fits(
+    previous: Path, points: list[dict[str, Any]], spec_fits: dict[str, Any]
+) -> tuple[str, dict[str, Any] | None]:
+    """(key, the fits of `previous` results.json when made from the same points and settings,
+    else None). A report rebuilt from unchanged records then takes seconds, not the hours of
+    bootstrap refits; anything changed refits everything."""
+    key = fits_key(points, spec_fits)
+    try:
+        old = json.loads(previous.read_text())
+    except (OSError, ValueError):
+        return key, None
+    return key, old["fits"] if old.get("fits_key") == key and "fits" in old else None
+
+
 def collect(runner: ScalingState) -> dict[str, Any]:
     """results.json's content."""
     from hrm_codegen.study.report import _machine
@@ -206,6 +228,10 @@ def collect(runner: ScalingState) -> dict[str, Any]:
     rows = [run_row(runner, k) for k in keys]
     points = select_points(rows, spec.seeds[0])
     sessions_file = runner.out / "sessions.json"
+    key, fits = reuse_fits(runner.out / "results.json", points, dict(spec.fits))
+    if fits is None:
+        runner.log(f"fitting the laws ({key[:12]}): the points or the fit settings changed")
+        fits = fit_arms(points, {"workers": spec.jobs, **spec.fits})  # refits on the jobs
     return {
         "study": spec.name,
         "kind": "scaling",
@@ -231,7 +257,8 @@ def collect(runner: ScalingState) -> dict[str, Any]:
         "data": _data(runner),
         "runs": rows,
         "points": points,
-        "fits": fit_arms(points, {"workers": spec.jobs, **spec.fits}),  # refits on the jobs
+        "fits_key": key,
+        "fits": fits,
         "sessions": json.loads(sessions_file.read_text()) if sessions_file.is_file() else [],
         "machine": _machine(),
     }
@@ -255,10 +282,24 @@ def _num(value: Any, digits: int = 3) -> str:
     return f"{value:.{digits}g}"
 
 
-def _ci(stats: dict[str, float] | None) -> str:
+def _ci(stats: dict[str, float] | None, name: str = "") -> str:
+    """`estimate [lo, hi]`, the estimate marked † when it sits on its fit bound."""
     if not stats:
         return "-"
-    return f"{_num(stats['estimate'])} [{_num(stats['lo'])}, {_num(stats['hi'])}]"
+    from hrm_codegen.study.fits import at_bound  # scipy: only where a report is rendered
+
+    mark = " †" if name and at_bound(name, float(stats["estimate"])) else ""
+    return f"{_num(stats['estimate'])}{mark} [{_num(stats['lo'])}, {_num(stats['hi'])}]"
+
+
+def _holdout_cell(held: dict[str, Any]) -> str:
+    """The largest relative error of the held-out prediction, and whether every held-out run
+    fell inside its 95 % bootstrap prediction interval."""
+    if not held or not held.get("runs"):
+        return "-"
+    error = f"{_num(100 * held.get('max_abs_rel_error', math.nan), 2)} %"
+    inside = sum(bool(run.get("inside")) for run in held["runs"])
+    return f"{error} ({inside}/{len(held['runs'])} inside the 95 % interval)"
 
 
 def render_markdown(result: dict[str, Any], command: str, plots: list[str]) -> str:
@@ -318,10 +359,10 @@ def render_markdown(result: dict[str, Any], command: str, plots: list[str]) -> s
             phi = (entry.get("loop_law") or {}).get("phi")
             held = entry.get("holdout") or {}
             lines.append(
-                f"| {arm} | {entry['points']} | {_ci(law.get('E'))} | {_ci(law.get('alpha'))} | "
-                f"{_ci(law.get('beta'))} | {_ci(phi)} | "
-                f"{_num(entry.get('tokens_per_param_at_max_budget'))} | "
-                f"{_num(100 * held.get('max_abs_rel_error', math.nan), 2)} % |"
+                f"| {arm} | {entry['points']} | {_ci(law.get('E'), 'E')} | "
+                f"{_ci(law.get('alpha'), 'alpha')} | {_ci(law.get('beta'), 'beta')} | "
+                f"{_ci(phi, 'phi')} | {_num(entry.get('tokens_per_param_at_max_budget'))} | "
+                f"{_holdout_cell(held)} |"
             )
         cross = block.get("crossover")
         if cross:
@@ -331,6 +372,14 @@ def render_markdown(result: dict[str, Any], command: str, plots: list[str]) -> s
                 f"{cross['statement']}.",
             ]
         lines.append("")
+    lines += [
+        "† the estimate sits on the fit's bound (E >= e^-20, alpha and beta in [0, 3], phi in "
+        "[0, 1.5]): the runs do not determine it, and the law's extrapolations lean on the bound.",
+        "The held-out column fits every budget but the largest and predicts the largest: the "
+        "largest relative error, and how many of those runs fell inside the prediction's 95 % "
+        "bootstrap interval.",
+        "",
+    ]
     lines += [
         "## Every run",
         "",
@@ -344,7 +393,10 @@ def render_markdown(result: dict[str, Any], command: str, plots: list[str]) -> s
             f"{_num(r['loss'], 4)} |"
         )
     lines += ["", *(f"![{name}]({name})" for name in plots), ""]
-    lines.append("Every number here is in `results.json` beside the report.")
+    lines.append(
+        "Every number here is in the study's `results.json`: beside `report.md` in the study "
+        "folder, and in the folder of the same name as this page when published."
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -458,4 +510,4 @@ def write_scaling_report(
     return write_pages(runner, collect(runner), command, write_plots, render_markdown, publish_dir)
 
 
-__all__ = ["collect", "fit_arms", "select_points", "write_scaling_report"]
+__all__ = ["collect", "fit_arms", "fits_key", "reuse_fits", "select_points", "write_scaling_report"]
