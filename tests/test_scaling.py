@@ -181,3 +181,37 @@ def test_the_estimate_takes_a_rate_per_size():
 def test_scaling_protocol_mistakes_are_one_line(override, message):
     with pytest.raises(StudyConfigError, match=message):
         load_scaling_spec(scaling_node(override)["study"])
+
+
+def test_a_second_seed_trains_only_the_lrs_the_first_selects(scaling_study, tmp_path):
+    # From the first seed's records alone (a fresh folder), study.seeds=[0, 1] trains seed 1 at
+    # the lrs some budget selected on seed 0, with their branches, and nothing of seed 0; the
+    # fits then hold both seeds at every selected point.
+    cfg = {**scaling_study["cfg"], "output_dir": str(tmp_path / "two")}
+    records = tmp_path / "records"  # a copy: the other tests read the fixture's records
+    shutil.copytree(scaling_study["root"] / "records", records)
+    cfg["study"] = {**cfg["study"], "seeds": [0, 1], "records_dir": str(records)}
+    spec = load_scaling_spec(cfg["study"])
+    before = json.loads((scaling_study["root"] / "out" / "results.json").read_text())
+    chosen = {(p["arm"], p["size"]): set() for p in before["points"]}
+    for point in before["points"]:
+        chosen[point["arm"], point["size"]].add(point["lr"])
+    lines: list[str] = []
+    runner = ScalingRunner(spec, tmp_path / "two", log=lines.append)
+    for arm, size in chosen:
+        assert runner.selected_lrs(arm, size) == sorted(chosen[arm, size])
+    with contextlib.redirect_stdout(io.StringIO()):
+        runner.run()
+    trained = sorted(line for line in lines if line.startswith("train "))
+    expected = sorted(
+        f"train {stage} {arm}/{size} lr={lr:g} seed=1"
+        for (arm, size), lrs in chosen.items()
+        for lr in lrs
+        for stage in ["long"] + [ScalingKey(arm, size, lr, 1, b).stage for b in spec.budgets[:-1]]
+    )
+    assert trained == expected
+    after = json.loads((tmp_path / "two" / "results.json").read_text())
+    seeds = {(p["arm"], p["size"], p["budget"]): set() for p in after["points"]}
+    for point in after["points"]:
+        seeds[point["arm"], point["size"], point["budget"]].add(point["seed"])
+    assert len(seeds) == len(before["points"]) and all(s == {0, 1} for s in seeds.values())

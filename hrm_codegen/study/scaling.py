@@ -65,14 +65,40 @@ class ScalingRunner(StudyRunner):
                 break
         return values
 
+    def selected_lrs(self, arm: str, size: str) -> list[float]:
+        """The lrs that some budget selects on the first seed (lowest final `select_metric`,
+        ties to the smaller lr: the report's `select_points` rule), once every first-seed run
+        of (arm, size) is done; [] before. Later seeds train only these: a second seed
+        measures the spread of the points the fits use, not of the whole sweep."""
+        first = self.spec.seeds[0]
+        lrs = self.lrs(arm, size)
+        last = len(self.spec.budgets) - 1
+        keys = {
+            (lr, budget): ScalingKey(arm, size, lr, first, None if i == last else budget)
+            for lr in lrs
+            for i, budget in enumerate(self.spec.budgets)
+        }
+        if any(self.status(k) not in ("done", "diverged") for k in keys.values()):
+            return []
+        chosen = set()
+        for budget in self.spec.budgets:
+            scores = [(self.final(keys[lr, budget]), lr) for lr in lrs]
+            score, lr = min(scores)
+            if math.isfinite(score):
+                chosen.add(lr)
+        return sorted(chosen)
+
     def long_keys(self) -> list[ScalingKey]:
-        return [
-            ScalingKey(arm, size, lr, seed)
-            for arm in self.spec.arms
-            for size in self.spec.sizes
-            for lr in self.lrs(arm, size)
-            for seed in self.spec.seeds
-        ]
+        first = self.spec.seeds[0]
+        keys = []
+        for arm in self.spec.arms:
+            for size in self.spec.sizes:
+                later = self.selected_lrs(arm, size) if len(self.spec.seeds) > 1 else []
+                for lr in self.lrs(arm, size):
+                    for seed in self.spec.seeds:
+                        if seed == first or lr in later:
+                            keys.append(ScalingKey(arm, size, lr, seed))
+        return keys
 
     def branch_keys(self) -> list[ScalingKey]:
         return [

@@ -56,8 +56,11 @@ class ScalingSpec:
 
     def estimate(self) -> dict[str, float]:
         """Training FLOPs of the whole grid (before any edge extension), and hours at the
-        configured rate: per combination one long run plus each branch's cooldown."""
-        longs = len(self.arms) * len(self.sizes) * len(self.lr_sweep) * len(self.seeds)
+        configured rate: per combination one long run plus each branch's cooldown. Later seeds
+        train only the lrs the first seed selects: counted at the worst case, a different lr
+        for each budget."""
+        per_seed_after = min(len(self.budgets), len(self.lr_sweep)) * (len(self.seeds) - 1)
+        longs = len(self.arms) * len(self.sizes) * (len(self.lr_sweep) + per_seed_after)
         per_long = self.budgets[-1] + self.cooldown_fraction * sum(self.budgets[:-1])
         total = longs * per_long
         out = {"runs": longs * len(self.budgets), "flops": total}
