@@ -302,10 +302,15 @@ def test_a_rerun_trains_nothing_and_rewrites_the_same_numbers(smoke_study, monke
 
     monkeypatch.setattr(training, "train", no_training)
     before = json.loads((smoke_study["root"] / "out" / "results.json").read_text())
-    with contextlib.redirect_stdout(io.StringIO()):
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
         run_study_from_config(smoke_study["cfg"], command="rerun")
     after = json.loads((smoke_study["root"] / "out" / "results.json").read_text())
     assert after["arms"] == before["arms"]
+    # finished runs are counted once, not as instant runs that would make an ETA of seconds
+    trained = [line for line in out.getvalue().splitlines() if line.startswith("  train ")]
+    assert not trained
+    assert "runs done already (here or recorded)" in out.getvalue()
     assert len(after["sessions"]) == len(before["sessions"]) + 1
 
 

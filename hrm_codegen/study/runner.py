@@ -596,6 +596,15 @@ class StudyRunner:
         """`self.<method>(key)` for every key: in this process when `jobs` is 1, else in `jobs`
         spawned workers; the first failure stops the rest and is raised here. Each finished key
         is logged as it finishes, with its count and an ETA from the mean time per key so far."""
+        if method == "train":  # runs done here or recorded take no time: not in the ETA
+            finished = [k for k in keys if self.status(k) in ("done", "diverged")]
+            for key in finished:
+                self.write_record(key)
+            if finished:
+                self.log(
+                    f"train: {len(finished)} of {len(keys)} runs done already (here or recorded)"
+                )
+            keys = [k for k in keys if k not in finished]
         if not keys:
             return
         progress = _Progress(method, len(keys), self.log)
