@@ -71,6 +71,7 @@ def test_every_budget_is_a_branch_of_one_long_wsd_run(scaling_study):
         assert "checkpoints/step_" in branch_cfg.branch_from
     assert steps[spec.budgets[0]] < steps[spec.budgets[1]] < config.train.max_steps
     assert "36 runs before any lr extension" in scaling_study["stdout"]
+    assert "left to train now: 36 runs" in scaling_study["stdout"]
 
 
 def test_records_alone_rebuild_the_report_and_a_long_run_is_retrained_bit_for_bit(
@@ -210,6 +211,7 @@ def test_a_second_seed_trains_only_the_lrs_the_first_selects(scaling_study, tmp_
         for stage in ["long"] + [ScalingKey(arm, size, lr, 1, b).stage for b in spec.budgets[:-1]]
     )
     assert trained == expected
+    assert any(line.startswith(f"left to train now: {len(expected)} runs,") for line in lines)
     after = json.loads((tmp_path / "two" / "results.json").read_text())
     seeds = {(p["arm"], p["size"], p["budget"]): set() for p in after["points"]}
     for point in after["points"]:

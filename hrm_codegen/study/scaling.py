@@ -260,6 +260,23 @@ class ScalingRunner(StudyRunner):
 
     # ------------------------------------------------------------------ the whole study
 
+    def remaining(self) -> str:
+        """What is left to train as known now (edge extensions and later seeds' lrs still
+        undecided are not counted): runs, FLOPs and hours at the configured rates."""
+        spec = self.spec
+        per_size = dict.fromkeys(spec.sizes, 0.0)
+        runs = 0
+        for key in self.long_keys() + self.branch_keys():
+            if self.status(key) in ("done", "diverged"):
+                continue
+            runs += 1
+            long = key.budget is None
+            per_size[key.size] += spec.budgets[-1] if long else spec.cooldown_fraction * key.budget
+        hours = spec.hours(per_size)
+        flops = sum(per_size.values())
+        at = f", about {hours:.1f} h at {spec.jobs} job(s)" if hours is not None else ""
+        return f"left to train now: {runs} runs, {flops:.3g} training FLOPs{at}"
+
     def run(self, publish_dir: str | Path | None = None, command: str = "") -> Path:
         """Every run not done or recorded (long runs, then branches, then the edge extensions
         the results call for), then the report; returns the path of report.md."""
@@ -280,6 +297,7 @@ class ScalingRunner(StudyRunner):
             f"{estimate['flops']:.3g} training FLOPs{hours}"
         )
         self.prepare()
+        self.log(self.remaining())
         while True:
             longs = [k for k in self.long_keys() if self.status(k) not in ("done", "diverged")]
             self.for_each("train", longs)

@@ -64,12 +64,20 @@ class ScalingSpec:
         per_long = self.budgets[-1] + self.cooldown_fraction * sum(self.budgets[:-1])
         total = longs * per_long
         out = {"runs": longs * len(self.budgets), "flops": total}
-        rate = self.flops_per_second_per_job
-        if rate:
-            per_size = rate if isinstance(rate, dict) else dict.fromkeys(self.sizes, rate)
-            seconds = sum(total / len(self.sizes) / per_size[size] for size in self.sizes)
-            out["hours"] = seconds / self.jobs / 3600
+        hours = self.hours({size: total / len(self.sizes) for size in self.sizes})
+        if hours is not None:
+            out["hours"] = hours
         return out
+
+    def hours(self, flops_per_size: dict[str, float]) -> float | None:
+        """Wall-clock hours of these training FLOPs per size at the configured rates over
+        `jobs` workers; None without a rate."""
+        rate = self.flops_per_second_per_job
+        if not rate:
+            return None
+        per_size = rate if isinstance(rate, dict) else dict.fromkeys(self.sizes, rate)
+        seconds = sum(flops / per_size[size] for size, flops in flops_per_size.items())
+        return seconds / self.jobs / 3600
 
 
 def load_scaling_spec(cfg: Any) -> ScalingSpec:
