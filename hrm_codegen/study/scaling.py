@@ -32,7 +32,7 @@ from hrm_codegen.run_layout import CHECKPOINTS_DIR, CONFIG_SNAPSHOT, METRICS_FIL
 from hrm_codegen.study.records import is_recorded, record_status, write_record
 from hrm_codegen.study.runner import StudyRunner
 from hrm_codegen.study.runs import final_metric, model_facts, run_status
-from hrm_codegen.study.scaling_spec import ScalingKey, ScalingSpec
+from hrm_codegen.study.scaling_spec import ScalingKey, ScalingSpec, best_lr
 from hrm_codegen.study.spec import StudyConfigError
 
 PREFIX_FILE = "restored_prefix.json"  # a long run trained again only as far as its branches need
@@ -66,8 +66,8 @@ class ScalingRunner(StudyRunner):
         return values
 
     def selected_lrs(self, arm: str, size: str) -> list[float]:
-        """The lrs that some budget selects on the first seed (lowest final `select_metric`,
-        ties to the smaller lr: the report's `select_points` rule), once every first-seed run
+        """The lrs that some budget selects on the first seed (`best_lr` of the final
+        `select_metric`, the rule of the report's `select_points`), once every first-seed run
         of (arm, size) is done; [] before. Later seeds train only these: a second seed
         measures the spread of the points the fits use, not of the whole sweep."""
         first = self.spec.seeds[0]
@@ -80,13 +80,11 @@ class ScalingRunner(StudyRunner):
         }
         if any(self.status(k) not in ("done", "diverged") for k in keys.values()):
             return []
-        chosen = set()
-        for budget in self.spec.budgets:
-            scores = [(self.final(keys[lr, budget]), lr) for lr in lrs]
-            score, lr = min(scores)
-            if math.isfinite(score):
-                chosen.add(lr)
-        return sorted(chosen)
+        chosen = (
+            best_lr([(self.final(keys[lr, budget]), lr) for lr in lrs])
+            for budget in self.spec.budgets
+        )
+        return sorted({lr for lr in chosen if lr is not None})
 
     def long_keys(self) -> list[ScalingKey]:
         first = self.spec.seeds[0]

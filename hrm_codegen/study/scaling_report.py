@@ -20,7 +20,7 @@ import numpy as np
 
 from hrm_codegen.study.records import run_facts, trainer_state
 from hrm_codegen.study.runs import model_facts
-from hrm_codegen.study.scaling_spec import ScalingKey, ScalingSpec
+from hrm_codegen.study.scaling_spec import ScalingKey, ScalingSpec, best_lr
 
 CONVENTIONS = {
     "all": ("params", "flops"),  # every parameter and FLOP
@@ -84,7 +84,7 @@ def select_points(rows: list[dict[str, Any]], first_seed: int) -> list[dict[str,
             cells.setdefault((row["arm"], row["size"], row["budget"]), []).append(
                 (row["loss"], row["lr"])
             )
-    best = {cell: min(scores)[1] for cell, scores in cells.items()}
+    best = {cell: best_lr(scores) for cell, scores in cells.items()}
     return [
         r
         for r in rows

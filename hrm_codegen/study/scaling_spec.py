@@ -4,6 +4,7 @@ grid. How the grid trains is scaling.py; its report, scaling_report.py (both rea
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,6 +79,14 @@ class ScalingSpec:
         per_size = rate if isinstance(rate, dict) else dict.fromkeys(self.sizes, rate)
         seconds = sum(flops / per_size[size] for size, flops in flops_per_size.items())
         return seconds / self.jobs / 3600
+
+
+def best_lr(scored: list[tuple[float, float]]) -> float | None:
+    """The lr of the lowest finite score among (score, lr) pairs, ties to the smaller lr; None
+    when none is finite. The one selection rule of a scaling study: the report's points and
+    the lrs later seeds rerun both use it."""
+    finite = [pair for pair in scored if math.isfinite(pair[0])]
+    return min(finite)[1] if finite else None
 
 
 def load_scaling_spec(cfg: Any) -> ScalingSpec:
